@@ -1,0 +1,121 @@
+"""Owner actions on the charger: open a ticket, check it is allowed, apply it, sign a receipt.
+
+The GATT admin point hands the written bytes here; the daemon then does the link-level
+consequences this returns (drop links, forget bonds). State changes go through the one store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chargepin.charger.store import StateStore
+from chargepin.core.admin import ActionNotAllowed, authorize
+from chargepin.core.epochs import pin_fingerprint
+from chargepin.core.errors import TicketRejected
+from chargepin.core.pin import Pin
+from chargepin.core.policy import pin_policy
+from chargepin.core.protocol import AdminResult
+from chargepin.core.tickets import Action, Receipt, Ticket, open_ticket, sign_receipt
+
+
+@dataclass(frozen=True)
+class AdminOutcome:
+    """What the daemon shows the phone and what it must do to the links afterwards."""
+
+    result: AdminResult
+    drop_all_links: bool = False
+    forget_unauthenticated_bonds: bool = False
+    forget_bonds: tuple[str, ...] = ()
+    forget_all_bonds: bool = False
+
+
+def _receipt(store: StateStore, ticket: Ticket, bonds_removed: int = 0) -> bytes:
+    identity = store.identity
+    return sign_receipt(
+        store.secret,
+        Receipt(
+            serial=identity.serial,
+            challenge=ticket.challenge,
+            action=ticket.action,
+            epoch=store.epoch,
+            pin_enabled=store.pin_enabled,
+            fingerprint=pin_fingerprint(store.secret, identity.serial, store.current_pin()),
+            bonds_removed=bonds_removed,
+        ),
+    )
+
+
+def rejected(reason: str, detail: str, action: str = "") -> AdminResult:
+    """The result shown for a refused ticket."""
+    return AdminResult(ok=False, action=action, reason=reason, detail=detail)
+
+
+def apply_ticket(
+    store: StateStore,
+    blob: bytes,
+    challenge: bytes | None,
+    now: float,
+    bonded: list[str],
+) -> AdminOutcome:
+    """Open, authorise and apply one ticket; raises TicketRejected or ActionNotAllowed."""
+    identity = store.identity
+    ticket = open_ticket(store.secret, identity.serial, blob, now, challenge)
+    policy = pin_policy(identity.model, identity.firmware, identity.produced)
+    authorize(policy, store.pin_enabled, ticket.action)
+    action = ticket.action
+    custom = ticket.arg("pin")
+    if action is Action.ENABLE_PIN:
+        store.set_pin_config(
+            enabled=True,
+            custom_pin=Pin.parse_strong(custom) if custom else None,
+            epoch=store.epoch,
+        )
+        store.record_event("pin_enabled", "owner ticket", now)
+        result = AdminResult(ok=True, action=action.value, receipt=_receipt(store, ticket))
+        # PRODUCT.md: enabling interrupts the Bluetooth connection; the next one needs the PIN.
+        return AdminOutcome(result, drop_all_links=True, forget_unauthenticated_bonds=True)
+    if action is Action.CHANGE_PIN:
+        if custom:
+            store.set_pin_config(
+                enabled=True, custom_pin=Pin.parse_strong(custom), epoch=store.epoch
+            )
+        else:
+            store.advance_epoch()
+        forget = ticket.arg("forget_bonds") == "1"
+        store.record_event("pin_changed", "forget all bonds" if forget else "bonds kept", now)
+        result = AdminResult(
+            ok=True,
+            action=action.value,
+            receipt=_receipt(store, ticket, bonds_removed=len(bonded) if forget else 0),
+        )
+        return AdminOutcome(result, drop_all_links=forget, forget_all_bonds=forget)
+    if action is Action.DISABLE_PIN:
+        store.set_pin_config(enabled=False, custom_pin=store.custom_pin, epoch=store.epoch)
+        store.record_event("pin_disabled", "owner ticket", now)
+        return AdminOutcome(
+            AdminResult(ok=True, action=action.value, receipt=_receipt(store, ticket))
+        )
+    if action is Action.LIST_PHONES:
+        return AdminOutcome(AdminResult(ok=True, action=action.value, phones=tuple(bonded)))
+    # REMOVE_PHONE
+    if ticket.arg("all") == "1":
+        targets = tuple(bonded)
+    else:
+        address = ticket.arg("address") or ""
+        targets = tuple(a for a in bonded if a.split("/")[0] == address.split("/")[0].upper())
+        if not targets:
+            raise ActionNotAllowed(action, f"no paired phone {address}; list the phones first")
+    for target in targets:
+        store.record_event("bond_removed", target, now)
+    return AdminOutcome(
+        AdminResult(
+            ok=True,
+            action=action.value,
+            receipt=_receipt(store, ticket, bonds_removed=len(targets)),
+            phones=targets,
+        ),
+        forget_bonds=targets,
+    )
+
+
+__all__ = ["ActionNotAllowed", "AdminOutcome", "TicketRejected", "apply_ticket", "rejected"]

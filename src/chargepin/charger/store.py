@@ -1,0 +1,655 @@
+"""The charger's durable state: one SQLite file, the single owner of everything that must survive.
+
+Identity, factory secret, PIN configuration and epoch, lockout state, the event log and the bonds
+live in one database (WAL, synchronous=FULL), so a power cut at any instant leaves the state of
+the last commit and never a mix of two (DESIGN.md, "State on the charger"). Nothing is kept in
+memory except the identity and the secret, which never change after provisioning: every other
+value is read from SQLite when asked and written through at once, so there is no second copy
+that could diverge from the file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from chargepin.charger.errors import StateError
+from chargepin.core.attempts import PROFILE_NAMES
+from chargepin.core.epochs import epoch_pin
+from chargepin.core.keys import SECRET_SIZE
+from chargepin.core.lockout import LockoutConfig, LockoutState
+from chargepin.core.pin import Pin
+from chargepin.core.policy import FirmwareVersion
+from chargepin.radio.keystore import SqliteKeyStore
+
+SCHEMA_VERSION: Final = 1
+"""PRAGMA user_version of the database this module reads and writes."""
+
+IRK_LENGTH: Final = 16
+"""Bytes of the charger's Identity Resolving Key (Core spec Vol 3 Part H 2.4.2.1)."""
+
+MAX_EVENTS: Final = 1000
+"""Events kept in the log; older ones are dropped but stay counted in counters()."""
+
+EVENT_KINDS: Final = (
+    "pairing_failed",
+    "pairing_ok",
+    "locked",
+    "ticket_rejected",
+    "pin_enabled",
+    "pin_changed",
+    "pin_disabled",
+    "bond_removed",
+)
+"""The kinds the daemon records; counters() reports each of them, zero included."""
+
+BUSY_TIMEOUT_MS: Final = 5000
+"""How long a write waits for another process (e.g. the CLI) to finish its own."""
+
+_SERIAL = re.compile(r"[A-Za-z0-9_-]{1,32}", re.ASCII)
+_ADDRESS = re.compile(r"[0-9A-F]{2}(?::[0-9A-F]{2}){5}", re.ASCII)
+_BONDS_TABLE = "bonds"
+
+_SCHEMA = (
+    """CREATE TABLE identity (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        serial TEXT NOT NULL,
+        model TEXT NOT NULL,
+        firmware TEXT NOT NULL,
+        produced TEXT NOT NULL,
+        address TEXT NOT NULL,
+        irk BLOB NOT NULL CHECK (length(irk) = 16),
+        secret BLOB NOT NULL CHECK (length(secret) = 32))""",
+    """CREATE TABLE settings (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        profile TEXT NOT NULL,
+        lockout_config TEXT NOT NULL)""",
+    """CREATE TABLE pin_config (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+        custom_pin TEXT,
+        epoch INTEGER NOT NULL CHECK (epoch >= 0))""",
+    """CREATE TABLE lockout (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        state TEXT NOT NULL)""",
+    """CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL)""",
+    """CREATE TABLE counters (
+        kind TEXT PRIMARY KEY,
+        count INTEGER NOT NULL CHECK (count >= 0))""",
+)
+_SINGLE_ROW_TABLES = ("identity", "settings", "pin_config", "lockout")
+_TABLES = (*_SINGLE_ROW_TABLES, "events", "counters", _BONDS_TABLE)
+
+
+@dataclass(frozen=True)
+class ChargerIdentity:
+    """Who the charger is, fixed at the factory: what the fleet service and the phone match on.
+
+    `address` is the charger's random static Bluetooth address (Core spec Vol 6 Part B 1.3.2.1)
+    and `irk` its Identity Resolving Key; both stay the same for the charger's life so that
+    bonded phones find it again.
+    """
+
+    serial: str
+    model: str
+    firmware: str
+    produced: datetime.date
+    address: str
+    irk: bytes
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the charger's security log (wrong PINs, lockouts, PIN changes...)."""
+
+    at: float
+    kind: str
+    detail: str
+
+
+def random_static_address() -> str:
+    """A new random static device address such as "C3:1F:9A:07:55:E2".
+
+    The two most significant bits are 1 and the other 46 bits are neither all 0 nor all 1
+    (Core spec Vol 6 Part B 1.3.2.1).
+    """
+    while True:
+        value = bytearray(secrets.token_bytes(6))
+        value[0] |= 0xC0
+        address = ":".join(f"{octet:02X}" for octet in value)
+        if _static_address_problem(address) is None:
+            return address
+
+
+def _static_address_problem(address: str) -> str | None:
+    """Why `address` (upper-case, MSB first) is not a random static address, or None."""
+    if not _ADDRESS.fullmatch(address):
+        return "it is not six hexadecimal octets separated by colons"
+    value = int(address.replace(":", ""), 16)
+    if value >> 46 != 0b11:
+        return "its two most significant bits are not both 1 (random static addresses start C-F)"
+    random_part = value & ((1 << 46) - 1)
+    if random_part in (0, (1 << 46) - 1):
+        return "its 46 random bits are all 0 or all 1"
+    return None
+
+
+class StateStore:
+    """The charger's state in one SQLite file; the daemon's only source of truth.
+
+    Make one with `create` (factory provisioning) or `open`. Every setter is one transaction,
+    committed and synced before it returns; `transaction()` groups several setters into one
+    commit when they must change together (e.g. a lockout update, an epoch change and an event).
+    Write failures (disk full, I/O error) raise StateError so the daemon fails closed.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        """Wrap an open, already validated connection; use `create` or `open` instead."""
+        self._connection = connection
+        self._path = path
+        self._depth = 0
+        self._identity, self._secret = self._load_identity()
+        self._keystore = SqliteKeyStore(connection, _BONDS_TABLE)
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        identity: ChargerIdentity,
+        secret: bytes,
+        profile: str,
+        lockout: LockoutConfig,
+        pin_enabled: bool,
+    ) -> StateStore:
+        """Provision a new charger's state file at `path` (the factory step).
+
+        Refuses an existing file, so provisioning can never overwrite a charger's secret or
+        bonds by mistake. Everything is written in one transaction: a crash during `create`
+        leaves a file without schema, which `open` reports instead of half a charger.
+        """
+        _validate_identity(identity)
+        if not isinstance(secret, bytes) or len(secret) != SECRET_SIZE:
+            length = len(secret) if isinstance(secret, bytes) else type(secret).__name__
+            raise StateError(
+                f"factory secret must be {SECRET_SIZE} bytes, got {length}; "
+                "generate it with secrets.token_bytes(32) and register it with the fleet service"
+            )
+        if profile not in PROFILE_NAMES:
+            raise StateError(
+                f"unknown security profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)}"
+            )
+        target = Path(path)
+        if target.exists():
+            raise StateError(
+                f"state file {target} already exists; provision into another path, or delete it "
+                "deliberately (that forgets the charger's secret, PIN and bonds) and run again"
+            )
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError as error:
+            raise StateError(
+                f"state file {target} appeared while provisioning; provision into another path"
+            ) from error
+        except OSError as error:
+            raise StateError(
+                f"cannot create the state file {target}: {error.strerror}; "
+                "check that the directory exists and is writable"
+            ) from error
+        os.close(fd)
+        connection: sqlite3.Connection | None = None
+        try:
+            connection = sqlite3.connect(target, isolation_level=None)
+            _configure(connection)
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                connection.execute(statement)
+            SqliteKeyStore(connection, _BONDS_TABLE)
+            connection.execute(
+                "INSERT INTO identity VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    identity.serial,
+                    identity.model,
+                    identity.firmware,
+                    identity.produced.isoformat(),
+                    identity.address,
+                    identity.irk,
+                    secret,
+                ),
+            )
+            connection.execute(
+                "INSERT INTO settings VALUES (1, ?, ?)",
+                (profile, json.dumps(lockout.to_dict(), sort_keys=True)),
+            )
+            connection.execute("INSERT INTO pin_config VALUES (1, ?, NULL, 0)", (int(pin_enabled),))
+            connection.execute(
+                "INSERT INTO lockout VALUES (1, ?)",
+                (json.dumps(LockoutState().to_dict(), sort_keys=True),),
+            )
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            connection.execute("COMMIT")
+            _sync_directory(target.parent)
+            return cls(connection, target)
+        except BaseException:
+            if connection is not None:
+                connection.close()
+            for leftover in (target, *_sidecars(target)):
+                leftover.unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> StateStore:
+        """Open an existing charger state file, checking that it is a complete chargepin one.
+
+        Never creates or alters a file that is not ours: a wrong `--state` path must fail with
+        a message rather than start a charger with no secret and no lockout history.
+        """
+        target = Path(path)
+        if not target.exists():
+            raise StateError(
+                f"no charger state at {target}; provision it with "
+                f"`chargepin charger init --state {target} ...`"
+            )
+        try:
+            connection = sqlite3.connect(
+                f"{target.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None
+            )
+        except sqlite3.Error as error:
+            raise StateError(
+                f"cannot open the charger state {target}: {error}; "
+                "check that the file and its directory are readable and writable"
+            ) from error
+        try:
+            _configure(connection)
+            _check_schema(connection, target)
+            connection.execute("PRAGMA journal_mode = WAL")
+            store = cls(connection, target)
+            store._check_values()
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            raise StateError(
+                f"{target} is not a chargepin state database: {error}; "
+                "restore it from backup or provision again with `chargepin charger init`"
+            ) from error
+        except BaseException:
+            connection.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Close the database; the store is unusable afterwards. Closing twice is harmless."""
+        self._connection.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group the writes inside the block into one commit (all or nothing, then synced).
+
+        Use it where a crash between two writes would leave a state the rules forbid, e.g. a
+        failed attempt that both updates the lockout and moves to the next epoch. Nests.
+        """
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            self._connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise self._write_error(error) from error
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            if self._connection.in_transaction:
+                self._connection.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        try:
+            self._connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            if self._connection.in_transaction:
+                self._connection.execute("ROLLBACK")
+            raise self._write_error(error) from error
+
+    # -- identity and configuration ----------------------------------------------------------
+
+    @property
+    def identity(self) -> ChargerIdentity:
+        """The factory identity (cached: it never changes after provisioning)."""
+        return self._identity
+
+    @property
+    def secret(self) -> bytes:
+        """The 32-byte factory secret shared with the fleet service (cached, immutable)."""
+        return self._secret
+
+    @property
+    def profile(self) -> str:
+        """The security profile chosen at provisioning ("hardened" or "classic")."""
+        return str(self._row("SELECT profile FROM settings")[0])
+
+    @property
+    def lockout_config(self) -> LockoutConfig:
+        """The lockout numbers this charger applies."""
+        return LockoutConfig.from_dict(
+            json.loads(self._row("SELECT lockout_config FROM settings")[0])
+        )
+
+    # -- PIN ---------------------------------------------------------------------------------
+
+    @property
+    def pin_enabled(self) -> bool:
+        """Whether pairing requires the PIN (passkey entry with MITM)."""
+        return bool(self._row("SELECT enabled FROM pin_config")[0])
+
+    @property
+    def custom_pin(self) -> Pin | None:
+        """The owner's custom PIN, or None when the PIN comes from the epoch."""
+        digits = self._row("SELECT custom_pin FROM pin_config")[0]
+        return None if digits is None else Pin(str(digits))
+
+    @property
+    def epoch(self) -> int:
+        """The current PIN epoch (public: advertised and readable by anyone)."""
+        return int(self._row("SELECT epoch FROM pin_config")[0])
+
+    def current_pin(self) -> Pin:
+        """The PIN pairing must use now: the custom PIN if set, else the epoch's derived PIN."""
+        custom, epoch = self._row("SELECT custom_pin, epoch FROM pin_config")
+        if custom is not None:
+            return Pin(str(custom))
+        return epoch_pin(self._secret, self._identity.serial, int(epoch))
+
+    def set_pin_config(self, *, enabled: bool, custom_pin: Pin | None, epoch: int) -> None:
+        """Replace the whole PIN configuration in one transaction.
+
+        The epoch may stay or move forward but never back: an old epoch's PIN may already be
+        partly known to an attacker, and the fleet service must never see an epoch reused.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise StateError(f"epoch must be a non-negative integer, got {epoch!r}")
+        digits = None if custom_pin is None else custom_pin.digits
+        with self.transaction():
+            current = self.epoch
+            if epoch < current:
+                raise StateError(
+                    f"epoch cannot go back from {current} to {epoch}; an old epoch's PIN may "
+                    f"already be known: use epoch {current} or higher"
+                )
+            self._execute(
+                "UPDATE pin_config SET enabled = ?, custom_pin = ?, epoch = ?",
+                (int(enabled), digits, epoch),
+            )
+
+    def advance_epoch(self) -> int:
+        """Move to the next epoch and drop any custom PIN (one transaction); the new epoch.
+
+        Called after a failed or aborted passkey attempt in the hardened profile, before the
+        next attempt is served, so the bits an attacker learned about the PIN are worthless.
+        """
+        with self.transaction():
+            self._execute("UPDATE pin_config SET epoch = epoch + 1, custom_pin = NULL")
+            return self.epoch
+
+    # -- lockout -----------------------------------------------------------------------------
+
+    @property
+    def lockout_state(self) -> LockoutState:
+        """The persisted lockout state (failures in the window, lock expiry, lockout count)."""
+        return LockoutState.from_dict(json.loads(self._row("SELECT state FROM lockout")[0]))
+
+    def save_lockout_state(self, state: LockoutState) -> None:
+        """Persist the lockout state; committed and synced to disk when this returns.
+
+        The daemon calls it before serving the next pairing attempt, so neither a reboot nor a
+        power cut resets the count (inside `transaction()`, the block's commit does this).
+        """
+        text = json.dumps(state.to_dict(), sort_keys=True)
+        with self.transaction():
+            self._execute("UPDATE lockout SET state = ?", (text,))
+
+    # -- events ------------------------------------------------------------------------------
+
+    def record_event(self, kind: str, detail: str, now: float) -> None:
+        """Append an event to the log and count it, in one transaction.
+
+        The log keeps the last MAX_EVENTS entries so an attack cannot fill the disk; the
+        counters are kept separately and never drop.
+        """
+        if not isinstance(kind, str) or not kind:
+            raise StateError(f"event kind must be a non-empty name, got {kind!r}")
+        with self.transaction():
+            self._execute(
+                "INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)",
+                (float(now), kind, detail),
+            )
+            self._execute(
+                "INSERT INTO counters (kind, count) VALUES (?, 1)"
+                " ON CONFLICT (kind) DO UPDATE SET count = count + 1",
+                (kind,),
+            )
+            self._execute(
+                "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (MAX_EVENTS,)
+            )
+
+    def events(self, limit: int = 100) -> list[Event]:
+        """The last `limit` events, oldest first (the order in which they happened)."""
+        rows = self._connection.execute(
+            "SELECT at, kind, detail FROM"
+            " (SELECT id, at, kind, detail FROM events ORDER BY id DESC LIMIT ?)"
+            " ORDER BY id",
+            (limit,),
+        ).fetchall()
+        return [
+            Event(at=float(at), kind=str(kind), detail=str(detail)) for at, kind, detail in rows
+        ]
+
+    def counters(self) -> dict[str, int]:
+        """How many events of each kind were ever recorded (every known kind, zero included)."""
+        counts = dict.fromkeys(EVENT_KINDS, 0)
+        for kind, count in self._connection.execute(
+            "SELECT kind, count FROM counters ORDER BY kind"
+        ):
+            counts[str(kind)] = int(count)
+        return counts
+
+    # -- bonds -------------------------------------------------------------------------------
+
+    @property
+    def keystore(self) -> SqliteKeyStore:
+        """Bumble's key store on this database (table "bonds"); set it on the Device."""
+        return self._keystore
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _row(self, sql: str) -> tuple[Any, ...]:
+        row = self._connection.execute(sql).fetchone()
+        if row is None:
+            raise StateError(
+                f"state file {self._path} lost a row ({sql}); restore it from backup or "
+                "provision again with `chargepin charger init`"
+            )
+        return tuple(row)
+
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        try:
+            self._connection.execute(sql, params)
+        except sqlite3.Error as error:
+            raise self._write_error(error) from error
+
+    def _write_error(self, error: sqlite3.Error) -> StateError:
+        return StateError(
+            f"could not save the charger state to {self._path}: {error}; check free space and "
+            "the storage medium, then restart the daemon (it serves no pairing meanwhile)"
+        )
+
+    def _load_identity(self) -> tuple[ChargerIdentity, bytes]:
+        serial, model, firmware, produced, address, irk, secret = self._row(
+            "SELECT serial, model, firmware, produced, address, irk, secret FROM identity"
+        )
+        try:
+            identity = ChargerIdentity(
+                serial=serial,
+                model=model,
+                firmware=firmware,
+                produced=datetime.date.fromisoformat(produced),
+                address=address,
+                irk=irk,
+            )
+            _validate_identity(identity)
+        except (TypeError, ValueError, StateError) as error:
+            raise StateError(
+                f"state file {self._path} holds an invalid identity ({error}); restore it from "
+                "backup or provision again with `chargepin charger init`"
+            ) from error
+        if not isinstance(secret, bytes) or len(secret) != SECRET_SIZE:
+            raise StateError(
+                f"state file {self._path} holds an invalid factory secret; restore it from "
+                "backup (the fleet service cannot re-issue it)"
+            )
+        return identity, secret
+
+    def _check_values(self) -> None:
+        """Read every stored value once so a damaged file fails at open, not mid-pairing."""
+        try:
+            self.profile  # noqa: B018
+            self.lockout_config  # noqa: B018
+            self.lockout_state  # noqa: B018
+            self.custom_pin  # noqa: B018
+            self.epoch  # noqa: B018
+            self.pin_enabled  # noqa: B018
+        except StateError:
+            raise
+        except (TypeError, ValueError, KeyError) as error:
+            raise StateError(
+                f"state file {self._path} holds an invalid value ({error}); restore it from "
+                "backup or provision again with `chargepin charger init`"
+            ) from error
+
+
+def _configure(connection: sqlite3.Connection) -> None:
+    """Per-connection settings: wait for other writers, sync every commit, enforce keys."""
+    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    connection.execute("PRAGMA synchronous = FULL")
+    connection.execute("PRAGMA foreign_keys = ON")
+
+
+def _check_schema(connection: sqlite3.Connection, path: Path) -> None:
+    """Raise StateError unless the database has our schema version, tables and rows."""
+    version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    if version == 0:
+        raise StateError(
+            f"{path} is a SQLite database but not a chargepin charger state (no chargepin schema; "
+            "an interrupted `chargepin charger init` leaves such a file); check the path, or "
+            "delete it and provision again with `chargepin charger init`"
+        )
+    if version > SCHEMA_VERSION:
+        raise StateError(
+            f"{path} has schema version {version}, newer than this chargepin reads "
+            f"({SCHEMA_VERSION}); upgrade chargepin"
+        )
+    if version != SCHEMA_VERSION:
+        raise StateError(
+            f"{path} has unknown schema version {version} (expected {SCHEMA_VERSION}); "
+            "restore it from backup or provision again with `chargepin charger init`"
+        )
+    problem = connection.execute("PRAGMA quick_check").fetchone()[0]
+    if problem != "ok":
+        raise StateError(
+            f"{path} is damaged ({problem}); restore it from backup or provision again with "
+            "`chargepin charger init`"
+        )
+    names = {
+        row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    for table in _TABLES:
+        if table not in names:
+            raise StateError(
+                f"state file {path} is not a chargepin charger database (missing table {table}); "
+                "restore it from backup or provision again with `chargepin charger init`"
+            )
+    for table in _SINGLE_ROW_TABLES:
+        if connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] != 1:
+            raise StateError(
+                f"state file {path} is incomplete (table {table} has no row); restore it from "
+                "backup or provision again with `chargepin charger init`"
+            )
+
+
+def _validate_identity(identity: ChargerIdentity) -> None:
+    """Raise StateError unless the identity can be provisioned as it is."""
+    if not isinstance(identity.serial, str) or not _SERIAL.fullmatch(identity.serial):
+        raise StateError(
+            f"serial {identity.serial!r} is not valid; use 1 to 32 characters among "
+            "A-Z, a-z, 0-9, '-' and '_' as printed on the charger's label"
+        )
+    for name in ("model", "firmware"):
+        value = getattr(identity, name)
+        if not isinstance(value, str) or not value.strip():
+            raise StateError(f"{name} must be non-empty text, got {value!r}")
+    FirmwareVersion.parse(identity.firmware)
+    if not isinstance(identity.produced, datetime.date):
+        raise StateError(f"production date must be a date, got {identity.produced!r}")
+    if not isinstance(identity.address, str):
+        raise StateError(f"address must be text like C0:12:34:56:78:9A, got {identity.address!r}")
+    problem = _static_address_problem(identity.address)
+    if problem is not None:
+        raise StateError(
+            f"address {identity.address} is not a random static address: {problem}; use an "
+            "upper-case random static address such as C0:12:34:56:78:9A (first digit C to F)"
+        )
+    if not isinstance(identity.irk, bytes) or len(identity.irk) != IRK_LENGTH:
+        raise StateError(
+            f"IRK must be {IRK_LENGTH} bytes, got {identity.irk!r}; generate it with "
+            "secrets.token_bytes(16)"
+        )
+
+
+def _sidecars(path: Path) -> tuple[Path, Path]:
+    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a newly created file's directory entry durable (POSIX; a no-op elsewhere)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

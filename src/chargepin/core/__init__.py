@@ -1,0 +1,67 @@
+"""The rules of chargepin, free of I/O: PINs, PIN policy, lockout, epochs, tickets, receipts.
+
+Adapters (charger, phone, fleet, lab) import from here; time always comes in as an argument.
+"""
+
+from __future__ import annotations
+
+from chargepin.core import errors
+from chargepin.core.epochs import epoch_pin, pin_fingerprint
+from chargepin.core.keys import derive_key, new_secret
+from chargepin.core.lockout import (
+    PROFILES,
+    Decision,
+    LockoutConfig,
+    LockoutScope,
+    LockoutState,
+    check,
+    check_connection,
+    is_locked,
+    record_failure,
+    retry_after,
+)
+from chargepin.core.pin import Pin, generate_pin, weakness
+from chargepin.core.policy import FirmwareVersion, PinMode, PinPolicy, pin_policy
+from chargepin.core.tickets import (
+    Action,
+    Receipt,
+    Ticket,
+    issue_ticket,
+    open_ticket,
+    seal_ticket,
+    sign_receipt,
+    verify_receipt,
+)
+
+__all__ = [
+    "PROFILES",
+    "Action",
+    "Decision",
+    "FirmwareVersion",
+    "LockoutConfig",
+    "LockoutScope",
+    "LockoutState",
+    "Pin",
+    "PinMode",
+    "PinPolicy",
+    "Receipt",
+    "Ticket",
+    "check",
+    "check_connection",
+    "derive_key",
+    "epoch_pin",
+    "errors",
+    "generate_pin",
+    "is_locked",
+    "issue_ticket",
+    "new_secret",
+    "open_ticket",
+    "pin_fingerprint",
+    "pin_policy",
+    "record_failure",
+    "retry_after",
+    "seal_ticket",
+    "sign_receipt",
+    "verify_receipt",
+    "weakness",
+]

@@ -1,0 +1,309 @@
+"""The charger's Bluetooth wire formats: GATT UUIDs, value encodings, advertising payload.
+
+Both sides (charger daemon and phone client) encode and decode through this one module, so the
+format documented in docs/PROTOCOL.md has exactly one implementation. Integers are little-endian,
+as everywhere in Bluetooth (Core spec Vol 3 Part F 3.2.8: multi-octet fields are LSB first).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from dataclasses import dataclass, field
+
+from chargepin.core.errors import ChargepinError
+
+SERVICE_UUID = "4d2c0001-8f4a-4b7e-a3d1-5c9e2b7f6a10"
+INFO_UUID = "4d2c0002-8f4a-4b7e-a3d1-5c9e2b7f6a10"
+CHALLENGE_UUID = "4d2c0003-8f4a-4b7e-a3d1-5c9e2b7f6a10"
+ADMIN_UUID = "4d2c0004-8f4a-4b7e-a3d1-5c9e2b7f6a10"
+ADMIN_RESULT_UUID = "4d2c0005-8f4a-4b7e-a3d1-5c9e2b7f6a10"
+STATUS_UUID = "4d2c0006-8f4a-4b7e-a3d1-5c9e2b7f6a10"
+CONTROL_UUID = "4d2c0007-8f4a-4b7e-a3d1-5c9e2b7f6a10"
+
+# Bluetooth SIG company identifier 0xFFFF is reserved for internal use and tests (Assigned
+# Numbers 7.1); a vendor shipping this sets its own.
+COMPANY_ID = 0xFFFF
+ADV_MAGIC = b"CP"
+FORMAT_VERSION = 1
+
+CHALLENGE_SIZE = 16
+MAX_TICKET_SIZE = 512
+PREFERRED_MTU = 247
+
+
+class ProtocolError(ChargepinError, ValueError):
+    """Bytes that do not decode as the documented format."""
+
+
+class AttAppError(enum.IntEnum):
+    """Application ATT error codes (Core spec Vol 3 Part F 3.4.1.1: 0x80-0x9F are ours)."""
+
+    TICKET_REJECTED = 0x80
+    NOT_ALLOWED = 0x81
+    LOCKED = 0x82
+    PIN_REQUIRED = 0x83
+    BAD_COMMAND = 0x84
+
+
+class PinModeCode(enum.IntEnum):
+    """PIN class on the wire."""
+
+    UNSUPPORTED = 0
+    OPTIONAL = 1
+    MANDATORY = 2
+
+
+class InfoFlag(enum.IntFlag):
+    """Bits of the info flags octet (also in the advertising payload)."""
+
+    PIN_ENABLED = 0x01
+    LOCKED = 0x02
+    PAIRING_BUSY = 0x04
+    HARDENED = 0x08
+
+
+def _take_string(data: bytes, offset: int, what: str) -> tuple[str, int]:
+    if offset >= len(data):
+        raise ProtocolError(f"{what}: length octet missing at offset {offset}")
+    length = data[offset]
+    end = offset + 1 + length
+    if end > len(data):
+        raise ProtocolError(f"{what}: needs {length} octets, only {len(data) - offset - 1} left")
+    try:
+        return data[offset + 1 : end].decode("utf-8"), end
+    except UnicodeDecodeError as error:
+        raise ProtocolError(f"{what} is not UTF-8: {error}") from error
+
+
+def _put_string(text: str, what: str) -> bytes:
+    raw = text.encode("utf-8")
+    if len(raw) > 255:
+        raise ProtocolError(f"{what} is {len(raw)} octets; at most 255 fit")
+    return bytes([len(raw)]) + raw
+
+
+@dataclass(frozen=True)
+class ChargerInfo:
+    """The open info characteristic: who the charger is and whether a PIN is needed now."""
+
+    serial: str
+    model: str
+    firmware: str
+    pin_mode: PinModeCode
+    flags: InfoFlag
+    epoch: int
+    retry_after: int
+    fingerprint: bytes
+
+    _HEAD = struct.Struct("<BBBII8s")
+
+    @property
+    def pin_enabled(self) -> bool:
+        return InfoFlag.PIN_ENABLED in self.flags
+
+    @property
+    def locked(self) -> bool:
+        return InfoFlag.LOCKED in self.flags
+
+    @property
+    def busy(self) -> bool:
+        return InfoFlag.PAIRING_BUSY in self.flags
+
+    def encode(self) -> bytes:
+        head = self._HEAD.pack(
+            FORMAT_VERSION,
+            int(self.flags),
+            int(self.pin_mode),
+            self.epoch,
+            self.retry_after,
+            self.fingerprint,
+        )
+        return (
+            head
+            + _put_string(self.serial, "serial")
+            + _put_string(self.model, "model")
+            + _put_string(self.firmware, "firmware")
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> ChargerInfo:
+        if len(data) < cls._HEAD.size:
+            raise ProtocolError(f"info is {len(data)} octets; at least {cls._HEAD.size} expected")
+        version, flags, mode, epoch, retry_after, fingerprint = cls._HEAD.unpack_from(data)
+        if version != FORMAT_VERSION:
+            raise ProtocolError(f"info format {version} unknown; update the app")
+        try:
+            pin_mode = PinModeCode(mode)
+        except ValueError as error:
+            raise ProtocolError(f"unknown PIN mode {mode}") from error
+        serial, offset = _take_string(data, cls._HEAD.size, "serial")
+        model, offset = _take_string(data, offset, "model")
+        firmware, _ = _take_string(data, offset, "firmware")
+        return cls(
+            serial=serial,
+            model=model,
+            firmware=firmware,
+            pin_mode=pin_mode,
+            flags=InfoFlag(flags),
+            epoch=epoch,
+            retry_after=retry_after,
+            fingerprint=fingerprint,
+        )
+
+
+@dataclass(frozen=True)
+class AdvertPayload:
+    """Manufacturer-specific advertising data: enough to find a charger and know its state."""
+
+    serial: str
+    flags: InfoFlag
+    epoch: int
+
+    _HEAD = struct.Struct("<2sBBI")
+
+    def encode(self) -> bytes:
+        """The payload after the company identifier."""
+        head = self._HEAD.pack(ADV_MAGIC, FORMAT_VERSION, int(self.flags), self.epoch)
+        return head + _put_string(self.serial, "serial")
+
+    @classmethod
+    def decode(cls, data: bytes) -> AdvertPayload:
+        if len(data) < cls._HEAD.size or data[:2] != ADV_MAGIC:
+            raise ProtocolError("not a chargepin advertisement")
+        _, version, flags, epoch = cls._HEAD.unpack_from(data)
+        if version != FORMAT_VERSION:
+            raise ProtocolError(f"advertisement format {version} unknown; update the app")
+        serial, _ = _take_string(data, cls._HEAD.size, "serial")
+        return cls(serial=serial, flags=InfoFlag(flags), epoch=epoch)
+
+
+class ChargingState(enum.IntEnum):
+    """What the charging point is doing."""
+
+    IDLE = 0
+    CHARGING = 1
+
+
+MIN_CURRENT_A = 6  # IEC 61851-1: the lowest PWM-signalled current
+MAX_CURRENT_A = 32
+
+
+@dataclass(frozen=True)
+class ChargerStatus:
+    """The protected status characteristic."""
+
+    state: ChargingState
+    current_limit: int
+    cable_locked: bool
+    energy_wh: int
+
+    _FORMAT = struct.Struct("<BBBI")
+
+    def encode(self) -> bytes:
+        return self._FORMAT.pack(
+            int(self.state), self.current_limit, int(self.cable_locked), self.energy_wh
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> ChargerStatus:
+        if len(data) != cls._FORMAT.size:
+            raise ProtocolError(f"status is {len(data)} octets; {cls._FORMAT.size} expected")
+        state, limit, locked, energy = cls._FORMAT.unpack(data)
+        try:
+            return cls(ChargingState(state), limit, bool(locked), energy)
+        except ValueError as error:
+            raise ProtocolError(f"unknown charging state {state}") from error
+
+
+class ControlOp(enum.IntEnum):
+    """Opcodes of the protected control characteristic."""
+
+    START = 0x01
+    STOP = 0x02
+    SET_CURRENT_LIMIT = 0x03
+    LOCK_CABLE = 0x04
+    UNLOCK_CABLE = 0x05
+
+
+@dataclass(frozen=True)
+class ControlCommand:
+    """One write to the control characteristic: an opcode and, for the limit, amperes."""
+
+    op: ControlOp
+    amps: int | None = None
+
+    def encode(self) -> bytes:
+        if self.op is ControlOp.SET_CURRENT_LIMIT:
+            if self.amps is None:
+                raise ProtocolError("set current limit needs amperes")
+            return bytes([self.op, self.amps])
+        return bytes([self.op])
+
+    @classmethod
+    def decode(cls, data: bytes) -> ControlCommand:
+        if not data:
+            raise ProtocolError("empty control command; write an opcode")
+        try:
+            op = ControlOp(data[0])
+        except ValueError as error:
+            raise ProtocolError(f"unknown control opcode 0x{data[0]:02X}") from error
+        if op is ControlOp.SET_CURRENT_LIMIT:
+            if len(data) != 2:
+                raise ProtocolError("set current limit is 2 octets: opcode and amperes")
+            amps = data[1]
+            if not MIN_CURRENT_A <= amps <= MAX_CURRENT_A:
+                raise ProtocolError(
+                    f"current limit {amps} A outside {MIN_CURRENT_A}-{MAX_CURRENT_A} A"
+                )
+            return cls(op, amps)
+        if len(data) != 1:
+            raise ProtocolError(f"{op.name.lower()} takes no argument; write 1 octet")
+        return cls(op)
+
+
+@dataclass(frozen=True)
+class AdminResult:
+    """The admin result characteristic: the outcome of this link's last ticket."""
+
+    ok: bool
+    action: str = ""
+    reason: str = ""
+    detail: str = ""
+    receipt: bytes = b""
+    phones: tuple[str, ...] = field(default_factory=tuple)
+
+    def encode(self) -> bytes:
+        body: dict[str, object] = {"ok": self.ok, "action": self.action}
+        if self.reason:
+            body["reason"] = self.reason
+        if self.detail:
+            body["detail"] = self.detail
+        if self.receipt:
+            body["receipt"] = self.receipt.hex()
+        if self.phones:
+            body["phones"] = list(self.phones)
+        return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> AdminResult:
+        try:
+            body = json.loads(data)
+            if not isinstance(body, dict) or not isinstance(body.get("ok"), bool):
+                raise ProtocolError("admin result must be a JSON object with a boolean 'ok'")
+            phones = body.get("phones", [])
+            if not isinstance(phones, list) or not all(isinstance(p, str) for p in phones):
+                raise ProtocolError("admin result 'phones' must be a list of addresses")
+            return cls(
+                ok=body["ok"],
+                action=str(body.get("action", "")),
+                reason=str(body.get("reason", "")),
+                detail=str(body.get("detail", "")),
+                receipt=bytes.fromhex(str(body.get("receipt", ""))),
+                phones=tuple(phones),
+            )
+        except (ValueError, UnicodeDecodeError) as error:
+            if isinstance(error, ProtocolError):
+                raise
+            raise ProtocolError(f"admin result is not valid JSON: {error}") from error

@@ -1,0 +1,425 @@
+"""The phone's Bluetooth side: find a charger, pair with its PIN or reconnect with the bond.
+
+`Phone` is a Bumble LE central with its own bond store; `ChargerLink` is one connected charger.
+Every failure surfaces as a `PhoneError` subclass the app can act on (phone/errors.py): a wrong
+PIN carries the charger's epoch after the failure, a lockout its retry-after time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bumble import att, hci, smp
+from bumble.core import UUID, AdvertisingData, ProtocolError
+from bumble.device import Advertisement, Connection, Device, DeviceConfiguration, Peer
+from bumble.pairing import PairingConfig, PairingDelegate
+
+from chargepin.core import protocol
+from chargepin.core.pin import Pin
+from chargepin.core.protocol import AdminResult, ChargerInfo, ChargerStatus, ControlCommand
+from chargepin.phone.errors import (
+    AccessDenied,
+    AdminRefused,
+    ChargerBusy,
+    ChargerLocked,
+    ChargerNotFound,
+    ChargerTimeout,
+    CommandRefused,
+    PairingRefused,
+    PhoneError,
+    PinNeeded,
+    WrongPin,
+)
+from chargepin.phone.identity import PhoneIdentity
+from chargepin.radio.keystore import SqliteKeyStore
+from chargepin.radio.virtual import HciEndpoints
+
+logger = logging.getLogger(__name__)
+
+PinSource = Pin | str | Callable[[ChargerInfo], Awaitable[Pin | str | None]] | None
+
+WRONG_PIN_CODES = (smp.ErrorCode.CONFIRM_VALUE_FAILED, smp.ErrorCode.DHKEY_CHECK_FAILED)
+
+
+@dataclass(frozen=True)
+class FoundCharger:
+    """A charger seen advertising."""
+
+    address: str
+    serial: str
+    flags: protocol.InfoFlag
+    epoch: int
+
+    @property
+    def pin_enabled(self) -> bool:
+        return protocol.InfoFlag.PIN_ENABLED in self.flags
+
+    @property
+    def locked(self) -> bool:
+        return protocol.InfoFlag.LOCKED in self.flags
+
+
+def parse_advertisement(advertisement: Advertisement) -> FoundCharger | None:
+    """The chargepin payload of an advertisement, or None for anything else."""
+    raw = advertisement.data.get(AdvertisingData.MANUFACTURER_SPECIFIC_DATA, raw=True)
+    if not isinstance(raw, bytes) or len(raw) < 2:
+        return None
+    if int.from_bytes(raw[:2], "little") != protocol.COMPANY_ID:
+        return None
+    try:
+        payload = protocol.AdvertPayload.decode(raw[2:])
+    except protocol.ProtocolError:
+        return None
+    return FoundCharger(str(advertisement.address), payload.serial, payload.flags, payload.epoch)
+
+
+class _Keyboard(PairingDelegate):
+    """KeyboardOnly: the user types the PIN the charger 'displays' (passkey entry)."""
+
+    def __init__(self, pin: Pin | None) -> None:
+        super().__init__(io_capability=PairingDelegate.IoCapability.KEYBOARD_INPUT_ONLY)
+        self._pin = pin
+
+    async def get_number(self) -> int | None:
+        return None if self._pin is None else self._pin.passkey
+
+
+async def _resolve_pin(source: PinSource, info: ChargerInfo) -> Pin | None:
+    if source is None:
+        return None
+    if isinstance(source, Pin):
+        return source
+    if isinstance(source, str):
+        return Pin.parse(source)
+    value = await source(info)
+    if value is None or isinstance(value, Pin):
+        return value
+    return Pin.parse(value)
+
+
+class ChargerLink:
+    """One connected, secured charger."""
+
+    def __init__(
+        self, connection: Connection, peer: Peer, info: ChargerInfo, chars: dict[str, Any]
+    ) -> None:
+        self.connection = connection
+        self.peer = peer
+        self.info = info
+        self.paired_now = False
+        self._chars = chars
+
+    @property
+    def address(self) -> str:
+        return str(self.connection.peer_address)
+
+    def _char(self, uuid: str) -> Any:
+        return self._chars[uuid]
+
+    async def _read(self, uuid: str) -> bytes:
+        try:
+            return bytes(await self._char(uuid).read_value())
+        except att.ATT_Error as error:
+            raise _att_failure(error) from error
+
+    async def _write(self, uuid: str, value: bytes) -> None:
+        try:
+            await self._char(uuid).write_value(value, with_response=True)
+        except att.ATT_Error as error:
+            raise _att_failure(error) from error
+
+    async def read_info(self) -> ChargerInfo:
+        self.info = ChargerInfo.decode(await self._read(protocol.INFO_UUID))
+        return self.info
+
+    async def status(self) -> ChargerStatus:
+        return ChargerStatus.decode(await self._read(protocol.STATUS_UUID))
+
+    async def control(self, command: ControlCommand) -> ChargerStatus:
+        await self._write(protocol.CONTROL_UUID, command.encode())
+        return await self.status()
+
+    async def start_charging(self) -> ChargerStatus:
+        return await self.control(ControlCommand(protocol.ControlOp.START))
+
+    async def stop_charging(self) -> ChargerStatus:
+        return await self.control(ControlCommand(protocol.ControlOp.STOP))
+
+    async def set_current_limit(self, amps: int) -> ChargerStatus:
+        return await self.control(ControlCommand(protocol.ControlOp.SET_CURRENT_LIMIT, amps))
+
+    async def subscribe_status(self, listener: Callable[[ChargerStatus], None]) -> None:
+        """Status notifications (subscriptions are per link: call again after a reconnect)."""
+
+        def on_value(value: bytes) -> None:
+            listener(ChargerStatus.decode(bytes(value)))
+
+        try:
+            await self.peer.subscribe(self._char(protocol.STATUS_UUID), on_value)
+        except att.ATT_Error as error:
+            raise _att_failure(error) from error
+
+    async def read_challenge(self) -> bytes:
+        """A fresh single-use challenge to bind an owner ticket to this charger and moment."""
+        return await self._read(protocol.CHALLENGE_UUID)
+
+    async def submit_ticket(self, ticket: bytes) -> AdminResult:
+        """Write a sealed ticket and return the charger's result (with its receipt)."""
+        try:
+            await self._char(protocol.ADMIN_UUID).write_value(ticket, with_response=True)
+        except att.ATT_Error as error:
+            if error.error_code not in (
+                protocol.AttAppError.TICKET_REJECTED,
+                protocol.AttAppError.NOT_ALLOWED,
+            ):
+                raise _att_failure(error) from error
+        result = AdminResult.decode(await self._read(protocol.ADMIN_RESULT_UUID))
+        if not result.ok:
+            raise AdminRefused(result.reason, result.detail)
+        return result
+
+    async def disconnect(self) -> None:
+        await _hang_up(self.connection.device, self.connection, 0.0)
+
+
+async def _hang_up(device: Device, connection: Connection, wait_for_peer: float) -> None:
+    gone = asyncio.Event()
+    connection.once(connection.EVENT_DISCONNECTION, lambda *_: gone.set())
+    if connection.handle not in device.connections:
+        return
+    if wait_for_peer > 0:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(gone.wait(), wait_for_peer)
+        if gone.is_set():
+            return
+    with contextlib.suppress(Exception):  # raced with the charger's own disconnect
+        await asyncio.wait_for(connection.disconnect(), 2.0)
+
+
+def _att_failure(error: att.ATT_Error) -> PhoneError:
+    code = error.error_code
+    if code == protocol.AttAppError.LOCKED:
+        return ChargerLocked(0.0)
+    if code in (att.ErrorCode.INSUFFICIENT_ENCRYPTION, att.ErrorCode.INSUFFICIENT_AUTHENTICATION):
+        return AccessDenied(
+            "the charger needs this phone paired with its PIN first; run pair again"
+        )
+    if code == protocol.AttAppError.BAD_COMMAND:
+        return CommandRefused("the charger refused the command (value out of range or not now)")
+    return PhoneError(f"charger answered ATT error 0x{code:02X} ({error.error_name})")
+
+
+class Phone:
+    """A phone's Bluetooth LE central with its bond store."""
+
+    def __init__(
+        self,
+        hci_endpoints: HciEndpoints,
+        bonds: SqliteKeyStore,
+        *,
+        identity: PhoneIdentity,
+        pairing_timeout: float = 30.0,
+        scan_timeout: float = 5.0,
+    ) -> None:
+        self.bonds = bonds
+        self.pairing_timeout = pairing_timeout
+        self.scan_timeout = scan_timeout
+        config = DeviceConfiguration(
+            name=identity.name,
+            address=hci.Address(identity.address),
+            irk=identity.irk,
+            identity_address_type=hci.Address.RANDOM_DEVICE_ADDRESS,
+        )
+        self.device = Device.from_config_with_hci(config, hci_endpoints.source, hci_endpoints.sink)
+        self.device.keystore = bonds
+        self._pin: Pin | None = None
+        self.device.pairing_config_factory = lambda _connection: PairingConfig(
+            sc=True,
+            mitm=True,
+            bonding=True,
+            delegate=_Keyboard(self._pin),
+            identity_address_type=PairingConfig.AddressType.RANDOM,
+        )
+
+    async def start(self) -> None:
+        await self.device.power_on()
+
+    async def stop(self) -> None:
+        for connection in list(self.device.connections.values()):
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+        with contextlib.suppress(Exception):
+            await self.device.power_off()
+
+    async def __aenter__(self) -> Phone:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    # ---------------------------------------------------------------- discovery
+
+    async def scan(
+        self,
+        duration: float,
+        until: Callable[[FoundCharger], bool] | None = None,
+    ) -> list[FoundCharger]:
+        """Chargers heard within `duration` seconds (stops early once `until` matches one)."""
+        found: dict[str, FoundCharger] = {}
+        done = asyncio.Event()
+
+        def on_advertisement(advertisement: Advertisement) -> None:
+            charger = parse_advertisement(advertisement)
+            if charger is None:
+                return
+            found[charger.address] = charger
+            if until is not None and until(charger):
+                done.set()
+
+        self.device.on(self.device.EVENT_ADVERTISEMENT, on_advertisement)
+        try:
+            await self.device.start_scanning(active=False, scan_interval=20, scan_window=20)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(done.wait(), duration)
+        finally:
+            self.device.remove_listener(self.device.EVENT_ADVERTISEMENT, on_advertisement)
+            await self.device.stop_scanning()
+        return list(found.values())
+
+    async def find(self, target: str) -> FoundCharger:
+        """The charger with this address or serial, once it is heard advertising.
+
+        We only connect to a charger we just heard: a connect() to a silent address leaves a
+        pending connection in the controller (notes/bumble.md).
+        """
+        wanted = target.upper()
+
+        def matches(charger: FoundCharger) -> bool:
+            return wanted in (charger.address.upper(), charger.serial.upper())
+
+        chargers = await self.scan(self.scan_timeout, until=matches)
+        for charger in chargers:
+            if matches(charger):
+                return charger
+        raise ChargerNotFound(
+            f"no charger {target} advertising in range after {self.scan_timeout:.0f} s; "
+            "is it powered and within a few metres?"
+        )
+
+    # ---------------------------------------------------------------- connecting
+
+    async def _open(self, charger: FoundCharger) -> tuple[Connection, Peer, dict[str, Any]]:
+        try:
+            connection = await self.device.connect(
+                hci.Address(charger.address), own_address_type=hci.OwnAddressType.RANDOM
+            )
+        except (TimeoutError, hci.HCI_Error) as error:
+            raise ChargerTimeout(f"could not connect to {charger.serial}: {error}") from error
+        peer = Peer(connection)
+        try:
+            await peer.request_mtu(protocol.PREFERRED_MTU)
+            services = await peer.discover_services([UUID(protocol.SERVICE_UUID)])
+            if not services:
+                raise PairingRefused(
+                    f"{charger.address} has no chargepin service; is it a chargepin charger?"
+                )
+            characteristics = await services[0].discover_characteristics()
+        except Exception:
+            await self._hang_up(connection)
+            raise
+        return connection, peer, {str(c.uuid).lower(): c for c in characteristics}
+
+    async def _hang_up(self, connection: Connection, wait_for_peer: float = 0.0) -> None:
+        """Disconnect, unless the charger already did (or does within `wait_for_peer` s).
+
+        Both sides disconnecting at once leaves the virtual controller without the link and the
+        second Disconnect never completes, so a link the charger is about to drop is waited for.
+        """
+        await _hang_up(self.device, connection, wait_for_peer)
+
+    async def read_info(self, target: str) -> ChargerInfo:
+        """Connect without pairing and read the open info (epoch, lockout, PIN state)."""
+        charger = await self.find(target)
+        connection, _peer, chars = await self._open(charger)
+        try:
+            return ChargerInfo.decode(bytes(await chars[protocol.INFO_UUID].read_value()))
+        finally:
+            await self._hang_up(connection)
+
+    async def connect(self, target: str, pin: PinSource = None) -> ChargerLink:
+        """Connect and secure: the bond if we have one, else pair with the PIN from `pin`."""
+        charger = await self.find(target)
+        connection, peer, chars = await self._open(charger)
+        try:
+            info = ChargerInfo.decode(bytes(await chars[protocol.INFO_UUID].read_value()))
+            link = ChargerLink(connection, peer, info, chars)
+            await self._secure(link, charger, pin)
+        except BaseException:
+            await self._hang_up(connection)
+            raise
+        return link
+
+    async def _secure(self, link: ChargerLink, charger: FoundCharger, pin: PinSource) -> None:
+        connection = link.connection
+        if await self.bonds.get(charger.address) is not None:
+            try:
+                await connection.encrypt()
+                return
+            except hci.HCI_Error as error:
+                if error.error_code != hci.HCI_ErrorCode.PIN_OR_KEY_MISSING_ERROR:
+                    raise PairingRefused(f"encryption with the bond failed: {error}") from error
+                # The charger forgot us (the owner removed this phone, or a reset): pair again.
+                logger.info("charger %s lost our bond; pairing again", charger.serial)
+                await self.bonds.delete(charger.address)
+        await self._pair(link, charger, pin)
+
+    async def _pair(self, link: ChargerLink, charger: FoundCharger, source: PinSource) -> None:
+        info = link.info
+        self._pin = None
+        if info.pin_enabled:
+            self._pin = await _resolve_pin(source, info)
+            if self._pin is None:
+                raise PinNeeded(info.serial)
+            if self._pin.passkey == 0:
+                raise PairingRefused("000000 is never a charger PIN; check Charger Info")
+        try:
+            await asyncio.wait_for(link.connection.pair(), self.pairing_timeout)
+        except TimeoutError as error:
+            raise ChargerTimeout(
+                f"pairing with {info.serial} did not finish in {self.pairing_timeout:.0f} s"
+            ) from error
+        except ProtocolError as error:
+            await self._hang_up(link.connection, wait_for_peer=1.0)
+            raise await self._pairing_failure(error, charger) from error
+        finally:
+            self._pin = None
+        link.paired_now = True
+
+    async def _pairing_failure(self, error: ProtocolError, charger: FoundCharger) -> PhoneError:
+        code = error.error_code
+        if code == smp.ErrorCode.UNSPECIFIED_REASON:
+            return ChargerBusy()
+        if code == smp.ErrorCode.AUTHENTICATION_REQUIREMENTS:
+            return PairingRefused(
+                "the charger accepts only LE Secure Connections with PIN entry; "
+                "this phone offered Just Works or legacy pairing"
+            )
+        if code in WRONG_PIN_CODES or code == smp.ErrorCode.REPEATED_ATTEMPTS:
+            # The charger dropped the link; its epoch and lockout are on the open info.
+            after = await self.read_info(charger.address)
+            if code == smp.ErrorCode.REPEATED_ATTEMPTS:
+                return ChargerLocked(float(after.retry_after))
+            return WrongPin(after.epoch, float(after.retry_after) if after.locked else 0.0)
+        return PairingRefused(f"pairing failed: {error.error_name}")
+
+    async def forget(self, target_address: str) -> bool:
+        """Delete our bond with a charger (what 'Forget this device' does on a phone)."""
+        existed = await self.bonds.get(target_address.upper()) is not None
+        await self.bonds.delete(target_address.upper())
+        return existed

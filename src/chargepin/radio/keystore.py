@@ -1,0 +1,184 @@
+"""Bumble bonds kept in a SQLite table, one row per peer, each change its own transaction.
+
+Bumble's `JsonKeyStore` rewrites the whole file on every change and, opened without a namespace
+on a file holding another namespace, destroys it on its next write (see notes/bumble.md, Bonds).
+A row per bond in SQLite (WAL, synchronous=FULL) survives a power cut at any instant and shares
+the charger's state database, so bonds and the rest of the charger's state cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bumble.keys import KeyStore, PairingKeys
+
+from chargepin.core.errors import ChargepinError
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class KeyStoreError(ChargepinError):
+    """A bonds file that cannot be used (not SQLite, corrupt, unreadable)."""
+
+
+@dataclass(frozen=True)
+class BondInfo:
+    """One bonded peer as an owner sees it in the paired-phone list.
+
+    `authenticated` is True only for keys from a MITM-protected pairing (passkey entry): a bond
+    from Just Works must never count as a phone that knew the PIN.
+    """
+
+    address: str
+    authenticated: bool
+    created: float
+
+
+class SqliteKeyStore(KeyStore):
+    """A `bumble.keys.KeyStore` on a SQLite table: (address, keys as JSON, created, updated).
+
+    It writes through on a connection it is given (normally the charger's state store), so it
+    keeps no copy of its own. `update` replaces a peer's keys, as `MemoryKeyStore` does: a
+    re-pairing must not leave a stale IRK or LTK of the previous bond behind. Writes commit
+    immediately, unless the caller already holds a transaction on the connection, in which case
+    the caller's commit makes them durable together with its own changes.
+    """
+
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        table: str = "bonds",
+        *,
+        clock: Callable[[], float] = time.time,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        if not _IDENTIFIER.fullmatch(table):
+            raise ValueError(f"bond table name {table!r} is not a plain SQL identifier")
+        self._connection = connection
+        self._table = table
+        self._clock = clock
+        self._owns_connection = False
+        self.on_change = on_change
+        """Called after every committed change (the daemon refreshes advertising with it)."""
+        self._write(
+            f"CREATE TABLE IF NOT EXISTS {table} ("
+            " address TEXT PRIMARY KEY,"
+            " keys TEXT NOT NULL,"
+            " created REAL NOT NULL,"
+            " updated REAL NOT NULL)",
+            (),
+            notify=False,
+        )
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The SQLite connection the bonds live on."""
+        return self._connection
+
+    def close(self) -> None:
+        """Close the connection if this key store opened it (see `open_keystore_file`)."""
+        if self._owns_connection:
+            self._connection.close()
+
+    async def delete(self, name: str) -> None:
+        """Forget the bond with `name`; forgetting an unknown peer is not an error.
+
+        Idempotent rather than raising `KeyError` like `JsonKeyStore`: a removal retried after a
+        crash or a dropped link must succeed.
+        """
+        self._write(f"DELETE FROM {self._table} WHERE address = ?", (name,))
+
+    async def update(self, name: str, keys: PairingKeys) -> None:
+        """Store the keys of a (re-)pairing with `name`, replacing any previous keys."""
+        now = self._clock()
+        self._write(
+            f"INSERT INTO {self._table} (address, keys, created, updated) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (address) DO UPDATE SET keys = excluded.keys, updated = excluded.updated",
+            (name, json.dumps(keys.to_dict(), sort_keys=True), now, now),
+        )
+
+    async def get(self, name: str) -> PairingKeys | None:
+        """The keys bonded with `name`, or None if there is no bond."""
+        row = self._connection.execute(
+            f"SELECT keys FROM {self._table} WHERE address = ?", (name,)
+        ).fetchone()
+        return None if row is None else _keys_from_json(row[0])
+
+    async def get_all(self) -> list[tuple[str, PairingKeys]]:
+        """All bonds, oldest first (a stable order for listings and resolving lists)."""
+        return [(address, _keys_from_json(text)) for address, text, _ in self._rows()]
+
+    async def delete_all(self) -> None:
+        """Forget every bond in one transaction (a factory reset never stops half-way)."""
+        self._write(f"DELETE FROM {self._table}", ())
+
+    def list_bonds(self) -> list[BondInfo]:
+        """The bonded peers without their keys, oldest first, for the paired-phone list."""
+        bonds = []
+        for address, text, created in self._rows():
+            keys = _keys_from_json(text)
+            ltks = (keys.ltk, keys.ltk_central, keys.ltk_peripheral)
+            authenticated = any(key is not None and key.authenticated for key in ltks)
+            bonds.append(BondInfo(address=address, authenticated=authenticated, created=created))
+        return bonds
+
+    def _rows(self) -> list[tuple[str, str, float]]:
+        cursor = self._connection.execute(
+            f"SELECT address, keys, created FROM {self._table} ORDER BY created, address"
+        )
+        return [(str(a), str(k), float(c)) for a, k, c in cursor.fetchall()]
+
+    def _write(self, sql: str, params: tuple[Any, ...], *, notify: bool = True) -> None:
+        outer = self._connection.in_transaction
+        try:
+            self._connection.execute(sql, params)
+            if not outer:
+                self._connection.commit()
+        except BaseException:
+            if not outer and self._connection.in_transaction:
+                self._connection.rollback()
+            raise
+        if notify and self.on_change is not None:
+            self.on_change()
+
+
+def _keys_from_json(text: str) -> PairingKeys:
+    return PairingKeys.from_dict(json.loads(text))
+
+
+def open_keystore_file(path: str | os.PathLike[str]) -> SqliteKeyStore:
+    """Open (creating if missing) a bonds-only SQLite file, e.g. the phone's own bonds.
+
+    WAL and synchronous=FULL make each committed bond survive a power cut; the returned key
+    store owns the connection, so `close()` closes it.
+    """
+    try:
+        connection = sqlite3.connect(Path(path), isolation_level=None)
+    except sqlite3.Error as error:
+        raise KeyStoreError(
+            f"cannot open the bonds file {path}: {error}; check the path and its permissions"
+        ) from error
+    try:
+        connection.execute("PRAGMA busy_timeout = 5000")
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")
+        store = SqliteKeyStore(connection)
+    except sqlite3.DatabaseError as error:
+        connection.close()
+        raise KeyStoreError(
+            f"{path} is not a usable bonds database: {error}; move it aside to start with no"
+            " bonds (every charger must then be paired again)"
+        ) from error
+    except BaseException:
+        connection.close()
+        raise
+    store._owns_connection = True
+    return store
