@@ -330,6 +330,12 @@ def test_bad_args_message_never_repeats_a_pin() -> None:
     assert "121212" not in str(caught.value)
 
 
+@pytest.mark.parametrize("now", [float("nan"), float("inf")])
+def test_a_clock_that_is_not_a_number_is_refused(now: float) -> None:
+    with pytest.raises(InvalidConfig, match="now"):
+        open_ticket(SECRET, SERIAL, sealed(), now, CHALLENGE)
+
+
 def test_non_bytes_input_is_malformed() -> None:
     assert reason("010203") == "malformed"  # type: ignore[arg-type]
     opened = open_ticket(SECRET, SERIAL, bytearray(sealed()), NOW, CHALLENGE)  # type: ignore[arg-type]

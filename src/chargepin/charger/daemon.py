@@ -129,6 +129,7 @@ class ChargerDaemon:
         self._stopping = False
         self._lock_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._grace_tasks: set[asyncio.Task[Any]] = set()
         identity = store.identity
         config = DeviceConfiguration(
             name=f"{identity.model} {identity.serial}",
@@ -164,13 +165,17 @@ class ChargerDaemon:
         self._stopping = True
         if self._lock_timer is not None:
             self._lock_timer.cancel()
+        for task in list(self._grace_tasks):
+            task.cancel()
+        # Let HCI commands in flight complete: cancelling one makes Bumble's host trip over the
+        # late Command Complete. They are short, so this waits milliseconds.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=3.0)
         with contextlib.suppress(Exception):
             await self.device.stop_advertising()
         for connection in list(self.device.connections.values()):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.disconnect(POWER_OFF), 2.0)
-        for task in list(self._tasks):
-            task.cancel()
         with contextlib.suppress(Exception):
             await self.device.power_off()
 
@@ -471,7 +476,9 @@ class ChargerDaemon:
         await self._apply_bond_changes(outcome, bonded)
         self._state_changed()
         if outcome.drop_all_links or outcome.forget_bonds:
-            self._spawn(self._drop_after_grace(connection, outcome))
+            task = asyncio.get_running_loop().create_task(self._drop_after_grace(outcome))
+            self._grace_tasks.add(task)
+            task.add_done_callback(self._grace_tasks.discard)
 
     async def _apply_bond_changes(self, outcome: Any, bonded: list[str]) -> None:
         keystore = self.store.keystore
@@ -484,7 +491,7 @@ class ChargerDaemon:
                 if keys.ltk is None or not keys.ltk.authenticated:
                     await keystore.delete(name)
 
-    async def _drop_after_grace(self, writer: Connection, outcome: Any) -> None:
+    async def _drop_after_grace(self, outcome: Any) -> None:
         """Let the writer read its receipt, then drop the links the change concerns."""
         await asyncio.sleep(RESULT_READ_GRACE)
         for connection in list(self.device.connections.values()):
@@ -495,7 +502,10 @@ class ChargerDaemon:
                 )
 
     async def read_admin_result(self, connection: Connection) -> bytes:
-        await self.require_protected(connection)
+        # Only the link that wrote the ticket sees its result, so encryption is enough: after
+        # enabling the PIN the writer's Just Works bond must still be able to read its receipt.
+        if not connection.is_encrypted:
+            raise att.ATT_Error(att.ErrorCode.INSUFFICIENT_ENCRYPTION)
         link = self.links.get(connection.handle)
         if link is None or link.admin_result is None:
             return protocol.AdminResult(ok=False, reason="none", detail="no ticket yet").encode()

@@ -9,10 +9,10 @@ The guarantee, checked by property tests: an attacker whose attempts are served 
 `config.window` seconds, and a lock never ends before its `locked_until`, even if the clock goes
 backwards. Two decisions follow from it:
 
-* A success does not clear the failures (a strict sliding window). If it did, an attacker who
-  interleaves guesses with successful connections of a phone they control, or who simply
-  guesses right on the charger of a friend, would get more than five guesses per minute; the
-  owner loses nothing, because failures age out of the window after `window` seconds anyway.
+* A success does not clear the failures (a strict sliding window). If it did, anyone able to
+  pair successfully now and then (an invited user, an accomplice who knows the PIN of the
+  current epoch) could reset the count between guesses and get more than `failures` guesses
+  into one window. The owner loses nothing: failures age out after `window` seconds anyway.
 * Failures reported while locked are ignored: such attempts were never served (the pairing is
   refused with SMP "Repeated Attempts", Core spec Vol 3 Part H 3.5.5), so they teach an
   attacker nothing, and counting them would let a stranger in range extend the lock forever.

@@ -231,8 +231,7 @@ def issue_ticket(
         raise InvalidConfig(f"ticket lifetime must be seconds, got {lifetime!r}")
     if not math.isfinite(lifetime) or lifetime <= 0:
         raise InvalidConfig(f"ticket lifetime must be more than 0 s, got {lifetime!r}; e.g. 120")
-    if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
-        raise InvalidConfig(f"now must be finite unix seconds, got {now!r}")
+    _require_now(now)
     try:
         kind = Action(action)
     except ValueError:
@@ -293,6 +292,7 @@ def open_ticket(
     Any bytes input ends in a Ticket or TicketRejected, never another exception.
     """
     _require_serial(serial)
+    _require_now(now)
     if not isinstance(blob, bytes | bytearray | memoryview):
         raise TicketRejected("malformed", f"ticket must be bytes, got {type(blob).__name__}")
     data = bytes(blob)
@@ -515,3 +515,9 @@ def _require_serial(serial: object) -> None:
         raise InvalidConfig(
             f"charger serial must be at most {MAX_SERIAL_BYTES} UTF-8 bytes, got {length}"
         )
+
+
+def _require_now(now: float) -> None:
+    """A clock reading must be a finite number: NaN would make every expiry check pass."""
+    if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
+        raise InvalidConfig(f"now must be finite unix seconds, got {now!r}")

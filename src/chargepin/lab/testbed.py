@@ -1,0 +1,136 @@
+"""A charger and phones on one virtual radio, in one process: for the demo, the lab and tests.
+
+Everything here is the real thing (the daemon, the phone client, the SQLite state, Bumble's
+controllers on a LocalLink); the only stand-in is `OwnerAuthority`, which issues tickets from the
+factory secret the way the fleet service will, so the Bluetooth side can be shown end to end
+before the fleet service exists.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chargepin.charger.daemon import ChargerDaemon
+from chargepin.charger.store import ChargerIdentity, StateStore, random_static_address
+from chargepin.clock import Clock, SystemClock
+from chargepin.core.attempts import SecurityProfile
+from chargepin.core.epochs import epoch_pin
+from chargepin.core.lockout import LockoutConfig
+from chargepin.core.pin import Pin
+from chargepin.core.tickets import Action, issue_ticket, seal_ticket
+from chargepin.phone.client import ChargerLink, Phone
+from chargepin.phone.identity import load_identity
+from chargepin.radio.keystore import open_keystore_file
+from chargepin.radio.virtual import VirtualRadio
+
+
+@dataclass(frozen=True)
+class ChargerSpec:
+    """What the factory provisions."""
+
+    serial: str = "CP-0001"
+    model: str = "Pulsar Max"
+    firmware: str = "6.11.2"
+    produced: datetime.date = datetime.date(2025, 9, 1)
+    profile: str = "hardened"
+    lockout: LockoutConfig | None = None
+    pin_enabled: bool = True
+    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+
+
+def provision(path: Path, spec: ChargerSpec) -> StateStore:
+    """A new charger state file, as `chargepin charger init` makes it."""
+    identity = ChargerIdentity(
+        serial=spec.serial,
+        model=spec.model,
+        firmware=spec.firmware,
+        produced=spec.produced,
+        address=random_static_address(),
+        irk=secrets.token_bytes(16),
+    )
+    lockout = spec.lockout or SecurityProfile.build(spec.profile).lockout
+    return StateStore.create(path, identity, spec.secret, spec.profile, lockout, spec.pin_enabled)
+
+
+class OwnerAuthority:
+    """Issues sealed tickets for one charger from its factory secret (the fleet's job)."""
+
+    def __init__(self, secret: bytes, serial: str, clock: Clock) -> None:
+        self._secret = secret
+        self._serial = serial
+        self._clock = clock
+
+    def pin_of_epoch(self, epoch: int) -> Pin:
+        """What the troubleshooting screen shows: the PIN of the charger's current epoch."""
+        return epoch_pin(self._secret, self._serial, epoch)
+
+    def ticket(self, challenge: bytes, action: Action, args: dict[str, str] | None = None) -> bytes:
+        ticket = issue_ticket(self._serial, challenge, action, args, self._clock.now())
+        return seal_ticket(self._secret, ticket)
+
+    async def authorise(
+        self, link: ChargerLink, action: Action, args: dict[str, str] | None = None
+    ) -> bytes:
+        """Read the charger's challenge over `link` and return a ticket bound to it."""
+        return self.ticket(await link.read_challenge(), action, args)
+
+
+class Testbed:
+    """One virtual radio with chargers and phones whose state lives under `directory`."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, directory: Path, clock: Clock | None = None) -> None:
+        self.directory = directory
+        self.clock: Clock = clock or SystemClock()
+        self.radio = VirtualRadio()
+        self.daemons: list[ChargerDaemon] = []
+        self.phones: list[Phone] = []
+
+    async def charger(
+        self, spec: ChargerSpec | None = None, name: str = "charger"
+    ) -> ChargerDaemon:
+        """Provision (first time) or reopen a charger's state and start its daemon."""
+        path = self.directory / f"{name}.db"
+        store = StateStore.open(path) if path.exists() else provision(path, spec or ChargerSpec())
+        daemon = ChargerDaemon(store, self.radio.attach(name), clock=self.clock)
+        await daemon.start()
+        self.daemons.append(daemon)
+        return daemon
+
+    async def restart(self, daemon: ChargerDaemon, name: str = "charger") -> ChargerDaemon:
+        """Stop a daemon and start a new one on the same state file (a reboot)."""
+        await self.stop_charger(daemon)
+        return await self.charger(name=name)
+
+    async def stop_charger(self, daemon: ChargerDaemon) -> None:
+        await daemon.stop()
+        daemon.store.close()
+        self.daemons.remove(daemon)
+
+    async def phone(self, name: str = "phone", pairing_timeout: float = 10.0) -> Phone:
+        bonds = open_keystore_file(self.directory / f"{name}-bonds.db")
+        phone = Phone(
+            self.radio.attach(name),
+            bonds,
+            identity=load_identity(bonds, name),
+            pairing_timeout=pairing_timeout,
+        )
+        await phone.start()
+        self.phones.append(phone)
+        return phone
+
+    def authority(self, daemon: ChargerDaemon) -> OwnerAuthority:
+        store = daemon.store
+        return OwnerAuthority(store.secret, store.identity.serial, self.clock)
+
+    async def close(self) -> None:
+        for phone in self.phones:
+            await phone.stop()
+            phone.bonds.close()
+        for daemon in list(self.daemons):
+            await self.stop_charger(daemon)
+        self.phones.clear()
