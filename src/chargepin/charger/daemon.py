@@ -68,7 +68,7 @@ class LinkState:
     pairing_closed: bool = False
     refused: bool = False
     smp_timer: asyncio.TimerHandle | None = None
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    result_read: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class _PasskeyDisplay(PairingDelegate):
@@ -476,7 +476,9 @@ class ChargerDaemon:
         await self._apply_bond_changes(outcome, bonded)
         self._state_changed()
         if outcome.drop_all_links or outcome.forget_bonds:
-            task = asyncio.get_running_loop().create_task(self._drop_after_grace(outcome))
+            link.result_read.clear()
+            grace = self._drop_after_grace(link, outcome)
+            task = asyncio.get_running_loop().create_task(grace)
             self._grace_tasks.add(task)
             task.add_done_callback(self._grace_tasks.discard)
 
@@ -491,9 +493,11 @@ class ChargerDaemon:
                 if keys.ltk is None or not keys.ltk.authenticated:
                     await keystore.delete(name)
 
-    async def _drop_after_grace(self, outcome: Any) -> None:
-        """Let the writer read its receipt, then drop the links the change concerns."""
-        await asyncio.sleep(RESULT_READ_GRACE)
+    async def _drop_after_grace(self, writer: LinkState, outcome: Any) -> None:
+        """Let the writer read its receipt (or give up waiting), then drop the links concerned."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(writer.result_read.wait(), RESULT_READ_GRACE)
+        await asyncio.sleep(0)  # the read response is queued after the callback returns
         for connection in list(self.device.connections.values()):
             removed = str(connection.peer_address) in outcome.forget_bonds
             if outcome.drop_all_links or removed:
@@ -509,7 +513,10 @@ class ChargerDaemon:
         link = self.links.get(connection.handle)
         if link is None or link.admin_result is None:
             return protocol.AdminResult(ok=False, reason="none", detail="no ticket yet").encode()
-        return link.admin_result.encode()
+        value = link.admin_result.encode()
+        if len(value) <= connection.att_mtu - 1:
+            link.result_read.set()  # read whole in this one response: safe to drop after it
+        return value
 
     async def read_status(self, connection: Connection) -> bytes:
         await self.require_protected(connection)

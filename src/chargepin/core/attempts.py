@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 
 from chargepin.core import lockout
-from chargepin.core.lockout import LockoutConfig, LockoutScope, LockoutState
+from chargepin.core.lockout import LockoutConfig, LockoutState
 
 # Core spec Vol 3 Part H 3.4: the SMP timeout. Bumble does not run it (notes/bumble.md), so the
 # daemon does: a phone that stops answering mid-pairing is an aborted attempt, not a busy charger.
@@ -125,6 +125,4 @@ def failed_attempt(
 
 def connection_allowed(profile: SecurityProfile, state: LockoutState, now: float) -> bool:
     """May a bonded phone use protected features now? Not while locked with scope `all`."""
-    if profile.lockout.scope is LockoutScope.PAIRING:
-        return True
-    return not lockout.is_locked(profile.lockout, state, now)
+    return lockout.check_connection(profile.lockout, state, now, bonded=True).allowed

@@ -27,7 +27,8 @@ class WeakPin(ChargepinError, ValueError):
     """A well-formed PIN refused by the weak-PIN rules; `reason` says which rule."""
 
     def __init__(self, pin: str, reason: str) -> None:
-        super().__init__(f"PIN {pin} is too easy to guess: {reason}; choose another PIN")
+        # The digits stay out of the message: errors end up in logs, PINs must not.
+        super().__init__(f"that PIN is too easy to guess: {reason}; choose another PIN")
         self.reason = reason
 
 

@@ -8,7 +8,6 @@ as everywhere in Bluetooth (Core spec Vol 3 Part F 3.2.8: multi-octet fields are
 from __future__ import annotations
 
 import enum
-import json
 import struct
 from dataclasses import dataclass, field
 
@@ -265,7 +264,12 @@ class ControlCommand:
 
 @dataclass(frozen=True)
 class AdminResult:
-    """The admin result characteristic: the outcome of this link's last ticket."""
+    """The admin result characteristic: the outcome of this link's last ticket.
+
+    Binary and compact so that a result with its receipt fits one ATT read at the MTU the
+    phone negotiates (247): the charger drops the writer's link right after that read when
+    the action interrupts connections (enable PIN, forget phones).
+    """
 
     ok: bool
     action: str = ""
@@ -275,35 +279,35 @@ class AdminResult:
     phones: tuple[str, ...] = field(default_factory=tuple)
 
     def encode(self) -> bytes:
-        body: dict[str, object] = {"ok": self.ok, "action": self.action}
-        if self.reason:
-            body["reason"] = self.reason
-        if self.detail:
-            body["detail"] = self.detail
-        if self.receipt:
-            body["receipt"] = self.receipt.hex()
-        if self.phones:
-            body["phones"] = list(self.phones)
-        return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        if len(self.receipt) > 255 or len(self.phones) > 255:
+            raise ProtocolError("admin result: receipt or phone list too long")
+        out = bytearray([FORMAT_VERSION, int(self.ok)])
+        out += _put_string(self.action, "action") + _put_string(self.reason, "reason")
+        out += _put_string(self.detail[:255], "detail")
+        out += bytes([len(self.receipt)]) + self.receipt
+        out += bytes([len(self.phones)])
+        for phone in self.phones:
+            out += _put_string(phone, "phone")
+        return bytes(out)
 
     @classmethod
     def decode(cls, data: bytes) -> AdminResult:
-        try:
-            body = json.loads(data)
-            if not isinstance(body, dict) or not isinstance(body.get("ok"), bool):
-                raise ProtocolError("admin result must be a JSON object with a boolean 'ok'")
-            phones = body.get("phones", [])
-            if not isinstance(phones, list) or not all(isinstance(p, str) for p in phones):
-                raise ProtocolError("admin result 'phones' must be a list of addresses")
-            return cls(
-                ok=body["ok"],
-                action=str(body.get("action", "")),
-                reason=str(body.get("reason", "")),
-                detail=str(body.get("detail", "")),
-                receipt=bytes.fromhex(str(body.get("receipt", ""))),
-                phones=tuple(phones),
-            )
-        except (ValueError, UnicodeDecodeError) as error:
-            if isinstance(error, ProtocolError):
-                raise
-            raise ProtocolError(f"admin result is not valid JSON: {error}") from error
+        if len(data) < 2 or data[0] != FORMAT_VERSION or data[1] > 1:
+            raise ProtocolError("not an admin result of a known format; update the app")
+        action, offset = _take_string(data, 2, "action")
+        reason, offset = _take_string(data, offset, "reason")
+        detail, offset = _take_string(data, offset, "detail")
+        if offset >= len(data) or offset + 1 + data[offset] > len(data):
+            raise ProtocolError("admin result: receipt truncated")
+        receipt = data[offset + 1 : offset + 1 + data[offset]]
+        offset += 1 + data[offset]
+        if offset >= len(data):
+            raise ProtocolError("admin result: phone count missing")
+        phones = []
+        count, offset = data[offset], offset + 1
+        for _ in range(count):
+            phone, offset = _take_string(data, offset, "phone")
+            phones.append(phone)
+        if offset != len(data):
+            raise ProtocolError(f"admin result: {len(data) - offset} unexpected trailing octets")
+        return cls(bool(data[1]), action, reason, detail, bytes(receipt), tuple(phones))
