@@ -23,8 +23,8 @@ from chargepin.charger.store import (
     ChargerIdentity,
     Event,
     StateStore,
-    random_static_address,
 )
+from chargepin.core.addresses import random_static_address
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.lockout import LockoutConfig, LockoutState, record_failure
 from chargepin.core.pin import Pin

@@ -18,7 +18,7 @@ from bumble.keys import MemoryKeyStore
 from bumble.pairing import PairingConfig, PairingDelegate
 
 from chargepin.charger.daemon import ChargerDaemon
-from chargepin.phone.identity import random_static_address
+from chargepin.core.addresses import random_static_address
 from chargepin.radio.virtual import VirtualRadio
 
 KEYBOARD_DISPLAY = PairingDelegate.IoCapability.DISPLAY_OUTPUT_AND_KEYBOARD_INPUT  # phones

@@ -350,11 +350,11 @@ class ChargerDaemon:
             )
             return None
         link.refused = True
-        self.store.record_event(
-            "pairing_refused", f"{connection.peer_address} {refusal.value}", now
-        )
+        detail = f"{connection.peer_address} {refusal.value}"
         if attempts.counts_as_failure(refusal):
-            self._record_failure(AttemptKind.BUSY, now)
+            self._record_failure(AttemptKind.BUSY, now, detail)
+        else:
+            self.store.record_event("pairing_refused", detail, now)
         return refusal
 
     def _on_pairing_start(self, connection: Connection) -> None:
@@ -386,9 +386,7 @@ class ChargerDaemon:
         link = self.links.get(connection.handle)
         if link is None or link.refused or link.pairing_closed:
             return  # refusals were accounted for by on_pairing_request
-        kind = FAILURE_KINDS.get(smp.ErrorCode(reason), AttemptKind.FAILED)
-        if reason == smp.ErrorCode.PASSKEY_ENTRY_FAILED and not link.pairing_started:
-            kind = AttemptKind.CANCELLED
+        kind = FAILURE_KINDS.get(reason, AttemptKind.FAILED)
         self._close_attempt(connection, link, kind)
         # Bumble keeps the link after a failure and a second pairing on it hangs: drop it.
         self.drop_link(connection, hci.HCI_ErrorCode.AUTHENTICATION_FAILURE_ERROR)
@@ -400,17 +398,22 @@ class ChargerDaemon:
         if self.pairing_handle == connection.handle:
             self.pairing_handle = None
         now = self.clock.now()
-        self.store.record_event("pairing_failed", f"{connection.peer_address} {kind.value}", now)
-        self._record_failure(kind, now)
+        self._record_failure(kind, now, f"{connection.peer_address} {kind.value}")
 
-    def _record_failure(self, kind: AttemptKind, now: float) -> None:
-        """Count the attempt and rotate the PIN if the profile says so, persisted at once."""
+    def _record_failure(self, kind: AttemptKind, now: float, detail: str) -> None:
+        """Count the attempt and rotate the PIN if the profile says so: one durable commit.
+
+        This runs synchronously in the SMP event handler, so the new lockout state and epoch
+        are on disk before the event loop can serve the next pairing request.
+        """
         outcome = attempts.failed_attempt(self.profile, self.store.lockout_state, kind, now)
-        self.store.save_lockout_state(outcome.lockout)
-        if outcome.advance_epoch and self.store.pin_enabled:
-            self.store.advance_epoch()
-        if outcome.locked_now:
-            self.store.record_event("locked", f"{outcome.retry_after:.0f} s", now)
+        with self.store.transaction():
+            self.store.record_event("pairing_failed", detail, now)
+            self.store.save_lockout_state(outcome.lockout)
+            if outcome.advance_epoch and self.store.pin_enabled:
+                self.store.advance_epoch()
+            if outcome.locked_now:
+                self.store.record_event("locked", f"{outcome.retry_after:.0f} s", now)
         self._state_changed()
 
     # ---------------------------------------------------------------- GATT handlers

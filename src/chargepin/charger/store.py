@@ -14,7 +14,6 @@ import datetime
 import json
 import os
 import re
-import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from chargepin.charger.errors import StateError
+from chargepin.core.addresses import static_address_problem
 from chargepin.core.attempts import PROFILE_NAMES
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.keys import SECRET_SIZE
@@ -57,7 +57,6 @@ BUSY_TIMEOUT_MS: Final = 5000
 """How long a write waits for another process (e.g. the CLI) to finish its own."""
 
 _SERIAL = re.compile(r"[A-Za-z0-9_-]{1,32}", re.ASCII)
-_ADDRESS = re.compile(r"[0-9A-F]{2}(?::[0-9A-F]{2}){5}", re.ASCII)
 _BONDS_TABLE = "bonds"
 
 _SCHEMA = (
@@ -119,33 +118,6 @@ class Event:
     at: float
     kind: str
     detail: str
-
-
-def random_static_address() -> str:
-    """A new random static device address such as "C3:1F:9A:07:55:E2".
-
-    The two most significant bits are 1 and the other 46 bits are neither all 0 nor all 1
-    (Core spec Vol 6 Part B 1.3.2.1).
-    """
-    while True:
-        value = bytearray(secrets.token_bytes(6))
-        value[0] |= 0xC0
-        address = ":".join(f"{octet:02X}" for octet in value)
-        if _static_address_problem(address) is None:
-            return address
-
-
-def _static_address_problem(address: str) -> str | None:
-    """Why `address` (upper-case, MSB first) is not a random static address, or None."""
-    if not _ADDRESS.fullmatch(address):
-        return "it is not six hexadecimal octets separated by colons"
-    value = int(address.replace(":", ""), 16)
-    if value >> 46 != 0b11:
-        return "its two most significant bits are not both 1 (random static addresses start C-F)"
-    random_part = value & ((1 << 46) - 1)
-    if random_part in (0, (1 << 46) - 1):
-        return "its 46 random bits are all 0 or all 1"
-    return None
 
 
 class StateStore:
@@ -627,7 +599,7 @@ def _validate_identity(identity: ChargerIdentity) -> None:
         raise StateError(f"production date must be a date, got {identity.produced!r}")
     if not isinstance(identity.address, str):
         raise StateError(f"address must be text like C0:12:34:56:78:9A, got {identity.address!r}")
-    problem = _static_address_problem(identity.address)
+    problem = static_address_problem(identity.address)
     if problem is not None:
         raise StateError(
             f"address {identity.address} is not a random static address: {problem}; use an "

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chargepin.charger.daemon import ChargerDaemon
-from chargepin.charger.store import ChargerIdentity, StateStore, random_static_address
+from chargepin.charger.store import ChargerIdentity, StateStore
 from chargepin.clock import Clock, SystemClock
+from chargepin.core.addresses import random_static_address
 from chargepin.core.attempts import SecurityProfile
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.lockout import LockoutConfig

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from chargepin.core.addresses import random_static_address
 from chargepin.radio.keystore import SqliteKeyStore
 
 
@@ -15,13 +16,6 @@ class PhoneIdentity:
     address: str
     irk: bytes
     name: str = "chargepin phone"
-
-
-def random_static_address() -> str:
-    """A random static address: 46 random bits, the two top bits set (Core Vol 6 Part B 1.3.2.1)."""
-    raw = bytearray(secrets.token_bytes(6))
-    raw[0] |= 0xC0
-    return ":".join(f"{b:02X}" for b in raw)
 
 
 def load_identity(bonds: SqliteKeyStore, name: str = "chargepin phone") -> PhoneIdentity:
