@@ -42,7 +42,7 @@ SMP_REFUSAL_CODES = {
     Refusal.BUSY: smp.ErrorCode.UNSPECIFIED_REASON,
     Refusal.NEEDS_PASSKEY: smp.ErrorCode.AUTHENTICATION_REQUIREMENTS,
 }
-FAILURE_KINDS = {
+FAILURE_KINDS: dict[int, AttemptKind] = {
     smp.ErrorCode.CONFIRM_VALUE_FAILED: AttemptKind.WRONG_PIN,
     smp.ErrorCode.DHKEY_CHECK_FAILED: AttemptKind.WRONG_PIN,
     smp.ErrorCode.PASSKEY_ENTRY_FAILED: AttemptKind.CANCELLED,
