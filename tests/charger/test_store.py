@@ -356,7 +356,10 @@ def test_kill_9_never_loses_a_committed_attempt(state_path: Path) -> None:
         wanted = rng.randint(3, 80)
         printed = [child.stdout.readline() for _ in range(wanted)]
         child.send_signal(signal.SIGKILL)
-        rest, errors = child.communicate()
+        # Read through the same buffered reader: communicate() would read the raw pipe and
+        # skip lines readline() already buffered.
+        rest, errors = child.stdout.read(), child.stderr.read() if child.stderr else ""
+        child.wait()
         assert child.returncode == -signal.SIGKILL, errors
         printed += rest.splitlines()
         epoch_text, state_text = printed[-1].split(" ", 1)

@@ -18,7 +18,7 @@ from chargepin.core.pin import Pin, weakness
 SECRET = bytes(range(32))
 SERIAL = "CP-0001"
 
-# The published vectors (docs/PROTOCOL-core.md). Epoch 13's first candidate (160160) is weak
+# The published vectors (docs/PROTOCOL.md). Epoch 13's first candidate (160160) is weak
 # and epoch 1944's first sample is above the rejection limit: both take counter 1.
 VECTORS = [
     (0, "063057", "661210c1ea07694e"),
@@ -32,7 +32,7 @@ VECTORS = [
 
 
 def documented_epoch_pin(secret: bytes, serial: str, epoch: int) -> tuple[str, int]:
-    """The derivation as docs/PROTOCOL-core.md spells it out; returns (PIN, counter used)."""
+    """The derivation as docs/PROTOCOL.md spells it out; returns (PIN, counter used)."""
     key = derive_key(secret, serial, "epoch-pin")
     for counter in range(100):
         mac = hmac.digest(key, epoch.to_bytes(8, "big") + counter.to_bytes(4, "big"), "sha256")

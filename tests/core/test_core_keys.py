@@ -12,7 +12,7 @@ from chargepin.core.keys import SECRET_SIZE, derive_key, new_secret
 
 SECRET = bytes(range(32))
 
-# The published vectors (docs/PROTOCOL-core.md), serial "CP-0001".
+# The published vectors (docs/PROTOCOL.md), serial "CP-0001".
 KEY_VECTORS = {
     "epoch-pin": "566b322fe6584c71c52e4ffd3068db140bd99094835eae744357de9a2b910d00",
     "ticket": "ebe4d76e567c232bc963811a6efa631b3ac63f7d841b62ceee20d05f0b8488b8",

@@ -6,7 +6,7 @@ the user's role. The ticket is sealed with AES-GCM under a key derived from the 
 factory secret, so nobody without the fleet service can forge one and a custom PIN never
 crosses the air in clear; the single-use challenge the charger handed out refuses replays.
 After acting, the charger answers with a receipt (an HMAC under its secret) that the fleet
-service checks before it commits the change. The wire formats are in docs/PROTOCOL-core.md.
+service checks before it commits the change. The wire formats are in docs/PROTOCOL.md.
 """
 
 from __future__ import annotations
