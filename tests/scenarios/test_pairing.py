@@ -269,3 +269,15 @@ async def test_a_stalled_pairing_times_out_as_an_aborted_attempt(bed: Testbed) -
     assert len(daemon.store.lockout_state.failures) == 1
     assert daemon.pairing_handle is None
     await central.stop()
+
+
+async def test_leading_zeros_are_digits_of_the_passkey(bed: Testbed) -> None:
+    daemon = await bed.charger()
+    daemon.store.set_pin_config(enabled=True, custom_pin=Pin("042917"), epoch=0)
+    phone = await bed.phone()
+    with pytest.raises(WrongPin):
+        await phone.connect("CP-0001", pin="429170")
+    daemon.store.set_pin_config(enabled=True, custom_pin=Pin("042917"), epoch=daemon.store.epoch)
+    link = await phone.connect("CP-0001", pin="042917")
+    assert link.paired_now
+    await link.disconnect()
