@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -115,7 +117,5 @@ def test_decoders_raise_only_protocol_errors(data: bytes) -> None:
         ControlCommand.decode,
         AdminResult.decode,
     ):
-        try:
+        with contextlib.suppress(ProtocolError):
             decoder(data)
-        except ProtocolError:
-            pass
