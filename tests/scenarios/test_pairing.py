@@ -12,7 +12,7 @@ from bumble.pairing import PairingDelegate
 from chargepin.core.epochs import epoch_pin, pin_fingerprint
 from chargepin.core.pin import Pin
 from chargepin.lab.testbed import ChargerSpec, Testbed
-from chargepin.phone.errors import PinNeeded, WrongPin
+from chargepin.phone.errors import LinkLost, PinNeeded, WrongPin
 
 
 def wrong_pin(right: Pin) -> str:
@@ -281,3 +281,15 @@ async def test_leading_zeros_are_digits_of_the_passkey(bed: Testbed) -> None:
     link = await phone.connect("CP-0001", pin="042917")
     assert link.paired_now
     await link.disconnect()
+
+
+async def test_a_link_lost_mid_request_is_an_error_the_app_can_act_on(bed: Testbed) -> None:
+    daemon = await bed.charger()
+    phone = await bed.phone()
+    link = await phone.connect("CP-0001", pin=str(daemon.store.current_pin()))
+    read = asyncio.ensure_future(link.status())
+    await asyncio.sleep(0)  # the read request is on its way
+    for connection in list(daemon.device.connections.values()):
+        await connection.disconnect()
+    with pytest.raises(LinkLost, match="connect again"):
+        await read

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from chargepin.phone.errors import (
     ChargerNotFound,
     ChargerTimeout,
     CommandRefused,
+    LinkLost,
     PairingRefused,
     PhoneError,
     PinNeeded,
@@ -122,16 +123,12 @@ class ChargerLink:
         return self._chars[uuid]
 
     async def _read(self, uuid: str) -> bytes:
-        try:
+        with _gatt_errors():
             return bytes(await self._char(uuid).read_value())
-        except att.ATT_Error as error:
-            raise _att_failure(error) from error
 
     async def _write(self, uuid: str, value: bytes) -> None:
-        try:
+        with _gatt_errors():
             await self._char(uuid).write_value(value, with_response=True)
-        except att.ATT_Error as error:
-            raise _att_failure(error) from error
 
     async def read_info(self) -> ChargerInfo:
         self.info = ChargerInfo.decode(await self._read(protocol.INFO_UUID))
@@ -159,10 +156,8 @@ class ChargerLink:
         def on_value(value: bytes) -> None:
             listener(ChargerStatus.decode(bytes(value)))
 
-        try:
+        with _gatt_errors():
             await self.peer.subscribe(self._char(protocol.STATUS_UUID), on_value)
-        except att.ATT_Error as error:
-            raise _att_failure(error) from error
 
     async def read_challenge(self) -> bytes:
         """A fresh single-use challenge to bind an owner ticket to this charger and moment."""
@@ -171,13 +166,10 @@ class ChargerLink:
     async def submit_ticket(self, ticket: bytes) -> AdminResult:
         """Write a sealed ticket and return the charger's result (with its receipt)."""
         try:
-            await self._char(protocol.ADMIN_UUID).write_value(ticket, with_response=True)
-        except att.ATT_Error as error:
-            if error.error_code not in (
-                protocol.AttAppError.TICKET_REJECTED,
-                protocol.AttAppError.NOT_ALLOWED,
-            ):
-                raise _att_failure(error) from error
+            with _gatt_errors(refusals=ADMIN_REFUSALS):
+                await self._char(protocol.ADMIN_UUID).write_value(ticket, with_response=True)
+        except _Refused:
+            pass  # the reason is in the admin result
         result = AdminResult.decode(await self._read(protocol.ADMIN_RESULT_UUID))
         if not result.ok:
             raise AdminRefused(result.reason, result.detail)
@@ -185,6 +177,34 @@ class ChargerLink:
 
     async def disconnect(self) -> None:
         await _hang_up(self.connection.device, self.connection, 0.0)
+
+
+class _Refused(Exception):
+    """An ATT error the caller reads the details of elsewhere."""
+
+
+ADMIN_REFUSALS = (protocol.AttAppError.TICKET_REJECTED, protocol.AttAppError.NOT_ALLOWED)
+
+
+@contextlib.contextmanager
+def _gatt_errors(refusals: tuple[int, ...] = ()) -> Iterator[None]:
+    """ATT errors and a link lost mid-request as PhoneErrors the app can act on.
+
+    Bumble cancels a pending request's future when the link drops; that CancelledError is not
+    a cancellation of our task (unless the task itself is being cancelled), so it becomes
+    LinkLost instead of silently unwinding the caller.
+    """
+    try:
+        yield
+    except att.ATT_Error as error:
+        if error.error_code in refusals:
+            raise _Refused from error
+        raise _att_failure(error) from error
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise LinkLost() from None
 
 
 async def _hang_up(device: Device, connection: Connection, wait_for_peer: float) -> None:

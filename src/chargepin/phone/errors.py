@@ -99,3 +99,14 @@ class CommandRefused(PhoneError):
     """The charger refused a control command (bad value, or not possible now)."""
 
     exit_code = 12
+
+
+class LinkLost(PhoneError):
+    """The charger dropped the connection in the middle of a request."""
+
+    exit_code = 13
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the charger dropped the connection in the middle of a request; connect again"
+        )
