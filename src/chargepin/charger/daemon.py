@@ -22,7 +22,7 @@ from bumble.pairing import PairingConfig, PairingDelegate
 
 from chargepin.charger.admin import ActionNotAllowed, TicketRejected, apply_ticket, rejected
 from chargepin.charger.evse import ChargingPoint
-from chargepin.charger.gatt_service import build_service, freeze_static_attributes
+from chargepin.charger.gatt_service import build_service, harden_server
 from chargepin.charger.store import StateStore
 from chargepin.clock import Clock, SystemClock
 from chargepin.core import attempts, lockout, protocol
@@ -143,7 +143,7 @@ class ChargerDaemon:
         self.device.smp_session_proxy = session_class
         self.device.pairing_config_factory = self._pairing_config
         self.device.add_service(build_service(self.device, self))
-        freeze_static_attributes(self.device)
+        harden_server(self.device)
         self.device.on(self.device.EVENT_CONNECTION, self._on_connection)
         self._status_characteristic = self._find_characteristic(protocol.STATUS_UUID)
         self.evse.subscribe(self._on_status_change)
@@ -473,6 +473,7 @@ class ChargerDaemon:
             link.admin_result = rejected(error.reason, error.detail)
             raise att.ATT_Error(protocol.AttAppError.TICKET_REJECTED) from error
         except ActionNotAllowed as error:
+            self.store.record_event("ticket_rejected", f"not_allowed: {error.reason}", now)
             link.admin_result = rejected("not_allowed", error.reason, error.action.value)
             raise att.ATT_Error(protocol.AttAppError.NOT_ALLOWED) from error
         link.admin_result = outcome.result

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from bumble import att, gatt
+from bumble import att, gatt, utils
 from bumble.device import Connection, Device
 
 from chargepin.core import protocol
@@ -78,9 +78,7 @@ def build_service(device: Device, handlers: ChargerHandlers) -> gatt.Service:
     ) -> Any:
         async def write() -> None:
             await handlers.require_protected(_connection_of(bearer))
-            if len(value) != 2 or value[1] != 0 or value[0] & ~0x01:
-                # Notifications only (bit 0); indications are not offered.
-                raise att.ATT_Error(att.ErrorCode.VALUE_NOT_ALLOWED)
+            check_cccd_value(value, characteristic.properties)
             device.gatt_server.write_cccd(bearer, characteristic, value)
 
         return write()
@@ -120,21 +118,99 @@ def _connection_of(bearer: att.Bearer) -> Connection:
     return bearer
 
 
-def freeze_static_attributes(device: Device) -> int:
-    """Refuse writes to every attribute without callbacks; returns how many were frozen.
+def check_cccd_value(value: bytes, properties: gatt.Characteristic.Properties) -> None:
+    """A CCCD takes 2 octets enabling only what the characteristic offers (Vol 3 Part G 3.3.3.3)."""
+    if len(value) != 2:
+        raise att.ATT_Error(att.ErrorCode.INVALID_ATTRIBUTE_LENGTH)
+    allowed = 0
+    if properties & gatt.Characteristic.Properties.NOTIFY:
+        allowed |= 0x01
+    if properties & gatt.Characteristic.Properties.INDICATE:
+        allowed |= 0x02
+    if value[1] != 0 or value[0] & ~allowed:
+        raise att.ATT_Error(att.ErrorCode.VALUE_NOT_ALLOWED)
 
-    Bumble writes any plain value a client sends, even the GAP device name or a service
-    declaration (notes/bumble.md). Those are static here: their `write_value` is replaced on
-    the instance so the server answers WRITE_NOT_PERMITTED and the value never changes.
+
+async def _refuse_write(_bearer: att.Bearer, _value: bytes) -> None:
+    raise att.ATT_Error(att.ErrorCode.WRITE_NOT_PERMITTED)
+
+
+def harden_server(device: Device) -> None:
+    """Close the holes Bumble's GATT server leaves open (notes/bumble.md, "GATT").
+
+    - Attributes with a plain value, or a callback value without a write callback (Database
+      Hash), are written by Bumble on any Write Request or never answered: they now refuse
+      with Write Not Permitted and keep their value.
+    - CCCDs Bumble added (Service Changed) store any value: they now take only valid ones.
+    - Read Multiple (Variable) Requests naming a protected attribute were never answered (the
+      handlers assume every attribute is world-readable): they now get the ATT error.
+    - A Write Command (no response) to a protected attribute logged a traceback per packet:
+      now it is dropped quietly, as the spec says for commands.
     """
-
-    async def refuse(_bearer: att.Bearer, _value: bytes) -> None:
-        raise att.ATT_Error(att.ErrorCode.WRITE_NOT_PERMITTED)
-
-    frozen = 0
-    for attribute in device.gatt_server.attributes:
-        if isinstance(attribute.value, att.AttributeValue | att.AttributeValueV2):
+    server = device.gatt_server
+    characteristic: Any = None
+    for attribute in server.attributes:
+        if isinstance(attribute, gatt.Characteristic):
+            characteristic = attribute
+        value = attribute.value
+        if isinstance(value, att.AttributeValue | att.AttributeValueV2):
+            if value._write is None:
+                attribute.write_value = _refuse_write  # type: ignore[method-assign,assignment]
+            elif (
+                attribute.type == gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR
+                and characteristic is not None
+            ):
+                attribute.write_value = _validated_cccd(  # type: ignore[method-assign]
+                    attribute.write_value, characteristic.properties
+                )
             continue
-        attribute.write_value = refuse  # type: ignore[method-assign,assignment]
-        frozen += 1
-    return frozen
+        attribute.write_value = _refuse_write  # type: ignore[method-assign,assignment]
+    for name in ("on_att_read_multiple_request", "on_att_read_multiple_variable_request"):
+        setattr(server, name, _answering_att_errors(server, name))
+    server.on_att_write_command = _quiet_write_command(server)
+
+
+def _validated_cccd(write: Any, properties: gatt.Characteristic.Properties) -> Any:
+    async def validated(bearer: att.Bearer, value: bytes) -> None:
+        check_cccd_value(value, properties)
+        await write(bearer, value)
+
+    return validated
+
+
+def _answering_att_errors(server: Any, name: str) -> Callable[[att.Bearer, Any], None]:
+    inner = getattr(type(server), name).__wrapped__  # Bumble's run_in_task keeps it
+
+    def handler(bearer: att.Bearer, request: Any) -> None:
+        async def run() -> None:
+            try:
+                await inner(server, bearer, request)
+            except att.ATT_Error as error:
+                server.send_response(
+                    bearer,
+                    att.ATT_Error_Response(
+                        request_opcode_in_error=request.op_code,
+                        attribute_handle_in_error=error.att_handle,
+                        error_code=error.error_code,
+                    ),
+                )
+
+        utils.AsyncRunner.spawn(run())  # type: ignore[no-untyped-call]
+
+    return handler
+
+
+def _quiet_write_command(server: Any) -> Callable[[att.Bearer, Any], None]:
+    def handler(bearer: att.Bearer, request: Any) -> None:
+        async def run() -> None:
+            attribute = server.get_attribute(request.attribute_handle)
+            if attribute is None:
+                return
+            try:
+                await attribute.write_value(bearer, request.attribute_value)
+            except att.ATT_Error:
+                return  # Vol 3 Part F 3.4.5.3: no response, no error for a command
+
+        utils.AsyncRunner.spawn(run())  # type: ignore[no-untyped-call]
+
+    return handler

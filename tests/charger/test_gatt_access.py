@@ -1,0 +1,336 @@
+"""Who may read and write what in the charger's GATT table, over the real stack.
+
+docs/PROTOCOL.md access rules: info and challenge are open to anyone in range; status, control,
+the status CCCD and the admin points need an encrypted link, and while the PIN is on a bond made
+with the PIN (passkey entry). Every attribute answers promptly: a read or write is never left
+waiting for Bumble's 30 s GATT timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from bumble import att, gatt, hci
+from bumble.core import UUID
+from bumble.device import Connection, Peer
+from bumble.gatt_client import AttributeProxy
+
+from chargepin.charger.daemon import ChargerDaemon
+from chargepin.core import protocol
+from chargepin.core.protocol import AdminResult, ChargerInfo, ChargerStatus, ChargingState
+from chargepin.core.tickets import Action, verify_receipt
+from chargepin.lab.testbed import ChargerSpec, Testbed
+from chargepin.phone.client import ChargerLink, Phone
+from chargepin.phone.errors import PinNeeded
+
+ANSWER_WITHIN = 2.0
+"""Seconds any attribute gets to answer one read or write."""
+SERIAL = "CP-0001"
+OPTIONAL = ChargerSpec(serial=SERIAL, model="Pulsar Plus", firmware="6.8.0", pin_enabled=False)
+"""Optional class: the owner may switch the PIN off and on."""
+
+CCCD = gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR
+READ_NOT_PERMITTED = att.ErrorCode.READ_NOT_PERMITTED
+WRITE_NOT_PERMITTED = att.ErrorCode.WRITE_NOT_PERMITTED
+NO_ENCRYPTION = att.ErrorCode.INSUFFICIENT_ENCRYPTION
+NO_AUTHENTICATION = att.ErrorCode.INSUFFICIENT_AUTHENTICATION
+
+
+@dataclass(frozen=True)
+class Client:
+    """One GATT client link to the charger and the attribute table it discovered."""
+
+    connection: Connection
+    peer: Peer
+    attributes: tuple[AttributeProxy[bytes], ...]
+
+    def value(self, uuid: UUID | str) -> AttributeProxy[bytes]:
+        wanted = UUID(uuid) if isinstance(uuid, str) else uuid
+        (found,) = (a for a in self.attributes if a.type == wanted)
+        return found
+
+    def cccd_of(self, uuid: UUID | str) -> AttributeProxy[bytes]:
+        """The CCCD right after a characteristic value (both of ours have no other descriptor)."""
+        value = self.value(uuid)
+        (found,) = (a for a in self.attributes if a.handle == value.handle + 1)
+        assert found.type == CCCD
+        return found
+
+    async def read(self, attribute: AttributeProxy[bytes]) -> bytes | int:
+        """The value or the ATT error code; a silent charger fails the test in 2 s."""
+        try:
+            return bytes(await asyncio.wait_for(self.peer.read_value(attribute), ANSWER_WITHIN))
+        except att.ATT_Error as error:
+            return int(error.error_code)
+
+    async def write(self, attribute: AttributeProxy[bytes], value: bytes) -> int | None:
+        """None if accepted, else the ATT error code; a silent charger fails the test in 2 s."""
+        try:
+            await asyncio.wait_for(
+                self.peer.write_value(attribute, value, with_response=True), ANSWER_WITHIN
+            )
+        except att.ATT_Error as error:
+            return int(error.error_code)
+        return None
+
+
+async def connect_unpaired(phone: Phone, serial: str = SERIAL) -> Client:
+    """Connect and discover, nothing more: no pairing, no encryption (what a stranger does)."""
+    found = await phone.find(serial)  # connect only to a charger heard advertising
+    connection = await phone.device.connect(
+        hci.Address(found.address), own_address_type=hci.OwnAddressType.RANDOM
+    )
+    assert not connection.is_encrypted
+    peer = Peer(connection)
+    await peer.request_mtu(protocol.PREFERRED_MTU)
+    return Client(connection, peer, tuple(await peer.discover_attributes()))
+
+
+async def client_of(link: ChargerLink) -> Client:
+    return Client(link.connection, link.peer, tuple(await link.peer.discover_attributes()))
+
+
+async def pin_paired(bed: Testbed, daemon: ChargerDaemon, name: str = "owner") -> ChargerLink:
+    phone = await bed.phone(name)
+    link = await phone.connect(SERIAL, pin=str(daemon.store.current_pin()))
+    assert link.paired_now
+    return link
+
+
+async def dropped(connection: Connection, timeout: float = 5.0) -> bool:
+    """True once the link is gone (bounded wait on the disconnection event)."""
+    if connection.handle not in connection.device.connections:
+        return True
+    gone = asyncio.Event()
+    connection.once(connection.EVENT_DISCONNECTION, lambda *_: gone.set())
+    try:
+        await asyncio.wait_for(gone.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True
+
+
+def expected_reads(client: Client, paired: bool) -> dict[int, int | None]:
+    """Per handle: the ATT error a read must get, None when it must return a value."""
+    closed = None if paired else NO_ENCRYPTION
+    expected: dict[int, int | None] = dict.fromkeys((a.handle for a in client.attributes), None)
+    expected[client.value(protocol.ADMIN_UUID).handle] = READ_NOT_PERMITTED
+    expected[client.value(protocol.CONTROL_UUID).handle] = READ_NOT_PERMITTED
+    expected[client.value(protocol.ADMIN_RESULT_UUID).handle] = closed
+    expected[client.value(protocol.STATUS_UUID).handle] = closed
+    expected[client.cccd_of(protocol.STATUS_UUID).handle] = closed
+    return expected
+
+
+# ------------------------------------------------------------------------------ strangers
+
+
+async def test_unpaired_phone_reads_info_and_challenge(bed: Testbed) -> None:
+    daemon = await bed.charger(ChargerSpec(serial=SERIAL))
+    stranger = await connect_unpaired(await bed.phone("stranger"))
+    raw = await stranger.read(stranger.value(protocol.INFO_UUID))
+    assert isinstance(raw, bytes)
+    info = ChargerInfo.decode(raw)
+    assert (info.serial, info.pin_enabled, info.epoch) == (SERIAL, True, daemon.store.epoch)
+    first = await stranger.read(stranger.value(protocol.CHALLENGE_UUID))
+    second = await stranger.read(stranger.value(protocol.CHALLENGE_UUID))
+    assert isinstance(first, bytes)
+    assert isinstance(second, bytes)
+    assert len(first) == len(second) == protocol.CHALLENGE_SIZE
+    assert first != second
+
+
+@pytest.mark.parametrize("pin_enabled", [True, False], ids=["pin-on", "pin-off"])
+async def test_unpaired_phone_is_refused_everything_protected(
+    bed: Testbed, pin_enabled: bool
+) -> None:
+    """Even with the PIN off, status, control and the admin points need an encrypted link."""
+    spec = ChargerSpec(serial=SERIAL) if pin_enabled else OPTIONAL
+    daemon = await bed.charger(spec)
+    stranger = await connect_unpaired(await bed.phone("stranger"))
+    # A genuine ticket bound to the stranger's own challenge is refused all the same.
+    challenge = await stranger.read(stranger.value(protocol.CHALLENGE_UUID))
+    assert isinstance(challenge, bytes)
+    action = Action.CHANGE_PIN if pin_enabled else Action.ENABLE_PIN
+    args = {"next_epoch": "1"} if pin_enabled else None
+    ticket = bed.authority(daemon).ticket(challenge, action, args)
+    epoch = daemon.store.epoch
+
+    assert await stranger.read(stranger.value(protocol.STATUS_UUID)) == NO_ENCRYPTION
+    assert await stranger.read(stranger.cccd_of(protocol.STATUS_UUID)) == NO_ENCRYPTION
+    assert await stranger.read(stranger.value(protocol.ADMIN_RESULT_UUID)) == NO_ENCRYPTION
+    notify_on = b"\x01\x00"
+    assert await stranger.write(stranger.cccd_of(protocol.STATUS_UUID), notify_on) == NO_ENCRYPTION
+    start = bytes([protocol.ControlOp.START])
+    assert await stranger.write(stranger.value(protocol.CONTROL_UUID), start) == NO_ENCRYPTION
+    assert await stranger.write(stranger.value(protocol.ADMIN_UUID), ticket) == NO_ENCRYPTION
+
+    assert daemon.evse.status.state is ChargingState.IDLE
+    assert (daemon.store.pin_enabled, daemon.store.epoch) == (pin_enabled, epoch)
+    assert daemon.store.counters()["ticket_rejected"] == 0
+    assert daemon.store.keystore.list_bonds() == []
+
+
+# ------------------------------------------------------------------------------ every attribute
+
+
+async def test_every_attribute_answers_a_read_promptly(bed: Testbed) -> None:
+    """Paired and unpaired; the write-only admin and control points say READ_NOT_PERMITTED."""
+    daemon = await bed.charger(ChargerSpec(serial=SERIAL))
+    stranger = await connect_unpaired(await bed.phone("stranger"))
+    owner = await client_of(await pin_paired(bed, daemon))
+    for client, paired in ((stranger, False), (owner, True)):
+        expected = expected_reads(client, paired)
+        for attribute in client.attributes:
+            answer = await client.read(attribute)
+            if expected[attribute.handle] is None:
+                assert isinstance(answer, bytes), f"read of {attribute}: 0x{answer:02X}"
+            else:
+                assert answer == expected[attribute.handle], f"read of {attribute}"
+    raw = await owner.read(owner.value(protocol.STATUS_UUID))
+    assert isinstance(raw, bytes)
+    assert ChargerStatus.decode(raw).state is ChargingState.IDLE
+
+
+async def test_every_attribute_answers_a_write_promptly(bed: Testbed) -> None:
+    """From a stranger: protected points want encryption, everything else refuses."""
+    await bed.charger(ChargerSpec(serial=SERIAL))
+    stranger = await connect_unpaired(await bed.phone("stranger"))
+    protected = {
+        stranger.value(protocol.ADMIN_UUID).handle,
+        stranger.value(protocol.CONTROL_UUID).handle,
+        stranger.cccd_of(protocol.STATUS_UUID).handle,
+    }
+    service_changed_cccd = stranger.cccd_of(gatt.GATT_SERVICE_CHANGED_CHARACTERISTIC).handle
+    for attribute in stranger.attributes:
+        answer = await stranger.write(attribute, b"\x00\x00")
+        if attribute.handle == service_changed_cccd:
+            # Standard GATT lets any client configure Service Changed indications;
+            # docs/PROTOCOL.md says every attribute outside our service refuses. Either is prompt.
+            assert answer in (None, WRITE_NOT_PERMITTED)
+        elif attribute.handle in protected:
+            assert answer == NO_ENCRYPTION, f"write to handle {attribute.handle}"
+        else:
+            assert answer == WRITE_NOT_PERMITTED, f"write to handle {attribute.handle}"
+
+
+async def test_database_hash_refuses_a_write_promptly(bed: Testbed) -> None:
+    """The GATT service's Database Hash (0x2B2A) has a read callback only, so
+    freeze_static_attributes skips it and Bumble raises InvalidOperationError inside the
+    server on a write: no response, the client waits 30 s (GATT timeout).
+    """
+    daemon = await bed.charger(ChargerSpec(serial=SERIAL))
+    owner = await client_of(await pin_paired(bed, daemon))
+    database_hash = owner.value(gatt.GATT_DATABASE_HASH_CHARACTERISTIC)
+    before = await owner.read(database_hash)
+    try:
+        answer: int | str | None = await owner.write(database_hash, b"\x00" * 16)
+    except TimeoutError:
+        answer = "no answer within 2 s"
+    assert answer == WRITE_NOT_PERMITTED
+    assert await owner.read(database_hash) == before
+
+
+READ_MULTIPLE = [att.ATT_Read_Multiple_Request, att.ATT_Read_Multiple_Variable_Request]
+
+
+async def read_multiple(client: Client, request_class: type[att.ATT_PDU], uuids: list[str]) -> Any:
+    """One Read Multiple (Variable) Request (Core spec Vol 3 Part F 3.4.4.7, 3.4.4.11)."""
+    handles = [client.value(uuid).handle for uuid in uuids]
+    request = request_class(set_of_handles=handles)  # type: ignore[call-arg]
+    return await asyncio.wait_for(client.peer.gatt_client.send_request(request), ANSWER_WITHIN)
+
+
+@pytest.mark.parametrize("request_class", READ_MULTIPLE, ids=["fixed", "variable"])
+async def test_read_multiple_of_open_attributes_works(
+    bed: Testbed, request_class: type[att.ATT_PDU]
+) -> None:
+    await bed.charger(ChargerSpec(serial=SERIAL))
+    stranger = await connect_unpaired(await bed.phone("stranger"))
+    response = await read_multiple(
+        stranger, request_class, [protocol.CHALLENGE_UUID, protocol.INFO_UUID]
+    )
+    assert response.op_code != att.Opcode.ATT_ERROR_RESPONSE
+    assert SERIAL.encode() in bytes(response)
+
+
+@pytest.mark.parametrize("request_class", READ_MULTIPLE, ids=["fixed", "variable"])
+async def test_read_multiple_with_a_protected_attribute_is_refused_promptly(
+    bed: Testbed, request_class: type[att.ATT_PDU]
+) -> None:
+    """Bumble's Read Multiple (Variable) handlers assume every attribute is world-readable and
+    let the ATT_Error of our read callback escape: without gatt_service.harden_server there is
+    no response and the client waits 30 s. Any stranger in range could do this.
+    """
+    await bed.charger(ChargerSpec(serial=SERIAL))
+    stranger = await connect_unpaired(await bed.phone("stranger"))
+    try:
+        response = await read_multiple(
+            stranger, request_class, [protocol.INFO_UUID, protocol.STATUS_UUID]
+        )
+    except TimeoutError:
+        pytest.fail("no answer within 2 s")
+    assert response.op_code == att.Opcode.ATT_ERROR_RESPONSE
+    assert response.error_code == NO_ENCRYPTION
+
+
+# ------------------------------------------------------------------------------ Just Works and PIN
+
+
+async def test_just_works_bond_made_while_the_pin_is_off_reads_status(bed: Testbed) -> None:
+    await bed.charger(OPTIONAL)
+    phone = await bed.phone()
+    link = await phone.connect(SERIAL)  # no PIN to type: Just Works
+    assert link.paired_now
+    assert not link.info.pin_enabled
+    assert link.connection.is_encrypted
+    client = await client_of(link)
+    raw = await client.read(client.value(protocol.STATUS_UUID))
+    assert isinstance(raw, bytes)
+    assert ChargerStatus.decode(raw).state is ChargingState.IDLE
+    assert (await link.start_charging()).state is ChargingState.CHARGING
+    assert await client.write(client.cccd_of(protocol.STATUS_UUID), b"\x01\x00") is None
+
+
+async def test_enabling_the_pin_ends_every_just_works_bond(bed: Testbed) -> None:
+    """The owner's own Just Works link and another phone's lose access; both need the PIN."""
+    daemon = await bed.charger(OPTIONAL)
+    owner_phone = await bed.phone("owner")
+    other_phone = await bed.phone("other")
+    owner_link = await owner_phone.connect(SERIAL)
+    other_link = await other_phone.connect(SERIAL)
+    assert [bond.authenticated for bond in daemon.store.keystore.list_bonds()] == [False, False]
+    owner = await client_of(owner_link)
+    other = await client_of(other_link)
+    ticket = await bed.authority(daemon).authorise(owner_link, Action.ENABLE_PIN)
+
+    assert await owner.write(owner.value(protocol.ADMIN_UUID), ticket) is None
+    assert daemon.store.pin_enabled
+    assert daemon.store.keystore.list_bonds() == []
+    # Still encrypted with the forgotten Just Works keys: no longer good enough.
+    for client in (other, owner):
+        assert await client.read(client.value(protocol.STATUS_UUID)) == NO_AUTHENTICATION
+        control = client.value(protocol.CONTROL_UUID)
+        assert await client.write(control, bytes([protocol.ControlOp.START])) == NO_AUTHENTICATION
+    assert daemon.evse.status.state is ChargingState.IDLE
+    # The writer still gets its receipt, then the charger drops both links.
+    raw = await owner.read(owner.value(protocol.ADMIN_RESULT_UUID))
+    assert isinstance(raw, bytes)
+    result = AdminResult.decode(raw)
+    assert result.ok
+    assert verify_receipt(daemon.store.secret, SERIAL, result.receipt).pin_enabled
+    assert await dropped(owner.connection)
+    assert await dropped(other.connection)
+
+    for phone in (owner_phone, other_phone):
+        with pytest.raises(PinNeeded):
+            await phone.connect(SERIAL)
+        link = await phone.connect(SERIAL, pin=str(daemon.store.current_pin()))
+        assert link.paired_now
+        assert (await link.status()).state is ChargingState.IDLE
+    bonds = daemon.store.keystore.list_bonds()
+    assert len(bonds) == 2
+    assert all(bond.authenticated for bond in bonds)
