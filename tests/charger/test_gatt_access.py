@@ -23,7 +23,7 @@ from chargepin.core import protocol
 from chargepin.core.protocol import AdminResult, ChargerInfo, ChargerStatus, ChargingState
 from chargepin.core.tickets import Action, verify_receipt
 from chargepin.lab.testbed import ChargerSpec, Testbed
-from chargepin.phone.client import ChargerLink, Phone
+from chargepin.phone.client import ChargerLink, Phone, wait_disconnected
 from chargepin.phone.errors import PinNeeded
 
 ANSWER_WITHIN = 2.0
@@ -98,19 +98,6 @@ async def pin_paired(bed: Testbed, daemon: ChargerDaemon, name: str = "owner") -
     link = await phone.connect(SERIAL, pin=str(daemon.store.current_pin()))
     assert link.paired_now
     return link
-
-
-async def dropped(connection: Connection, timeout: float = 5.0) -> bool:
-    """True once the link is gone (bounded wait on the disconnection event)."""
-    if connection.handle not in connection.device.connections:
-        return True
-    gone = asyncio.Event()
-    connection.once(connection.EVENT_DISCONNECTION, lambda *_: gone.set())
-    try:
-        await asyncio.wait_for(gone.wait(), timeout)
-    except TimeoutError:
-        return False
-    return True
 
 
 def expected_reads(client: Client, paired: bool) -> dict[int, int | None]:
@@ -322,8 +309,8 @@ async def test_enabling_the_pin_ends_every_just_works_bond(bed: Testbed) -> None
     result = AdminResult.decode(raw)
     assert result.ok
     assert verify_receipt(daemon.store.secret, SERIAL, result.receipt).pin_enabled
-    assert await dropped(owner.connection)
-    assert await dropped(other.connection)
+    assert await wait_disconnected(owner.connection, 5.0)
+    assert await wait_disconnected(other.connection, 5.0)
 
     for phone in (owner_phone, other_phone):
         with pytest.raises(PinNeeded):

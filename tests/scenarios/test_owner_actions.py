@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from chargepin.core.pin import generate_pin
 from chargepin.core.tickets import Action, issue_ticket, seal_ticket, verify_receipt
 from chargepin.lab.testbed import ChargerSpec, Testbed
-from chargepin.phone.client import ChargerLink
 from chargepin.phone.errors import AdminRefused, PinNeeded
 
 OPTIONAL = ChargerSpec(model="Pulsar Plus", firmware="6.8.0", pin_enabled=False)
-
-
-async def dropped(link: ChargerLink, timeout: float = 5.0) -> bool:
-    """True once the charger ended the link (bounded wait on the disconnection event)."""
-    connection = link.connection
-    if connection.handle not in connection.device.connections:
-        return True
-    gone = asyncio.Event()
-    connection.once(connection.EVENT_DISCONNECTION, lambda *_: gone.set())
-    try:
-        await asyncio.wait_for(gone.wait(), timeout)
-    except TimeoutError:
-        return False
-    return True
 
 
 async def test_enabling_the_pin_interrupts_the_link_and_the_next_connection_needs_it(
@@ -43,7 +26,7 @@ async def test_enabling_the_pin_interrupts_the_link_and_the_next_connection_need
     result = await link.submit_ticket(await authority.authorise(link, Action.ENABLE_PIN))
     receipt = verify_receipt(daemon.store.secret, "CP-0001", result.receipt)
     assert receipt.pin_enabled and receipt.action is Action.ENABLE_PIN
-    assert await dropped(link)
+    assert await link.wait_closed(5.0)
     # The Just Works bond could be anybody's: it is gone, and the PIN is now asked.
     assert daemon.store.keystore.list_bonds() == []
     with pytest.raises(PinNeeded):
@@ -104,7 +87,7 @@ async def test_changing_to_the_next_epoch_and_forgetting_all_phones(bed: Testbed
     result = await link.submit_ticket(ticket)
     receipt = verify_receipt(daemon.store.secret, "CP-0001", result.receipt)
     assert receipt.epoch == 1 and receipt.bonds_removed == 2
-    assert await dropped(link)
+    assert await link.wait_closed(5.0)
     assert daemon.store.keystore.list_bonds() == []
     with pytest.raises(PinNeeded):
         await invited.connect("CP-0001")
@@ -156,7 +139,7 @@ async def test_paired_phones_are_listed_and_a_removed_phone_must_pair_again(
     ticket = await authority.authorise(link, Action.REMOVE_PHONE, {"address": invited_address})
     result = await link.submit_ticket(ticket)
     assert verify_receipt(daemon.store.secret, "CP-0001", result.receipt).bonds_removed == 1
-    assert await dropped(invited_link)
+    assert await invited_link.wait_closed(5.0)
     assert len(daemon.store.keystore.list_bonds()) == 1
     with pytest.raises(PinNeeded):
         await invited.connect("CP-0001")

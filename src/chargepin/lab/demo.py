@@ -96,17 +96,11 @@ def _expect(condition: bool, what: str) -> None:
 
 async def _wait_for_disconnection(link: ChargerLink, timeout: float) -> float:
     """Seconds until the charger drops `link` (bounded by `timeout`)."""
-    connection = link.connection
-    gone = asyncio.Event()
-    connection.once(connection.EVENT_DISCONNECTION, lambda *_: gone.set())
     started = time.perf_counter()
-    if connection.handle in connection.device.connections:
-        try:
-            await asyncio.wait_for(gone.wait(), timeout)
-        except TimeoutError:
-            raise DemoFailed(
-                f"the charger did not interrupt the link within {timeout:.0f} s after the change"
-            ) from None
+    if not await link.wait_closed(timeout):
+        raise DemoFailed(
+            f"the charger did not interrupt the link within {timeout:.0f} s after the change"
+        )
     return time.perf_counter() - started
 
 

@@ -176,7 +176,11 @@ class ChargerLink:
         return result
 
     async def disconnect(self) -> None:
-        await _hang_up(self.connection.device, self.connection, 0.0)
+        await _hang_up(self.connection, 0.0)
+
+    async def wait_closed(self, timeout: float) -> bool:
+        """True once the charger ended this link (it does after enabling the PIN, say)."""
+        return await wait_disconnected(self.connection, timeout)
 
 
 class _Refused(Exception):
@@ -207,16 +211,20 @@ def _gatt_errors(refusals: tuple[int, ...] = ()) -> Iterator[None]:
         raise LinkLost() from None
 
 
-async def _hang_up(device: Device, connection: Connection, wait_for_peer: float) -> None:
+async def wait_disconnected(connection: Connection, timeout: float) -> bool:
+    """True once `connection` is gone, waiting at most `timeout` seconds for it to end."""
+    if connection.handle not in connection.device.connections:
+        return True
     gone = asyncio.Event()
     connection.once(connection.EVENT_DISCONNECTION, lambda *_: gone.set())
-    if connection.handle not in device.connections:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(gone.wait(), timeout)
+    return gone.is_set()
+
+
+async def _hang_up(connection: Connection, wait_for_peer: float) -> None:
+    if await wait_disconnected(connection, wait_for_peer):
         return
-    if wait_for_peer > 0:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(gone.wait(), wait_for_peer)
-        if gone.is_set():
-            return
     with contextlib.suppress(Exception):  # raced with the charger's own disconnect
         await asyncio.wait_for(connection.disconnect(), 2.0)
 
@@ -361,7 +369,7 @@ class Phone:
         Both sides disconnecting at once leaves the virtual controller without the link and the
         second Disconnect never completes, so a link the charger is about to drop is waited for.
         """
-        await _hang_up(self.device, connection, wait_for_peer)
+        await _hang_up(connection, wait_for_peer)
 
     async def read_info(self, target: str) -> ChargerInfo:
         """Connect without pairing and read the open info (epoch, lockout, PIN state)."""
