@@ -126,6 +126,7 @@ class ChargerDaemon:
         self.links: dict[int, LinkState] = {}
         self.pairing_handle: int | None = None
         self._advertising_lock = asyncio.Lock()
+        self._advertised: tuple[bytes, bytes] | None = None
         self._stopping = False
         self._lock_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -217,7 +218,10 @@ class ChargerDaemon:
 
     def _advertising_data(self) -> tuple[bytes, bytes]:
         info = self.info()
-        payload = protocol.AdvertPayload(info.serial, info.flags, info.epoch).encode()
+        # The busy flag stays on the info characteristic only: advertising it would restart
+        # advertising twice inside every pairing (measured: +10 % pairing time, PERFORMANCE.md).
+        flags = info.flags & ~protocol.InfoFlag.PAIRING_BUSY
+        payload = protocol.AdvertPayload(info.serial, flags, info.epoch).encode()
         advert = AdvertisingData(
             [
                 (AdvertisingData.FLAGS, bytes([0x06])),  # LE General Discoverable, no BR/EDR
@@ -240,6 +244,9 @@ class ChargerDaemon:
                 await self.device.stop_advertising()
                 return
             advert, scan_response = self._advertising_data()
+            if self.device.is_advertising and self._advertised == (advert, scan_response):
+                return  # nothing changed: restarting would only delay the HCI traffic
+            self._advertised = (advert, scan_response)
             await self.device.start_advertising(
                 advertising_data=advert,
                 scan_response_data=scan_response,
@@ -271,7 +278,6 @@ class ChargerDaemon:
         if connection.role != hci.Role.PERIPHERAL:
             return
         link = self.links[connection.handle] = LinkState()
-        connection.on(connection.EVENT_PAIRING_START, lambda: self._on_pairing_start(connection))
         connection.on(connection.EVENT_PAIRING, lambda keys: self._on_pairing(connection, keys))
         connection.on(
             connection.EVENT_PAIRING_FAILURE,
@@ -356,9 +362,6 @@ class ChargerDaemon:
         else:
             self.store.record_event("pairing_refused", detail, now)
         return refusal
-
-    def _on_pairing_start(self, connection: Connection) -> None:
-        self._state_changed()  # the busy flag is public
 
     def _on_smp_timeout(self, connection: Connection, link: LinkState) -> None:
         if link.pairing_started and not link.pairing_closed:
