@@ -236,24 +236,39 @@ class ChargerDaemon:
         return bytes(advert), bytes(scan_response)
 
     async def _refresh_advertising(self) -> None:
-        """(Re)start advertising with current data while there is room for another phone."""
+        """Advertise the current data while there is room for another phone.
+
+        The running advertising set is updated in place (or re-enabled after a connection ended
+        it), never stopped and recreated: a phone's CONNECT_IND that arrives in such a gap is
+        lost and leaves the phone on a link the charger never saw.
+        """
         async with self._advertising_lock:
             if self._stopping:
                 return
+            advertising_set = self.device.legacy_advertising_set
             if len(self.device.connections) >= self.max_links:
-                await self.device.stop_advertising()
+                if advertising_set is not None and advertising_set.enabled:
+                    await advertising_set.stop()
                 return
             advert, scan_response = self._advertising_data()
-            if self.device.is_advertising and self._advertised == (advert, scan_response):
-                return  # nothing changed: restarting would only delay the HCI traffic
-            self._advertised = (advert, scan_response)
-            await self.device.start_advertising(
-                advertising_data=advert,
-                scan_response_data=scan_response,
-                advertising_interval_min=self.advertising_interval,
-                advertising_interval_max=self.advertising_interval,
-                own_address_type=hci.OwnAddressType.RANDOM,
-            )
+            if advertising_set is None:  # first start, or a controller without extended sets
+                if self.device.is_advertising and self._advertised == (advert, scan_response):
+                    return
+                self._advertised = (advert, scan_response)
+                await self.device.start_advertising(
+                    advertising_data=advert,
+                    scan_response_data=scan_response,
+                    advertising_interval_min=self.advertising_interval,
+                    advertising_interval_max=self.advertising_interval,
+                    own_address_type=hci.OwnAddressType.RANDOM,
+                )
+                return
+            if self._advertised != (advert, scan_response):
+                self._advertised = (advert, scan_response)
+                await advertising_set.set_advertising_data(advert)
+                await advertising_set.set_scan_response_data(scan_response)
+            if not advertising_set.enabled:
+                await advertising_set.start()
 
     def _state_changed(self) -> None:
         """Advertised flags and epoch follow the state."""
