@@ -253,10 +253,12 @@ class Phone:
         identity: PhoneIdentity,
         pairing_timeout: float = 30.0,
         scan_timeout: float = 5.0,
+        setup_timeout: float = 5.0,
     ) -> None:
         self.bonds = bonds
         self.pairing_timeout = pairing_timeout
         self.scan_timeout = scan_timeout
+        self.setup_timeout = setup_timeout
         config = DeviceConfiguration(
             name=identity.name,
             address=hci.Address(identity.address),
@@ -351,17 +353,45 @@ class Phone:
             raise ChargerTimeout(f"could not connect to {charger.serial}: {error}") from error
         peer = Peer(connection)
         try:
-            await peer.request_mtu(protocol.PREFERRED_MTU)
-            services = await peer.discover_services([UUID(protocol.SERVICE_UUID)])
-            if not services:
-                raise PairingRefused(
-                    f"{charger.address} has no chargepin service; is it a chargepin charger?"
-                )
-            characteristics = await services[0].discover_characteristics()
+            characteristics = await asyncio.wait_for(self._discover(peer), self.setup_timeout)
+        except TimeoutError as error:
+            await self._hang_up(connection)
+            raise ChargerTimeout(
+                f"connected to {charger.serial} but it did not answer within "
+                f"{self.setup_timeout:.0f} s; try again"
+            ) from error
         except Exception:
             await self._hang_up(connection)
             raise
         return connection, peer, {str(c.uuid).lower(): c for c in characteristics}
+
+    async def _discover(self, peer: Peer) -> list[Any]:
+        await peer.request_mtu(protocol.PREFERRED_MTU)
+        services = await peer.discover_services([UUID(protocol.SERVICE_UUID)])
+        if not services:
+            raise PairingRefused(
+                f"{peer.connection.peer_address} has no chargepin service; "
+                "is it a chargepin charger?"
+            )
+        return list(await services[0].discover_characteristics())
+
+    async def _find_and_open(
+        self, target: str
+    ) -> tuple[FoundCharger, Connection, Peer, dict[str, Any]]:
+        """Find the charger advertising and connect; one retry if the link does not come up.
+
+        A connection request that crosses the charger's advertising restart is not seen by
+        the charger (real controllers report it as failed to be established, 0x3E); like a
+        phone's stack, try once more with a fresh scan.
+        """
+        for attempt in (1, 2):
+            charger = await self.find(target)
+            try:
+                return (charger, *await self._open(charger))
+            except ChargerTimeout:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _hang_up(self, connection: Connection, wait_for_peer: float = 0.0) -> None:
         """Disconnect, unless the charger already did (or does within `wait_for_peer` s).
@@ -373,8 +403,7 @@ class Phone:
 
     async def read_info(self, target: str) -> ChargerInfo:
         """Connect without pairing and read the open info (epoch, lockout, PIN state)."""
-        charger = await self.find(target)
-        connection, _peer, chars = await self._open(charger)
+        _charger, connection, _peer, chars = await self._find_and_open(target)
         try:
             return ChargerInfo.decode(bytes(await chars[protocol.INFO_UUID].read_value()))
         finally:
@@ -382,8 +411,7 @@ class Phone:
 
     async def connect(self, target: str, pin: PinSource = None) -> ChargerLink:
         """Connect and secure: the bond if we have one, else pair with the PIN from `pin`."""
-        charger = await self.find(target)
-        connection, peer, chars = await self._open(charger)
+        charger, connection, peer, chars = await self._find_and_open(target)
         try:
             info = ChargerInfo.decode(bytes(await chars[protocol.INFO_UUID].read_value()))
             link = ChargerLink(connection, peer, info, chars)
