@@ -25,7 +25,7 @@ from chargepin.core.tickets import Action, issue_ticket, seal_ticket
 from chargepin.phone.client import ChargerLink, Phone
 from chargepin.phone.identity import load_identity
 from chargepin.radio.keystore import open_keystore_file
-from chargepin.radio.virtual import VirtualRadio
+from chargepin.radio.virtual import HciEndpoints, VirtualRadio
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ class Testbed:
         self.radio = VirtualRadio()
         self.daemons: list[ChargerDaemon] = []
         self.phones: list[Phone] = []
+        self._controllers: dict[int, HciEndpoints] = {}
 
     async def charger(
         self, spec: ChargerSpec | None = None, name: str = "charger"
@@ -97,9 +98,11 @@ class Testbed:
         """Provision (first time) or reopen a charger's state and start its daemon."""
         path = self.directory / f"{name}.db"
         store = StateStore.open(path) if path.exists() else provision(path, spec or ChargerSpec())
-        daemon = ChargerDaemon(store, self.radio.attach(name), clock=self.clock)
+        endpoints = self.radio.attach(name)
+        daemon = ChargerDaemon(store, endpoints, clock=self.clock)
         await daemon.start()
         self.daemons.append(daemon)
+        self._controllers[id(daemon)] = endpoints
         return daemon
 
     async def restart(self, daemon: ChargerDaemon, name: str = "charger") -> ChargerDaemon:
@@ -111,6 +114,7 @@ class Testbed:
         await daemon.stop()
         daemon.store.close()
         self.daemons.remove(daemon)
+        self.radio.detach(self._controllers.pop(id(daemon)))
 
     async def phone(self, name: str = "phone", pairing_timeout: float = 10.0) -> Phone:
         bonds = open_keystore_file(self.directory / f"{name}-bonds.db")

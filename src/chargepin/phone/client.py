@@ -353,7 +353,8 @@ class Phone:
             raise ChargerTimeout(f"could not connect to {charger.serial}: {error}") from error
         peer = Peer(connection)
         try:
-            characteristics = await asyncio.wait_for(self._discover(peer), self.setup_timeout)
+            with _gatt_errors():
+                characteristics = await asyncio.wait_for(self._discover(peer), self.setup_timeout)
         except TimeoutError as error:
             await self._hang_up(connection)
             raise ChargerTimeout(
@@ -388,7 +389,7 @@ class Phone:
             charger = await self.find(target)
             try:
                 return (charger, *await self._open(charger))
-            except ChargerTimeout:
+            except (ChargerTimeout, LinkLost):
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")

@@ -21,6 +21,7 @@ from bumble.transport.common import AsyncPipeSink, Transport
 logger = logging.getLogger(__name__)
 
 REMOTE_POWER_OFF = hci.HCI_ErrorCode.REMOTE_DEVICE_TERMINATED_CONNECTION_DUE_TO_POWER_OFF_ERROR
+FAILED_TO_ESTABLISH = hci.HCI_ErrorCode.CONNECTION_FAILED_TO_BE_ESTABLISHED_ERROR
 
 
 class VirtualController(Controller):
@@ -30,6 +31,38 @@ class VirtualController(Controller):
     its old links up: the peer never learns of the disconnection (notes/bumble.md, "ghost link").
     A real controller drops every link on reset (Core spec Vol 4 Part E 7.3.2); so do we.
     """
+
+    def on_le_connect_ind(self, packet: ll.ConnectInd) -> None:
+        """A CONNECT_IND for an advertiser that has stopped fails like it does on air.
+
+        Bumble's controller drops it silently while the initiator's controller reports the link
+        up, so the central waits on a link the peripheral never saw. On real air the central's
+        link fails to be established (Core spec Vol 6 Part B 4.5.2; HCI reason 0x3E).
+        """
+        address = packet.advertiser_address
+        if self._owns(address) and not self._advertising_as(address):
+            if self.link is not None:
+                self.link.send_ll_control_pdu(
+                    sender_address=packet.advertiser_address,
+                    receiver_address=packet.initiator_address,
+                    packet=ll.TerminateInd(FAILED_TO_ESTABLISH),
+                )
+            return
+        super().on_le_connect_ind(packet)
+
+    def _owns(self, address: hci.Address) -> bool:
+        """Whether `address` is this controller's (CONNECT_INDs reach every controller)."""
+        return (
+            address == self.random_address
+            or address == self.le_legacy_advertiser.address
+            or any(s.address == address for s in self.advertising_sets.values())
+        )
+
+    def _advertising_as(self, address: hci.Address) -> bool:
+        legacy = self.le_legacy_advertiser
+        if legacy.enabled and legacy.address == address:
+            return True
+        return any(s.enabled and s.address == address for s in self.advertising_sets.values())
 
     def on_hci_reset_command(self, command: hci.HCI_Reset_Command) -> Any:
         for connection in list(self.le_connections.values()):
@@ -58,6 +91,10 @@ class VirtualRadio:
         self._count += 1
         controller = VirtualController(name or f"vc{self._count}", link=self.link)
         return HciEndpoints(source=controller, sink=AsyncPipeSink(controller))
+
+    def detach(self, endpoints: HciEndpoints) -> None:
+        """Take a controller off the air (unplugged): its addresses are free for another."""
+        self.link.remove_controller(endpoints.source)
 
 
 async def serve_radio(ports: Sequence[int], host: str = "127.0.0.1") -> list[Transport]:

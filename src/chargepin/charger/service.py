@@ -1,0 +1,264 @@
+"""The charger's service console: factory provisioning, the state report, and running the daemon.
+
+`chargepin charger init|info|pin|run` are thin wrappers around these functions, so the factory
+line, a support engineer and the tests all provision and inspect a charger the same way. Every
+rule comes from `chargepin.core` (PIN policy, security profiles, lockout); this module only
+gathers the answers and hands them to the store or the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chargepin.charger.store import IRK_LENGTH, ChargerIdentity, StateStore
+from chargepin.clock import Clock, SystemClock
+from chargepin.core import lockout
+from chargepin.core.addresses import random_static_address
+from chargepin.core.attempts import PROFILE_NAMES, SecurityProfile
+from chargepin.core.errors import ChargepinError, InvalidConfig
+from chargepin.core.keys import SECRET_SIZE, new_secret
+from chargepin.core.lockout import LockoutConfig
+from chargepin.core.pin import Pin
+from chargepin.core.policy import PinMode, PinPolicy, pin_policy
+from chargepin.radio.keystore import BondInfo
+
+if TYPE_CHECKING:
+    from chargepin.charger.daemon import ChargerDaemon
+
+_LOCKOUT_PRESETS: dict[str, Callable[..., LockoutConfig]] = {
+    "hardened": LockoutConfig.hardened,
+    "classic": LockoutConfig.classic,
+}
+
+
+class ProvisioningRefused(ChargepinError):
+    """The factory must not provision this charger as asked (e.g. its firmware has no PIN)."""
+
+
+@dataclass(frozen=True)
+class LockoutOverrides:
+    """Factory overrides of the profile's lockout numbers; None keeps the profile's value."""
+
+    failures: int | None = None
+    window: float | None = None
+    duration: float | None = None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The overrides as `LockoutConfig` field names, only those that were given."""
+        fields = {"failures": self.failures, "window": self.window, "duration": self.duration}
+        return {name: value for name, value in fields.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """What `provision_charger` wrote, without the secret: the summary the factory prints."""
+
+    identity: ChargerIdentity
+    policy: PinPolicy
+    pin_enabled: bool
+    profile: str
+    lockout: LockoutConfig
+    path: Path
+
+
+def parse_secret(text: str) -> bytes:
+    """A factory secret given as 64 hexadecimal characters (the fleet service's export format)."""
+    cleaned = text.strip()
+    expected = 2 * SECRET_SIZE
+    if len(cleaned) != expected:
+        raise InvalidConfig(
+            f"the factory secret must be {expected} hexadecimal characters ({SECRET_SIZE} "
+            f"bytes), got {len(cleaned)}; omit --secret to generate a new one"
+        )
+    if any(char not in string.hexdigits for char in cleaned):
+        raise InvalidConfig(
+            f"the factory secret must be {expected} hexadecimal characters (0-9, a-f), "
+            "got other characters; omit --secret to generate a new one"
+        )
+    return bytes.fromhex(cleaned)
+
+
+def lockout_config(profile: str, overrides: LockoutOverrides | None = None) -> LockoutConfig:
+    """The lockout numbers of `profile` with the factory's overrides applied (validated by core)."""
+    try:
+        preset = _LOCKOUT_PRESETS[profile]
+    except KeyError:
+        raise InvalidConfig(
+            f"unknown security profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)}"
+        ) from None
+    return preset(**(overrides or LockoutOverrides()).as_kwargs())
+
+
+def provision_charger(
+    path: Path,
+    *,
+    serial: str,
+    model: str,
+    firmware: str,
+    produced: datetime.date,
+    address: str | None = None,
+    secret: bytes | None = None,
+    profile: str = "hardened",
+    overrides: LockoutOverrides | None = None,
+) -> Provisioned:
+    """Create a charger's state file at the factory: identity, secret, PIN class and lockout.
+
+    The PIN class follows the vendor's policy (core.policy): mandatory chargers leave the factory
+    with the PIN on, optional ones with it off (the owner enables it later with a ticket), and a
+    firmware without PIN support is refused with the policy's reason, because shipping it would
+    promise a protection it cannot give.
+    """
+    policy = pin_policy(model, firmware, produced)
+    if policy.mode is PinMode.UNSUPPORTED:
+        raise ProvisioningRefused(f"cannot provision {serial}: {policy.reason}")
+    config = lockout_config(profile, overrides)
+    SecurityProfile.build(profile, config)  # the same check the daemon makes when it starts
+    identity = ChargerIdentity(
+        serial=serial,
+        model=model,
+        firmware=firmware,
+        produced=produced,
+        address=address.strip().upper() if address is not None else random_static_address(),
+        irk=secrets.token_bytes(IRK_LENGTH),
+    )
+    pin_enabled = policy.mode is PinMode.MANDATORY
+    store = StateStore.create(
+        path,
+        identity,
+        secret if secret is not None else new_secret(),
+        profile,
+        config,
+        pin_enabled,
+    )
+    store.close()
+    return Provisioned(identity, policy, pin_enabled, profile, config, path)
+
+
+@dataclass(frozen=True)
+class LockoutReport:
+    """The lockout as of one instant: whether pairing is refused, for how long, and why."""
+
+    locked: bool
+    retry_after: float
+    failures_in_window: int
+    config: LockoutConfig
+
+
+@dataclass(frozen=True)
+class ChargerReport:
+    """Everything a support engineer reads from a charger's state file, never the secret or PIN."""
+
+    identity: ChargerIdentity
+    policy: PinPolicy
+    profile: str
+    pin_enabled: bool
+    custom_pin: bool
+    epoch: int
+    lockout: LockoutReport
+    bonds: list[BondInfo]
+    counters: dict[str, int]
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (`chargepin charger info --json`)."""
+        identity = self.identity
+        return {
+            "serial": identity.serial,
+            "model": identity.model,
+            "firmware": identity.firmware,
+            "produced": identity.produced.isoformat(),
+            "address": identity.address,
+            "pin_class": self.policy.mode.value,
+            "pin_class_reason": self.policy.reason,
+            "pin_enabled": self.pin_enabled,
+            "custom_pin": self.custom_pin,
+            "epoch": self.epoch,
+            "profile": self.profile,
+            "lockout": {
+                "locked": self.lockout.locked,
+                "retry_after": self.lockout.retry_after,
+                "failures_in_window": self.lockout.failures_in_window,
+                "config": self.lockout.config.to_dict(),
+            },
+            "bonds": [
+                {"address": b.address, "authenticated": b.authenticated, "created": b.created}
+                for b in self.bonds
+            ],
+            "counters": dict(self.counters),
+            "at": self.at,
+        }
+
+
+def charger_report(path: Path, clock: Clock | None = None) -> ChargerReport:
+    """Read a charger's state file into a report, evaluating the lockout at the clock's now.
+
+    Safe while the daemon runs: SQLite in WAL mode lets this reader see the last commit.
+    """
+    now = (clock or SystemClock()).now()
+    with StateStore.open(path) as store:
+        identity = store.identity
+        config = store.lockout_config
+        state = store.lockout_state
+        return ChargerReport(
+            identity=identity,
+            policy=pin_policy(identity.model, identity.firmware, identity.produced),
+            profile=store.profile,
+            pin_enabled=store.pin_enabled,
+            custom_pin=store.custom_pin is not None,
+            epoch=store.epoch,
+            lockout=LockoutReport(
+                locked=lockout.is_locked(config, state, now),
+                retry_after=lockout.retry_after(config, state, now),
+                failures_in_window=len(state.prune(config, now).failures),
+                config=config,
+            ),
+            bonds=store.keystore.list_bonds(),
+            counters=store.counters(),
+            at=now,
+        )
+
+
+def current_pin(path: Path) -> Pin:
+    """The PIN pairing needs right now (the charger's own display or service console)."""
+    with StateStore.open(path) as store:
+        return store.current_pin()
+
+
+async def run_charger(
+    state: Path,
+    transport: str,
+    *,
+    advertising_interval: float,
+    on_ready: Callable[[ChargerDaemon], None],
+    stop: asyncio.Event,
+) -> None:
+    """Run the charger daemon on `transport` until `stop` is set, then shut it down cleanly.
+
+    The state file is opened before the radio so that a wrong path fails without touching the
+    controller. `on_ready` is called once the charger advertises (connectable); on the way out
+    the daemon disconnects every phone and the store is closed, whatever happened.
+    """
+    # Imported here so that provisioning and inspecting a state file do not load the whole
+    # Bluetooth stack (half a second on a charger's board, on every service command).
+    from chargepin.charger.daemon import ChargerDaemon
+    from chargepin.radio.transport import open_hci
+
+    store = StateStore.open(state)
+    try:
+        async with open_hci(transport) as endpoints:
+            daemon = ChargerDaemon(store, endpoints, advertising_interval=advertising_interval)
+            try:
+                await daemon.start()
+                on_ready(daemon)
+                await stop.wait()
+            finally:
+                await daemon.stop()
+    finally:
+        store.close()
