@@ -7,9 +7,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from chargepin.clock import FakeClock
 from chargepin.lab.testbed import Testbed
+
+# These machines are shared and noisy: time is never a property under test here (benchmarks
+# measure it), so no per-example deadline and no "generation too slow" health check.
+settings.register_profile("chargepin", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("chargepin")
 
 # Expected pairing failures make Bumble log warnings; the tests assert on outcomes instead.
 logging.getLogger("bumble").setLevel(logging.ERROR)

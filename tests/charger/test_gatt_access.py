@@ -29,7 +29,7 @@ from chargepin.phone.errors import PinNeeded
 ANSWER_WITHIN = 2.0
 """Seconds any attribute gets to answer one read or write."""
 SERIAL = "CP-0001"
-OPTIONAL = ChargerSpec(serial=SERIAL, model="Pulsar Plus", firmware="6.8.0", pin_enabled=False)
+OPTIONAL = ChargerSpec(serial=SERIAL, model="Pulsar Plus", firmware="6.8.0")  # PIN off
 """Optional class: the owner may switch the PIN off and on."""
 
 CCCD = gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR

@@ -19,6 +19,7 @@ from bumble.pairing import PairingConfig, PairingDelegate
 
 from chargepin.charger.daemon import ChargerDaemon
 from chargepin.core.addresses import random_static_address
+from chargepin.phone.client import wait_disconnected
 from chargepin.radio.virtual import VirtualRadio
 
 KEYBOARD_DISPLAY = PairingDelegate.IoCapability.DISPLAY_OUTPUT_AND_KEYBOARD_INPUT  # phones
@@ -92,13 +93,7 @@ class BareCentral:
 
     async def wait_disconnected(self, connection: Connection, timeout: float = 3.0) -> bool:
         """True once the charger dropped the link (bounded wait, no sleeping)."""
-        if connection.handle not in self.device.connections:
-            return True
-        gone = asyncio.Event()
-        connection.once(connection.EVENT_DISCONNECTION, lambda *_: gone.set())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(gone.wait(), timeout)
-        return gone.is_set()
+        return await wait_disconnected(connection, timeout)
 
     async def stop(self) -> None:
         for connection in list(self.device.connections.values()):

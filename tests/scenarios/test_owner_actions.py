@@ -9,7 +9,7 @@ from chargepin.core.tickets import Action, issue_ticket, seal_ticket, verify_rec
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone.errors import AdminRefused, PinNeeded
 
-OPTIONAL = ChargerSpec(model="Pulsar Plus", firmware="6.8.0", pin_enabled=False)
+OPTIONAL = ChargerSpec(model="Pulsar Plus", firmware="6.8.0")  # PIN off from the factory
 
 
 async def test_enabling_the_pin_interrupts_the_link_and_the_next_connection_needs_it(

@@ -21,7 +21,7 @@ from chargepin.charger.store import IRK_LENGTH, ChargerIdentity, StateStore
 from chargepin.clock import Clock, SystemClock
 from chargepin.core import lockout
 from chargepin.core.addresses import random_static_address
-from chargepin.core.attempts import PROFILE_NAMES, SecurityProfile
+from chargepin.core.attempts import SecurityProfile
 from chargepin.core.errors import ChargepinError, InvalidConfig
 from chargepin.core.keys import SECRET_SIZE, new_secret
 from chargepin.core.lockout import LockoutConfig
@@ -31,11 +31,6 @@ from chargepin.radio.keystore import BondInfo
 
 if TYPE_CHECKING:
     from chargepin.charger.daemon import ChargerDaemon
-
-_LOCKOUT_PRESETS: dict[str, Callable[..., LockoutConfig]] = {
-    "hardened": LockoutConfig.hardened,
-    "classic": LockoutConfig.classic,
-}
 
 
 class ProvisioningRefused(ChargepinError):
@@ -87,13 +82,7 @@ def parse_secret(text: str) -> bytes:
 
 def lockout_config(profile: str, overrides: LockoutOverrides | None = None) -> LockoutConfig:
     """The lockout numbers of `profile` with the factory's overrides applied (validated by core)."""
-    try:
-        preset = _LOCKOUT_PRESETS[profile]
-    except KeyError:
-        raise InvalidConfig(
-            f"unknown security profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)}"
-        ) from None
-    return preset(**(overrides or LockoutOverrides()).as_kwargs())
+    return lockout.profile(profile, **(overrides or LockoutOverrides()).as_kwargs())
 
 
 def provision_charger(

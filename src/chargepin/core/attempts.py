@@ -49,11 +49,10 @@ class SecurityProfile:
     @classmethod
     def build(cls, name: str, lockout_config: LockoutConfig | None = None) -> SecurityProfile:
         """`hardened` (pairing-scope lockout that grows, PIN epochs) or `classic` (seed)."""
-        if name == "hardened":
-            return cls(name, lockout_config or LockoutConfig.hardened(), rotate_on_failure=True)
-        if name == "classic":
-            return cls(name, lockout_config or LockoutConfig.classic(), rotate_on_failure=False)
-        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
+        if name not in PROFILE_NAMES:
+            raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
+        config = lockout_config or lockout.profile(name)
+        return cls(name, config, rotate_on_failure=name == "hardened")
 
 
 @dataclass(frozen=True)

@@ -169,14 +169,15 @@ PROFILES: Mapping[str, LockoutConfig] = MappingProxyType(
 """The named lockout profiles, as the daemon's `--lockout` option and the lab call them."""
 
 
-def profile(name: str) -> LockoutConfig:
-    """The lockout profile called `name`, or InvalidConfig listing the names."""
+def profile(name: str, **overrides: Any) -> LockoutConfig:
+    """The lockout profile called `name` with `overrides` applied, or InvalidConfig."""
     try:
-        return PROFILES[name]
+        base = PROFILES[name]
     except KeyError:
         raise InvalidConfig(
             f"unknown lockout profile {name!r}; choose one of {', '.join(sorted(PROFILES))}"
         ) from None
+    return _with(base, overrides) if overrides else base
 
 
 @dataclass(frozen=True)

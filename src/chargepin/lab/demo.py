@@ -38,7 +38,7 @@ from chargepin.phone.client import ChargerLink, Phone
 from chargepin.phone.errors import ChargerLocked, PhoneError, PinNeeded, WrongPin
 
 MANDATORY = ChargerSpec(serial="CP-0001", model="Pulsar Max", firmware="6.11.2")
-OPTIONAL = ChargerSpec(serial="CP-0002", model="Pulsar Plus", firmware="6.8.0", pin_enabled=False)
+OPTIONAL = ChargerSpec(serial="CP-0002", model="Pulsar Plus", firmware="6.8.0")
 STRANGER_SEED = 2025  # the stranger's guesses are random, but the same on every run
 
 

@@ -9,17 +9,15 @@ before the fleet service exists.
 from __future__ import annotations
 
 import datetime
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from chargepin.charger.daemon import ChargerDaemon
-from chargepin.charger.store import ChargerIdentity, StateStore
+from chargepin.charger.service import LockoutOverrides, provision_charger
+from chargepin.charger.store import StateStore
 from chargepin.clock import Clock, SystemClock
-from chargepin.core.addresses import random_static_address
-from chargepin.core.attempts import SecurityProfile
 from chargepin.core.epochs import epoch_pin
-from chargepin.core.lockout import LockoutConfig
+from chargepin.core.keys import new_secret
 from chargepin.core.pin import Pin
 from chargepin.core.tickets import Action, issue_ticket, seal_ticket
 from chargepin.phone.client import ChargerLink, Phone
@@ -37,23 +35,31 @@ class ChargerSpec:
     firmware: str = "6.11.2"
     produced: datetime.date = datetime.date(2025, 9, 1)
     profile: str = "hardened"
-    lockout: LockoutConfig | None = None
-    pin_enabled: bool = True
-    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    overrides: LockoutOverrides | None = None
+    pin_enabled: bool | None = None  # None: as the factory leaves it (the PIN policy decides)
+    secret: bytes = field(default_factory=new_secret)
 
 
 def provision(path: Path, spec: ChargerSpec) -> StateStore:
-    """A new charger state file, as `chargepin charger init` makes it."""
-    identity = ChargerIdentity(
+    """A new charger state file, exactly as `chargepin charger init` makes it.
+
+    An explicit `pin_enabled` then stands for what the owner did since (enabled the PIN on an
+    optional-class charger), written the way the daemon writes it.
+    """
+    provision_charger(
+        path,
         serial=spec.serial,
         model=spec.model,
         firmware=spec.firmware,
         produced=spec.produced,
-        address=random_static_address(),
-        irk=secrets.token_bytes(16),
+        secret=spec.secret,
+        profile=spec.profile,
+        overrides=spec.overrides,
     )
-    lockout = spec.lockout or SecurityProfile.build(spec.profile).lockout
-    return StateStore.create(path, identity, spec.secret, spec.profile, lockout, spec.pin_enabled)
+    store = StateStore.open(path)
+    if spec.pin_enabled is not None and spec.pin_enabled != store.pin_enabled:
+        store.set_pin_config(enabled=spec.pin_enabled, custom_pin=None, epoch=store.epoch)
+    return store
 
 
 class OwnerAuthority:
