@@ -6,6 +6,9 @@ Adapters (charger, phone, fleet, lab) import from here; time always comes in as 
 from __future__ import annotations
 
 from chargepin.core import errors
+from chargepin.core.addresses import random_static_address
+from chargepin.core.admin import ActionNotAllowed, authorize
+from chargepin.core.attempts import AttemptKind, Refusal, SecurityProfile, failed_attempt, gate
 from chargepin.core.epochs import epoch_pin, pin_fingerprint
 from chargepin.core.keys import derive_key, new_secret
 from chargepin.core.lockout import (
@@ -36,6 +39,8 @@ from chargepin.core.tickets import (
 __all__ = [
     "PROFILES",
     "Action",
+    "ActionNotAllowed",
+    "AttemptKind",
     "Decision",
     "FirmwareVersion",
     "LockoutConfig",
@@ -45,12 +50,17 @@ __all__ = [
     "PinMode",
     "PinPolicy",
     "Receipt",
+    "Refusal",
+    "SecurityProfile",
     "Ticket",
+    "authorize",
     "check",
     "check_connection",
     "derive_key",
     "epoch_pin",
     "errors",
+    "failed_attempt",
+    "gate",
     "generate_pin",
     "is_locked",
     "issue_ticket",
@@ -58,6 +68,7 @@ __all__ = [
     "open_ticket",
     "pin_fingerprint",
     "pin_policy",
+    "random_static_address",
     "record_failure",
     "retry_after",
     "seal_ticket",
