@@ -293,3 +293,24 @@ async def test_a_link_lost_mid_request_is_an_error_the_app_can_act_on(bed: Testb
         await connection.disconnect()
     with pytest.raises(LinkLost, match="connect again"):
         await read
+
+
+async def test_a_phone_with_private_addresses_is_recognised_by_its_identity(
+    bed: Testbed,
+) -> None:
+    """Real phones connect from resolvable private addresses, never their identity address."""
+    daemon = await bed.charger()
+    phone = await bed.phone(privacy=True)
+    link = await phone.connect("CP-0001", pin=str(daemon.store.current_pin()))
+    assert phone.device.random_address.is_resolvable
+    [bond] = daemon.store.keystore.list_bonds()
+    assert bond.address == str(phone.device.static_address)
+    await link.disconnect()
+    assert await phone.device.update_rpa()
+    link = await phone.connect("CP-0001")
+    assert not link.paired_now  # resolved to the bonded identity: no PIN
+    [connection] = daemon.device.connections.values()
+    assert connection.peer_resolvable_address is not None
+    assert str(connection.peer_address) == bond.address
+    await link.status()
+    await link.disconnect()

@@ -122,13 +122,16 @@ class Testbed:
         self.daemons.remove(daemon)
         self.radio.detach(self._controllers.pop(id(daemon)))
 
-    async def phone(self, name: str = "phone", pairing_timeout: float = 10.0) -> Phone:
+    async def phone(
+        self, name: str = "phone", pairing_timeout: float = 10.0, privacy: bool = False
+    ) -> Phone:
         bonds = open_keystore_file(self.directory / f"{name}-bonds.db")
         phone = Phone(
             self.radio.attach(name),
             bonds,
             identity=load_identity(bonds, name),
             pairing_timeout=pairing_timeout,
+            privacy=privacy,
         )
         await phone.start()
         self.phones.append(phone)

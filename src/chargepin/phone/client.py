@@ -254,6 +254,7 @@ class Phone:
         pairing_timeout: float = 30.0,
         scan_timeout: float = 5.0,
         setup_timeout: float = 5.0,
+        privacy: bool = False,
     ) -> None:
         self.bonds = bonds
         self.pairing_timeout = pairing_timeout
@@ -264,6 +265,9 @@ class Phone:
             address=hci.Address(identity.address),
             irk=identity.irk,
             identity_address_type=hci.Address.RANDOM_DEVICE_ADDRESS,
+            # Phones connect from resolvable private addresses; the charger resolves them to
+            # our identity address with the IRK we hand over when pairing (Vol 3 Part C 10.7).
+            le_privacy_enabled=privacy,
         )
         self.device = Device.from_config_with_hci(config, hci_endpoints.source, hci_endpoints.sink)
         self.device.keystore = bonds

@@ -77,6 +77,7 @@ async def open_phone(options: PhoneOptions) -> AsyncIterator[Phone]:
                 identity=load_identity(bonds),
                 pairing_timeout=options.pairing_timeout,
                 scan_timeout=options.find_timeout,
+                privacy=True,  # like a real phone: a fresh resolvable private address per run
             )
             await phone.start()
             try:
