@@ -1,11 +1,28 @@
-"""The charger daemon: a Bumble LE peripheral guarded by the PIN, and its durable state."""
+"""The charger daemon: a Bumble LE peripheral guarded by the PIN, and its durable state.
+
+`ChargerDaemon` is imported on first use: provisioning and inspecting a state file (`chargepin
+charger init|info|pin`) should not load the Bluetooth stack.
+"""
 
 from __future__ import annotations
 
-from chargepin.charger.daemon import ChargerDaemon
+from typing import TYPE_CHECKING, Any
+
 from chargepin.charger.errors import StateError
 from chargepin.charger.service import provision_charger, run_charger
 from chargepin.charger.store import ChargerIdentity, StateStore
+
+if TYPE_CHECKING:
+    from chargepin.charger.daemon import ChargerDaemon
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ChargerDaemon":
+        from chargepin.charger.daemon import ChargerDaemon
+
+        return ChargerDaemon
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ChargerDaemon",
