@@ -24,8 +24,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The fleet tests run on SQLite and on a real PostgreSQL server on loopback, which
+# .ci/postgres.sh installs (Debian package) and starts when it is not running yet.
 pytest: $(STAMP)
-	$(BIN)/pytest
+	CHARGEPIN_TEST_POSTGRES="$$(bash .ci/postgres.sh)" $(BIN)/pytest
 
 bench: $(STAMP)
 	$(BIN)/chargepin bench pairing --json bench-pairing.json

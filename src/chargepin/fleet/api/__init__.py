@@ -1,0 +1,1 @@
+"""HTTP routes of the fleet service; thin: validate, call a service function, return a schema."""

@@ -1,0 +1,71 @@
+"""Request dependencies: the unit of work, the caller's account, the app's version."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chargepin.core.errors import InvalidVersion
+from chargepin.core.policy import FirmwareVersion
+from chargepin.fleet.errors import Unauthorized, UpgradeRequired
+from chargepin.fleet.models import Token, User
+from chargepin.fleet.security import token_digest
+
+
+def fleet(request: Request):  # type: ignore[no-untyped-def]
+    """The app's FleetState."""
+    return request.app.state.fleet
+
+
+def session(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed when the handler returns, rolled back on error."""
+    state = request.app.state.fleet
+    with state.sessions() as db, db.begin():
+        yield db
+
+
+def current_user(
+    request: Request,
+    db: Annotated[Session, Depends(session)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> User:
+    """The account behind `Authorization: Bearer <token>`, or 401 saying to log in."""
+    if not authorization or not authorization.startswith("Bearer "):
+        raise Unauthorized("log in first: send Authorization: Bearer <token> from /login")
+    token = db.scalar(
+        select(Token).where(Token.token_hash == token_digest(authorization[7:].strip()))
+    )
+    now = dt.datetime.fromtimestamp(request.app.state.fleet.clock.now(), dt.UTC)
+    if token is None or _aware(token.expires_at) <= now:
+        raise Unauthorized("the login expired or is unknown; log in again")
+    return token.user
+
+
+def app_version(request: Request, x_app_version: Annotated[str | None, Header()] = None) -> str:
+    """The calling app's version; 426 "update the app" below the configured minimum."""
+    minimum = request.app.state.fleet.settings.min_app_version
+    try:
+        version = FirmwareVersion.parse(x_app_version or "")
+    except InvalidVersion:
+        version = None
+    if version is None or version < FirmwareVersion.parse(minimum):
+        raise UpgradeRequired(
+            f"this app version ({x_app_version or 'unknown'}) cannot show charger PINs; "
+            f"update the app to {minimum} or newer"
+        )
+    return str(version)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """SQLite returns naive datetimes for timezone-aware columns: they are UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+DB = Annotated[Session, Depends(session)]
+CurrentUser = Annotated[User, Depends(current_user)]
+AppVersion = Annotated[str, Depends(app_version)]

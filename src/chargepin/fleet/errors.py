@@ -1,0 +1,53 @@
+"""Errors of the fleet service: each becomes an HTTP status with a stable code and a reason."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from chargepin.core.errors import ChargepinError
+
+
+class FleetError(ChargepinError):
+    """An expected failure of a request; `code` is stable, the message says what to do."""
+
+    status = 400
+    code = "bad_request"
+    headers: ClassVar[dict[str, str] | None] = None
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        if code is not None:
+            self.code = code
+
+
+class Unauthorized(FleetError):
+    status = 401
+    code = "unauthorized"
+    headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(FleetError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(FleetError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(FleetError):
+    status = 409
+    code = "conflict"
+
+
+class UpgradeRequired(FleetError):
+    """PRODUCT.md: an outdated app gets a clear "update the app", never a silent failure."""
+
+    status = 426
+    code = "update_the_app"
+
+
+class TooManyAttempts(FleetError):
+    status = 429
+    code = "too_many_attempts"

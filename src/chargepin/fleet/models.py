@@ -1,0 +1,143 @@
+"""The fleet service's tables (SQLAlchemy 2, typed). Secrets and PINs are vault ciphertexts.
+
+The schema is created and changed only by Alembic migrations (fleet/migrations); these classes
+describe it for the ORM. Times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        dt.datetime: DateTime(timezone=True),
+    }
+
+
+class User(Base):
+    """An account: the owner of chargers or an invited user."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True, index=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    claim_lockout: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Token(Base):
+    """A bearer token of a logged-in app; only its SHA-256 is stored."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+
+    user: Mapped[User] = relationship()
+
+
+class Charger(Base):
+    """A charger the factory made: identity, vaulted secret, claim code, PIN state."""
+
+    __tablename__ = "chargers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    serial: Mapped[str] = mapped_column(String(32), unique=True, index=True)
+    model: Mapped[str] = mapped_column(String(64))
+    firmware: Mapped[str] = mapped_column(String(32))
+    produced: Mapped[dt.date] = mapped_column(Date)
+    secret_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    claim_code_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    claimed_at: Mapped[dt.datetime | None]
+    claim_lockout: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The PIN state the charger is known to have (committed by a receipt or at the factory).
+    pin_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    custom_pin_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # A change a ticket was issued for, not yet confirmed by a receipt (DESIGN.md "nothing lost").
+    pending: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Membership(Base):
+    """Who may do what with a charger: `owner` or `user` (invited); revoked ones stay recorded."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("charger_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None]
+
+    charger: Mapped[Charger] = relationship()
+    user: Mapped[User] = relationship()
+
+
+class Invitation(Base):
+    """An owner's invitation of an e-mail address to a charger; accepted with a one-time code."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(254))
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    invited_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    accepted_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class PinReveal(Base):
+    """Audit: every time a PIN left the vault, who saw which epoch's PIN, with which app."""
+
+    __tablename__ = "pin_reveals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    app_version: Mapped[str] = mapped_column(String(32))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SecurityEvent(Base):
+    """Facts a phone reported about a charger: firmware read, wrong PINs, lockouts seen."""
+
+    __tablename__ = "security_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(500))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,31 @@
+"""The fleet service's settings: where the database and the vault key are, what it accepts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from chargepin.fleet.db import DEFAULT_URL
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """Everything the service reads at start; environment variables override the defaults."""
+
+    db_url: str = DEFAULT_URL
+    vault_key_file: Path = Path("chargepin-vault-key.json")
+    # PRODUCT.md: an app too old to know the PIN gets "update the app", never a silent failure.
+    min_app_version: str = "2.0.0"
+    token_lifetime: float = 30 * 24 * 3600.0
+    invitation_lifetime: float = 7 * 24 * 3600.0
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> FleetSettings:
+        values: dict[str, object] = {}
+        if url := os.environ.get("CHARGEPIN_DB_URL"):
+            values["db_url"] = url
+        if version := os.environ.get("CHARGEPIN_MIN_APP_VERSION"):
+            values["min_app_version"] = version
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
