@@ -1,0 +1,82 @@
+"""The PIN vault: AES-GCM under a keyring with key ids, bound to the record it protects."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from chargepin.fleet.vault import ENV_KEY, Vault, VaultError, key_id, load_vault
+
+
+def test_seal_and_open_round_trip_bound_to_its_record() -> None:
+    vault = Vault.generate()
+    sealed = vault.seal(b"042917", "custom-pin:CP-0001")
+    assert b"042917" not in sealed
+    assert vault.open(sealed, "custom-pin:CP-0001") == b"042917"
+    with pytest.raises(VaultError, match="moved from another record"):
+        vault.open(sealed, "custom-pin:CP-0002")
+
+
+@pytest.mark.parametrize("position", [0, 1, 9, 21, -1])
+def test_an_altered_ciphertext_never_opens(position: int) -> None:
+    vault = Vault.generate()
+    sealed = bytearray(vault.seal(b"secret", "x"))
+    sealed[position] ^= 0x01
+    with pytest.raises(VaultError):
+        vault.open(bytes(sealed), "x")
+
+
+def test_rotation_keeps_old_ciphertexts_readable_and_flags_them() -> None:
+    vault = Vault.generate()
+    old = vault.seal(b"secret", "x")
+    new_id = vault.rotate()
+    assert vault.needs_rotation(old)
+    new = vault.seal(b"secret", "x")
+    assert new[1:9] == new_id and not vault.needs_rotation(new)
+    assert vault.open(old, "x") == vault.open(new, "x") == b"secret"
+
+
+def test_a_ciphertext_from_an_unknown_key_says_which_key(tmp_path: Path) -> None:
+    sealed = Vault.generate().seal(b"secret", "x")
+    with pytest.raises(VaultError, match=sealed[1:9].hex()):
+        Vault.generate().open(sealed, "x")
+
+
+def test_first_run_creates_a_private_key_file_and_says_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV_KEY, raising=False)
+    path = tmp_path / "keys" / "vault.json"
+    vault, message = load_vault(path)
+    assert message is not None and str(path) in message
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    again, message = load_vault(path)
+    assert message is None
+    assert again.open(vault.seal(b"pin", "x"), "x") == b"pin"
+    assert json.loads(path.read_text())["current"] == key_id(vault.current).hex()
+
+
+def test_key_from_the_environment_and_bad_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_KEY, "11" * 32)
+    vault, message = load_vault(tmp_path / "unused.json")
+    assert message is None and vault.current == bytes([0x11]) * 32
+    assert not (tmp_path / "unused.json").exists()
+    monkeypatch.setenv(ENV_KEY, "not hex")
+    with pytest.raises(VaultError, match="64 hexadecimal characters"):
+        load_vault(tmp_path / "unused.json")
+
+
+def test_a_corrupt_key_file_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV_KEY, raising=False)
+    path = tmp_path / "vault.json"
+    path.write_text("{not json")
+    with pytest.raises(VaultError, match="restore it from backup"):
+        load_vault(path)
