@@ -1,0 +1,210 @@
+"""The app's client of the fleet service: login, commissioning, Charger Info, PINs, tickets.
+
+Thin over HTTP (httpx): every non-2xx answer becomes a `FleetRefused` carrying the service's
+stable code and its reason, so the app can show what to do ("update the app", "ask the owner").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chargepin import __version__
+from chargepin.core.pin import Pin
+from chargepin.phone.errors import PhoneError
+
+APP_VERSION = "2.3.0"  # what this client reports in X-App-Version (the service's minimum is 2.0)
+
+
+class FleetRefused(PhoneError):
+    """The fleet service said no; `status` and `code` say why, the message what to do."""
+
+    exit_code = 14
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"fleet service: {detail} ({status} {code})")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class FleetUnreachable(PhoneError):
+    """The fleet service did not answer."""
+
+    exit_code = 15
+
+
+@dataclass(frozen=True)
+class ChargerInfo:
+    """Charger Info as the app shows it."""
+
+    serial: str
+    model: str
+    role: str
+    pin_class: str
+    pin_enabled: bool
+    epoch: int
+    pin: Pin | None
+    message: str
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> ChargerInfo:
+        pin = body.get("pin")
+        return cls(
+            serial=str(body["serial"]),
+            model=str(body.get("model", "")),
+            role=str(body.get("role", "")),
+            pin_class=str(body.get("pin_class", "")),
+            pin_enabled=bool(body.get("pin_enabled", False)),
+            epoch=int(body.get("epoch", 0)),
+            pin=Pin(str(pin)) if pin else None,
+            message=str(body.get("message", "")),
+        )
+
+
+class FleetClient:
+    """One logged-in (or not yet) app talking to one fleet service."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        app_version: str = APP_VERSION,
+    ) -> None:
+        self.base_url = base_url
+        self.token = token
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            transport=transport,
+            timeout=10.0,
+            headers={"X-App-Version": app_version, "User-Agent": f"chargepin/{__version__}"},
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> FleetClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            response = await self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as error:
+            raise FleetUnreachable(
+                f"fleet service at {self.base_url} did not answer ({error}); check the address "
+                "and your connection"
+            ) from error
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                code, detail = str(body.get("error", "")), str(body.get("detail", ""))
+            except (ValueError, AttributeError):
+                code, detail = "", response.text[:200]
+            raise FleetRefused(response.status_code, code, detail or response.reason_phrase)
+        return response.json() if response.content else None
+
+    # ---------------------------------------------------------------- accounts
+
+    async def register(self, email: str, password: str) -> None:
+        await self._call("POST", "/register", json={"email": email, "password": password})
+
+    async def login(self, email: str, password: str) -> str:
+        body = await self._call("POST", "/login", json={"email": email, "password": password})
+        self.token = str(body["token"])
+        return self.token
+
+    # ---------------------------------------------------------------- chargers
+
+    async def claim(self, sticker_payload: str) -> ChargerInfo:
+        """Commission a charger by its sticker: the first valid claim makes us the owner."""
+        return ChargerInfo.from_json(
+            await self._call("POST", "/chargers/claim", json={"payload": sticker_payload})
+        )
+
+    async def chargers(self) -> list[dict[str, Any]]:
+        return list(await self._call("GET", "/chargers"))
+
+    async def charger_info(self, serial: str) -> ChargerInfo:
+        return ChargerInfo.from_json(await self._call("GET", f"/chargers/{serial}"))
+
+    async def pin_of_epoch(self, serial: str, epoch: int) -> Pin:
+        """The PIN the charger uses in `epoch` (troubleshooting after a wrong PIN)."""
+        body = await self._call("GET", f"/chargers/{serial}/pin", params={"epoch": epoch})
+        return Pin(str(body["pin"]))
+
+    async def ticket(
+        self, serial: str, challenge: bytes, action: str, args: dict[str, str] | None = None
+    ) -> bytes:
+        body = await self._call(
+            "POST",
+            f"/chargers/{serial}/tickets",
+            json={"challenge": challenge.hex(), "action": action, "args": args or {}},
+        )
+        return bytes.fromhex(str(body["ticket"]))
+
+    async def receipt(self, serial: str, receipt: bytes) -> dict[str, Any]:
+        return dict(
+            await self._call(
+                "POST", f"/chargers/{serial}/receipts", json={"receipt": receipt.hex()}
+            )
+        )
+
+    async def reconcile(
+        self, serial: str, epoch: int, fingerprint: bytes, pin_enabled: bool
+    ) -> dict[str, Any]:
+        return dict(
+            await self._call(
+                "POST",
+                f"/chargers/{serial}/reconcile",
+                json={"epoch": epoch, "fingerprint": fingerprint.hex(), "pin_enabled": pin_enabled},
+            )
+        )
+
+    async def report(self, serial: str, kind: str, detail: str) -> None:
+        await self._call(
+            "POST", f"/chargers/{serial}/events", json={"kind": kind, "detail": detail}
+        )
+
+    # ---------------------------------------------------------------- people
+
+    async def invite(self, serial: str, email: str) -> str:
+        body = await self._call("POST", f"/chargers/{serial}/invitations", json={"email": email})
+        return str(body["code"])
+
+    async def accept(self, code: str) -> dict[str, Any]:
+        return dict(await self._call("POST", "/invitations/accept", json={"code": code}))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What `chargepin phone login` remembers: which fleet service, which token."""
+
+    fleet_url: str
+    token: str
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"fleet_url": self.fleet_url, "token": self.token}, handle)
+
+    @classmethod
+    def load(cls, path: Path) -> Profile:
+        try:
+            data = json.loads(path.read_text())
+            return cls(str(data["fleet_url"]), str(data["token"]))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise PhoneError(
+                f"no usable login in {path} ({error}); run `chargepin phone login` first"
+            ) from error

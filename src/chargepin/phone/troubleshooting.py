@@ -1,0 +1,61 @@
+"""Connecting with the fleet service behind the app: the PIN from Charger Info, and the
+troubleshooting path after a wrong PIN (PRODUCT.md: "a troubleshooting screen shows the correct
+PIN; retry works").
+
+The charger advertises its PIN epoch; the app asks the fleet for the PIN of that epoch, so a
+hardened charger that moved to a new epoch after a failed attempt is followed, never guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chargepin.core.pin import Pin
+from chargepin.core.protocol import ChargerInfo
+from chargepin.phone.client import ChargerLink, Phone
+from chargepin.phone.errors import WrongPin
+from chargepin.phone.fleet_client import FleetClient
+
+
+@dataclass(frozen=True)
+class Connected:
+    """A secured link, and what the user was shown on the way."""
+
+    link: ChargerLink
+    paired_now: bool
+    troubleshooting: str | None  # the message shown after a wrong PIN, if there was one
+
+
+async def connect(
+    phone: Phone,
+    fleet: FleetClient,
+    serial: str,
+    *,
+    typed_pin: Pin | str | None = None,
+    show: Callable[[str], None] = lambda _message: None,
+) -> Connected:
+    """Bonded: no PIN. Otherwise the PIN of the advertised epoch (or what the user typed);
+    on a wrong PIN, show the now-correct PIN and retry once."""
+
+    async def from_fleet(info: ChargerInfo) -> Pin:
+        return await fleet.pin_of_epoch(serial, info.epoch)
+
+    try:
+        link = await phone.connect(serial, pin=typed_pin if typed_pin is not None else from_fleet)
+    except WrongPin as failure:
+        await fleet.report(serial, "wrong_pin", f"epoch now {failure.epoch}")
+        if failure.locked_for > 0:
+            await fleet.report(serial, "locked", f"{failure.locked_for:.0f} s")
+            raise
+        pin = await fleet.pin_of_epoch(serial, failure.epoch)
+        message = (
+            f"That PIN did not work. The charger's PIN is now {pin} (Charger Info); "
+            "trying again with it."
+        )
+        show(message)
+        link = await phone.connect(serial, pin=pin)
+        return Connected(link, link.paired_now, message)
+    if link.paired_now:
+        await fleet.report(serial, "phone_address", str(link.connection.self_address))
+    return Connected(link, link.paired_now, None)
