@@ -32,7 +32,7 @@ from chargepin.charger.service import (
     Provisioned,
     charger_report,
     current_pin,
-    parse_secret,
+    factory_identity,
     provision_charger,
     run_charger,
 )
@@ -46,6 +46,7 @@ from chargepin.core.protocol import (
     ChargerStatus,
     ChargingState,
 )
+from chargepin.fleet.cli import fleet_app
 from chargepin.phone.errors import PhoneError
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ bench_app = typer.Typer(help="Benchmarks that measure the claims in docs/.", no_
 app.add_typer(charger_app, name="charger")
 app.add_typer(phone_app, name="phone")
 app.add_typer(bench_app, name="bench")
+app.add_typer(fleet_app, name="fleet")
 
 Profile = enum.StrEnum("Profile", {name.upper(): name for name in PROFILE_NAMES})  # type: ignore[misc]
 """The security profiles of core.attempts, as a Typer choice (one list, kept in core)."""
@@ -167,13 +169,22 @@ StateOption = Annotated[
 @reports_errors
 def charger_init(
     state: StateOption,
-    serial: Annotated[str, typer.Option(help="Serial number, as on the charger's label.")],
-    model: Annotated[str, typer.Option(help='Model name, e.g. "Pulsar Max".')],
-    firmware: Annotated[str, typer.Option(help="Firmware version, e.g. 6.11.2.")],
+    serial: Annotated[
+        str | None, typer.Option(help="Serial number, as on the charger's label.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help='Model name, e.g. "Pulsar Max".')] = None,
+    firmware: Annotated[str | None, typer.Option(help="Firmware version, e.g. 6.11.2.")] = None,
     produced: Annotated[
-        datetime.datetime,
+        datetime.datetime | None,
         typer.Option(formats=["%Y-%m-%d"], help="Production date, YYYY-MM-DD."),
-    ],
+    ] = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            help="Provisioning bundle from `chargepin fleet provision`: serial, model, "
+            "firmware, production date and factory secret."
+        ),
+    ] = None,
     address: Annotated[
         str | None,
         typer.Option(help="Random static address (C0:..:..); a new random one if omitted."),
@@ -197,14 +208,22 @@ def charger_init(
     ] = None,
 ) -> None:
     """Provision a new charger's state file (the factory step); never prints the secret or PIN."""
-    result = provision_charger(
-        state,
+    identity = factory_identity(
+        bundle,
         serial=serial,
         model=model,
         firmware=firmware,
-        produced=produced.date(),
+        produced=None if produced is None else produced.date(),
+        secret=secret,
+    )
+    result = provision_charger(
+        state,
+        serial=identity.serial,
+        model=identity.model,
+        firmware=identity.firmware,
+        produced=identity.produced,
         address=address,
-        secret=None if secret is None else parse_secret(secret),
+        secret=identity.secret,
         profile=profile.value,
         overrides=LockoutOverrides(lockout_failures, lockout_window, lockout_seconds),
     )

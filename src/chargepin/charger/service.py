@@ -13,7 +13,7 @@ import datetime
 import secrets
 import string
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,19 +22,16 @@ from chargepin.clock import Clock, SystemClock
 from chargepin.core import lockout
 from chargepin.core.addresses import random_static_address
 from chargepin.core.attempts import SecurityProfile
-from chargepin.core.errors import ChargepinError, InvalidConfig
+from chargepin.core.errors import InvalidConfig, ProvisioningRefused
 from chargepin.core.keys import SECRET_SIZE, new_secret
 from chargepin.core.lockout import LockoutConfig
 from chargepin.core.pin import Pin
 from chargepin.core.policy import PinMode, PinPolicy, pin_policy
+from chargepin.core.provisioning import ProvisioningBundle
 from chargepin.radio.keystore import BondInfo
 
 if TYPE_CHECKING:
     from chargepin.charger.daemon import ChargerDaemon
-
-
-class ProvisioningRefused(ChargepinError):
-    """The factory must not provision this charger as asked (e.g. its firmware has no PIN)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +75,75 @@ def parse_secret(text: str) -> bytes:
             "got other characters; omit --secret to generate a new one"
         )
     return bytes.fromhex(cleaned)
+
+
+@dataclass(frozen=True)
+class FactoryIdentity:
+    """Who a charger is, as the factory station was told: options, a bundle file, or both."""
+
+    serial: str
+    model: str
+    firmware: str
+    produced: datetime.date
+    secret: bytes | None = field(default=None, repr=False)
+
+
+def read_bundle(path: Path) -> ProvisioningBundle:
+    """The provisioning bundle in `path` (core.provisioning format), or InvalidConfig."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise InvalidConfig(
+            f"cannot read the provisioning bundle {path}: {error.strerror}; check the path"
+        ) from None
+    return ProvisioningBundle.from_json(text)
+
+
+def factory_identity(
+    bundle: Path | None,
+    *,
+    serial: str | None,
+    model: str | None,
+    firmware: str | None,
+    produced: datetime.date | None,
+    secret: str | None,
+) -> FactoryIdentity:
+    """The identity to provision: from the bundle if given, else from the explicit values.
+
+    An explicit value that contradicts the bundle is refused rather than silently preferred:
+    a station that passes both means one of them is for another charger.
+    """
+    explicit: dict[str, object] = {
+        "serial": serial,
+        "model": model,
+        "firmware": firmware,
+        "produced": produced,
+    }
+    parsed_secret = None if secret is None else parse_secret(secret)
+    if bundle is None:
+        if serial is None or model is None or firmware is None or produced is None:
+            missing = [f"--{name}" for name, value in explicit.items() if value is None]
+            raise InvalidConfig(
+                f"missing {', '.join(missing)}: give every identity option, or --bundle FILE "
+                "from `chargepin fleet provision`"
+            )
+        return FactoryIdentity(serial, model, firmware, produced, parsed_secret)
+    loaded = read_bundle(bundle)
+    for name, value in explicit.items():
+        if value is not None and value != getattr(loaded, name):
+            shown = value.isoformat() if isinstance(value, datetime.date) else value
+            raise InvalidConfig(
+                f"--{name} {shown!r} contradicts the bundle {bundle} ({name} "
+                f"{getattr(loaded, name)!s}); omit --{name}, the bundle says it"
+            )
+    if parsed_secret is not None and parsed_secret != loaded.secret:
+        raise InvalidConfig(
+            f"--secret (or CHARGEPIN_FACTORY_SECRET) contradicts the bundle {bundle}; "
+            "omit it, the bundle carries the factory secret"
+        )
+    return FactoryIdentity(
+        loaded.serial, loaded.model, loaded.firmware, loaded.produced, loaded.secret
+    )
 
 
 def lockout_config(profile: str, overrides: LockoutOverrides | None = None) -> LockoutConfig:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from chargepin.core.keys import SECRET_SIZE
 from chargepin.core.lockout import LockoutConfig, LockoutState
 from chargepin.core.pin import Pin
 from chargepin.core.policy import FirmwareVersion
+from chargepin.core.provisioning import SERIAL_RE
 from chargepin.radio.keystore import SqliteKeyStore
 
 SCHEMA_VERSION: Final = 1
@@ -56,7 +56,6 @@ EVENT_KINDS: Final = (
 BUSY_TIMEOUT_MS: Final = 5000
 """How long a write waits for another process (e.g. the CLI) to finish its own."""
 
-_SERIAL = re.compile(r"[A-Za-z0-9_-]{1,32}", re.ASCII)
 _BONDS_TABLE = "bonds"
 
 _SCHEMA = (
@@ -585,7 +584,7 @@ def _check_schema(connection: sqlite3.Connection, path: Path) -> None:
 
 def _validate_identity(identity: ChargerIdentity) -> None:
     """Raise StateError unless the identity can be provisioned as it is."""
-    if not isinstance(identity.serial, str) or not _SERIAL.fullmatch(identity.serial):
+    if not isinstance(identity.serial, str) or not SERIAL_RE.fullmatch(identity.serial):
         raise StateError(
             f"serial {identity.serial!r} is not valid; use 1 to 32 characters among "
             "A-Z, a-z, 0-9, '-' and '_' as printed on the charger's label"

@@ -40,6 +40,14 @@ class InvalidConfig(ChargepinError, ValueError):
     """A configuration value outside what the rules allow."""
 
 
+class ProvisioningRefused(ChargepinError):
+    """The factory must not provision a charger as asked (e.g. its firmware has no PIN)."""
+
+
+class InvalidSticker(ChargepinError, ValueError):
+    """A scanned sticker payload that is not a chargepin sticker; the message says why."""
+
+
 class TicketRejected(ChargepinError):
     """An authorisation ticket the charger will not act on; `reason` is a stable code."""
 

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from chargepin import __version__
 from chargepin.clock import Clock, SystemClock
-from chargepin.fleet.api import accounts
+from chargepin.fleet.api import accounts, chargers
+from chargepin.fleet.api import members as members_api
+from chargepin.fleet.api import tickets as tickets_api
 from chargepin.fleet.db import make_engine, migrate, session_factory
 from chargepin.fleet.errors import FleetError
 from chargepin.fleet.settings import FleetSettings
@@ -77,4 +79,7 @@ def create_app(
         )
 
     app.include_router(accounts.router)
+    app.include_router(chargers.router)
+    app.include_router(members_api.router)
+    app.include_router(tickets_api.router)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 from chargepin.core.errors import ChargepinError
@@ -48,6 +49,23 @@ class UpgradeRequired(FleetError):
     code = "update_the_app"
 
 
+class Unprocessable(FleetError):
+    """A well-formed request whose content cannot be acted on (a malformed sticker, an epoch)."""
+
+    status = 422
+    code = "invalid_request"
+
+
 class TooManyAttempts(FleetError):
+    """Locked out by the core lockout machine; Retry-After says when to try again."""
+
     status = 429
     code = "too_many_attempts"
+
+    def __init__(self, detail: str, *, retry_after: float, code: str | None = None) -> None:
+        super().__init__(detail, code=code)
+        self.retry_after = retry_after
+
+    @property  # per instance: each lock has its own wait
+    def headers(self) -> dict[str, str] | None:  # type: ignore[override]
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}

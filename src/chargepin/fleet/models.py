@@ -15,6 +15,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -105,6 +106,7 @@ class Invitation(Base):
     """An owner's invitation of an e-mail address to a charger; accepted with a one-time code."""
 
     __tablename__ = "invitations"
+    __table_args__ = (Index("ix_invitations_charger_id_email", "charger_id", "email"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id", ondelete="CASCADE"))
@@ -123,7 +125,9 @@ class PinReveal(Base):
     __tablename__ = "pin_reveals"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id", ondelete="CASCADE"))
+    charger_id: Mapped[int] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), index=True
+    )
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     epoch: Mapped[int] = mapped_column(Integer)
     app_version: Mapped[str] = mapped_column(String(32))
@@ -134,6 +138,7 @@ class SecurityEvent(Base):
     """Facts a phone reported about a charger: firmware read, wrong PINs, lockouts seen."""
 
     __tablename__ = "security_events"
+    __table_args__ = (Index("ix_security_events_charger_id_at", "charger_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id", ondelete="CASCADE"))

@@ -182,6 +182,13 @@ class FleetClient:
         body = await self._call("POST", f"/chargers/{serial}/invitations", json={"email": email})
         return str(body["code"])
 
+    async def members(self, serial: str) -> list[dict[str, Any]]:
+        return list(await self._call("GET", f"/chargers/{serial}/members"))
+
+    async def revoke(self, serial: str, user_id: int) -> dict[str, Any]:
+        """Remove an invited user; the answer lists their phones to remove from the charger."""
+        return dict(await self._call("DELETE", f"/chargers/{serial}/members/{user_id}"))
+
     async def accept(self, code: str) -> dict[str, Any]:
         return dict(await self._call("POST", "/invitations/accept", json={"code": code}))
 

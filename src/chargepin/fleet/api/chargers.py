@@ -1,0 +1,144 @@
+"""Chargers: commissioning by sticker, the member's list, Charger Info, PINs by epoch, audit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import BaseModel, Field
+
+from chargepin.core.epochs import MAX_EPOCH
+from chargepin.fleet import chargers
+from chargepin.fleet.access import require_member, require_owner
+from chargepin.fleet.deps import DB, AppVersion, CurrentUser, app_version
+
+router = APIRouter(tags=["chargers"])
+
+
+class ClaimRequest(BaseModel):
+    payload: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The scanned sticker text, CHARGEPIN:1:<serial>:<claim code>.",
+    )
+
+
+class ChargerInfo(BaseModel):
+    """Charger Info (PRODUCT.md): the PIN is included only when the charger uses one."""
+
+    serial: str
+    model: str
+    firmware: str
+    role: Literal["owner", "user"]
+    pin_class: Literal["mandatory", "optional", "unsupported"]
+    pin_class_reason: str
+    pin_enabled: bool
+    epoch: int
+    pin: str | None
+    message: str
+
+
+class ChargerSummary(BaseModel):
+    serial: str
+    model: str
+    role: Literal["owner", "user"]
+
+
+class EpochPin(BaseModel):
+    serial: str
+    epoch: int
+    pin: str
+
+
+class PinRevealEntry(BaseModel):
+    email: str
+    epoch: int
+    app_version: str
+    at: dt.datetime
+
+
+def _info(view: chargers.ChargerView) -> ChargerInfo:
+    return ChargerInfo(
+        serial=view.serial,
+        model=view.model,
+        firmware=view.firmware,
+        role=view.role,  # type: ignore[arg-type]
+        pin_class=view.policy.mode.value,
+        pin_class_reason=view.policy.reason,
+        pin_enabled=view.pin_enabled,
+        epoch=view.epoch,
+        pin=None if view.pin is None else view.pin.digits,
+        message=view.message,
+    )
+
+
+@router.post("/chargers/claim", status_code=201, response_model=ChargerInfo)
+def claim(
+    body: ClaimRequest, db: DB, user: CurrentUser, version: AppVersion, request: Request
+) -> ChargerInfo:
+    """Commission a charger by its sticker: the first valid claim makes the caller its owner."""
+    state = request.app.state.fleet
+    now = state.clock.now()
+    charger = chargers.claim(db, state.sessions, user, body.payload, now)
+    return _info(chargers.charger_view(db, state.vault, charger, "owner", user, version, now))
+
+
+@router.get("/chargers", response_model=list[ChargerSummary])
+def list_chargers(db: DB, user: CurrentUser) -> list[ChargerSummary]:
+    """The chargers the caller owns or was invited to."""
+    return [
+        ChargerSummary(serial=c.serial, model=c.model, role=c.role)  # type: ignore[arg-type]
+        for c in chargers.chargers_of(db, user)
+    ]
+
+
+@router.get("/chargers/{serial}", response_model=ChargerInfo)
+def charger_info(
+    serial: str,
+    db: DB,
+    user: CurrentUser,
+    request: Request,
+    x_app_version: Annotated[str | None, Header()] = None,
+) -> ChargerInfo:
+    """Charger Info for a member; with the PIN (audited; needs X-App-Version) when it is on."""
+    charger, member = require_member(db, user, serial)
+    state = request.app.state.fleet
+    version = app_version(request, x_app_version) if chargers.shows_pin(charger) else None
+    view = chargers.charger_view(
+        db, state.vault, charger, member.role, user, version, state.clock.now()
+    )
+    return _info(view)
+
+
+@router.get("/chargers/{serial}/pin", response_model=EpochPin)
+def charger_pin(
+    serial: str,
+    epoch: Annotated[
+        int, Query(ge=0, le=MAX_EPOCH, description="The epoch the charger advertises now.")
+    ],
+    db: DB,
+    user: CurrentUser,
+    version: AppVersion,
+    request: Request,
+) -> EpochPin:
+    """The PIN of `epoch` for a member (the troubleshooting screen after a wrong PIN); audited."""
+    charger, _member = require_member(db, user, serial)
+    state = request.app.state.fleet
+    pin = chargers.pin_for_epoch(db, state.vault, charger, user, epoch, version, state.clock.now())
+    return EpochPin(serial=charger.serial, epoch=epoch, pin=pin.digits)
+
+
+@router.get("/chargers/{serial}/reveals", response_model=list[PinRevealEntry])
+def charger_reveals(
+    serial: str,
+    db: DB,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[PinRevealEntry]:
+    """The owner's audit list: who saw which epoch's PIN, when, with which app (newest first)."""
+    charger = require_owner(db, user, serial, "see who viewed the PIN")
+    return [
+        PinRevealEntry(email=r.email, epoch=r.epoch, app_version=r.app_version, at=r.at)
+        for r in chargers.reveals_of(db, charger, limit)
+    ]

@@ -1,0 +1,150 @@
+"""Invitations, members and phone-reported events of a charger (service: fleet/members.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, EmailStr, Field
+
+from chargepin.fleet import members as service
+from chargepin.fleet.deps import DB, CurrentUser
+
+router = APIRouter(tags=["members"])
+
+SerialPath = Annotated[str, Path(min_length=1, max_length=64)]
+UserIdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+class InvitationRequest(BaseModel):
+    email: EmailStr
+
+
+class InvitationCode(BaseModel):
+    """Shown to the owner once: the fleet sends no e-mail, the owner passes the code on."""
+
+    code: str
+    expires_at: dt.datetime
+
+
+class AcceptRequest(BaseModel):
+    code: str = Field(min_length=1, max_length=100)
+
+
+class Membership(BaseModel):
+    serial: str
+    role: str
+
+
+class Member(BaseModel):
+    user_id: int
+    email: str
+    role: str
+    since: dt.datetime
+    revoked: bool
+    revoked_at: dt.datetime | None
+    phones: list[str] = Field(description="Bluetooth addresses this member's phones reported")
+
+
+class RevokedMember(BaseModel):
+    user_id: int
+    email: str
+    revoked_at: dt.datetime
+    phones_to_remove: list[str] = Field(
+        description="submit a remove_phone ticket for each: the charger still knows these phones"
+    )
+
+
+class EventReport(BaseModel):
+    kind: Literal["firmware", "wrong_pin", "locked", "paired", "phone_address"]
+    detail: str = Field(default="", max_length=500)
+
+
+class Event(BaseModel):
+    id: int
+    kind: str
+    detail: str
+    user_id: int
+    at: dt.datetime
+
+
+def _now(request: Request) -> dt.datetime:
+    return service.utc_now(request.app.state.fleet.clock)
+
+
+@router.post("/chargers/{serial}/invitations", status_code=201, response_model=InvitationCode)
+def invite(
+    serial: SerialPath, body: InvitationRequest, user: CurrentUser, db: DB, request: Request
+) -> InvitationCode:
+    """Invite an e-mail address (owner only); returns a one-time code for the owner to pass on.
+
+    No e-mail is sent. The code works once, for the account with that address, until it expires.
+    """
+    created = service.invite(
+        db,
+        user,
+        serial,
+        str(body.email),
+        _now(request),
+        request.app.state.fleet.settings.invitation_lifetime,
+    )
+    return InvitationCode(code=created.code, expires_at=created.expires_at)
+
+
+@router.post("/invitations/accept", response_model=Membership)
+def accept(body: AcceptRequest, user: CurrentUser, db: DB, request: Request) -> Membership:
+    """Accept an invitation with the invited account; the caller becomes a user of the charger."""
+    accepted = service.accept(db, user, body.code, _now(request))
+    return Membership(serial=accepted.serial, role=accepted.role)
+
+
+@router.get("/chargers/{serial}/members", response_model=list[Member])
+def list_members(serial: SerialPath, user: CurrentUser, db: DB) -> list[Member]:
+    """The charger's members, revoked ones included (owner only)."""
+    return [
+        Member(
+            user_id=m.user_id,
+            email=m.email,
+            role=m.role,
+            since=m.since,
+            revoked=m.revoked,
+            revoked_at=m.revoked_at,
+            phones=list(m.phones),
+        )
+        for m in service.members(db, user, serial)
+    ]
+
+
+@router.delete("/chargers/{serial}/members/{user_id}", response_model=RevokedMember)
+def revoke(
+    serial: SerialPath, user_id: UserIdPath, user: CurrentUser, db: DB, request: Request
+) -> RevokedMember:
+    """Revoke a member (owner only); lists the phones to remove from the charger next."""
+    revoked = service.revoke(db, user, serial, user_id, _now(request))
+    return RevokedMember(
+        user_id=revoked.user_id,
+        email=revoked.email,
+        revoked_at=revoked.revoked_at,
+        phones_to_remove=list(revoked.phones),
+    )
+
+
+@router.post("/chargers/{serial}/events", status_code=201, response_model=Event)
+def report_event(
+    serial: SerialPath, body: EventReport, user: CurrentUser, db: DB, request: Request
+) -> Event:
+    """Report what the phone saw (member); phone_address records this phone's identity address."""
+    event = service.report_event(db, user, serial, body.kind, body.detail, _now(request))
+    return Event(**vars(event))
+
+
+@router.get("/chargers/{serial}/events", response_model=list[Event])
+def list_events(
+    serial: SerialPath,
+    user: CurrentUser,
+    db: DB,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[Event]:
+    """The charger's reported events, newest first (owner only)."""
+    return [Event(**vars(e)) for e in service.events(db, user, serial, limit)]

@@ -1,0 +1,112 @@
+"""Tickets for owner actions, the charger's receipts, reconciliation (service: fleet/tickets.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel, Field
+
+from chargepin.core.epochs import FINGERPRINT_SIZE, MAX_EPOCH
+from chargepin.core.tickets import CHALLENGE_SIZE, Action
+from chargepin.fleet import tickets as service
+from chargepin.fleet.deps import DB, AppVersion, CurrentUser
+
+router = APIRouter(tags=["tickets"])
+
+SerialPath = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+class TicketRequest(BaseModel):
+    challenge: str = Field(
+        pattern=f"^[0-9a-fA-F]{{{2 * CHALLENGE_SIZE}}}$",
+        description="the fresh challenge read from the charger, hex",
+    )
+    action: Action
+    args: dict[str, Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=dict,
+        max_length=8,
+        description='e.g. {"pin": "482913"} or {"next_epoch": "1"} for change_pin; '
+        '{"address": "C1:..:F5"} or {"all": "1"} for remove_phone',
+    )
+
+
+class TicketResponse(BaseModel):
+    ticket: str = Field(description="hex; write it to the charger's admin point before it expires")
+    expires_at: dt.datetime
+
+
+class ReceiptRequest(BaseModel):
+    receipt: str = Field(pattern="^([0-9a-fA-F]{2})+$", max_length=4096)
+
+
+class PinState(BaseModel):
+    pin_enabled: bool
+    epoch: int
+
+
+class ChargerInfoReport(BaseModel):
+    """What the phone read from the charger's open info characteristic."""
+
+    epoch: int = Field(ge=0, le=MAX_EPOCH)
+    fingerprint: str = Field(pattern=f"^([0-9a-fA-F]{{{2 * FINGERPRINT_SIZE}}})?$")
+    pin_enabled: bool
+
+
+class Reconciled(PinState):
+    live: Literal["committed", "pending", "unknown"] = Field(
+        description="which of the fleet's states the charger shows; fetch that epoch's PIN"
+    )
+
+
+@router.post("/chargers/{serial}/tickets", response_model=TicketResponse)
+def request_ticket(
+    serial: SerialPath,
+    body: TicketRequest,
+    user: CurrentUser,
+    _version: AppVersion,
+    db: DB,
+    request: Request,
+) -> TicketResponse:
+    """A ticket for one action against the charger's challenge; the role decides which actions."""
+    fleet = request.app.state.fleet
+    issued = service.request_ticket(
+        db,
+        fleet.vault,
+        user,
+        serial,
+        bytes.fromhex(body.challenge),
+        body.action,
+        body.args,
+        fleet.clock.now(),
+    )
+    return TicketResponse(ticket=issued.blob.hex(), expires_at=issued.expires_at)
+
+
+@router.post("/chargers/{serial}/receipts", response_model=PinState)
+def submit_receipt(
+    serial: SerialPath, body: ReceiptRequest, user: CurrentUser, db: DB, request: Request
+) -> PinState:
+    """Hand in the charger's receipt; a matching pending change is committed."""
+    state = service.submit_receipt(
+        db, request.app.state.fleet.vault, user, serial, bytes.fromhex(body.receipt)
+    )
+    return PinState(pin_enabled=state.pin_enabled, epoch=state.epoch)
+
+
+@router.post("/chargers/{serial}/reconcile", response_model=Reconciled)
+def reconcile(
+    serial: SerialPath, body: ChargerInfoReport, user: CurrentUser, db: DB, request: Request
+) -> Reconciled:
+    """Tell the fleet what the charger shows; a change whose receipt was lost gets committed."""
+    state = service.reconcile(
+        db,
+        request.app.state.fleet.vault,
+        user,
+        serial,
+        body.epoch,
+        bytes.fromhex(body.fingerprint),
+        body.pin_enabled,
+    )
+    return Reconciled(pin_enabled=state.pin_enabled, epoch=state.epoch, live=state.live)

@@ -1,0 +1,290 @@
+"""Chargers as their members see them: commissioning by sticker, Charger Info, PIN reveals.
+
+PRODUCT.md: the installer scans the sticker and the PIN is shown right after the scan; Charger
+Info shows the PIN at any time to the owner and invited users; after a wrong PIN the
+troubleshooting screen shows the PIN of the epoch the charger now advertises. Every PIN that
+leaves the vault is audited (a PinReveal row: who, when, which app, which epoch).
+
+Claim codes are guessable only by trying, so wrong ones are counted with the core lockout
+machine per charger and per account, like wrong PINs on the charger itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from chargepin.core.errors import InvalidSticker, format_duration
+from chargepin.core.lockout import LockoutConfig, LockoutState, check, record_failure
+from chargepin.core.pin import Pin
+from chargepin.core.policy import PinMode, PinPolicy, pin_policy
+from chargepin.core.provisioning import StickerPayload
+from chargepin.fleet.access import OWNER
+from chargepin.fleet.db import transaction
+from chargepin.fleet.errors import Conflict, Forbidden, TooManyAttempts, Unprocessable
+from chargepin.fleet.models import Charger, Membership, PinReveal, User
+from chargepin.fleet.pins import active_pin, pin_of_epoch
+from chargepin.fleet.security import token_digest
+from chargepin.fleet.vault import Vault
+
+CLAIM_LOCKOUT = LockoutConfig(failures=5, window=60.0, duration=300.0)
+"""Wrong claim codes: 5 within 60 s lock claiming for 300 s (doubling on repeat, core rules)."""
+
+EPOCH_LOOKAHEAD = 1000
+"""How far past the committed epoch a charger may have moved (one step per failed attempt)."""
+
+INVALID_STICKER = (
+    "this sticker code is not valid; scan the QR code on the charger's own sticker again"
+)
+
+MESSAGE_PIN_OFF = "PIN not enabled"
+MESSAGE_UPDATE_CHARGER = "update the charger"
+
+
+def moment(now: float) -> dt.datetime:
+    """The clock's unix seconds as an aware UTC datetime (what the tables store)."""
+    return dt.datetime.fromtimestamp(now, dt.UTC)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes for timezone-aware columns: they are UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _lockout(data: dict[str, Any] | None) -> LockoutState:
+    return LockoutState.from_dict(data) if data else LockoutState()
+
+
+def _refuse_if_locked(data: dict[str, Any] | None, now: float, whose: str) -> None:
+    decision = check(CLAIM_LOCKOUT, _lockout(data), now)
+    if not decision.allowed:
+        raise TooManyAttempts(
+            f"too many invalid sticker codes {whose}; try again in "
+            f"{format_duration(decision.retry_after)}",
+            retry_after=decision.retry_after,
+        )
+
+
+def _count_failure(
+    sessions: sessionmaker[Session], user_id: int, charger_id: int | None, now: float
+) -> str:
+    """Record a wrong claim in its own transaction (the request's rolls back); the lock note.
+
+    Rows are read FOR UPDATE so concurrent wrong guesses are all counted (PostgreSQL);
+    SQLite serialises writers anyway.
+    """
+    note = ""
+    with transaction(sessions) as db:
+        rows: list[User | Charger | None] = [db.get(User, user_id, with_for_update=True)]
+        if charger_id is not None:
+            rows.append(db.get(Charger, charger_id, with_for_update=True))
+        for row in rows:
+            if row is None:
+                continue
+            state = record_failure(CLAIM_LOCKOUT, _lockout(row.claim_lockout), now)
+            row.claim_lockout = state.to_dict()
+            decision = check(CLAIM_LOCKOUT, state, now)
+            if not decision.allowed:
+                wait = format_duration(decision.retry_after)
+                note = f"; too many invalid codes, try again in {wait}"
+    return note
+
+
+def claim(
+    db: Session,
+    sessions: sessionmaker[Session],
+    user: User,
+    payload: str,
+    now: float,
+) -> Charger:
+    """Make `user` the owner of the charger whose sticker `payload` was scanned.
+
+    Unknown serials and wrong codes get the same answer, so a sticker cannot be used to learn
+    which serials exist. An already claimed charger answers 409 whatever the code: its code
+    was used up (only its hash was ever stored, and that is cleared on the first claim).
+    """
+    try:
+        sticker = StickerPayload.parse(payload)
+    except InvalidSticker as error:
+        raise Unprocessable(str(error), code="invalid_sticker") from None
+    _refuse_if_locked(user.claim_lockout, now, "from this account")
+    charger = db.scalar(select(Charger).where(Charger.serial == sticker.serial))
+    if charger is None:
+        note = _count_failure(sessions, user.id, None, now)
+        raise Forbidden(INVALID_STICKER + note, code="invalid_sticker")
+    _refuse_if_locked(charger.claim_lockout, now, "for this charger")
+    if charger.claimed_at is not None:
+        raise Conflict("this charger already has an owner; ask them to invite you")
+    expected = charger.claim_code_hash or b""
+    if not hmac.compare_digest(expected, token_digest(sticker.claim_code)):
+        note = _count_failure(sessions, user.id, charger.id, now)
+        raise Forbidden(INVALID_STICKER + note, code="invalid_sticker")
+    claimed = cast(
+        CursorResult[Any],
+        db.execute(
+            update(Charger)
+            .where(Charger.id == charger.id, Charger.claimed_at.is_(None))
+            .values(claimed_at=moment(now), claim_code_hash=None)
+        ),
+    )
+    if claimed.rowcount != 1:  # someone else's claim committed first
+        raise Conflict("this charger already has an owner; ask them to invite you")
+    db.add(Membership(charger_id=charger.id, user_id=user.id, role=OWNER, created_at=moment(now)))
+    db.flush()
+    return charger
+
+
+def policy_of(charger: Charger) -> PinPolicy:
+    return pin_policy(charger.model, charger.firmware, charger.produced)
+
+
+def shows_pin(charger: Charger) -> bool:
+    """Whether Charger Info includes a PIN: only when the charger uses one."""
+    return charger.pin_enabled and policy_of(charger).mode is not PinMode.UNSUPPORTED
+
+
+@dataclass(frozen=True)
+class ChargerView:
+    """Charger Info as a member sees it (PRODUCT.md); `pin` only when the charger uses one."""
+
+    serial: str
+    model: str
+    firmware: str
+    role: str
+    policy: PinPolicy
+    pin_enabled: bool
+    epoch: int
+    pin: Pin | None = field(repr=False)
+    message: str
+
+
+def audit_reveal(
+    db: Session, charger: Charger, user: User, epoch: int, app_version: str, now: float
+) -> None:
+    """Write the audit row of one PIN reveal, in the same transaction as the answer."""
+    db.add(
+        PinReveal(
+            charger_id=charger.id,
+            user_id=user.id,
+            epoch=epoch,
+            app_version=app_version,
+            at=moment(now),
+        )
+    )
+
+
+def charger_view(
+    db: Session,
+    vault: Vault,
+    charger: Charger,
+    role: str,
+    user: User,
+    app_version: str | None,
+    now: float,
+) -> ChargerView:
+    """Charger Info; when it carries the PIN the reveal is audited (needs `app_version`)."""
+    policy = policy_of(charger)
+    pin = None
+    if policy.mode is PinMode.UNSUPPORTED:
+        message = MESSAGE_UPDATE_CHARGER
+    elif not charger.pin_enabled:
+        message = MESSAGE_PIN_OFF
+    else:
+        message = ""
+        if app_version is None:  # the router checks the version before asking for a PIN
+            raise ValueError("a PIN reveal needs the app's version for the audit")
+        pin = active_pin(vault, charger)
+        audit_reveal(db, charger, user, charger.epoch, app_version, now)
+    return ChargerView(
+        serial=charger.serial,
+        model=charger.model,
+        firmware=charger.firmware,
+        role=role,
+        policy=policy,
+        pin_enabled=charger.pin_enabled,
+        epoch=charger.epoch,
+        pin=pin,
+        message=message,
+    )
+
+
+def pin_for_epoch(
+    db: Session,
+    vault: Vault,
+    charger: Charger,
+    user: User,
+    epoch: int,
+    app_version: str,
+    now: float,
+) -> Pin:
+    """The PIN the charger uses in `epoch` (the troubleshooting screen), audited.
+
+    A custom PIN stays until the first failed attempt moves the epoch (DESIGN.md), so for the
+    committed epoch it is the answer. The PIN is given even while it is off: a member enabling
+    it may connect before the charger's receipt reaches us, and must not be stuck.
+    """
+    policy = policy_of(charger)
+    if policy.mode is PinMode.UNSUPPORTED:
+        raise Conflict(f"this charger has no PIN: {policy.reason}")
+    if epoch < charger.epoch:
+        raise Unprocessable(
+            f"epoch {epoch} is before the charger's epoch {charger.epoch}: a charger never goes "
+            "back to an earlier epoch; read the epoch the charger advertises now",
+            code="invalid_epoch",
+        )
+    if epoch >= charger.epoch + EPOCH_LOOKAHEAD:
+        raise Unprocessable(
+            f"epoch {epoch} is {EPOCH_LOOKAHEAD} or more past the charger's epoch "
+            f"{charger.epoch}, more than it can have moved; read the epoch the charger "
+            "advertises now",
+            code="invalid_epoch",
+        )
+    if epoch == charger.epoch:
+        pin = active_pin(vault, charger)
+    else:
+        pin = pin_of_epoch(vault, charger, epoch)
+    audit_reveal(db, charger, user, epoch, app_version, now)
+    return pin
+
+
+@dataclass(frozen=True)
+class MemberCharger:
+    serial: str
+    model: str
+    role: str
+
+
+def chargers_of(db: Session, user: User) -> list[MemberCharger]:
+    """The chargers `user` is a live member of, by serial."""
+    rows = db.execute(
+        select(Charger.serial, Charger.model, Membership.role)
+        .join(Membership, Membership.charger_id == Charger.id)
+        .where(Membership.user_id == user.id, Membership.revoked_at.is_(None))
+        .order_by(Charger.serial)
+    )
+    return [MemberCharger(serial, model, role) for serial, model, role in rows]
+
+
+@dataclass(frozen=True)
+class Reveal:
+    email: str
+    epoch: int
+    app_version: str
+    at: dt.datetime
+
+
+def reveals_of(db: Session, charger: Charger, limit: int) -> list[Reveal]:
+    """The newest `limit` PIN reveals of `charger`, newest first (the owner's audit list)."""
+    rows = db.execute(
+        select(User.email, PinReveal.epoch, PinReveal.app_version, PinReveal.at)
+        .join(User, User.id == PinReveal.user_id)
+        .where(PinReveal.charger_id == charger.id)
+        .order_by(PinReveal.id.desc())
+        .limit(limit)
+    )
+    return [Reveal(email, epoch, version, _aware(at)) for email, epoch, version, at in rows]

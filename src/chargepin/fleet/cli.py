@@ -1,0 +1,164 @@
+"""`chargepin fleet ...`: run the fleet service, migrate it, the factory, stickers, key rotation.
+
+Thin: each command parses its options and calls one function of `chargepin.fleet.admin`. The
+web stack (FastAPI, SQLAlchemy, segno) is imported inside the commands, so `chargepin --help`
+and the charger's commands stay quick.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from chargepin.fleet.settings import FleetSettings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+fleet_app = typer.Typer(
+    help="The fleet service: serve, migrate, provision chargers, stickers, vault key rotation.",
+    no_args_is_help=True,
+)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="CHARGEPIN_DB_URL",
+        help="Database URL (default: sqlite:///chargepin-fleet.db; or postgresql+psycopg://...).",
+    ),
+]
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--vault-key-file",
+        help="The vault's key file (default: chargepin-vault-key.json, created on first run).",
+    ),
+]
+
+
+def _reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """chargepin.cli's one-line error reporting (imported late: that module imports this one)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from chargepin.cli import reports_errors
+
+        return reports_errors(command)(*args, **kwargs)
+
+    return wrapper
+
+
+def _settings(db: str | None, vault_key_file: Path | None = None) -> FleetSettings:
+    from chargepin.fleet.settings import FleetSettings
+
+    return FleetSettings.from_env(db_url=db, vault_key_file=vault_key_file)
+
+
+@fleet_app.command("serve")
+@_reports_errors
+def serve(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    vault_key_file: KeyFileOption = None,
+) -> None:
+    """Serve the fleet API (OpenAPI at /docs) on loopback; migrations apply on start."""
+    from chargepin.fleet import admin
+
+    admin.require_loopback(host)
+    admin.serve(_settings(db, vault_key_file), host, port)
+
+
+@fleet_app.command("migrate")
+@_reports_errors
+def migrate(db: DbOption = None) -> None:
+    """Bring the database schema to the newest revision (idempotent)."""
+    from chargepin.fleet import admin
+
+    settings = _settings(db)
+    engine, _ = admin.open_database(settings.db_url)
+    engine.dispose()
+    typer.echo(f"database {engine.url.render_as_string(hide_password=True)} is up to date")
+
+
+@fleet_app.command("provision")
+@_reports_errors
+def provision(
+    count: Annotated[int, typer.Option(min=1, help="How many chargers to make.")],
+    model: Annotated[str, typer.Option(help='Model name, e.g. "Pulsar Max".')],
+    firmware: Annotated[str, typer.Option(help="Firmware version, e.g. 6.11.2.")],
+    produced: Annotated[
+        datetime.datetime,
+        typer.Option(formats=["%Y-%m-%d"], help="Production date, YYYY-MM-DD."),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Directory for the bundles (<serial>.json) and stickers.")
+    ],
+    serial_prefix: Annotated[
+        str, typer.Option(help="Serial prefix, 1-8 letters A-Z (serials: CP00000001...).")
+    ] = "CP",
+    db: DbOption = None,
+    vault_key_file: KeyFileOption = None,
+) -> None:
+    """Create chargers with fresh secrets; write one bundle and one sticker (SVG, PNG) each."""
+    from chargepin.fleet import admin
+
+    run, created = admin.provision_to_dir(
+        _settings(db, vault_key_file),
+        out,
+        count=count,
+        model=model,
+        firmware=firmware,
+        produced=produced.date(),
+        serial_prefix=serial_prefix,
+    )
+    if created:
+        typer.echo(created, err=True)
+    first, last = run.chargers[0], run.chargers[-1]
+    typer.echo(
+        f"provisioned {len(run.chargers)} {model} chargers {first.serial}..{last.serial} "
+        f"(firmware {firmware}, PIN {first.policy.mode.value}) in {run.seconds:.1f} s; "
+        f"bundles and stickers in {out}"
+    )
+
+
+@fleet_app.command("sticker")
+@_reports_errors
+def sticker(
+    serial: Annotated[str, typer.Argument(help="The charger's serial.")],
+    db: DbOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Also write <serial>.svg and <serial>.png here.")
+    ] = None,
+) -> None:
+    """Show a new sticker for an unclaimed charger as a QR code (the previous one stops working)."""
+    import segno
+
+    from chargepin.fleet import admin
+
+    payload = admin.reprint_sticker(_settings(db), serial, out)
+    segno.make(payload.encode(), error="m").terminal(out=sys.stdout, compact=True)
+    typer.echo(payload.encode())
+    typer.echo(f"a new claim code was issued for {serial}; earlier stickers no longer work")
+
+
+@fleet_app.command("rotate-key")
+@_reports_errors
+def rotate_key(db: DbOption = None, vault_key_file: KeyFileOption = None) -> None:
+    """Make a new vault key and re-encrypt every charger secret and custom PIN with it."""
+    from chargepin.fleet import admin
+
+    rotation = admin.rotate_key(_settings(db, vault_key_file))
+    typer.echo(
+        f"vault key {rotation.key_id} is current (saved in {rotation.key_file}); re-encrypted "
+        f"{rotation.secrets} secrets and {rotation.custom_pins} custom PINs; restart the "
+        "service so it encrypts with the new key"
+    )

@@ -1,0 +1,284 @@
+"""People and phones of a charger: invitations, memberships, revocation, phone-reported facts.
+
+PRODUCT.md: the owner invites by e-mail address; the invitee accepts with their own account and
+becomes a `user`; the owner can revoke, and "removing an invited user removes their phones". The
+fleet sends no e-mail: an invitation is a one-time code the owner passes on (message, QR, by
+voice); only its SHA-256 is stored. Phones report facts they read from the charger (firmware,
+wrong PINs, lockouts, their own Bluetooth address) as security events the owner can list.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chargepin.clock import Clock
+from chargepin.core.errors import InvalidConfig
+from chargepin.core.tickets import Action, check_args
+from chargepin.fleet.access import USER, require_member, require_owner
+from chargepin.fleet.errors import Conflict, FleetError, Forbidden, NotFound
+from chargepin.fleet.models import Charger, Invitation, Membership, SecurityEvent, User
+from chargepin.fleet.security import token_digest
+
+INVITATION_CODE_BYTES = 12
+"""96 random bits per invitation code: unguessable within an invitation's lifetime."""
+
+EVENT_KINDS = ("firmware", "wrong_pin", "locked", "paired", "phone_address")
+"""What a phone may report about a charger."""
+
+PHONE_ADDRESS = "phone_address"
+
+
+class InvitationInvalid(FleetError):
+    """An invitation code that cannot be accepted as it is (unknown, expired, revoked)."""
+
+    status = 404
+    code = "invitation_invalid"
+
+
+class InvitationExpired(FleetError):
+    status = 410
+    code = "invitation_expired"
+
+
+class EventInvalid(FleetError):
+    status = 422
+    code = "invalid_event"
+
+
+def utc_now(clock: Clock) -> dt.datetime:
+    """The clock's time as an aware UTC datetime (the service never reads the system clock)."""
+    return dt.datetime.fromtimestamp(clock.now(), dt.UTC)
+
+
+def aware(moment: dt.datetime) -> dt.datetime:
+    """SQLite returns naive datetimes for timezone-aware columns: they are UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class NewInvitation:
+    """The code to pass on (shown once, never stored) and when it stops working."""
+
+    code: str
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Accepted:
+    serial: str
+    role: str
+
+
+@dataclass(frozen=True)
+class MemberView:
+    user_id: int
+    email: str
+    role: str
+    since: dt.datetime
+    revoked: bool
+    revoked_at: dt.datetime | None
+    phones: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """A revoked member and the phones the owner should now remove from the charger."""
+
+    user_id: int
+    email: str
+    revoked_at: dt.datetime
+    phones: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EventView:
+    id: int
+    kind: str
+    detail: str
+    user_id: int
+    at: dt.datetime
+
+
+def invite(
+    db: Session, owner: User, serial: str, email: str, now: dt.datetime, lifetime: float
+) -> NewInvitation:
+    """A one-time code that makes the account with `email` a user of charger `serial`."""
+    charger = require_owner(db, owner, serial, "invite people")
+    email = email.strip().lower()
+    member = _membership_of_email(db, charger, email)
+    if member is not None and member.revoked_at is None:
+        raise Conflict(
+            f"{email} is already the charger's {member.role}; nothing to invite"
+            if member.user_id != owner.id
+            else "you own this charger; invite someone else"
+        )
+    # Only the newest code for an address works: a code passed on earlier stops working.
+    for older in db.scalars(
+        select(Invitation).where(
+            Invitation.charger_id == charger.id,
+            Invitation.email == email,
+            Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None),
+        )
+    ):
+        older.revoked_at = now
+    code = secrets.token_urlsafe(INVITATION_CODE_BYTES)
+    expires = now + dt.timedelta(seconds=lifetime)
+    db.add(
+        Invitation(
+            charger_id=charger.id,
+            email=email,
+            code_hash=token_digest(code),
+            invited_by=owner.id,
+            created_at=now,
+            expires_at=expires,
+        )
+    )
+    return NewInvitation(code, expires)
+
+
+def accept(db: Session, user: User, code: str, now: dt.datetime) -> Accepted:
+    """Make `user` a user of the invitation's charger; a code works once, for one address."""
+    invitation = db.scalar(
+        select(Invitation).where(Invitation.code_hash == token_digest(code.strip()))
+    )
+    if invitation is None or invitation.revoked_at is not None:
+        raise InvitationInvalid(
+            "no such invitation (mistyped, or withdrawn by the owner); ask the owner for a new one"
+        )
+    if invitation.accepted_at is not None:
+        raise Conflict(
+            "this invitation was used already; it works once: ask the owner for a new one",
+            code="invitation_used",
+        )
+    if aware(invitation.expires_at) <= now:
+        raise InvitationExpired("this invitation expired; ask the owner for a new one")
+    if user.email.lower() != invitation.email:
+        raise Forbidden(
+            f"this invitation is for {invitation.email}; log in with that account to accept it",
+            code="wrong_account",
+        )
+    charger = db.get(Charger, invitation.charger_id)
+    assert charger is not None  # foreign key, ON DELETE CASCADE
+    member = db.scalar(
+        select(Membership).where(Membership.charger_id == charger.id, Membership.user_id == user.id)
+    )
+    if member is not None and member.revoked_at is None:
+        raise Conflict(
+            f"you are already the {member.role} of charger {charger.serial}; nothing to accept"
+        )
+    if member is None:
+        member = Membership(charger_id=charger.id, user_id=user.id, role=USER, created_at=now)
+        db.add(member)
+    else:
+        # A new invitation is the only way back in after a revocation.
+        member.role, member.revoked_at, member.created_at = USER, None, now
+    invitation.accepted_at = now
+    return Accepted(charger.serial, USER)
+
+
+def members(db: Session, owner: User, serial: str) -> list[MemberView]:
+    """Everyone who is or was a member of the charger, oldest first, with their phones."""
+    charger = require_owner(db, owner, serial, "see who has access")
+    rows = db.execute(
+        select(Membership, User)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.charger_id == charger.id)
+        .order_by(Membership.created_at, Membership.id)
+    ).all()
+    return [
+        MemberView(
+            user_id=user.id,
+            email=user.email,
+            role=member.role,
+            since=aware(member.created_at),
+            revoked=member.revoked_at is not None,
+            revoked_at=None if member.revoked_at is None else aware(member.revoked_at),
+            phones=phones_of(db, charger, user.id),
+        )
+        for member, user in rows
+    ]
+
+
+def revoke(db: Session, owner: User, serial: str, user_id: int, now: dt.datetime) -> Revoked:
+    """Revoke a user's access; lists the phones the owner should remove from the charger next.
+
+    The fleet cannot reach the charger: the app submits remove_phone tickets for `phones`.
+    Revoking twice answers the same phones again, so an app that lost the first answer can retry.
+    """
+    charger = require_owner(db, owner, serial, "revoke people")
+    if user_id == owner.id:
+        raise Conflict("you cannot revoke yourself as the owner; revoke the other members")
+    row = db.execute(
+        select(Membership, User)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.charger_id == charger.id, Membership.user_id == user_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"user {user_id} is not a member of charger {serial}; list the members")
+    member, user = row
+    if member.revoked_at is None:
+        member.revoked_at = now
+    return Revoked(user.id, user.email, aware(member.revoked_at), phones_of(db, charger, user.id))
+
+
+def phones_of(db: Session, charger: Charger, user_id: int) -> tuple[str, ...]:
+    """The Bluetooth identity addresses the member's phones reported for this charger."""
+    addresses = db.scalars(
+        select(SecurityEvent.detail)
+        .where(
+            SecurityEvent.charger_id == charger.id,
+            SecurityEvent.user_id == user_id,
+            SecurityEvent.kind == PHONE_ADDRESS,
+        )
+        .order_by(SecurityEvent.id)
+    )
+    return tuple(dict.fromkeys(addresses))
+
+
+def report_event(
+    db: Session, user: User, serial: str, kind: str, detail: str, now: dt.datetime
+) -> EventView:
+    """Store a fact a member's phone read from the charger."""
+    charger, _member = require_member(db, user, serial)
+    if kind not in EVENT_KINDS:
+        raise EventInvalid(f"unknown event kind {kind!r}; use one of {', '.join(EVENT_KINDS)}")
+    detail = detail.strip()
+    if kind == PHONE_ADDRESS:
+        # The same address rule as the remove_phone ticket the owner will need it for.
+        try:
+            ((_name, detail),) = check_args(Action.REMOVE_PHONE, {"address": detail})
+        except InvalidConfig as error:
+            raise EventInvalid(f"phone_address: {error}") from None
+    event = SecurityEvent(charger_id=charger.id, user_id=user.id, kind=kind, detail=detail, at=now)
+    db.add(event)
+    db.flush()
+    return EventView(event.id, kind, detail, user.id, now)
+
+
+def events(db: Session, owner: User, serial: str, limit: int) -> list[EventView]:
+    """The charger's reported events, newest first."""
+    charger = require_owner(db, owner, serial, "see the charger's security events")
+    rows = db.scalars(
+        select(SecurityEvent)
+        .where(SecurityEvent.charger_id == charger.id)
+        .order_by(SecurityEvent.at.desc(), SecurityEvent.id.desc())
+        .limit(limit)
+    )
+    return [EventView(e.id, e.kind, e.detail, e.user_id, aware(e.at)) for e in rows]
+
+
+def _membership_of_email(db: Session, charger: Charger, email: str) -> Membership | None:
+    return db.scalar(
+        select(Membership)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.charger_id == charger.id, User.email == email)
+    )
+
+
+__all__ = ["EVENT_KINDS", "accept", "events", "invite", "members", "revoke"]

@@ -1,0 +1,56 @@
+"""The factory step of the fleet tests: the factory's own process, not an HTTP call."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import httpx
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from chargepin.fleet import factory
+from chargepin.fleet.db import transaction
+from chargepin.fleet.models import Charger
+
+
+@dataclass(frozen=True)
+class Spec:
+    model: str
+    firmware: str
+    produced: dt.date
+
+
+MANDATORY = Spec("Pulsar Max", "6.11.2", dt.date(2025, 9, 1))
+OPTIONAL = Spec("Volt Home", "6.8.0", dt.date(2024, 3, 15))
+UNSUPPORTED = Spec("Volt Home", "6.7.16", dt.date(2024, 3, 15))
+
+
+def provision(
+    client: TestClient, spec: Spec = MANDATORY, count: int = 1, prefix: str = "CP"
+) -> list[factory.Provisioned]:
+    """Chargers made by fleet.factory on the app's own database and vault."""
+    fleet = client.app.state.fleet  # type: ignore[attr-defined]
+    with transaction(fleet.sessions) as db:
+        return factory.provision(
+            db,
+            fleet.vault,
+            count=count,
+            model=spec.model,
+            firmware=spec.firmware,
+            produced=spec.produced,
+            serial_prefix=prefix,
+        )
+
+
+def charger_row(client: TestClient, serial: str) -> Charger:
+    fleet = client.app.state.fleet  # type: ignore[attr-defined]
+    with fleet.sessions() as db:
+        charger = db.scalar(select(Charger).where(Charger.serial == serial))
+        assert charger is not None
+        return charger
+
+
+def claim(client: TestClient, headers: dict[str, str], made: factory.Provisioned) -> httpx.Response:
+    """POST the sticker of `made` as the app does after scanning it."""
+    return client.post("/chargers/claim", json={"payload": made.sticker.encode()}, headers=headers)

@@ -1,0 +1,188 @@
+"""Every endpoint of members, events and tickets against every kind of caller.
+
+Unauthenticated -> 401; stranger -> 404 (a serial cannot be probed); invited user -> what the
+role allows, else 403; revoked user -> 404; owner -> allowed. Nobody who is refused ever gets a
+PIN, the charger's secret, a ticket or an invitation code in the answer.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.testclient import TestClient
+from fleet_client import APP_VERSION, login
+from fleet_records import MANDATORY, ChargerRecord, add_charger
+
+from chargepin.core.tickets import Action, Receipt, sign_receipt
+
+CALLERS = ("anonymous", "stranger", "user", "revoked", "owner")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # "{serial}" and "{victim}" are filled in
+    body: Callable[[ChargerRecord], dict[str, Any] | None]
+    user: int  # what an invited user gets
+    owner: int
+    charger_scoped: bool = True
+
+    def expected(self, caller: str) -> int:
+        if caller == "anonymous":
+            return 401
+        if caller == "owner":
+            return self.owner
+        if caller == "user":
+            return self.user
+        return 404 if self.charger_scoped else self.user  # stranger, revoked
+
+
+def _ticket(action: str, args: dict[str, str] | None = None) -> Callable[[ChargerRecord], Any]:
+    return lambda _c: {
+        "challenge": secrets.token_bytes(16).hex(),
+        "action": action,
+        "args": args or {},
+    }
+
+
+def _receipt(charger: ChargerRecord) -> dict[str, Any]:
+    signed = sign_receipt(
+        charger.secret,
+        Receipt(
+            serial=charger.serial,
+            challenge=secrets.token_bytes(16),
+            action=Action.REMOVE_PHONE,
+            epoch=0,
+            pin_enabled=True,
+            fingerprint=charger.fingerprint(charger.pin(0)),
+            bonds_removed=1,
+        ),
+    )
+    return {"receipt": signed.hex()}
+
+
+def _reconcile(charger: ChargerRecord) -> dict[str, Any]:
+    return {
+        "epoch": 0,
+        "fingerprint": charger.fingerprint(charger.pin(0)).hex(),
+        "pin_enabled": True,
+    }
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/me", lambda _c: None, user=200, owner=200, charger_scoped=False),
+    Endpoint(
+        "POST",
+        "/chargers/{serial}/invitations",
+        lambda _c: {"email": f"new-{secrets.token_hex(4)}@example.com"},
+        user=403,
+        owner=201,
+    ),
+    Endpoint(
+        "POST",
+        "/invitations/accept",
+        lambda _c: {"code": _c.serial},  # replaced by a real code for someone else
+        user=403,
+        owner=403,
+        charger_scoped=False,
+    ),
+    Endpoint("GET", "/chargers/{serial}/members", lambda _c: None, user=403, owner=200),
+    Endpoint("DELETE", "/chargers/{serial}/members/{victim}", lambda _c: None, 403, 200),
+    Endpoint(
+        "POST",
+        "/chargers/{serial}/events",
+        lambda _c: {"kind": "wrong_pin", "detail": "seen by the phone"},
+        user=201,
+        owner=201,
+    ),
+    Endpoint("GET", "/chargers/{serial}/events", lambda _c: None, user=403, owner=200),
+    Endpoint("POST", "/chargers/{serial}/tickets", _ticket("list_phones"), 200, 200),
+    Endpoint("POST", "/chargers/{serial}/tickets", _ticket("change_pin"), 403, 200),
+    Endpoint(
+        "POST", "/chargers/{serial}/tickets", _ticket("change_pin", {"pin": "730418"}), 403, 200
+    ),
+    Endpoint("POST", "/chargers/{serial}/tickets", _ticket("remove_phone", {"all": "1"}), 403, 200),
+    Endpoint("POST", "/chargers/{serial}/receipts", _receipt, user=200, owner=200),
+    Endpoint("POST", "/chargers/{serial}/reconcile", _reconcile, user=200, owner=200),
+]
+
+
+def _invite(client: TestClient, owner: dict[str, str], serial: str, email: str) -> str:
+    response = client.post(f"/chargers/{serial}/invitations", json={"email": email}, headers=owner)
+    assert response.status_code == 201, response.text
+    return str(response.json()["code"])
+
+
+def _join(client: TestClient, owner: dict[str, str], serial: str, email: str) -> dict[str, str]:
+    code = _invite(client, owner, serial, email)
+    headers = login(client, email)
+    assert client.post("/invitations/accept", json={"code": code}, headers=headers).is_success
+    return headers
+
+
+def test_every_endpoint_for_every_caller(client: TestClient) -> None:
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner, MANDATORY)
+    headers = {
+        "anonymous": dict(APP_VERSION),
+        "stranger": login(client, "stranger@example.com"),
+        "user": _join(client, owner, charger.serial, "user@example.com"),
+        "revoked": _join(client, owner, charger.serial, "revoked@example.com"),
+        "owner": owner,
+    }
+    revoked_id = client.get("/me", headers=headers["revoked"]).json()["id"]
+    assert client.delete(
+        f"/chargers/{charger.serial}/members/{revoked_id}", headers=owner
+    ).is_success
+
+    never_shown = [charger.secret.hex(), charger.pin(0).digits, charger.pin(1).digits, "730418"]
+    problems = []
+    seen = set()
+    for endpoint in ENDPOINTS:
+        seen.add((endpoint.method, endpoint.path))
+        for caller in CALLERS:
+            victim_id = 0
+            if "{victim}" in endpoint.path:  # a member for each caller to try to revoke
+                victim = _join(client, owner, charger.serial, f"v-{caller}@example.com")
+                victim_id = client.get("/me", headers=victim).json()["id"]
+            path = endpoint.path.format(serial=charger.serial, victim=victim_id)
+            body = endpoint.body(charger)
+            if endpoint.path == "/invitations/accept":
+                body = {"code": _invite(client, owner, charger.serial, "other@example.com")}
+            response = client.request(endpoint.method, path, json=body, headers=headers[caller])
+            expected = endpoint.expected(caller)
+            where = f"{caller} {endpoint.method} {endpoint.path} {body}"
+            if response.status_code != expected:
+                problems.append(f"{where}: {response.status_code}, expected {expected}")
+            text = response.text
+            if charger.secret.hex() in text:
+                problems.append(f"{where}: the charger secret in the answer")
+            if not response.is_success:
+                payload = response.json()
+                leaked = [s for s in never_shown if s in text]
+                leaked += [key for key in ("ticket", "code", "pin") if key in payload]
+                if leaked:
+                    problems.append(f"{where}: refused but the answer holds {leaked}")
+                if not payload.get("detail"):
+                    problems.append(f"{where}: refused without saying why")
+    assert not problems, "\n".join(problems)
+    assert len(seen) == 10  # every route of members.py and tickets.py, and /me
+
+
+def test_every_route_built_here_is_in_the_matrix() -> None:
+    """A new route in these routers must be added to ENDPOINTS."""
+    from chargepin.fleet.api import members, tickets
+
+    built = {
+        (method, route.path)
+        for router in (members.router, tickets.router)
+        for route in router.routes
+        for method in getattr(route, "methods", ())
+    }
+    in_matrix = {
+        (e.method, e.path.replace("{victim}", "{user_id}")) for e in ENDPOINTS if e.path != "/me"
+    }
+    assert built == in_matrix

@@ -1,0 +1,200 @@
+"""Charger Info, the PIN of an epoch and the reveal audit, over real HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from fastapi.testclient import TestClient
+from fleet_client import APP_VERSION, login
+from fleet_factory import MANDATORY, OPTIONAL, Spec, claim, provision
+from sqlalchemy import select, update
+
+from chargepin.clock import FakeClock
+from chargepin.core.epochs import epoch_pin
+from chargepin.fleet import factory, pins
+from chargepin.fleet.models import Charger, Membership, User
+
+PIN_ENDPOINTS = ("/chargers/{serial}", "/chargers/{serial}/pin?epoch=0")
+
+
+def owned(client: TestClient, spec: Spec = MANDATORY) -> tuple[factory.Provisioned, dict[str, str]]:
+    (made,) = provision(client, spec)
+    owner = login(client, "owner@example.com")
+    assert claim(client, owner, made).status_code == 201
+    return made, owner
+
+
+def invite(client: TestClient, serial: str, email: str, *, revoked: bool = False) -> dict[str, str]:
+    """An invited user (the invitation flow is another endpoint's job; written directly here)."""
+    headers = login(client, email)
+    fleet = client.app.state.fleet  # type: ignore[attr-defined]
+    with fleet.sessions() as db, db.begin():
+        user = db.scalar(select(User).where(User.email == email))
+        charger = db.scalar(select(Charger).where(Charger.serial == serial))
+        assert user is not None and charger is not None
+        db.add(
+            Membership(
+                charger_id=charger.id,
+                user_id=user.id,
+                role="user",
+                revoked_at=dt.datetime.now(dt.UTC) if revoked else None,
+            )
+        )
+    return headers
+
+
+def set_charger(client: TestClient, serial: str, **values: object) -> None:
+    fleet = client.app.state.fleet  # type: ignore[attr-defined]
+    with fleet.sessions() as db, db.begin():
+        db.execute(update(Charger).where(Charger.serial == serial).values(**values))
+
+
+def test_charger_info_shows_the_pin_to_owner_and_invited_user_and_audits_each(
+    client: TestClient, fleet_clock: FakeClock
+) -> None:
+    made, owner = owned(client)
+    user = invite(client, made.serial, "user@example.com")
+    pin = epoch_pin(made.secret, made.serial, 0).digits
+
+    fleet_clock.advance(60)
+    as_user = client.get(f"/chargers/{made.serial}", headers={**user, "X-App-Version": "2.4.1"})
+    assert as_user.status_code == 200, as_user.text
+    assert as_user.json()["role"] == "user" and as_user.json()["pin"] == pin
+    assert client.get(f"/chargers/{made.serial}", headers=owner).json()["pin"] == pin
+    assert client.get("/chargers", headers=user).json() == [
+        {"serial": made.serial, "model": MANDATORY.model, "role": "user"}
+    ]
+
+    audit = client.get(f"/chargers/{made.serial}/reveals", headers=owner)
+    assert audit.status_code == 200
+    entries = audit.json()
+    assert [(e["email"], e["epoch"], e["app_version"]) for e in entries] == [
+        ("owner@example.com", 0, "2.3.0"),
+        ("user@example.com", 0, "2.4.1"),
+        ("owner@example.com", 0, "2.3.0"),  # the claim
+    ]
+    seen = dt.datetime.fromisoformat(entries[1]["at"])
+    assert seen.timestamp() == fleet_clock.now()
+
+
+def test_only_the_owner_reads_the_audit(client: TestClient) -> None:
+    made, _ = owned(client)
+    user = invite(client, made.serial, "user@example.com")
+    response = client.get(f"/chargers/{made.serial}/reveals", headers=user)
+    assert response.status_code == 403
+    assert "only the charger's owner" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", [*PIN_ENDPOINTS, "/chargers/{serial}/reveals"])
+def test_strangers_and_revoked_users_get_404(client: TestClient, path: str) -> None:
+    made, _ = owned(client)
+    revoked = invite(client, made.serial, "revoked@example.com", revoked=True)
+    for headers in (login(client, "stranger@example.com"), revoked):
+        response = client.get(path.format(serial=made.serial), headers=headers)
+        assert response.status_code == 404
+        assert "pin" not in response.json()
+    assert client.get("/chargers", headers=revoked).json() == []
+    unknown = client.get(path.format(serial="CP99999999"), headers=revoked)
+    assert unknown.status_code == 404
+
+
+@pytest.mark.parametrize("path", PIN_ENDPOINTS)
+@pytest.mark.parametrize("version", [None, "1.9.9", "two", ""])
+def test_pin_endpoints_tell_old_apps_to_update(
+    client: TestClient, path: str, version: str | None
+) -> None:
+    made, owner = owned(client)
+    headers = {"Authorization": owner["Authorization"]}
+    if version is not None:
+        headers["X-App-Version"] = version
+    response = client.get(path.format(serial=made.serial), headers=headers)
+    assert response.status_code == 426
+    assert "update the app" in response.json()["detail"]
+    assert made.secret.hex() not in response.text
+
+
+def test_info_without_a_pin_needs_no_app_version(client: TestClient) -> None:
+    made, owner = owned(client, OPTIONAL)
+    response = client.get(
+        f"/chargers/{made.serial}", headers={"Authorization": owner["Authorization"]}
+    )
+    assert response.status_code == 200
+    info = response.json()
+    assert (info["pin"], info["message"], info["pin_class"]) == (
+        None,
+        "PIN not enabled",
+        "optional",
+    )
+    assert client.get(f"/chargers/{made.serial}/reveals", headers=owner).json() == []
+
+
+def test_a_charger_whose_firmware_lost_pin_support_says_update_the_charger(
+    client: TestClient,
+) -> None:
+    made, owner = owned(client, OPTIONAL)
+    set_charger(client, made.serial, firmware="6.7.0", pin_enabled=True)
+
+    info = client.get(f"/chargers/{made.serial}", headers=owner).json()
+    assert (info["pin_class"], info["pin"], info["message"]) == (
+        "unsupported",
+        None,
+        "update the charger",
+    )
+    response = client.get(f"/chargers/{made.serial}/pin?epoch=0", headers=owner)
+    assert response.status_code == 409
+    assert "update the charger" in response.json()["detail"]
+
+
+def test_the_pin_of_the_epoch_the_charger_advertises(client: TestClient) -> None:
+    made, owner = owned(client)
+    user = invite(client, made.serial, "user@example.com")
+    set_charger(client, made.serial, epoch=7)
+
+    for epoch in (7, 8, 1006):
+        response = client.get(f"/chargers/{made.serial}/pin?epoch={epoch}", headers=user)
+        assert response.status_code == 200, response.text
+        assert response.json() == {
+            "serial": made.serial,
+            "epoch": epoch,
+            "pin": epoch_pin(made.secret, made.serial, epoch).digits,
+        }
+    audit = client.get(f"/chargers/{made.serial}/reveals", headers=owner).json()
+    assert [(e["email"], e["epoch"]) for e in audit[:3]] == [
+        ("user@example.com", 1006),
+        ("user@example.com", 8),
+        ("user@example.com", 7),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("epoch", "fragment"), [(6, "never goes back"), (1007, "more than it can have moved")]
+)
+def test_epochs_a_charger_cannot_be_in_are_refused_with_why(
+    client: TestClient, epoch: int, fragment: str
+) -> None:
+    made, owner = owned(client)
+    set_charger(client, made.serial, epoch=7)
+    response = client.get(f"/chargers/{made.serial}/pin?epoch={epoch}", headers=owner)
+    assert response.status_code == 422
+    assert fragment in response.json()["detail"]
+    assert client.get(f"/chargers/{made.serial}/pin?epoch=-1", headers=owner).status_code == 422
+    assert client.get(f"/chargers/{made.serial}/pin", headers=owner).status_code == 422
+
+
+def test_a_custom_pin_holds_for_the_committed_epoch_only(client: TestClient) -> None:
+    made, owner = owned(client)
+    vault = client.app.state.fleet.vault  # type: ignore[attr-defined]
+    custom = vault.seal(b"482915", pins.custom_pin_context(made.serial))
+    set_charger(client, made.serial, epoch=3, custom_pin_ct=custom)
+
+    assert client.get(f"/chargers/{made.serial}", headers=owner).json()["pin"] == "482915"
+    now = client.get(f"/chargers/{made.serial}/pin?epoch=3", headers=owner).json()
+    assert now["pin"] == "482915"
+    after_failure = client.get(f"/chargers/{made.serial}/pin?epoch=4", headers=owner).json()
+    assert after_failure["pin"] == epoch_pin(made.secret, made.serial, 4).digits
+
+
+def test_listing_needs_a_login(client: TestClient) -> None:
+    assert client.get("/chargers", headers=APP_VERSION).status_code == 401
+    assert client.get("/chargers/CP00000001", headers=APP_VERSION).status_code == 401

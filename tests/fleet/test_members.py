@@ -1,0 +1,171 @@
+"""Invitations, members, revocation and phone-reported events over real HTTP."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from fleet_client import login
+from fleet_records import add_charger
+
+from chargepin.clock import FakeClock
+
+PHONE = "D1:22:33:44:55:66"
+
+
+def invite(client: TestClient, owner: dict[str, str], serial: str, email: str) -> str:
+    response = client.post(f"/chargers/{serial}/invitations", json={"email": email}, headers=owner)
+    assert response.status_code == 201, response.text
+    return str(response.json()["code"])
+
+
+def test_invite_accept_list_and_revoke(client: TestClient) -> None:
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner)
+    code = invite(client, owner, charger.serial, "Guest@Example.com")
+    assert len(code) >= 16  # 96 random bits, URL-safe
+
+    guest = login(client, "guest@example.com")
+    accepted = client.post("/invitations/accept", json={"code": code}, headers=guest)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json() == {"serial": charger.serial, "role": "user"}
+
+    reported = client.post(
+        f"/chargers/{charger.serial}/events",
+        json={"kind": "phone_address", "detail": PHONE.lower()},
+        headers=guest,
+    )
+    assert reported.status_code == 201, reported.text
+    listed = client.get(f"/chargers/{charger.serial}/members", headers=owner).json()
+    assert [(m["email"], m["role"], m["revoked"]) for m in listed] == [
+        ("owner@example.com", "owner", False),
+        ("guest@example.com", "user", False),
+    ]
+    assert listed[1]["phones"] == [PHONE]
+
+    guest_id = listed[1]["user_id"]
+    revoked = client.delete(f"/chargers/{charger.serial}/members/{guest_id}", headers=owner)
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["phones_to_remove"] == [PHONE]
+    after = client.get(f"/chargers/{charger.serial}/members", headers=owner).json()
+    assert after[1]["revoked"] is True and after[1]["revoked_at"] is not None
+
+    # A revoked user sees nothing of the charger, and the old code does not bring them back.
+    gone = client.post(f"/chargers/{charger.serial}/events", json={"kind": "locked"}, headers=guest)
+    assert gone.status_code == 404
+    assert client.post("/invitations/accept", json={"code": code}, headers=guest).status_code == 409
+
+    # A new invitation does.
+    again = invite(client, owner, charger.serial, "guest@example.com")
+    back = client.post("/invitations/accept", json={"code": again}, headers=guest)
+    assert back.status_code == 200, back.text
+    members = client.get(f"/chargers/{charger.serial}/members", headers=owner).json()
+    assert members[-1]["revoked"] is False
+
+
+def test_invitation_for_another_account_is_403_naming_it(client: TestClient) -> None:
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner)
+    code = invite(client, owner, charger.serial, "invited@example.com")
+    other = login(client, "other@example.com")
+    response = client.post("/invitations/accept", json={"code": code}, headers=other)
+    assert response.status_code == 403
+    assert "invited@example.com" in response.json()["detail"]
+    assert client.get(f"/chargers/{charger.serial}/members", headers=other).status_code == 404
+    # The code still works for the right account.
+    invited = login(client, "invited@example.com")
+    assert client.post("/invitations/accept", json={"code": code}, headers=invited).is_success
+
+
+def test_expired_unknown_and_reused_codes(client: TestClient, fleet_clock: FakeClock) -> None:
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner)
+    guest = login(client, "guest@example.com")
+    code = invite(client, owner, charger.serial, "guest@example.com")
+    fleet_clock.advance(7 * 24 * 3600 + 1)
+    expired = client.post("/invitations/accept", json={"code": code}, headers=guest)
+    assert expired.status_code == 410
+    assert "ask the owner for a new one" in expired.json()["detail"]
+
+    unknown = client.post("/invitations/accept", json={"code": "not-a-code"}, headers=guest)
+    assert unknown.status_code == 404
+
+    fresh = invite(client, owner, charger.serial, "guest@example.com")
+    assert client.post("/invitations/accept", json={"code": fresh}, headers=guest).is_success
+    reused = client.post("/invitations/accept", json={"code": fresh}, headers=guest)
+    assert reused.status_code == 409
+    assert "works once" in reused.json()["detail"]
+    assert client.post("/invitations/accept", json={"code": fresh}).status_code == 401
+
+
+def test_a_newer_invitation_replaces_the_older_code(client: TestClient) -> None:
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner)
+    first = invite(client, owner, charger.serial, "guest@example.com")
+    second = invite(client, owner, charger.serial, "guest@example.com")
+    guest = login(client, "guest@example.com")
+    assert (
+        client.post("/invitations/accept", json={"code": first}, headers=guest).status_code == 404
+    )
+    assert client.post("/invitations/accept", json={"code": second}, headers=guest).is_success
+
+
+def test_owner_cannot_invite_members_or_revoke_themselves(client: TestClient) -> None:
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner)
+    self_invite = client.post(
+        f"/chargers/{charger.serial}/invitations",
+        json={"email": "owner@example.com"},
+        headers=owner,
+    )
+    assert self_invite.status_code == 409
+    guest = login(client, "guest@example.com")
+    code = invite(client, owner, charger.serial, "guest@example.com")
+    client.post("/invitations/accept", json={"code": code}, headers=guest)
+    twice = client.post(
+        f"/chargers/{charger.serial}/invitations",
+        json={"email": "guest@example.com"},
+        headers=owner,
+    )
+    assert twice.status_code == 409
+    myself = client.delete(f"/chargers/{charger.serial}/members/{charger.owner_id}", headers=owner)
+    assert myself.status_code == 409
+    assert "yourself" in myself.json()["detail"]
+    assert (
+        client.delete(f"/chargers/{charger.serial}/members/999999", headers=owner).status_code
+        == 404
+    )
+
+
+def test_events_are_listed_newest_first_for_the_owner(
+    client: TestClient, fleet_clock: FakeClock
+) -> None:
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner)
+    for kind, detail in (("firmware", "6.11.2"), ("wrong_pin", "epoch 0"), ("locked", "300 s")):
+        response = client.post(
+            f"/chargers/{charger.serial}/events",
+            json={"kind": kind, "detail": detail},
+            headers=owner,
+        )
+        assert response.status_code == 201, response.text
+        fleet_clock.advance(1)
+    listed = client.get(f"/chargers/{charger.serial}/events", headers=owner).json()
+    assert [e["kind"] for e in listed] == ["locked", "wrong_pin", "firmware"]
+    limited = client.get(f"/chargers/{charger.serial}/events?limit=1", headers=owner).json()
+    assert len(limited) == 1
+
+
+def test_bad_events_get_422_with_the_reason(client: TestClient) -> None:
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner)
+    unknown = client.post(
+        f"/chargers/{charger.serial}/events", json={"kind": "reboot", "detail": ""}, headers=owner
+    )
+    assert unknown.status_code == 422
+    assert "kind" in unknown.json()["detail"]
+    address = client.post(
+        f"/chargers/{charger.serial}/events",
+        json={"kind": "phone_address", "detail": "my phone"},
+        headers=owner,
+    )
+    assert address.status_code == 422
+    assert "F0:F1:F2:F3:F4:F5" in address.json()["detail"]

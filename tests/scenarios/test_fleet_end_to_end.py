@@ -1,0 +1,184 @@
+"""End to end: the factory, the fleet service over real HTTP (ASGI), chargers and phones on the
+real Bluetooth stack. One fake clock for everything, so tickets and lockouts agree on time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from chargepin.charger.daemon import ChargerDaemon
+from chargepin.clock import FakeClock
+from chargepin.core.tickets import Action
+from chargepin.fleet.app import create_app
+from chargepin.fleet.factory import Provisioned, provision
+from chargepin.fleet.settings import FleetSettings
+from chargepin.fleet.vault import Vault
+from chargepin.lab.testbed import ChargerSpec, Testbed
+from chargepin.phone import owner_actions, troubleshooting
+from chargepin.phone.errors import PinNeeded
+from chargepin.phone.fleet_client import FleetClient, FleetRefused
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Cloud:
+    app: FastAPI
+    clock: FakeClock
+
+    def factory(self, model: str, firmware: str) -> Provisioned:
+        state = self.app.state.fleet
+        with state.sessions() as db, db.begin():
+            [made] = provision(
+                db,
+                state.vault,
+                count=1,
+                model=model,
+                firmware=firmware,
+                produced=dt.date(2025, 9, 1),
+            )
+        return made
+
+    async def account(self, email: str) -> FleetClient:
+        client = FleetClient("http://fleet.test", transport=httpx.ASGITransport(app=self.app))
+        await client.register(email, PASSWORD)
+        await client.login(email, PASSWORD)
+        return client
+
+
+@pytest.fixture
+async def cloud(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Cloud]:
+    app = create_app(
+        FleetSettings(db_url=f"sqlite:///{tmp_path / 'fleet.db'}"),
+        vault=Vault.generate(),
+        clock=clock,
+    )
+    yield Cloud(app, clock)
+    app.state.fleet.engine.dispose()
+
+
+async def install(bed: Testbed, made: Provisioned, profile: str = "hardened") -> ChargerDaemon:
+    """`chargepin charger init --bundle`: the charger gets its identity and secret."""
+    bundle = made.bundle
+    return await bed.charger(
+        ChargerSpec(
+            serial=bundle.serial,
+            model=bundle.model,
+            firmware=bundle.firmware,
+            produced=bundle.produced,
+            secret=bundle.secret,
+            profile=profile,
+        ),
+        name=bundle.serial,
+    )
+
+
+@pytest.mark.parametrize("profile", ["hardened", "classic"])
+async def test_factory_commissioning_pairing_invitation_and_troubleshooting(
+    bed: Testbed, cloud: Cloud, profile: str
+) -> None:
+    made = cloud.factory("Pulsar Max", "6.11.2")
+    daemon = await install(bed, made, profile)
+    owner = await cloud.account("owner@example.com")
+
+    # Commissioning: scan the sticker, the PIN is shown right away.
+    info = await owner.claim(made.sticker.encode())
+    assert info.role == "owner" and info.pin_enabled and info.pin is not None
+    assert info.pin == daemon.store.current_pin()
+
+    # The owner's phone pairs with the PIN the app was shown; then reconnects bonded.
+    phone = await bed.phone("owner-phone")
+    connected = await troubleshooting.connect(phone, owner, made.serial)
+    assert connected.paired_now and connected.troubleshooting is None
+    await connected.link.disconnect()
+    again = await troubleshooting.connect(phone, owner, made.serial)
+    assert not again.paired_now
+    await again.link.disconnect()
+
+    # An invited user sees the PIN and pairs.
+    code = await owner.invite(made.serial, "guest@example.com")
+    guest = await cloud.account("guest@example.com")
+    assert (await guest.accept(code))["role"] == "user"
+    guest_phone = await bed.phone("guest-phone")
+    connected = await troubleshooting.connect(guest_phone, guest, made.serial)
+    assert connected.paired_now
+    await connected.link.disconnect()
+
+    # A user who types a wrong PIN sees the troubleshooting message and the retry works.
+    typo_phone = await bed.phone("typo-phone")
+    shown: list[str] = []
+    connected = await troubleshooting.connect(
+        typo_phone, guest, made.serial, typed_pin="918273", show=shown.append
+    )
+    assert connected.paired_now and shown and connected.troubleshooting == shown[0]
+    await connected.link.disconnect()
+
+    # Revoked: the fleet says nothing more about this charger.
+    members = await owner.members(made.serial)
+    guest_id = next(m["user_id"] for m in members if m["email"] == "guest@example.com")
+    await owner.revoke(made.serial, guest_id)
+    with pytest.raises(FleetRefused) as refused:
+        await guest.charger_info(made.serial)
+    assert refused.value.status in (403, 404)
+    with pytest.raises(FleetRefused):
+        await guest.pin_of_epoch(made.serial, 0)
+
+
+async def test_enabling_the_pin_on_an_optional_class_charger(bed: Testbed, cloud: Cloud) -> None:
+    made = cloud.factory("Pulsar Plus", "6.8.0")
+    daemon = await install(bed, made)
+    owner = await cloud.account("owner@example.com")
+    info = await owner.claim(made.sticker.encode())
+    assert not info.pin_enabled and info.pin is None and "not enabled" in info.message.lower()
+    phone = await bed.phone()
+    connected = await troubleshooting.connect(phone, owner, made.serial)  # Just Works
+    result = await owner_actions.apply(connected.link, owner, Action.ENABLE_PIN)
+    assert result.ok
+    assert await connected.link.wait_closed(5.0)
+    info = await owner.charger_info(made.serial)
+    assert info.pin_enabled and info.pin == daemon.store.current_pin()
+    with pytest.raises(PinNeeded):
+        await phone.connect(made.serial)
+    connected = await troubleshooting.connect(phone, owner, made.serial)
+    assert connected.paired_now
+    await connected.link.disconnect()
+
+
+async def test_a_pin_change_whose_receipt_never_reached_the_fleet_is_not_lost(
+    bed: Testbed, cloud: Cloud
+) -> None:
+    made = cloud.factory("Pulsar Max", "6.11.2")
+    daemon = await install(bed, made)
+    owner = await cloud.account("owner@example.com")
+    await owner.claim(made.sticker.encode())
+    phone = await bed.phone()
+    connected = await troubleshooting.connect(phone, owner, made.serial)
+    link = connected.link
+    # The ticket is applied by the charger, then the app crashes before the receipt is sent.
+    ticket = await owner.ticket(
+        made.serial, await link.read_challenge(), "change_pin", {"pin": "582913"}
+    )
+    result = await link.submit_ticket(ticket)
+    assert result.ok
+    assert str(daemon.store.current_pin()) == "582913"
+    await link.disconnect()
+
+    # Next time the app connects it reconciles: the fleet learns which PIN is live.
+    connected = await troubleshooting.connect(phone, owner, made.serial)
+    reconciled = await owner_actions.reconcile(connected.link, owner)
+    assert reconciled["live"] in ("pending", "committed")
+    await connected.link.disconnect()
+    info = await owner.charger_info(made.serial)
+    assert str(info.pin) == "582913"
+    # A new phone pairs with the PIN the owner is shown.
+    newcomer = await bed.phone("newcomer")
+    connected = await troubleshooting.connect(newcomer, owner, made.serial)
+    assert connected.paired_now
+    await connected.link.disconnect()
