@@ -588,6 +588,196 @@ def phone_forget(
         typer.echo(f"no bond with {outcome.address}; nothing to forget")
 
 
+# ------------------------------------------------------------------------------- phone + fleet
+
+LoginOption = Annotated[
+    Path,
+    typer.Option(
+        "--login-file",
+        envvar="CHARGEPIN_LOGIN_FILE",
+        help="Where the app's fleet login is kept (fleet URL and token, mode 0600).",
+    ),
+]
+DEFAULT_LOGIN = Path.home() / ".config" / "chargepin" / "phone-login.json"
+SerialArgument = Annotated[str, typer.Argument(help="The charger's serial.")]
+
+
+@phone_app.command("login")
+@reports_errors
+def phone_login(
+    fleet: Annotated[str, typer.Option(help="The fleet service, e.g. http://127.0.0.1:8000.")],
+    email: Annotated[str, typer.Option(help="The account's e-mail address.")],
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, envvar="CHARGEPIN_PASSWORD")
+    ],
+    register: Annotated[bool, typer.Option(help="Create the account first.")] = False,
+    login_file: LoginOption = DEFAULT_LOGIN,
+) -> None:
+    """Log in to the fleet service (optionally registering) and remember the login."""
+    from chargepin.phone import fleet_flows
+
+    who = asyncio.run(fleet_flows.login(login_file, fleet, email, password, register))
+    typer.echo(f"logged in as {who}; login kept in {login_file}")
+
+
+def _describe_charger_info(info: object) -> str:
+    from chargepin.phone.fleet_client import ChargerInfo
+
+    assert isinstance(info, ChargerInfo)
+    shown = f"PIN {info.pin}" if info.pin else (info.message or "no PIN")
+    return f"{info.serial} ({info.model}): you are {info.role}; {shown}"
+
+
+@phone_app.command("commission")
+@reports_errors
+def phone_commission(
+    payload: Annotated[str, typer.Argument(help="The text of the QR code on the sticker.")],
+    login_file: LoginOption = DEFAULT_LOGIN,
+) -> None:
+    """Claim a charger by its sticker: you become its owner and see its PIN."""
+    from chargepin.phone import fleet_flows
+
+    typer.echo(_describe_charger_info(asyncio.run(fleet_flows.commission(login_file, payload))))
+
+
+@phone_app.command("charger-info")
+@reports_errors
+def phone_charger_info(serial: SerialArgument, login_file: LoginOption = DEFAULT_LOGIN) -> None:
+    """Charger Info: your role and the PIN (every view is audited)."""
+    from chargepin.phone import fleet_flows
+
+    typer.echo(_describe_charger_info(asyncio.run(fleet_flows.charger_info(login_file, serial))))
+
+
+@phone_app.command("connect")
+@reports_errors
+def phone_connect(
+    transport: TransportOption,
+    bonds: BondsOption,
+    serial: SerialArgument,
+    pin: PinOption = None,
+    login_file: LoginOption = DEFAULT_LOGIN,
+    timeout: TimeoutOption = 5.0,
+) -> None:
+    """Connect: bonded without the PIN, else with the PIN from the fleet (one guided retry)."""
+    from chargepin.phone import fleet_flows
+
+    outcome = asyncio.run(
+        fleet_flows.connect(
+            login_file, _options(transport, bonds, timeout), serial, pin, typer.echo
+        )
+    )
+    how = "paired with the PIN" if outcome.paired_now else "reconnected with the bond"
+    typer.echo(f"{how}: {outcome.serial}")
+
+
+def _owner_action(
+    transport: str,
+    bonds: Path,
+    serial: str,
+    login_file: Path,
+    timeout: float,
+    action: str,
+    args: dict[str, str] | None = None,
+) -> None:
+    from chargepin.core.tickets import Action
+    from chargepin.phone import fleet_flows
+
+    result = asyncio.run(
+        fleet_flows.owner_action(
+            login_file, _options(transport, bonds, timeout), serial, Action(action), args
+        )
+    )
+    phones = f"; phones: {', '.join(result.phones)}" if result.phones else ""
+    typer.echo(f"{result.action}: done{phones}")
+
+
+@phone_app.command("enable-pin")
+@reports_errors
+def phone_enable_pin(
+    transport: TransportOption,
+    bonds: BondsOption,
+    serial: SerialArgument,
+    login_file: LoginOption = DEFAULT_LOGIN,
+    timeout: TimeoutOption = 5.0,
+) -> None:
+    """Switch the PIN on (optional-class chargers); the link is interrupted afterwards."""
+    _owner_action(transport, bonds, serial, login_file, timeout, "enable_pin")
+
+
+@phone_app.command("change-pin")
+@reports_errors
+def phone_change_pin(
+    transport: TransportOption,
+    bonds: BondsOption,
+    serial: SerialArgument,
+    pin: Annotated[
+        str | None, typer.Option(help="A new PIN of your choice; default: a fresh random one.")
+    ] = None,
+    login_file: LoginOption = DEFAULT_LOGIN,
+    timeout: TimeoutOption = 5.0,
+) -> None:
+    """Change the PIN (firmware 6.11 or higher); bonded phones keep working."""
+    args = {"pin": pin} if pin else {"next_epoch": "1"}
+    _owner_action(transport, bonds, serial, login_file, timeout, "change_pin", args)
+
+
+@phone_app.command("devices")
+@reports_errors
+def phone_devices(
+    transport: TransportOption,
+    bonds: BondsOption,
+    serial: SerialArgument,
+    login_file: LoginOption = DEFAULT_LOGIN,
+    timeout: TimeoutOption = 5.0,
+) -> None:
+    """List the phones paired with the charger."""
+    _owner_action(transport, bonds, serial, login_file, timeout, "list_phones")
+
+
+@phone_app.command("remove-device")
+@reports_errors
+def phone_remove_device(
+    transport: TransportOption,
+    bonds: BondsOption,
+    serial: SerialArgument,
+    address: Annotated[str, typer.Argument(help="The phone's address, from `devices`.")],
+    login_file: LoginOption = DEFAULT_LOGIN,
+    timeout: TimeoutOption = 5.0,
+) -> None:
+    """Remove a paired phone from the charger (it must pair again with the PIN)."""
+    _owner_action(
+        transport, bonds, serial, login_file, timeout, "remove_phone", {"address": address}
+    )
+
+
+@phone_app.command("invite")
+@reports_errors
+def phone_invite(
+    serial: SerialArgument,
+    email: Annotated[str, typer.Argument(help="The invited person's account e-mail.")],
+    login_file: LoginOption = DEFAULT_LOGIN,
+) -> None:
+    """Invite someone to use the charger; prints the code to pass on to them."""
+    from chargepin.phone import fleet_flows
+
+    code = asyncio.run(fleet_flows.invite(login_file, serial, email))
+    typer.echo(f"invitation code for {email}: {code}")
+
+
+@phone_app.command("accept")
+@reports_errors
+def phone_accept(
+    code: Annotated[str, typer.Argument(help="The invitation code the owner gave you.")],
+    login_file: LoginOption = DEFAULT_LOGIN,
+) -> None:
+    """Accept an invitation: the charger appears in your app with its PIN."""
+    from chargepin.phone import fleet_flows
+
+    membership = asyncio.run(fleet_flows.accept(login_file, code))
+    typer.echo(f"you are now a {membership['role']} of {membership['serial']}")
+
+
 # ------------------------------------------------------------------------------- lab
 
 
@@ -623,6 +813,26 @@ def bench_pairing(
     raise typer.Exit(
         run_pairing_bench(json_path, **{name: n for name, n in counts.items() if n is not None})
     )
+
+
+@bench_app.command("fleet")
+@reports_errors
+def bench_fleet(
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
+    ] = None,
+    chargers: Annotated[
+        int, typer.Option(min=1, help="Chargers to provision into the bench's SQLite database.")
+    ] = 1_000_000,
+    seconds: Annotated[
+        float, typer.Option(min=0.01, help="Seconds of load per endpoint (split into slices).")
+    ] = 5.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent client workers.")] = 8,
+) -> None:
+    """Time provisioning and the PIN reveal endpoint against a bare FastAPI endpoint."""
+    from chargepin.lab.bench_fleet import run_fleet_bench
+
+    raise typer.Exit(run_fleet_bench(json_path, chargers, seconds, concurrency))
 
 
 def main() -> None:

@@ -1,0 +1,116 @@
+"""The whole product as separate processes: factory, fleet service (uvicorn on loopback),
+virtual radio, charger daemon from its bundle, and the app's commands (`chargepin phone ...`).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from processes import Bench, free_ports
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "correct horse battery"
+
+
+def wait_listening(port: int, timeout: float = 15.0) -> None:
+    """Until something accepts TCP connections on 127.0.0.1:`port` (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            probe.settimeout(0.2)
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)  # polling a port, not waiting for time: bounded by the deadline
+    pytest.fail(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Iterator[Bench]:
+    processes = Bench(tmp_path)
+    try:
+        yield processes
+    finally:
+        processes.close()
+
+
+def test_factory_to_commissioning_to_pin_change_across_processes(bench: Bench) -> None:
+    directory = bench.directory
+    db = f"sqlite:///{directory / 'fleet.db'}"
+    keys = str(directory / "vault-key.json")
+    out = directory / "factory"
+    made = bench.run(
+        "fleet",
+        "provision",
+        "--count",
+        "1",
+        "--model",
+        "Pulsar Max",
+        "--firmware",
+        "6.11.2",
+        "--produced",
+        "2025-09-01",
+        "--out",
+        str(out),
+        "--db",
+        db,
+        "--vault-key-file",
+        keys,
+    )
+    assert made.returncode == 0, made.stderr
+    [bundle] = out.glob("*.json")
+    serial = json.loads(bundle.read_text())["serial"]
+    bench.serial = serial
+    sticker = bench.run("fleet", "sticker", serial, "--db", db)
+    assert sticker.returncode == 0, sticker.stderr
+    payload = next(line for line in sticker.stdout.splitlines() if line.startswith("CHARGEPIN:"))
+
+    [port] = free_ports(1)
+    bench.start(
+        "fleet", "serve", "--db", db, "--port", str(port), "--vault-key-file", keys, name="fleet"
+    )
+    wait_listening(port)
+    bench.start_radio()
+    init = bench.run("charger", "init", "--state", str(bench.state), "--bundle", str(bundle))
+    assert init.returncode == 0, init.stderr
+    bench.start_charger()
+
+    login = directory / "owner-login.json"
+    logged = bench.run(
+        "phone",
+        "login",
+        "--fleet",
+        f"http://127.0.0.1:{port}",
+        "--email",
+        "owner@example.com",
+        "--password",
+        PASSWORD,
+        "--register",
+        "--login-file",
+        str(login),
+    )
+    assert logged.returncode == 0, logged.stderr
+    claimed = bench.run("phone", "commission", payload, "--login-file", str(login))
+    assert claimed.returncode == 0, claimed.stderr
+    assert f"PIN {bench.charger_pin()}" in claimed.stdout
+
+    connected = bench.phone("connect", 1, serial, "--login-file", str(login))
+    assert connected.returncode == 0, connected.stderr
+    assert "paired with the PIN" in connected.stdout
+    again = bench.phone("connect", 1, serial, "--login-file", str(login))
+    assert "reconnected with the bond" in again.stdout, again.stderr
+
+    changed = bench.phone("change-pin", 1, serial, "--pin", "582913", "--login-file", str(login))
+    assert changed.returncode == 0, changed.stderr
+    assert bench.charger_pin() == "582913"
+    info = bench.run("phone", "charger-info", serial, "--login-file", str(login))
+    assert "PIN 582913" in info.stdout, info.stderr
+
+    # A new phone of the owner pairs with the PIN the fleet now shows.
+    newcomer = bench.phone("connect", 2, serial, "--login-file", str(login))
+    assert "paired with the PIN" in newcomer.stdout, newcomer.stderr
