@@ -6,6 +6,7 @@ everything that reaches the terminal (stdout and stderr, warnings and shutdown n
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import time
 
 import pytest
+import segno
 
 RUN_DEMO = "import sys; from chargepin.lab.demo import run; sys.exit(run())"
 
@@ -23,31 +25,44 @@ RUN_BROKEN_DEMO = (
 )
 
 STORY = (
-    "Factory: a Pulsar Max on firmware 6.11.2",
-    "Charger Info shows PIN",
+    "Factory: a Pulsar Max on firmware 6.11.2 and a Pulsar Plus on 6.8.0",
+    "fleet service in this process, SQLite fleet.db",
+    "CP00000001 Pulsar Max, firmware 6.11.2: PIN mandatory, on",
+    "CP00000002 Pulsar Plus, firmware 6.8.0: PIN optional, off until the owner enables it",
+    "bundle CP00000001.json -> charger",
+    "sticker on CP00000001 CHARGEPIN:1:CP00000001:",
+    "Commissioning: the owner scans the sticker",
+    "claim CP00000001 (Pulsar Max): role owner",
+    "PIN shown after the scan",
     "The owner's phone pairs with the PIN",
     "charging started",
     "Bonded reconnect, no PIN",
     "paired_now False",
     "Daemon restart: bonds are kept",
-    "A second phone: an invited user",
+    "An invited user",
+    "owner@example.com invites family@example.com",
+    "family@example.com: role user on CP00000001",
     "A wrong PIN, then the right one",
-    "WrongPin: wrong PIN (charger PIN epoch is now 1)",
-    "troubleshooting shows",
-    "Durations are compressed: the charger runs on a fake clock",
+    "wrong PIN refused; epoch 0 -> 1",
+    "troubleshooting shows That PIN did not work. The charger's PIN is now",
+    "Durations are compressed: the chargers and the fleet run on a fake clock",
     "locked for 5 min after 5 wrong PINs",
     "SMP 0x09 Repeated Attempts",
     "ChargerLocked: charger locked after too many wrong PINs",
     "bonded, reads status",
+    "reconciled)",
     "lock over; pairing works again",
     "Optional class: the owner enables the PIN",
+    "CP00000002: role owner; Charger Info: PIN not enabled",
     "paired with Just Works (no PIN)",
-    "enable_pin -> receipt verified",
-    "PinNeeded: charger CP-0002 needs its 6-digit PIN",
+    "enable_pin: applied, receipt committed in the fleet",
+    "PinNeeded: charger CP00000002 needs its 6-digit PIN",
     "Changing the PIN (firmware 6.11)",
-    "verified: change_pin, fingerprint matches",
+    "change_pin: committed in the fleet",
+    "Charger Info (owner)",
+    "Charger Info (user)",
     "owner and invited reconnect without the PIN",
-    "PIN changed; bonds kept; new phones need the new PIN",
+    "PIN changed; Charger Info shows it; bonds kept; new phones need it",
     "chargepin demo: summary",
 )
 
@@ -81,6 +96,27 @@ def test_demo_tells_the_whole_story_cleanly_in_under_a_minute() -> None:
     assert done.stderr == ""
     assert "Traceback" not in output
     assert "Warning" not in output
+    _assert_sticker_qr_printed_intact(done.stdout)
+
+
+def _assert_sticker_qr_printed_intact(stdout: str) -> None:
+    """The sticker's QR code reaches the terminal row for row as segno draws it (scannable)."""
+    found = re.search(r"CHARGEPIN:1:CP00000001:[0-9A-Z]{12}", stdout)
+    assert found, stdout
+    drawn = io.StringIO()
+    segno.make(found.group(), error="m").terminal(out=drawn, compact=True)
+    rows = drawn.getvalue().rstrip("\n").splitlines()
+    lines = stdout.splitlines()
+
+    def intact_at(first: int) -> bool:
+        block = lines[first : first + len(rows)]
+        return len(block) == len(rows) and all(
+            row in line for row, line in zip(rows, block, strict=True)
+        )
+
+    assert any(intact_at(i) for i, line in enumerate(lines) if rows[0] in line), (
+        f"the QR code of {found.group()} is not printed intact:\n{stdout}"
+    )
 
 
 @pytest.mark.slow
@@ -91,7 +127,7 @@ def test_a_broken_step_ends_in_one_clear_line_and_exit_1() -> None:
     assert done.returncode == 1, output
     failure = [line for line in output.splitlines() if "demo failed" in line]
     assert failure == [
-        "demo failed: step 6 (A wrong PIN, then the right one): a wrong PIN must not pair"
+        "demo failed: step 7 (A wrong PIN, then the right one): a wrong PIN must not pair"
     ], output
     assert "Traceback" not in output
     assert "chargepin demo: summary" not in output

@@ -119,6 +119,8 @@ async def test_factory_commissioning_pairing_invitation_and_troubleshooting(
     )
     assert connected.paired_now and shown and connected.troubleshooting == shown[0]
     await connected.link.disconnect()
+    # Charger Info follows the charger (a hardened one moved to a new PIN epoch).
+    assert (await guest.charger_info(made.serial)).pin == daemon.store.current_pin()
 
     # Revoked: the fleet says nothing more about this charger.
     members = await owner.members(made.serial)

@@ -1,16 +1,21 @@
-"""`chargepin demo`: the whole PIN story on the real Bluetooth stack and a virtual radio.
+"""`chargepin demo`: the whole PIN story on the real Bluetooth stack, a virtual radio and the
+real fleet service.
 
-Everything that runs is the real thing: the charger daemon, the phone client, the chargers'
-SQLite state in a temporary directory and Bumble's controllers on one virtual radio. Two
-stand-ins, both said on screen: `OwnerAuthority` plays the fleet service (it shows the PIN of an
-epoch and issues owner tickets from the factory secret), and the chargers run on a fake clock so
-that the 5-minute lockout is shown by moving time forward instead of waiting for it.
+Everything that runs is the real thing: the fleet service (the FastAPI app, its SQLite database
+in a temporary file, spoken to over HTTP by the app's own client through an in-process
+transport), the factory's provisioning, the charger daemon initialised from its provisioning
+bundle, the phone client with the app's fleet flows (troubleshooting, owner actions), the
+chargers' SQLite state and Bumble's controllers on one virtual radio. One stand-in, said on
+screen: everything runs on one fake clock, so that the 5-minute lockout is shown by moving time
+forward instead of waiting for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import io
 import logging
 import random
 import tempfile
@@ -20,30 +25,43 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group
+import httpx
+import segno
+from fastapi import FastAPI
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from chargepin.charger.daemon import RESULT_READ_GRACE, ChargerDaemon
+from chargepin.charger.service import factory_identity
 from chargepin.clock import FakeClock
-from chargepin.core.epochs import pin_fingerprint
+from chargepin.core.epochs import epoch_pin
 from chargepin.core.errors import format_duration
 from chargepin.core.pin import Pin, generate_pin
-from chargepin.core.protocol import ChargerInfo
-from chargepin.core.tickets import Action, verify_receipt
-from chargepin.lab.testbed import ChargerSpec, OwnerAuthority, Testbed
+from chargepin.core.tickets import Action
+from chargepin.fleet.app import create_app
+from chargepin.fleet.factory import Provisioned, provision, write_bundle
+from chargepin.fleet.settings import FleetSettings
+from chargepin.fleet.vault import Vault
+from chargepin.lab.testbed import ChargerSpec, Testbed
+from chargepin.phone import owner_actions, troubleshooting
 from chargepin.phone.client import ChargerLink, Phone
 from chargepin.phone.errors import ChargerLocked, PhoneError, PinNeeded, WrongPin
+from chargepin.phone.fleet_client import FleetClient
 
-MANDATORY = ChargerSpec(serial="CP-0001", model="Pulsar Max", firmware="6.11.2")
-OPTIONAL = ChargerSpec(serial="CP-0002", model="Pulsar Plus", firmware="6.8.0")
+MANDATORY = ("Pulsar Max", "6.11.2")
+OPTIONAL = ("Pulsar Plus", "6.8.0")
+PRODUCED = dt.date(2025, 9, 1)
+PROFILE = "hardened"  # `chargepin charger init`'s default
+PASSWORD = "correct horse battery"
+OWNER, INVITED = "owner@example.com", "family@example.com"
 STRANGER_SEED = 2025  # the stranger's guesses are random, but the same on every run
 
 
 class DemoFailed(Exception):
-    """The charger or phone did something the story says it must not do."""
+    """The charger, phone or fleet did something the story says it must not do."""
 
 
 @dataclass
@@ -54,6 +72,7 @@ class Step:
     title: str
     narration: str
     facts: list[tuple[str, str]] = field(default_factory=list)
+    shown: list[RenderableType] = field(default_factory=list)
     outcome: str = ""
     ms: float = 0.0
 
@@ -61,14 +80,24 @@ class Step:
         """Record an observed fact, shown as `label: value` in the step's panel."""
         self.facts.append((label, str(value)))
 
+    def show(self, renderable: RenderableType) -> None:
+        """Show something in the step's panel after its facts (the sticker's QR code)."""
+        self.shown.append(renderable)
+
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
-def _epoch_pin(authority: OwnerAuthority, info: ChargerInfo) -> Pin:
-    """What the app shows on Charger Info: the fleet's PIN for the charger's current epoch."""
-    return authority.pin_of_epoch(info.epoch)
+def sticker_qr(payload: str) -> Text:
+    """The sticker's QR code as terminal text: half blocks, two modules per character row.
+
+    segno draws light modules as full blocks, so it is styled white on black to scan the same
+    on light and dark terminals; without colours (NO_COLOR) it relies on a dark terminal.
+    """
+    out = io.StringIO()
+    segno.make(payload, error="m").terminal(out=out, compact=True)
+    return Text(out.getvalue().rstrip("\n"), style="white on black", no_wrap=True)
 
 
 def _typo(pin: Pin) -> Pin:
@@ -94,27 +123,86 @@ def _expect(condition: bool, what: str) -> None:
         raise DemoFailed(what)
 
 
-async def _wait_for_disconnection(link: ChargerLink, timeout: float) -> float:
-    """Seconds until the charger drops `link` (bounded by `timeout`)."""
-    started = time.perf_counter()
+def _shown_pin(info: object, what: str) -> Pin:
+    """The PIN Charger Info carries, or DemoFailed when it carries none."""
+    pin = getattr(info, "pin", None)
+    if not isinstance(pin, Pin):
+        raise DemoFailed(f"{what} must show the PIN")
+    return pin
+
+
+def _watch_disconnection(link: ChargerLink) -> list[float]:
+    """When the charger ends `link` (perf_counter seconds), once it has: read it later."""
+    dropped: list[float] = []
+    connection = link.connection
+    connection.once(connection.EVENT_DISCONNECTION, lambda *_: dropped.append(time.perf_counter()))
+    return dropped
+
+
+async def _wait_for_disconnection(
+    link: ChargerLink, timeout: float, since: float, dropped: list[float]
+) -> float:
+    """Seconds from `since` until the charger dropped `link` (waiting at most `timeout`)."""
     if not await link.wait_closed(timeout):
         raise DemoFailed(
             f"the charger did not interrupt the link within {timeout:.0f} s after the change"
         )
-    return time.perf_counter() - started
+    return (dropped[0] if dropped else time.perf_counter()) - since
+
+
+class Fleet:
+    """The fleet service in this process: the real app and database, reached over HTTP."""
+
+    def __init__(self, directory: Path, clock: FakeClock) -> None:
+        self.database = directory / "fleet.db"
+        self.app: FastAPI = create_app(
+            FleetSettings(db_url=f"sqlite:///{self.database}"),
+            vault=Vault.generate(),
+            clock=clock,
+        )
+        self.clients: list[FleetClient] = []
+
+    def provision(self, model: str, firmware: str) -> Provisioned:
+        """The factory run for one charger (`chargepin fleet provision --count 1`)."""
+        state = self.app.state.fleet
+        with state.sessions() as db, db.begin():
+            [made] = provision(
+                db, state.vault, count=1, model=model, firmware=firmware, produced=PRODUCED
+            )
+        return made
+
+    async def account(self, email: str) -> FleetClient:
+        """A new account, registered and logged in from the app."""
+        client = FleetClient("http://fleet.demo", transport=httpx.ASGITransport(app=self.app))
+        self.clients.append(client)
+        await client.register(email, PASSWORD)
+        await client.login(email, PASSWORD)
+        return client
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+        self.clients.clear()
+        self.app.state.fleet.engine.dispose()
 
 
 class Demo:
-    """The story, step by step, on one testbed; each step prints a panel when it ends."""
+    """The story, step by step, on one testbed and fleet; each step prints a panel when it ends."""
 
-    def __init__(self, console: Console, bed: Testbed, clock: FakeClock) -> None:
+    def __init__(
+        self, console: Console, bed: Testbed, fleet: Fleet, clock: FakeClock, factory: Path
+    ) -> None:
         self.console = console
         self.bed = bed
+        self.fleet = fleet
         self.clock = clock
+        self.factory_out = factory
         self.steps: list[Step] = []
         self.current: Step | None = None
-        self.charger: ChargerDaemon | None = None
+        self.made: dict[str, Provisioned] = {}  # by model
+        self.chargers: dict[str, ChargerDaemon] = {}  # by serial
         self.phones: dict[str, Phone] = {}
+        self.accounts: dict[str, FleetClient] = {}  # by email
 
     # ---------------------------------------------------------------- presentation
 
@@ -137,7 +225,8 @@ class Demo:
         for label, value in step.facts:
             facts.add_row(escape(label), escape(value))
         outcome = Text.assemble(("=> ", "bold green"), (step.outcome, "green"))
-        body = Group(Text(step.narration, style="italic"), Text(), facts, Text(), outcome)
+        shown = [part for renderable in step.shown for part in (Text(), renderable)]
+        body = Group(Text(step.narration, style="italic"), Text(), facts, *shown, Text(), outcome)
         return Panel(
             body,
             title=f"[bold]{step.number}. {escape(step.title)}[/bold]",
@@ -167,167 +256,242 @@ class Demo:
         phone = self.phones[name] = await self.bed.phone(name)
         return phone
 
-    def authority(self, daemon: ChargerDaemon) -> OwnerAuthority:
-        return self.bed.authority(daemon)
+    async def account(self, email: str) -> FleetClient:
+        client = self.accounts[email] = await self.fleet.account(email)
+        return client
+
+    def serial(self, model_firmware: tuple[str, str]) -> str:
+        return self.made[model_firmware[0]].serial
+
+    async def install(self, made: Provisioned) -> tuple[Path, ChargerDaemon]:
+        """`chargepin charger init --bundle FILE`: the bundle file as the factory wrote it."""
+        path = write_bundle(made.bundle, self.factory_out)
+        identity = factory_identity(
+            path, serial=None, model=None, firmware=None, produced=None, secret=None
+        )
+        assert identity.secret is not None  # a bundle always carries the secret
+        spec = ChargerSpec(
+            serial=identity.serial,
+            model=identity.model,
+            firmware=identity.firmware,
+            produced=identity.produced,
+            secret=identity.secret,
+            profile=PROFILE,
+        )
+        daemon = self.chargers[identity.serial] = await self.bed.charger(spec, name=identity.serial)
+        return path, daemon
+
+    async def reconnect(self, phone: str, email: str, serial: str) -> None:
+        """A bonded phone connects through the app: no PIN asked, status read."""
+        connected = await troubleshooting.connect(self.phones[phone], self.accounts[email], serial)
+        _expect(not connected.paired_now, f"the {phone} phone must use its bond")
+        await connected.link.status()
+        await connected.link.disconnect()
 
     # ---------------------------------------------------------------- the story
 
     async def run(self) -> None:
-        owner_pin = await self.factory_and_first_pairing()
+        await self.factory()
+        await self.commissioning()
+        await self.first_pairing()
         await self.bonded_reconnect()
         await self.restart()
-        await self.second_phone()
+        await self.invited_user()
         await self.wrong_then_right()
-        await self.lockout(owner_pin)
+        await self.lockout()
         await self.optional_charger()
         await self.change_pin()
 
-    async def factory_and_first_pairing(self) -> Pin:
+    async def factory(self) -> None:
         with self.step(
-            "Factory: a Pulsar Max on firmware 6.11.2",
-            "The factory provisions the charger (hardened profile) and shares its secret with "
-            "the fleet service only. The owner's app reads the open info and shows the PIN.",
+            "Factory: a Pulsar Max on firmware 6.11.2 and a Pulsar Plus on 6.8.0",
+            "The factory creates both chargers in the fleet database with fresh secrets (kept "
+            "in the fleet's vault) and one-time claim codes. Each charger is initialised from "
+            "its provisioning bundle, like `chargepin charger init --bundle`; the sticker's QR "
+            "code carries the serial and the claim code, never the PIN.",
         ) as step:
-            self.charger = await self.bed.charger(MANDATORY, name="charger")
-            owner = await self.phone("owner")
-            info = await owner.read_info(MANDATORY.serial)
+            step.fact("fleet service", f"in this process, SQLite {self.fleet.database.name}")
+            for model, firmware in (MANDATORY, OPTIONAL):
+                made = self.made[model] = self.fleet.provision(model, firmware)
+                path, daemon = await self.install(made)
+                mode = made.policy.mode.name.lower()
+                state = "on" if daemon.store.pin_enabled else "off until the owner enables it"
+                step.fact(made.serial, f"{model}, firmware {firmware}: PIN {mode}, {state}")
+                step.fact("  bundle", f"{path.name} -> charger {daemon.address} ({PROFILE})")
+            sticker = self.made[MANDATORY[0]].sticker.encode()
+            step.fact(f"sticker on {self.serial(MANDATORY)}", sticker)
+            step.show(sticker_qr(sticker))
+            step.outcome = "2 chargers provisioned and initialised from their bundles"
+
+    async def commissioning(self) -> None:
+        serial = self.serial(MANDATORY)
+        with self.step(
+            "Commissioning: the owner scans the sticker",
+            "The owner creates an account in the app and scans the QR code: the first valid "
+            "claim makes them the owner, and the app shows the PIN right after the scan.",
+        ) as step:
+            owner = await self.account(OWNER)
+            started = time.perf_counter()
+            info = await owner.claim(self.made[MANDATORY[0]].sticker.encode())
+            took = time.perf_counter() - started
+            _expect(info.serial == serial, f"the sticker must claim {serial}")
+            _expect(info.role == "owner", "the first claim must make the scanner the owner")
             _expect(info.pin_enabled, "the 6.11 charger must have its PIN on")
-            pin = _epoch_pin(self.authority(self.charger), info)
-            step.fact("charger", f"{info.model} {info.serial}, firmware {info.firmware}")
-            step.fact("address", self.charger.address)
-            step.fact("PIN class", f"{info.pin_mode.name.lower()} (firmware 6.11 or higher)")
-            step.fact("profile", self.charger.profile.name)
-            step.fact("PIN epoch", info.epoch)
-            step.fact("Charger Info shows PIN", pin)
-            step.outcome = f"provisioned; PIN {pin} on Charger Info"
+            pin = _shown_pin(info, "the claim")
+            step.fact("account", OWNER)
+            step.fact("claim", f"{info.serial} ({info.model}): role {info.role}, {_ms(took)}")
+            step.fact("PIN class", f"{info.pin_class} (firmware 6.11 or higher)")
+            step.fact("PIN shown after the scan", f"{pin} (epoch {info.epoch})")
+            step.outcome = f"claimed; the app shows PIN {pin}"
+
+    async def first_pairing(self) -> None:
+        serial = self.serial(MANDATORY)
         with self.step(
             "The owner's phone pairs with the PIN",
             "First connection from a new phone: LE Secure Connections passkey entry, the owner "
-            "types the PIN from Charger Info.",
+            "types the PIN the app showed after the scan.",
         ) as step:
+            owner = self.accounts[OWNER]
+            pin = _shown_pin(await owner.charger_info(serial), "Charger Info")
+            phone = await self.phone("owner")
             started = time.perf_counter()
-            link = await owner.connect(MANDATORY.serial, pin=pin)
+            connected = await troubleshooting.connect(phone, owner, serial, typed_pin=pin)
             paired = time.perf_counter() - started
-            _expect(link.paired_now, "a new phone must pair")
+            link = connected.link
+            _expect(connected.paired_now, "a new phone must pair")
+            _expect(connected.troubleshooting is None, "the PIN shown after the scan must work")
             status = await link.status()
             charging = await link.start_charging()
             await link.disconnect()
-            step.fact("phone", owner.device.random_address)
+            step.fact("phone", phone.device.random_address)
             step.fact("paired with", f"{link.address} using PIN {pin} in {_ms(paired)}")
             step.fact("status", f"{status.state.name.lower()}, limit {status.current_limit} A")
             step.fact("after start", f"{charging.state.name.lower()}")
             step.outcome = f"paired with the PIN in {_ms(paired)}; charging started"
-        return pin
 
     async def bonded_reconnect(self) -> None:
+        serial = self.serial(MANDATORY)
         with self.step(
             "Bonded reconnect, no PIN",
             "The phone is bonded now: it reconnects with its keys and is never asked again.",
         ) as step:
-            owner = self.phones["owner"]
             started = time.perf_counter()
-            link = await owner.connect(MANDATORY.serial)
+            connected = await troubleshooting.connect(
+                self.phones["owner"], self.accounts[OWNER], serial
+            )
             took = time.perf_counter() - started
-            _expect(not link.paired_now, "a bonded phone must not pair again")
-            status = await link.status()
-            await link.disconnect()
-            step.fact("paired_now", link.paired_now)
+            _expect(not connected.paired_now, "a bonded phone must not pair again")
+            status = await connected.link.status()
+            await connected.link.disconnect()
+            step.fact("paired_now", connected.paired_now)
             step.fact("secured with the bond in", _ms(took))
             step.fact("status", status.state.name.lower())
             step.outcome = f"reconnected without the PIN in {_ms(took)}"
 
     async def restart(self) -> None:
+        serial = self.serial(MANDATORY)
         with self.step(
             "Daemon restart: bonds are kept",
             "The charger reboots: the daemon stops and starts again on the same SQLite state.",
         ) as step:
-            assert self.charger is not None
             started = time.perf_counter()
-            self.charger = await self.bed.restart(self.charger, name="charger")
+            daemon = self.chargers[serial] = await self.bed.restart(
+                self.chargers[serial], name=serial
+            )
             rebooted = time.perf_counter() - started
-            link = await self.phones["owner"].connect(MANDATORY.serial)
-            _expect(not link.paired_now, "the bond must survive a restart")
-            await link.status()
-            await link.disconnect()
+            await self.reconnect("owner", OWNER, serial)
             step.fact("restart took", _ms(rebooted))
-            step.fact("bonds on the charger", len(await self.charger.store.keystore.get_all()))
+            step.fact("bonds on the charger", len(await daemon.store.keystore.get_all()))
             step.fact("owner reconnects", "with the bond, no PIN")
             step.outcome = "restarted; the owner reconnects without the PIN"
 
-    async def second_phone(self) -> None:
+    async def invited_user(self) -> None:
+        serial = self.serial(MANDATORY)
         with self.step(
-            "A second phone: an invited user",
-            "The owner invited a family member; their app shows the same PIN on Charger Info.",
+            "An invited user",
+            "The owner invites a family member from the app; they accept the invitation with "
+            "their own account, see the PIN on Charger Info and pair their phone with it.",
         ) as step:
-            assert self.charger is not None
-            invited = await self.phone("invited")
-            info = await invited.read_info(MANDATORY.serial)
-            pin = _epoch_pin(self.authority(self.charger), info)
+            code = await self.accounts[OWNER].invite(serial, INVITED)
+            step.fact("invitation", f"{OWNER} invites {INVITED}")
+            invited = await self.account(INVITED)
+            accepted = await invited.accept(code)
+            _expect(accepted.get("role") == "user", "an accepted invitation must make a user")
+            step.fact("accepted", f"{INVITED}: role {accepted['role']} on {serial}")
+            info = await invited.charger_info(serial)
+            pin = _shown_pin(info, "the invited user's Charger Info")
+            step.fact("Charger Info shows", f"{pin} (epoch {info.epoch})")
+            phone = await self.phone("invited")
             started = time.perf_counter()
-            link = await invited.connect(MANDATORY.serial, pin=pin)
+            connected = await troubleshooting.connect(phone, invited, serial, typed_pin=pin)
             took = time.perf_counter() - started
-            _expect(link.paired_now, "the invited phone must pair")
-            await link.status()
-            await link.disconnect()
-            step.fact("phone", invited.device.random_address)
-            step.fact("PIN shown", f"{pin} (epoch {info.epoch})")
-            step.outcome = f"invited phone paired in {_ms(took)}"
+            _expect(connected.paired_now, "the invited phone must pair")
+            _expect(connected.troubleshooting is None, "the PIN on Charger Info must work")
+            await connected.link.status()
+            await connected.link.disconnect()
+            step.fact("phone", f"{phone.device.random_address} paired in {_ms(took)}")
+            step.outcome = f"invited user's phone paired in {_ms(took)}"
 
     async def wrong_then_right(self) -> None:
+        serial = self.serial(MANDATORY)
         with self.step(
             "A wrong PIN, then the right one",
-            "A visitor's phone types the PIN with two digits swapped. Hardened profile: the "
-            "failure moves the charger to the next PIN epoch, so whatever bits the attempt "
-            "leaked about the old PIN are worthless.",
+            "The invited user sets up a tablet and types the PIN with two digits swapped. "
+            "Hardened profile: the failure moves the charger to the next PIN epoch, so whatever "
+            "bits the attempt leaked about the old PIN are worthless. The app's troubleshooting "
+            "screen asks the fleet for the PIN of the epoch the charger now advertises.",
         ) as step:
-            assert self.charger is not None
-            authority = self.authority(self.charger)
-            visitor = await self.phone("visitor")
-            before = await visitor.read_info(MANDATORY.serial)
-            right = _epoch_pin(authority, before)
+            invited = self.accounts[INVITED]
+            tablet = await self.phone("invited-tablet")
+            before = await tablet.read_info(serial)
+            right = _shown_pin(await invited.charger_info(serial), "Charger Info")
             typed = _typo(right)
-            try:
-                await visitor.connect(MANDATORY.serial, pin=typed)
-            except WrongPin as error:
-                wrong = error
-            else:
-                raise DemoFailed("a wrong PIN must not pair")
-            _expect(wrong.epoch == before.epoch + 1, "a wrong PIN must move to the next epoch")
-            shown = authority.pin_of_epoch(wrong.epoch)
+            shown: list[str] = []
             started = time.perf_counter()
-            link = await visitor.connect(MANDATORY.serial, pin=shown)
+            connected = await troubleshooting.connect(
+                tablet, invited, serial, typed_pin=typed, show=shown.append
+            )
             took = time.perf_counter() - started
-            _expect(link.paired_now, "the retry must pair")
+            link = connected.link
+            if connected.troubleshooting is None:
+                await link.disconnect()
+                raise DemoFailed("a wrong PIN must not pair")
+            _expect(connected.paired_now, "the retry must pair")
+            after = link.info.epoch
             await link.disconnect()
-            step.fact("typed", f"{typed} (the PIN was {right}, epoch {before.epoch})")
-            step.fact("charger said", f"WrongPin: {wrong}")
-            step.fact("troubleshooting shows", f"{shown} (epoch {wrong.epoch})")
-            step.fact("retry", f"paired in {_ms(took)}")
-            step.outcome = f"wrong PIN refused, epoch {before.epoch} -> {wrong.epoch}; retry paired"
+            _expect(after == before.epoch + 1, "a wrong PIN must move to the next epoch")
+            _expect(shown == [connected.troubleshooting], "the app must show the message once")
+            step.fact("typed", f"{typed} (Charger Info showed {right}, epoch {before.epoch})")
+            step.fact("charger", f"wrong PIN refused; epoch {before.epoch} -> {after}")
+            step.fact("troubleshooting shows", connected.troubleshooting)
+            step.fact("retry", f"paired; {_ms(took)} from the typo to the bond")
+            step.outcome = f"wrong PIN refused, epoch {before.epoch} -> {after}; retry paired"
 
-    async def lockout(self, owner_pin: Pin) -> None:
-        assert self.charger is not None
-        config = self.charger.profile.lockout
+    async def lockout(self) -> None:
+        serial = self.serial(MANDATORY)
+        daemon = self.chargers[serial]
+        secret = self.made[MANDATORY[0]].secret
+        config = daemon.profile.lockout
         with self.step(
             "Brute force: 5 wrong PINs lock the charger",
-            "Durations are compressed: the charger runs on a fake clock that this demo moves "
-            f"forward instead of waiting. Rule: {config.failures} failures within "
+            "Durations are compressed: the chargers and the fleet run on a fake clock that this "
+            f"demo moves forward instead of waiting. Rule: {config.failures} failures within "
             f"{format_duration(config.window)} lock new pairings for "
-            f"{format_duration(config.duration)}.",
+            f"{format_duration(config.duration)}. The stranger has no account: no app, no PIN.",
         ) as step:
-            authority = self.authority(self.charger)
-            # The visitor's failure is still in the sliding window: let it age out first.
+            # The tablet's failure is still in the sliding window: let it age out first.
             self.clock.advance(config.window + 1)
             step.fact("fake clock", f"+{format_duration(config.window + 1)} (window cleared)")
             stranger = await self.phone("stranger")
             rng = random.Random(STRANGER_SEED)
-            epoch = (await stranger.read_info(MANDATORY.serial)).epoch
+            epoch = (await stranger.read_info(serial)).epoch
             locked_for = 0.0
             for attempt in range(1, config.failures + 1):
-                guess = _guess(rng, authority.pin_of_epoch(epoch))
+                # Never the right PIN (known here from the factory bundle), so the run is the same.
+                guess = _guess(rng, epoch_pin(secret, serial, epoch))
                 started = time.perf_counter()
                 try:
-                    await stranger.connect(MANDATORY.serial, pin=guess)
+                    await stranger.connect(serial, pin=guess)
                 except WrongPin as error:
                     took = time.perf_counter() - started
                     locked = (
@@ -352,19 +516,21 @@ class Demo:
             "Another attempt is refused before any PIN round (SMP 0x09 Repeated Attempts); "
             "the hardened lock covers new pairings only, so the owner's bonded phone is served.",
         ) as step:
-            guess = _guess(rng, authority.pin_of_epoch(epoch))
+            guess = _guess(rng, epoch_pin(secret, serial, epoch))
             try:
-                await stranger.connect(MANDATORY.serial, pin=guess)
+                await stranger.connect(serial, pin=guess)
             except ChargerLocked as error:
                 refused = error
             else:
                 raise DemoFailed("a pairing during the lockout must be refused")
             _expect(refused.retry_after > 0, "a locked charger must say when to retry")
             step.fact("attempt 6", f"ChargerLocked: {refused}")
-            link = await self.phones["owner"].connect(MANDATORY.serial)
-            _expect(not link.paired_now, "the owner's phone must use its bond")
-            status = await link.status()
-            await link.disconnect()
+            connected = await troubleshooting.connect(
+                self.phones["owner"], self.accounts[OWNER], serial
+            )
+            _expect(not connected.paired_now, "the owner's phone must use its bond")
+            status = await connected.link.status()
+            await connected.link.disconnect()
             step.fact(
                 "owner's phone", f"bonded, reads status: {status.state.name.lower()} (no PIN)"
             )
@@ -374,106 +540,122 @@ class Demo:
 
         with self.step(
             "The lock expires",
-            "The fake clock moves past the retry-after time; a new phone pairs with the PIN "
-            "that Charger Info shows now.",
+            "The fake clock moves past the retry-after time. The owner's new tablet pairs with "
+            "the PIN of the epoch the charger advertises, then tells the fleet what the charger "
+            "publishes (reconciliation), so Charger Info follows the charger's rotations.",
         ) as step:
+            owner = self.accounts[OWNER]
             self.clock.advance(refused.retry_after + 1)
             step.fact("fake clock", f"+{format_duration(refused.retry_after + 1)}")
-            guest = await self.phone("guest")
-            info = await guest.read_info(MANDATORY.serial)
-            _expect(not info.locked, "the lock must be over")
-            pin = _epoch_pin(authority, info)
+            tablet = await self.phone("owner-tablet")
+            advertised = await tablet.read_info(serial)
+            _expect(not advertised.locked, "the lock must be over")
             started = time.perf_counter()
-            link = await guest.connect(MANDATORY.serial, pin=pin)
+            connected = await troubleshooting.connect(tablet, owner, serial)
             took = time.perf_counter() - started
-            _expect(link.paired_now, "pairing must work again after the lock")
-            await link.disconnect()
-            step.fact("Charger Info shows", f"{pin} (epoch {info.epoch}; was {owner_pin})")
-            step.fact("guest's phone", f"paired in {_ms(took)}")
+            _expect(connected.paired_now, "pairing must work again after the lock")
+            await connected.link.disconnect()
+            info = await owner.charger_info(serial)
+            pin = _shown_pin(info, "Charger Info")
+            # The app reconciles on every connection: Charger Info follows the rotations.
+            _expect(info.epoch == advertised.epoch, "Charger Info must follow the charger")
+            step.fact("charger advertises", f"epoch {advertised.epoch}, not locked")
+            step.fact("owner's tablet", f"paired with the fleet's PIN in {_ms(took)}")
+            step.fact("Charger Info shows", f"{pin} (epoch {info.epoch}, reconciled)")
             step.outcome = "lock over; pairing works again"
 
     async def optional_charger(self) -> None:
+        made = self.made[OPTIONAL[0]]
+        serial = made.serial
         with self.step(
             "Optional class: the owner enables the PIN",
-            "A Pulsar Plus on firmware 6.8.0: the PIN is optional and off, so phones pair with "
-            "Just Works. The owner enables it with a ticket signed by the fleet service; the "
-            "charger interrupts the link and the next connection needs the PIN.",
+            "The owner commissions the Pulsar Plus on firmware 6.8.0: the PIN is optional and "
+            "off, so phones pair with Just Works. The owner enables it with a ticket from the "
+            "fleet; the charger's signed receipt commits the change in the fleet, the charger "
+            "interrupts the link and the next connection needs the PIN.",
         ) as step:
-            daemon = await self.bed.charger(OPTIONAL, name="charger2")
-            authority = self.authority(daemon)
-            owner = self.phones["owner"]
-            link = await owner.connect(OPTIONAL.serial)
-            _expect(link.paired_now and not link.info.pin_enabled, "Just Works while PIN is off")
-            step.fact("charger", f"{OPTIONAL.model} {OPTIONAL.serial}, firmware 6.8.0")
+            owner = self.accounts[OWNER]
+            info = await owner.claim(made.sticker.encode())
+            _expect(info.role == "owner", "the owner must claim the second charger")
+            _expect(not info.pin_enabled and info.pin is None, "the 6.8 charger starts PIN off")
+            step.fact(
+                "sticker scanned", f"{serial}: role {info.role}; Charger Info: {info.message}"
+            )
+            phone = self.phones["owner"]
+            connected = await troubleshooting.connect(phone, owner, serial)
+            link = connected.link
+            _expect(connected.paired_now and not link.info.pin_enabled, "Just Works, PIN off")
             step.fact("PIN class", f"{link.info.pin_mode.name.lower()}, PIN off")
             step.fact("owner's phone", "paired with Just Works (no PIN)")
+            dropped = _watch_disconnection(link)
             started = time.perf_counter()
-            ticket = await authority.authorise(link, Action.ENABLE_PIN)
-            result = await link.submit_ticket(ticket)
-            receipt = verify_receipt(OPTIONAL.secret, OPTIONAL.serial, result.receipt)
-            _expect(receipt.pin_enabled, "the receipt must say the PIN is on")
-            step.fact("ticket", f"enable_pin -> receipt verified (epoch {receipt.epoch})")
-            dropped = await _wait_for_disconnection(link, RESULT_READ_GRACE + 3.0)
-            step.fact("link interrupted", f"{_ms(dropped)} after the receipt")
+            result = await owner_actions.apply(link, owner, Action.ENABLE_PIN)
+            _expect(result.ok and bool(result.receipt), f"enable_pin refused: {result.reason}")
+            info = await owner.charger_info(serial)
+            _expect(info.pin_enabled, "the receipt must commit the PIN in the fleet")
+            pin = _shown_pin(info, "Charger Info after enabling")
+            step.fact("ticket", "enable_pin: applied, receipt committed in the fleet")
+            took = await _wait_for_disconnection(link, RESULT_READ_GRACE + 3.0, started, dropped)
+            step.fact("link interrupted", f"by the charger, {_ms(took)} after Enable PIN")
             try:
-                await owner.connect(OPTIONAL.serial)
+                await phone.connect(serial)
             except PinNeeded as error:
                 step.fact("reconnect, no PIN", f"PinNeeded: {error}")
             else:
                 raise DemoFailed("after enabling, a connection without the PIN must fail")
-            info = await owner.read_info(OPTIONAL.serial)
-            pin = _epoch_pin(authority, info)
-            link = await owner.connect(OPTIONAL.serial, pin=pin)
+            connected = await troubleshooting.connect(phone, owner, serial, typed_pin=pin)
             took = time.perf_counter() - started
-            _expect(link.paired_now, "the owner must pair with the new PIN")
-            await link.status()
-            await link.disconnect()
+            _expect(connected.paired_now, "the owner must pair with the new PIN")
+            _expect(connected.troubleshooting is None, "the PIN on Charger Info must work")
+            await connected.link.status()
+            await connected.link.disconnect()
             step.fact("Charger Info shows", f"{pin} (epoch {info.epoch})")
             step.fact("reconnect with PIN", f"paired; {_ms(took)} from ticket to PIN bond")
             step.outcome = "PIN enabled by ticket; link interrupted; the next connection needs it"
 
     async def change_pin(self) -> None:
+        serial = self.serial(MANDATORY)
         with self.step(
             "Changing the PIN (firmware 6.11)",
-            "The owner picks a new PIN on Charger Info; the fleet service seals it into a "
-            "ticket, so it never crosses the air in clear. The charger's signed receipt tells "
-            "the fleet the new PIN is live.",
+            "The owner picks a new PIN in the app; the fleet seals it into a ticket, so it never "
+            "crosses the air in clear. The charger's signed receipt tells the fleet the new PIN "
+            "is live, and Charger Info shows it to the owner and the invited user.",
         ) as step:
-            assert self.charger is not None
-            authority = self.authority(self.charger)
+            owner = self.accounts[OWNER]
             new_pin = generate_pin()
-            owner = self.phones["owner"]
-            link = await owner.connect(MANDATORY.serial)
-            ticket = await authority.authorise(link, Action.CHANGE_PIN, {"pin": new_pin.digits})
-            result = await link.submit_ticket(ticket)
-            await link.disconnect()
-            receipt = verify_receipt(MANDATORY.secret, MANDATORY.serial, result.receipt)
-            live = receipt.fingerprint == pin_fingerprint(
-                MANDATORY.secret, MANDATORY.serial, new_pin
+            connected = await troubleshooting.connect(self.phones["owner"], owner, serial)
+            _expect(not connected.paired_now, "the owner's phone must use its bond")
+            result = await owner_actions.apply(
+                connected.link, owner, Action.CHANGE_PIN, {"pin": new_pin.digits}
             )
-            _expect(live, "the receipt's fingerprint must be the new PIN's")
+            await connected.link.disconnect()
+            _expect(result.ok and bool(result.receipt), f"change_pin refused: {result.reason}")
             step.fact("new PIN", new_pin)
-            step.fact("receipt", f"verified: {receipt.action.value}, fingerprint matches")
-            for name in ("owner", "invited"):
-                link = await self.phones[name].connect(MANDATORY.serial)
-                _expect(not link.paired_now, f"the {name} phone must keep its bond")
-                await link.status()
-                await link.disconnect()
+            step.fact("receipt", f"{result.action}: committed in the fleet")
+            for email in (OWNER, INVITED):
+                info = await self.accounts[email].charger_info(serial)
+                _expect(info.pin == new_pin, f"Charger Info must show {email} the new PIN")
+                step.fact(f"Charger Info ({info.role})", f"{info.pin} (epoch {info.epoch})")
+            await self.reconnect("owner", OWNER, serial)
+            await self.reconnect("invited", INVITED, serial)
             step.fact("bonded phones", "owner and invited reconnect without the PIN")
             newcomer = await self.phone("new-phone")
             try:
-                await newcomer.connect(MANDATORY.serial)
+                await newcomer.connect(serial)
             except PinNeeded:
                 step.fact("a new phone, no PIN", "PinNeeded")
             else:
                 raise DemoFailed("a new phone must need the PIN")
             started = time.perf_counter()
-            link = await newcomer.connect(MANDATORY.serial, pin=new_pin)
+            connected = await troubleshooting.connect(
+                newcomer, self.accounts[INVITED], serial, typed_pin=new_pin
+            )
             took = time.perf_counter() - started
-            _expect(link.paired_now, "the new phone must pair with the new PIN")
-            await link.disconnect()
+            _expect(connected.paired_now, "the new phone must pair with the new PIN")
+            _expect(connected.troubleshooting is None, "the new PIN must work")
+            await connected.link.disconnect()
             step.fact("a new phone, new PIN", f"paired in {_ms(took)}")
-            step.outcome = "PIN changed; bonds kept; new phones need the new PIN"
+            step.outcome = "PIN changed; Charger Info shows it; bonds kept; new phones need it"
 
 
 class _BackgroundErrors:
@@ -499,26 +681,36 @@ async def _run(console: Console) -> None:
     asyncio.get_running_loop().set_exception_handler(background)
     clock = FakeClock()
     with tempfile.TemporaryDirectory(prefix="chargepin-demo-") as directory:
-        bed = Testbed(Path(directory), clock)
-        demo = Demo(console, bed, clock)
+        root = Path(directory)
+        factory = root / "factory"
+        factory.mkdir()
         started = time.perf_counter()
+        fleet = Fleet(root, clock)
+        bed = Testbed(root, clock)
+        demo = Demo(console, bed, fleet, clock, factory)
+
+        async def close() -> None:
+            await bed.close()
+            await fleet.close()
+
         try:
             await demo.run()
         except BaseException as error:
             with contextlib.suppress(Exception):  # the story's error is the one to report
-                await bed.close()
+                await close()
             step = demo.current
             if step is None or not isinstance(error, Exception):
                 raise  # Ctrl-C or a cancellation: not a failure of the story
             raise DemoFailed(f"step {step.number} ({step.title}): {_describe(error)}") from None
-        await bed.close()
+        await close()
         total = time.perf_counter() - started
     if background.messages:
         raise DemoFailed(f"the Bluetooth stack failed in the background: {background.messages[0]}")
     console.print(demo.summary(total))
     console.print(
         f"[bold green]Done:[/bold green] {len(demo.steps)} steps in {total:.1f} s on the "
-        "virtual radio (lockout durations compressed with a fake clock)."
+        "virtual radio and the in-process fleet service (lockout durations compressed with a "
+        "fake clock)."
     )
 
 
@@ -535,9 +727,9 @@ def run() -> int:
     console.rule("[bold]chargepin demo[/bold]")
     console.print(
         "The real charger daemon and phone client on the real Bluetooth LE stack (Bumble), "
-        "over a virtual radio, with SQLite state in a temporary directory. The fleet service's "
-        "part (the PIN on Charger Info, owner tickets) is played from the factory secret; "
-        "lockout durations are compressed with a fake clock."
+        "over a virtual radio, and the real fleet service (FastAPI, reached over HTTP in this "
+        "process), with SQLite state in a temporary directory. Chargers and fleet share a fake "
+        "clock, so lockout durations are compressed."
     )
     try:
         asyncio.run(_run(console))

@@ -73,10 +73,7 @@ async def connect(
         connected = await troubleshooting.connect(
             phone, fleet, serial, typed_pin=typed_pin, show=show
         )
-        try:
-            await owner_actions.reconcile(connected.link, fleet)
-        finally:
-            await connected.link.disconnect()
+        await connected.link.disconnect()
         return ConnectOutcome(serial, connected.paired_now, connected.troubleshooting)
 
 
@@ -91,7 +88,6 @@ async def owner_action(
     async with fleet_from(profile_path) as fleet, open_phone(options) as phone:
         connected = await troubleshooting.connect(phone, fleet, serial)
         try:
-            await owner_actions.reconcile(connected.link, fleet)
             return await owner_actions.apply(connected.link, fleet, action, args)
         finally:
             await connected.link.disconnect()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from chargepin.core.pin import Pin
 from chargepin.core.protocol import ChargerInfo
+from chargepin.phone import owner_actions
 from chargepin.phone.client import ChargerLink, Phone
 from chargepin.phone.errors import WrongPin
 from chargepin.phone.fleet_client import FleetClient
@@ -49,13 +50,20 @@ async def connect(
             await fleet.report(serial, "locked", f"{failure.locked_for:.0f} s")
             raise
         pin = await fleet.pin_of_epoch(serial, failure.epoch)
-        message = (
-            f"That PIN did not work. The charger's PIN is now {pin} (Charger Info); "
-            "trying again with it."
-        )
+        message = f"That PIN did not work. The charger's PIN is now {pin}; trying again with it."
         show(message)
         link = await phone.connect(serial, pin=pin)
-        return Connected(link, link.paired_now, message)
+        return await _connected(fleet, serial, link, message)
+    return await _connected(fleet, serial, link, None)
+
+
+async def _connected(
+    fleet: FleetClient, serial: str, link: ChargerLink, message: str | None
+) -> Connected:
+    """Keep the fleet in step with what the charger shows (a hardened charger rotates its PIN
+    after failed attempts, and Charger Info must show the PIN that works), and tell it which
+    phone this is, so removing a user can remove their phones."""
+    await owner_actions.reconcile(link, fleet)
     if link.paired_now:
         await fleet.report(serial, "phone_address", str(link.connection.self_address))
-    return Connected(link, link.paired_now, None)
+    return Connected(link, link.paired_now, message)
