@@ -30,6 +30,7 @@ from chargepin.fleet.errors import Conflict, Forbidden, TooManyAttempts, Unproce
 from chargepin.fleet.models import Charger, Membership, PinReveal, User
 from chargepin.fleet.pins import active_pin, pin_of_epoch
 from chargepin.fleet.security import token_digest
+from chargepin.fleet.times import aware, moment
 from chargepin.fleet.vault import Vault
 
 CLAIM_LOCKOUT = LockoutConfig(failures=5, window=60.0, duration=300.0)
@@ -44,16 +45,6 @@ INVALID_STICKER = (
 
 MESSAGE_PIN_OFF = "PIN not enabled"
 MESSAGE_UPDATE_CHARGER = "update the charger"
-
-
-def moment(now: float) -> dt.datetime:
-    """The clock's unix seconds as an aware UTC datetime (what the tables store)."""
-    return dt.datetime.fromtimestamp(now, dt.UTC)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes for timezone-aware columns: they are UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _lockout(data: dict[str, Any] | None) -> LockoutState:
@@ -287,4 +278,4 @@ def reveals_of(db: Session, charger: Charger, limit: int) -> list[Reveal]:
         .order_by(PinReveal.id.desc())
         .limit(limit)
     )
-    return [Reveal(email, epoch, version, _aware(at)) for email, epoch, version, at in rows]
+    return [Reveal(email, epoch, version, aware(at)) for email, epoch, version, at in rows]

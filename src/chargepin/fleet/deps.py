@@ -37,13 +37,17 @@ def current_user(
     """The account behind `Authorization: Bearer <token>`, or 401 saying to log in."""
     if not authorization or not authorization.startswith("Bearer "):
         raise Unauthorized("log in first: send Authorization: Bearer <token> from /login")
-    token = db.scalar(
-        select(Token).where(Token.token_hash == token_digest(authorization[7:].strip()))
-    )
+    # One query for the token and its account: this runs on every request (docs/PERFORMANCE.md).
+    row = db.execute(
+        select(Token.expires_at, User)
+        .join(User, User.id == Token.user_id)
+        .where(Token.token_hash == token_digest(authorization[7:].strip()))
+    ).first()
     now = dt.datetime.fromtimestamp(request.app.state.fleet.clock.now(), dt.UTC)
-    if token is None or _aware(token.expires_at) <= now:
+    if row is None or _aware(row[0]) <= now:
         raise Unauthorized("the login expired or is unknown; log in again")
-    return token.user
+    user: User = row[1]
+    return user
 
 
 def app_version(request: Request, x_app_version: Annotated[str | None, Header()] = None) -> str:

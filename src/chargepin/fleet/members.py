@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chargepin.clock import Clock
 from chargepin.core.errors import InvalidConfig
 from chargepin.core.tickets import Action, check_args
 from chargepin.fleet.access import USER, require_member, require_owner
 from chargepin.fleet.errors import Conflict, FleetError, Forbidden, NotFound
 from chargepin.fleet.models import Charger, Invitation, Membership, SecurityEvent, User
 from chargepin.fleet.security import token_digest
+from chargepin.fleet.times import aware
 
 INVITATION_CODE_BYTES = 12
 """96 random bits per invitation code: unguessable within an invitation's lifetime."""
@@ -48,16 +48,6 @@ class InvitationExpired(FleetError):
 class EventInvalid(FleetError):
     status = 422
     code = "invalid_event"
-
-
-def utc_now(clock: Clock) -> dt.datetime:
-    """The clock's time as an aware UTC datetime (the service never reads the system clock)."""
-    return dt.datetime.fromtimestamp(clock.now(), dt.UTC)
-
-
-def aware(moment: dt.datetime) -> dt.datetime:
-    """SQLite returns naive datetimes for timezone-aware columns: they are UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)

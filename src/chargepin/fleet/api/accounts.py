@@ -18,6 +18,7 @@ from chargepin.fleet.security import (
     token_digest,
     verify_password,
 )
+from chargepin.fleet.times import utc_now
 
 router = APIRouter(tags=["accounts"])
 
@@ -56,7 +57,7 @@ def login(body: Credentials, db: DB, request: Request) -> Session:
     if user is None or not verify_password(user.password_hash, body.password):
         raise Unauthorized("wrong e-mail or password")
     token = new_token()
-    now = dt.datetime.fromtimestamp(request.app.state.fleet.clock.now(), dt.UTC)
+    now = utc_now(request.app.state.fleet.clock)
     expires = now + dt.timedelta(seconds=request.app.state.fleet.settings.token_lifetime)
     db.add(Token(user_id=user.id, token_hash=token_digest(token), expires_at=expires))
     return Session(token=token, expires_at=expires)

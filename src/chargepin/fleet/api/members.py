@@ -10,6 +10,7 @@ from pydantic import BaseModel, EmailStr, Field
 
 from chargepin.fleet import members as service
 from chargepin.fleet.deps import DB, CurrentUser
+from chargepin.fleet.times import utc_now
 
 router = APIRouter(tags=["members"])
 
@@ -70,7 +71,7 @@ class Event(BaseModel):
 
 
 def _now(request: Request) -> dt.datetime:
-    return service.utc_now(request.app.state.fleet.clock)
+    return utc_now(request.app.state.fleet.clock)
 
 
 @router.post("/chargers/{serial}/invitations", status_code=201, response_model=InvitationCode)

@@ -1,0 +1,483 @@
+"""`chargepin bench fleet`: what the fleet service costs, at factory scale and per PIN reveal.
+
+Two claims of docs/PERFORMANCE.md, measured against a real SQLite file:
+
+1. Provisioning. `fleet.factory.provision` creates N chargers (1,000,000 by default; rows only,
+   no sticker or bundle files) in one transaction, in chunks so that the returned secrets of a
+   million chargers never sit in memory at once. Target: a million in 60 s or less.
+2. PIN reveal. The real fleet app (`create_app` on that database, uvicorn, one worker, its own
+   process) answers `GET /chargers/{serial}/pin?epoch=0` for an owner who claimed one charger by
+   its sticker: token lookup, membership, vault decrypt, epoch PIN, audit insert, commit. Next to
+   it a bare FastAPI JSON endpoint served the same way (`bare_app` below). C workers on one
+   httpx client hit one server, then the other, in alternating slices (A, B, A, B, ...), so both
+   see the same machine load. The result is a throughput ratio, reveal / bare; target >= 0.5.
+
+The client runs in the bench's process and shares the machine with the server it measures, so
+the server's own CPU time per request (read with psutil) is reported next to the throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from fastapi import FastAPI
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import text
+
+from chargepin.core.errors import ChargepinError
+from chargepin.fleet import factory
+from chargepin.fleet.admin import open_database
+from chargepin.fleet.db import make_engine, transaction
+from chargepin.fleet.vault import ENV_KEY, Vault
+from chargepin.lab.bench import machine_info as base_machine_info
+from chargepin.lab.bench import percentile
+
+DEFAULT_CHARGERS = 1_000_000
+DEFAULT_SECONDS = 5.0
+DEFAULT_CONCURRENCY = 8
+
+PROVISION_TARGET_S = 60.0
+"""Acceptance: seconds to provision 1,000,000 chargers on SQLite (scaled linearly for other N)."""
+
+PROVISION_TARGET_COUNT = 1_000_000
+
+RATIO_TARGET = 0.5
+"""Acceptance: PIN reveal requests/s divided by bare FastAPI requests/s, same server setup."""
+
+SLICES = 4
+"""Alternating slices per arm: enough to spread a neighbour's burst over both arms."""
+
+CHUNK = 100_000
+"""Chargers per `provision` call inside the one transaction: bounds the secrets held in memory."""
+
+WARMUP_S = 0.3
+"""Unmeasured load on each server first: imports, connection pools, SQLite page cache."""
+
+SERVER_START_TIMEOUT = 60.0
+REQUEST_TIMEOUT = 30.0
+
+MODEL = "Pulsar Max"
+FIRMWARE = "6.11"
+PRODUCED = dt.date(2025, 9, 1)
+"""A mandatory-PIN charger: the reveal path is the full one (PIN on, derived from the secret)."""
+
+APP_VERSION = "2.0.0"
+BARE_PIN = "123456"
+EMAIL = "bench@example.org"
+PASSWORD = "bench-password-1"
+
+
+class BenchError(ChargepinError):
+    """The bench could not measure (a server did not start, a request failed)."""
+
+
+# ---------------------------------------------------------------- the baseline app
+
+
+def bare_app() -> FastAPI:
+    """The baseline: FastAPI answering one JSON object from a constant.
+
+    A plain `def` handler like the fleet's own (which run in Starlette's thread pool because
+    they use the synchronous SQLAlchemy session), so the ratio measures the reveal's work and not
+    the choice between sync and async handlers.
+    """
+    app = FastAPI(title="chargepin bench baseline")
+
+    @app.get("/pin")
+    def pin() -> dict[str, str]:
+        return {"pin": BARE_PIN}
+
+    return app
+
+
+# ---------------------------------------------------------------- provisioning
+
+
+def provision_chargers(db_url: str, vault: Vault, count: int) -> tuple[float, str, str]:
+    """Provision `count` chargers in one transaction; (seconds, serial and sticker of the first).
+
+    Only the factory calls and the commit are timed; creating the schema is not.
+    """
+    engine, sessions = open_database(db_url)
+    serial = sticker = ""
+    try:
+        started = time.perf_counter()
+        with transaction(sessions) as db:
+            for done in range(0, count, CHUNK):
+                made = factory.provision(
+                    db,
+                    vault,
+                    count=min(CHUNK, count - done),
+                    model=MODEL,
+                    firmware=FIRMWARE,
+                    produced=PRODUCED,
+                )
+                if not sticker:
+                    serial, sticker = made[0].serial, made[0].sticker.encode()
+                del made
+        seconds = time.perf_counter() - started
+    finally:
+        engine.dispose()
+    return seconds, serial, sticker
+
+
+def count_rows(db_url: str, table: str) -> int:
+    """Rows in one table of the fleet database (chargers made, audit rows written)."""
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    """A loopback port that is free right now (uvicorn fails loudly if it is taken meanwhile)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """One uvicorn child on loopback: its base URL and process (for its CPU time)."""
+
+    name: str
+    url: str
+    command: list[str]
+    process: subprocess.Popen[bytes]
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.process.pid).cpu_times()
+        return float(times.user + times.system)
+
+
+@contextlib.contextmanager
+def serve(name: str, factory: str, env: dict[str, str]) -> Iterator[Server]:
+    """Run `uvicorn --factory FACTORY` (one worker, log level warning) until the block ends."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        factory,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(
+        command, env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
+    try:
+        yield Server(name, f"http://127.0.0.1:{port}", command, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def wait_ready(client: httpx.AsyncClient, server: Server, path: str) -> None:
+    """Poll `path` until the server answers, or BenchError naming the command to try by hand."""
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            break
+        with contextlib.suppress(httpx.TransportError):
+            await client.get(server.url + path)
+            return
+        await asyncio.sleep(0.1)
+    raise BenchError(
+        f"the {server.name} server did not start (exit code {server.process.poll()}); run "
+        f"`{' '.join(server.command)}` to see why"
+    )
+
+
+async def login_and_claim(client: httpx.AsyncClient, url: str, sticker: str) -> dict[str, str]:
+    """Register, log in and claim the charger by its sticker; the reveal request's headers."""
+    credentials = {"email": EMAIL, "password": PASSWORD}
+    _expect("register", await client.post(f"{url}/register", json=credentials), 201)
+    login = _expect("login", await client.post(f"{url}/login", json=credentials), 200)
+    headers = {"Authorization": f"Bearer {login.json()['token']}", "X-App-Version": APP_VERSION}
+    claim = await client.post(f"{url}/chargers/claim", json={"payload": sticker}, headers=headers)
+    _expect("claim", claim, 201)
+    return headers
+
+
+def _expect(what: str, response: httpx.Response, status: int) -> httpx.Response:
+    if response.status_code != status:
+        raise BenchError(f"{what} answered {response.status_code}: {response.text[:200]}")
+    return response
+
+
+# ---------------------------------------------------------------- load
+
+
+@dataclass
+class Arm:
+    """One endpoint under load: where, with which headers, and what was measured."""
+
+    server: Server
+    path: str
+    headers: dict[str, str]
+    latencies_ms: list[float] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+    async def slice(self, client: httpx.AsyncClient, seconds: float, workers: int) -> None:
+        """`workers` closed loops for `seconds`; each request must answer 200."""
+        url = self.server.url + self.path
+        cpu = self.server.cpu_seconds()
+        started = time.perf_counter()
+        deadline = started + seconds
+        latencies: list[float] = []
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                sent = time.perf_counter()
+                response = await client.get(url, headers=self.headers)
+                latencies.append((time.perf_counter() - sent) * 1000.0)
+                if response.status_code != 200:
+                    raise BenchError(
+                        f"{self.server.name} {self.path} answered {response.status_code}: "
+                        f"{response.text[:200]}"
+                    )
+
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        self.seconds += time.perf_counter() - started
+        self.cpu_seconds += self.server.cpu_seconds() - cpu
+        self.latencies_ms.extend(latencies)
+
+    def summary(self) -> dict[str, Any]:
+        """Requests/s, latency percentiles (ms) and the server's CPU per request."""
+        n = len(self.latencies_ms)
+        if n == 0:
+            raise BenchError(f"no {self.server.name} request completed; give more --seconds")
+        return {
+            "requests": n,
+            "seconds": round(self.seconds, 3),
+            "requests_per_s": round(n / self.seconds, 1),
+            "latency_ms": latency_summary(self.latencies_ms),
+            "server_cpu_ms_per_request": round(self.cpu_seconds * 1000.0 / n, 3),
+        }
+
+
+def latency_summary(samples: Sequence[float]) -> dict[str, float | int]:
+    """p50 and p99 (nearest rank: values that were measured) with min, max and count."""
+    return {
+        "p50": round(percentile(samples, 0.5), 2),
+        "p99": round(percentile(samples, 0.99), 2),
+        "mean": round(statistics.fmean(samples), 2),
+        "min": round(min(samples), 2),
+        "max": round(max(samples), 2),
+        "n": len(samples),
+    }
+
+
+async def measure_reveal(
+    reveal: Server, bare: Server, sticker: str, serial: str, seconds: float, concurrency: int
+) -> dict[str, Any]:
+    """Claim the charger, warm both servers up, then alternate reveal and bare slices."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=REQUEST_TIMEOUT) as client:
+        await wait_ready(client, reveal, "/openapi.json")
+        await wait_ready(client, bare, "/pin")
+        headers = await login_and_claim(client, reveal.url, sticker)
+        arms = [
+            Arm(reveal, f"/chargers/{serial}/pin?epoch=0", headers),
+            Arm(bare, "/pin", {"X-App-Version": APP_VERSION}),
+        ]
+        for arm in arms:
+            await arm.slice(client, WARMUP_S, concurrency)
+            arm.latencies_ms.clear()
+            arm.seconds = arm.cpu_seconds = 0.0
+        for _ in range(SLICES):
+            for arm in arms:
+                await arm.slice(client, seconds / SLICES, concurrency)
+    ours, theirs = (arm.summary() for arm in arms)
+    ratio = ours["requests_per_s"] / theirs["requests_per_s"]
+    return {
+        "reveal": ours,
+        "bare": theirs,
+        "ratio": round(ratio, 3),
+        "target": RATIO_TARGET,
+        "pass": ratio >= RATIO_TARGET,
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine_info() -> dict[str, Any]:
+    """The pairing bench's machine block plus the web stack's versions."""
+    info = base_machine_info(Path(tempfile.gettempdir()))
+    for package in ("fastapi", "starlette", "uvicorn", "httpx", "sqlalchemy"):
+        info[package] = metadata.version(package)
+    return info
+
+
+def command_line(json_path: Path | None, chargers: int, seconds: float, concurrency: int) -> str:
+    """The CLI command that reproduces a run with these settings."""
+    parts = ["chargepin bench fleet"]
+    if json_path is not None:
+        parts.append(f"--json {json_path}")
+    parts.append(f"--chargers {chargers} --seconds {seconds:g} --concurrency {concurrency}")
+    return " ".join(parts)
+
+
+def run_bench(
+    directory: Path, chargers: int, seconds: float, concurrency: int, command: str = ""
+) -> dict[str, Any]:
+    """The whole report as a JSON-ready dict; the database lives under `directory`."""
+    if chargers < 1:
+        raise ValueError(f"chargers must be at least 1, got {chargers}")
+    if not seconds > 0:
+        raise ValueError(f"seconds must be more than 0, got {seconds}")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    started = dt.datetime.now(dt.UTC)
+    db_url = f"sqlite:///{directory / 'fleet.db'}"
+    vault = Vault.generate()
+    report: dict[str, Any] = {
+        "command": command,
+        "started": started.isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "chargers": chargers,
+        "seconds_per_arm": seconds,
+        "concurrency": concurrency,
+        "slices_per_arm": SLICES,
+    }
+
+    provision_s, serial, sticker = provision_chargers(db_url, vault, chargers)
+    target_s = PROVISION_TARGET_S * chargers / PROVISION_TARGET_COUNT
+    report["provisioning"] = {
+        "chargers": count_rows(db_url, "chargers"),
+        "seconds": round(provision_s, 2),
+        "rows_per_s": round(chargers / provision_s),
+        "target_s": round(target_s, 3),
+        "target_rows_per_s": round(PROVISION_TARGET_COUNT / PROVISION_TARGET_S),
+        "pass": provision_s <= target_s,
+        "database_mib": round((directory / "fleet.db").stat().st_size / 2**20, 1),
+    }
+
+    env = {"CHARGEPIN_DB_URL": db_url, ENV_KEY: vault.current.hex()}
+    with (
+        serve("fleet", "chargepin.fleet.app:create_app", env) as reveal,
+        serve("bare", f"{__name__}:bare_app", {}) as bare,
+    ):
+        report["pin_reveal"] = asyncio.run(
+            measure_reveal(reveal, bare, sticker, serial, seconds, concurrency)
+        )
+    report["pin_reveal"]["audit_rows"] = count_rows(db_url, "pin_reveals")
+    report["targets"] = {
+        "provisioning_s_per_million": PROVISION_TARGET_S,
+        "reveal_to_bare_ratio": RATIO_TARGET,
+    }
+    report["pass"] = report["provisioning"]["pass"] and report["pin_reveal"]["pass"]
+    report["duration_s"] = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1)
+    return report
+
+
+def _verdict(passed: bool) -> str:
+    return "pass" if passed else "MISS"
+
+
+def report_table(report: dict[str, Any]) -> Table:
+    """The short human summary the CLI prints."""
+    provisioning = report["provisioning"]
+    reveal = report["pin_reveal"]
+    table = Table(title="chargepin bench fleet (SQLite)")
+    table.add_column("measurement")
+    table.add_column("rate /s", justify="right")
+    table.add_column("p50 ms", justify="right")
+    table.add_column("p99 ms", justify="right")
+    table.add_column("server CPU", justify="right")
+    table.add_row(
+        f"provision {provisioning['chargers']:,} in {provisioning['seconds']:.1f} s",
+        f"{provisioning['rows_per_s']:,}",
+        "",
+        "",
+        "",
+    )
+    table.add_row(
+        f"  target <= {provisioning['target_s']:g} s: {_verdict(provisioning['pass'])}",
+        "",
+        "",
+        "",
+        "",
+    )
+    for label, arm in (
+        ("PIN reveal (fleet app)", reveal["reveal"]),
+        ("bare FastAPI", reveal["bare"]),
+    ):
+        table.add_row(
+            label,
+            f"{arm['requests_per_s']:,.0f}",
+            f"{arm['latency_ms']['p50']:.1f}",
+            f"{arm['latency_ms']['p99']:.1f}",
+            f"{arm['server_cpu_ms_per_request']:.2f} ms",
+        )
+    table.add_row(
+        f"ratio reveal / bare (>= {reveal['target']}): {_verdict(reveal['pass'])}",
+        f"{reveal['ratio']:.2f}",
+        "",
+        "",
+        "",
+    )
+    return table
+
+
+def run_fleet_bench(
+    json_path: Path | None,
+    chargers: int = DEFAULT_CHARGERS,
+    seconds: float = DEFAULT_SECONDS,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> int:
+    """Run the bench, print a short table, write the JSON report; the exit code.
+
+    0 when both targets are met, 1 when one is missed, 2 when the bench could not measure (the
+    message says why).
+    """
+    console = Console()
+    command = command_line(json_path, chargers, seconds, concurrency)
+    try:
+        with tempfile.TemporaryDirectory(prefix="chargepin-bench-fleet-") as tmp:
+            report = run_bench(Path(tmp), chargers, seconds, concurrency, command)
+    except (ChargepinError, ValueError, httpx.HTTPError) as error:
+        console.print(f"[red]bench failed:[/red] {error}")
+        return 2
+    console.print(report_table(report))
+    if json_path is not None:
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"report written to {json_path}")
+    return 0 if report["pass"] else 1
