@@ -15,11 +15,7 @@ from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet.errors import Unauthorized, UpgradeRequired
 from chargepin.fleet.models import Token, User
 from chargepin.fleet.security import token_digest
-
-
-def fleet(request: Request):  # type: ignore[no-untyped-def]
-    """The app's FleetState."""
-    return request.app.state.fleet
+from chargepin.fleet.times import aware, utc_now
 
 
 def session(request: Request) -> Iterator[Session]:
@@ -29,11 +25,7 @@ def session(request: Request) -> Iterator[Session]:
         yield db
 
 
-def current_user(
-    request: Request,
-    db: Annotated[Session, Depends(session)],
-    authorization: Annotated[str | None, Header()] = None,
-) -> User:
+def user_for_token(db: Session, authorization: str | None, now: dt.datetime) -> User:
     """The account behind `Authorization: Bearer <token>`, or 401 saying to log in."""
     if not authorization or not authorization.startswith("Bearer "):
         raise Unauthorized("log in first: send Authorization: Bearer <token> from /login")
@@ -43,31 +35,40 @@ def current_user(
         .join(User, User.id == Token.user_id)
         .where(Token.token_hash == token_digest(authorization[7:].strip()))
     ).first()
-    now = dt.datetime.fromtimestamp(request.app.state.fleet.clock.now(), dt.UTC)
-    if row is None or _aware(row[0]) <= now:
+    if row is None or aware(row[0]) <= now:
         raise Unauthorized("the login expired or is unknown; log in again")
     user: User = row[1]
     return user
 
 
-def app_version(request: Request, x_app_version: Annotated[str | None, Header()] = None) -> str:
-    """The calling app's version; 426 "update the app" below the configured minimum."""
-    minimum = request.app.state.fleet.settings.min_app_version
+def current_user(
+    request: Request,
+    db: Annotated[Session, Depends(session)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> User:
+    """The caller's account (a dependency of every logged-in route)."""
+    return user_for_token(db, authorization, utc_now(request.app.state.fleet.clock))
+
+
+def check_app_version(minimum: str, header: str | None) -> str:
+    """The calling app's version; 426 "update the app" below `minimum`."""
     try:
-        version = FirmwareVersion.parse(x_app_version or "")
+        version = FirmwareVersion.parse(header or "")
     except InvalidVersion:
         version = None
     if version is None or version < FirmwareVersion.parse(minimum):
         raise UpgradeRequired(
-            f"this app version ({x_app_version or 'unknown'}) cannot show charger PINs; "
+            f"this app version ({header or 'unknown'}) cannot show charger PINs; "
             f"update the app to {minimum} or newer"
         )
     return str(version)
 
 
-def _aware(moment: dt.datetime) -> dt.datetime:
-    """SQLite returns naive datetimes for timezone-aware columns: they are UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+async def app_version(
+    request: Request, x_app_version: Annotated[str | None, Header()] = None
+) -> str:
+    """The dependency form (async: no I/O, so no hop through the thread pool)."""
+    return check_app_version(request.app.state.fleet.settings.min_app_version, x_app_version)
 
 
 DB = Annotated[Session, Depends(session)]

@@ -7,11 +7,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from chargepin.core.epochs import MAX_EPOCH
 from chargepin.fleet import chargers
 from chargepin.fleet.access import require_member, require_owner
-from chargepin.fleet.deps import DB, AppVersion, CurrentUser, app_version
+from chargepin.fleet.deps import DB, AppVersion, CurrentUser, check_app_version, user_for_token
+from chargepin.fleet.times import utc_now
 
 router = APIRouter(tags=["chargers"])
 
@@ -104,7 +106,9 @@ def charger_info(
     """Charger Info for a member; with the PIN (audited; needs X-App-Version) when it is on."""
     charger, member = require_member(db, user, serial)
     state = request.app.state.fleet
-    version = app_version(request, x_app_version) if chargers.shows_pin(charger) else None
+    minimum = request.app.state.fleet.settings.min_app_version
+    shows = chargers.shows_pin(charger)
+    version = check_app_version(minimum, x_app_version) if shows else None
     view = chargers.charger_view(
         db, state.vault, charger, member.role, user, version, state.clock.now()
     )
@@ -112,21 +116,31 @@ def charger_info(
 
 
 @router.get("/chargers/{serial}/pin", response_model=EpochPin)
-def charger_pin(
+async def charger_pin(
     serial: str,
     epoch: Annotated[
         int, Query(ge=0, le=MAX_EPOCH, description="The epoch the charger advertises now.")
     ],
-    db: DB,
-    user: CurrentUser,
     version: AppVersion,
     request: Request,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> EpochPin:
-    """The PIN of `epoch` for a member (the troubleshooting screen after a wrong PIN); audited."""
-    charger, _member = require_member(db, user, serial)
+    """The PIN of `epoch` for a member (the troubleshooting screen after a wrong PIN); audited.
+
+    The hot path of the service (every connection of a phone without a bond): the login, role,
+    vault and audit work runs as one unit in one thread-pool hop (docs/PERFORMANCE.md).
+    """
     state = request.app.state.fleet
-    pin = chargers.pin_for_epoch(db, state.vault, charger, user, epoch, version, state.clock.now())
-    return EpochPin(serial=charger.serial, epoch=epoch, pin=pin.digits)
+
+    def reveal() -> EpochPin:
+        with state.sessions() as db, db.begin():
+            user = user_for_token(db, authorization, utc_now(state.clock))
+            charger, _member = require_member(db, user, serial)
+            now = state.clock.now()
+            pin = chargers.pin_for_epoch(db, state.vault, charger, user, epoch, version, now)
+            return EpochPin(serial=charger.serial, epoch=epoch, pin=pin.digits)
+
+    return await run_in_threadpool(reveal)
 
 
 @router.get("/chargers/{serial}/reveals", response_model=list[PinRevealEntry])
