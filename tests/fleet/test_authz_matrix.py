@@ -1,7 +1,7 @@
 """Every endpoint of members, events and tickets against every kind of caller.
 
 Unauthenticated -> 401; stranger -> 404 (a serial cannot be probed); invited user -> what the
-role allows, else 403; revoked user -> 404; owner -> allowed. Nobody who is refused ever gets a
+role allows, else 403; revoked user -> 403; owner -> allowed. Nobody who is refused ever gets a
 PIN, the charger's secret, a ticket or an invitation code in the answer.
 """
 
@@ -37,7 +37,9 @@ class Endpoint:
             return self.owner
         if caller == "user":
             return self.user
-        return 404 if self.charger_scoped else self.user  # stranger, revoked
+        if caller == "revoked":
+            return 403 if self.charger_scoped else self.user
+        return 404 if self.charger_scoped else self.user  # stranger
 
 
 def _ticket(action: str, args: dict[str, str] | None = None) -> Callable[[ChargerRecord], Any]:

@@ -87,12 +87,12 @@ def test_only_the_owner_reads_the_audit(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("path", [*PIN_ENDPOINTS, "/chargers/{serial}/reveals"])
-def test_strangers_and_revoked_users_get_404(client: TestClient, path: str) -> None:
+def test_strangers_get_404_and_revoked_users_403(client: TestClient, path: str) -> None:
     made, _ = owned(client)
     revoked = invite(client, made.serial, "revoked@example.com", revoked=True)
-    for headers in (login(client, "stranger@example.com"), revoked):
+    for headers, status in ((login(client, "stranger@example.com"), 404), (revoked, 403)):
         response = client.get(path.format(serial=made.serial), headers=headers)
-        assert response.status_code == 404
+        assert response.status_code == status
         assert "pin" not in response.json()
     assert client.get("/chargers", headers=revoked).json() == []
     unknown = client.get(path.format(serial="CP99999999"), headers=revoked)

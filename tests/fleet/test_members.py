@@ -50,7 +50,8 @@ def test_invite_accept_list_and_revoke(client: TestClient) -> None:
 
     # A revoked user sees nothing of the charger, and the old code does not bring them back.
     gone = client.post(f"/chargers/{charger.serial}/events", json={"kind": "locked"}, headers=guest)
-    assert gone.status_code == 404
+    assert gone.status_code == 403
+    assert "revoked" in gone.json()["detail"]
     assert client.post("/invitations/accept", json={"code": code}, headers=guest).status_code == 409
 
     # A new invitation does.

@@ -1,8 +1,9 @@
 """Who may do what with a charger: the one place the fleet service checks roles.
 
 Roles (PRODUCT.md): the `owner` may do everything; an invited `user` may see Charger Info and
-the PIN and connect, not change the PIN or manage people. A revoked membership is no membership.
-Strangers get 404 for a charger they are not a member of, so serial numbers cannot be probed.
+the PIN and connect, not change the PIN or manage people. A revoked user gets 403 saying the
+owner revoked the access (they knew the charger: nothing is revealed by saying so); strangers get
+404, so serial numbers cannot be probed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ def membership(db: Session, user: User, serial: str) -> tuple[Charger, Membershi
         )
     ).first()
     if row is None:
+        revoked = db.scalar(
+            select(Membership.id)
+            .join(Charger, Membership.charger_id == Charger.id)
+            .where(Charger.serial == serial, Membership.user_id == user.id)
+        )
+        if revoked is not None:
+            raise Forbidden(
+                f"the owner of {serial} revoked your access; ask them for a new invitation",
+                code="revoked",
+            )
         raise NotFound(f"no charger {serial} on your account; commission it or ask its owner")
     return row[0], row[1]
 
