@@ -132,19 +132,20 @@ class ProvisioningBundle:
             raise InvalidConfig(f"provisioning bundle: {problem}")
         require_secret(self.secret)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The bundle as a JSON object."""
+        return {
+            "format": BUNDLE_FORMAT,
+            "serial": self.serial,
+            "model": self.model,
+            "firmware": self.firmware,
+            "produced": self.produced.isoformat(),
+            "secret": self.secret.hex(),
+        }
+
     def to_json(self) -> str:
         """The bundle file's text."""
-        return json.dumps(
-            {
-                "format": BUNDLE_FORMAT,
-                "serial": self.serial,
-                "model": self.model,
-                "firmware": self.firmware,
-                "produced": self.produced.isoformat(),
-                "secret": self.secret.hex(),
-            },
-            indent=2,
-        )
+        return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> ProvisioningBundle:

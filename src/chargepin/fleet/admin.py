@@ -52,6 +52,24 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
     return engine, session_factory(engine)
 
 
+def make_admin(settings: FleetSettings, email: str) -> None:
+    """Mark an existing account as a factory (admin) account, from the service's own host."""
+    from sqlalchemy import update
+
+    from chargepin.fleet.models import User
+
+    engine, sessions = open_database(settings.db_url)
+    try:
+        with sessions() as db, db.begin():
+            result = db.execute(
+                update(User).where(User.email == email.strip().lower()).values(is_admin=True)
+            )
+            if not getattr(result, "rowcount", 0):
+                raise InvalidConfig(f"no account {email}; register it first, then run this again")
+    finally:
+        engine.dispose()
+
+
 def serve(settings: FleetSettings, host: str, port: int) -> None:
     """Run the fleet service with uvicorn on loopback until interrupted."""
     import uvicorn

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from chargepin import __version__
 from chargepin.clock import Clock, SystemClock
+from chargepin.core.errors import ChargepinError
 from chargepin.fleet.api import accounts, chargers
+from chargepin.fleet.api import factory as factory_api
 from chargepin.fleet.api import members as members_api
 from chargepin.fleet.api import tickets as tickets_api
 from chargepin.fleet.db import make_engine, migrate, session_factory
@@ -67,6 +69,11 @@ def create_app(
             headers=error.headers,
         )
 
+    @app.exception_handler(ChargepinError)
+    async def rule_refused(_request: Request, error: ChargepinError) -> JSONResponse:
+        # A core rule refused the input (a weak PIN, a bad version, ...): the caller's error.
+        return JSONResponse(status_code=422, content={"error": "invalid", "detail": str(error)})
+
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, error: RequestValidationError) -> JSONResponse:
         problems = [
@@ -82,4 +89,5 @@ def create_app(
     app.include_router(chargers.router)
     app.include_router(members_api.router)
     app.include_router(tickets_api.router)
+    app.include_router(factory_api.router)
     return app

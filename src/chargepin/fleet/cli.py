@@ -150,6 +150,19 @@ def sticker(
     typer.echo(f"a new claim code was issued for {serial}; earlier stickers no longer work")
 
 
+@fleet_app.command("make-admin")
+@_reports_errors
+def make_admin(
+    email: Annotated[str, typer.Argument(help="The account that the factory line uses.")],
+    db: DbOption = None,
+) -> None:
+    """Let an account call the factory API (POST /factory/chargers): run on the service's host."""
+    from chargepin.fleet import admin
+
+    admin.make_admin(_settings(db), email)
+    typer.echo(f"{email} is now a factory (admin) account")
+
+
 @fleet_app.command("rotate-key")
 @_reports_errors
 def rotate_key(db: DbOption = None, vault_key_file: KeyFileOption = None) -> None:

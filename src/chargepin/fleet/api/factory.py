@@ -1,0 +1,69 @@
+"""The factory line's API (admin accounts only): make chargers, get their bundles and stickers.
+
+The answer carries the chargers' factory secrets (the bundle the line flashes into each charger)
+and one-time claim codes, so only accounts marked admin (`chargepin fleet make-admin`) may call
+it; everyone else gets 403 and learns nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from chargepin.core.errors import InvalidConfig, ProvisioningRefused
+from chargepin.fleet import factory
+from chargepin.fleet.deps import DB, CurrentUser
+from chargepin.fleet.errors import Forbidden, Unprocessable
+from chargepin.fleet.times import utc_now
+
+router = APIRouter(tags=["factory"])
+
+MAX_PER_REQUEST = 1000  # larger runs: `chargepin fleet provision` on the factory's host
+
+
+class ProvisionRequest(BaseModel):
+    count: Annotated[int, Field(ge=1, le=MAX_PER_REQUEST)]
+    model: Annotated[str, Field(min_length=1, max_length=64)]
+    firmware: Annotated[str, Field(min_length=1, max_length=32)]
+    produced: dt.date
+    serial_prefix: Annotated[str, Field(pattern=r"^[A-Z]{1,8}$")] = "CP"
+
+
+class ProvisionedCharger(BaseModel):
+    serial: str
+    sticker: str = Field(description="The QR code's text: serial and one-time claim code.")
+    bundle: dict[str, Any] = Field(description="`chargepin charger init --bundle` input.")
+
+
+@router.post("/factory/chargers", status_code=201, response_model=list[ProvisionedCharger])
+def provision_chargers(
+    body: ProvisionRequest, user: CurrentUser, db: DB, request: Request
+) -> list[ProvisionedCharger]:
+    """Create chargers with fresh secrets (admin only); returns their bundles and stickers."""
+    if not user.is_admin:
+        raise Forbidden("only factory (admin) accounts can provision chargers")
+    state = request.app.state.fleet
+    try:
+        made = factory.provision(
+            db,
+            state.vault,
+            count=body.count,
+            model=body.model,
+            firmware=body.firmware,
+            produced=body.produced,
+            serial_prefix=body.serial_prefix,
+            now=utc_now(state.clock),
+        )
+    except (ProvisioningRefused, InvalidConfig) as error:
+        raise Unprocessable(str(error), code="cannot_provision") from error
+    return [
+        ProvisionedCharger(
+            serial=charger.serial,
+            sticker=charger.sticker.encode(),
+            bundle=charger.bundle.to_dict(),
+        )
+        for charger in made
+    ]
