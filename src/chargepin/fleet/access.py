@@ -8,11 +8,14 @@ owner revoked the access (they knew the charger: nothing is revealed by saying s
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chargepin.fleet.errors import Forbidden, NotFound
-from chargepin.fleet.models import Charger, Membership, User
+from chargepin.fleet.models import Charger, Membership, Token, User
+from chargepin.fleet.times import aware
 
 OWNER = "owner"
 USER = "user"
@@ -46,6 +49,30 @@ def membership(db: Session, user: User, serial: str) -> tuple[Charger, Membershi
 
 def require_member(db: Session, user: User, serial: str) -> tuple[Charger, Membership]:
     return membership(db, user, serial)
+
+
+def live_member_by_token(
+    db: Session, token_hash: bytes, serial: str, now: dt.datetime
+) -> tuple[User, Charger, Membership] | None:
+    """The hot path's one query: token, account, live membership and charger together.
+
+    None when any of it does not hold; the caller then takes the ordinary path (login, then
+    `membership`), which says exactly what was wrong. Only the success case is short-cut.
+    """
+    row = db.execute(
+        select(User, Charger, Membership, Token.expires_at)
+        .join(User, User.id == Token.user_id)
+        .join(Membership, Membership.user_id == User.id)
+        .join(Charger, Charger.id == Membership.charger_id)
+        .where(
+            Token.token_hash == token_hash,
+            Charger.serial == serial,
+            Membership.revoked_at.is_(None),
+        )
+    ).first()
+    if row is None or aware(row[3]) <= now:
+        return None
+    return row[0], row[1], row[2]
 
 
 def require_owner(db: Session, user: User, serial: str, what: str) -> Charger:

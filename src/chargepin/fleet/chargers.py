@@ -16,7 +16,7 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from chargepin.core.errors import InvalidSticker, format_duration
@@ -157,9 +157,13 @@ class ChargerView:
 def audit_reveal(
     db: Session, charger: Charger, user: User, epoch: int, app_version: str, now: float
 ) -> None:
-    """Write the audit row of one PIN reveal, in the same transaction as the answer."""
-    db.add(
-        PinReveal(
+    """Write the audit row of one PIN reveal, in the same transaction as the answer.
+
+    A plain INSERT, not the ORM's unit of work: this runs on every reveal (the hot path) and
+    nothing reads the row back in the request.
+    """
+    db.execute(
+        insert(PinReveal).values(
             charger_id=charger.id,
             user_id=user.id,
             epoch=epoch,

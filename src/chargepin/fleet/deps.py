@@ -25,15 +25,23 @@ def session(request: Request) -> Iterator[Session]:
         yield db
 
 
+def bearer_digest(authorization: str | None) -> bytes | None:
+    """The stored form of the bearer token in an Authorization header, if it has one."""
+    if not authorization or not authorization.startswith("Bearer "):
+        return None
+    return token_digest(authorization[7:].strip())
+
+
 def user_for_token(db: Session, authorization: str | None, now: dt.datetime) -> User:
     """The account behind `Authorization: Bearer <token>`, or 401 saying to log in."""
-    if not authorization or not authorization.startswith("Bearer "):
+    digest = bearer_digest(authorization)
+    if digest is None:
         raise Unauthorized("log in first: send Authorization: Bearer <token> from /login")
     # One query for the token and its account: this runs on every request (docs/PERFORMANCE.md).
     row = db.execute(
         select(Token.expires_at, User)
         .join(User, User.id == Token.user_id)
-        .where(Token.token_hash == token_digest(authorization[7:].strip()))
+        .where(Token.token_hash == digest)
     ).first()
     if row is None or aware(row[0]) <= now:
         raise Unauthorized("the login expired or is unknown; log in again")
