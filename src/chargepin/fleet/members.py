@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from chargepin.core.errors import InvalidConfig
 from chargepin.core.tickets import Action, check_args
 from chargepin.fleet.access import USER, require_member, require_owner
-from chargepin.fleet.errors import Conflict, FleetError, Forbidden, NotFound
+from chargepin.fleet.errors import Conflict, FleetError, Forbidden, NotFound, Unprocessable
 from chargepin.fleet.models import Charger, Invitation, Membership, SecurityEvent, User
 from chargepin.fleet.security import token_digest
 from chargepin.fleet.times import aware
@@ -43,11 +43,6 @@ class InvitationInvalid(FleetError):
 class InvitationExpired(FleetError):
     status = 410
     code = "invitation_expired"
-
-
-class EventInvalid(FleetError):
-    status = 422
-    code = "invalid_event"
 
 
 @dataclass(frozen=True)
@@ -237,14 +232,17 @@ def report_event(
     """Store a fact a member's phone read from the charger."""
     charger, _member = require_member(db, user, serial)
     if kind not in EVENT_KINDS:
-        raise EventInvalid(f"unknown event kind {kind!r}; use one of {', '.join(EVENT_KINDS)}")
+        raise Unprocessable(
+            f"unknown event kind {kind!r}; use one of {', '.join(EVENT_KINDS)}",
+            code="invalid_event",
+        )
     detail = detail.strip()
     if kind == PHONE_ADDRESS:
         # The same address rule as the remove_phone ticket the owner will need it for.
         try:
             ((_name, detail),) = check_args(Action.REMOVE_PHONE, {"address": detail})
         except InvalidConfig as error:
-            raise EventInvalid(f"phone_address: {error}") from None
+            raise Unprocessable(f"phone_address: {error}", code="invalid_event") from None
     event = SecurityEvent(charger_id=charger.id, user_id=user.id, kind=kind, detail=detail, at=now)
     db.add(event)
     db.flush()

@@ -28,7 +28,7 @@ from chargepin.core.policy import pin_policy
 from chargepin.core.tickets import Action, Receipt, issue_ticket, seal_ticket, verify_receipt
 from chargepin.fleet import pins
 from chargepin.fleet.access import OWNER, require_member
-from chargepin.fleet.errors import Conflict, FleetError, Forbidden
+from chargepin.fleet.errors import Conflict, Forbidden, Unprocessable
 from chargepin.fleet.models import Charger, User
 from chargepin.fleet.vault import Vault
 
@@ -41,16 +41,6 @@ PIN_ACTIONS = frozenset({Action.ENABLE_PIN, Action.CHANGE_PIN, Action.DISABLE_PI
 """Actions that change the PIN state: their ticket leaves a pending change behind."""
 
 Live = Literal["committed", "pending", "unknown"]
-
-
-class InvalidArguments(FleetError):
-    status = 422
-    code = "invalid_ticket_args"
-
-
-class ReceiptRejected(FleetError):
-    status = 422
-    code = "receipt_invalid"
 
 
 @dataclass(frozen=True)
@@ -108,7 +98,7 @@ def request_ticket(
     try:
         ticket = issue_ticket(serial, challenge, action, chosen, now)
     except InvalidConfig as error:
-        raise InvalidArguments(str(error)) from None
+        raise Unprocessable(str(error), code="invalid_ticket_args") from None
     blob = seal_ticket(pins.charger_secret(vault, charger), ticket)
     if action in PIN_ACTIONS:
         charger = _locked(db, charger)
@@ -134,7 +124,7 @@ def submit_receipt(db: Session, vault: Vault, user: User, serial: str, blob: byt
     try:
         receipt = verify_receipt(pins.charger_secret(vault, charger), serial, blob)
     except ReceiptInvalid as error:
-        raise ReceiptRejected(str(error)) from None
+        raise Unprocessable(str(error), code="receipt_invalid") from None
     charger = _locked(db, charger)
     pending = _pending(charger)
     if (
@@ -271,9 +261,9 @@ def _custom_pin(value: str | None) -> Pin | None:
     try:
         return Pin.parse_strong(value)
     except WeakPin as error:
-        raise InvalidArguments(str(error), code="weak_pin") from None
+        raise Unprocessable(str(error), code="weak_pin") from None
     except ValueError as error:
-        raise InvalidArguments(f"pin: {error}") from None
+        raise Unprocessable(f"pin: {error}", code="invalid_ticket_args") from None
 
 
 def _locked(db: Session, charger: Charger) -> Charger:

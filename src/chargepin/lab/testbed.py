@@ -1,9 +1,9 @@
 """A charger and phones on one virtual radio, in one process: for the demo, the lab and tests.
 
 Everything here is the real thing (the daemon, the phone client, the SQLite state, Bumble's
-controllers on a LocalLink); the only stand-in is `OwnerAuthority`, which issues tickets from the
-factory secret the way the fleet service will, so the Bluetooth side can be shown end to end
-before the fleet service exists.
+controllers on a LocalLink). `OwnerAuthority` issues tickets from the factory secret with the
+same core code the fleet service uses, for the Bluetooth-only tests that do not need accounts;
+the demo and the end-to-end tests use the real fleet service instead.
 """
 
 from __future__ import annotations
