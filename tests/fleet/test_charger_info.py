@@ -198,3 +198,20 @@ def test_a_custom_pin_holds_for_the_committed_epoch_only(client: TestClient) -> 
 def test_listing_needs_a_login(client: TestClient) -> None:
     assert client.get("/chargers", headers=APP_VERSION).status_code == 401
     assert client.get("/chargers/CP00000001", headers=APP_VERSION).status_code == 401
+
+
+def test_an_expired_login_gets_no_pin_and_leaves_no_audit_row(
+    client: TestClient, fleet_clock: FakeClock
+) -> None:
+    """The reveal's fast path checks the token's expiry itself (access.live_member_by_token)."""
+    made, owner = owned(client)
+    path = f"/chargers/{made.serial}/pin?epoch=0"
+    audit = f"/chargers/{made.serial}/reveals"
+    assert client.get(path, headers=owner).status_code == 200
+    reveals = len(client.get(audit, headers=owner).json())
+    fleet_clock.advance(31 * 24 * 3600)
+    expired = client.get(path, headers=owner)
+    assert expired.status_code == 401
+    assert "log in again" in expired.json()["detail"]
+    fresh = login(client, "owner@example.com")
+    assert len(client.get(audit, headers=fresh).json()) == reveals

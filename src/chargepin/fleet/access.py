@@ -9,12 +9,14 @@ owner revoked the access (they knew the charger: nothing is revealed by saying s
 from __future__ import annotations
 
 import datetime as dt
+from typing import Protocol, cast
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from chargepin.fleet.errors import Forbidden, NotFound
 from chargepin.fleet.models import Charger, Membership, Token, User
+from chargepin.fleet.pins import ChargerFacts
 from chargepin.fleet.times import aware
 
 OWNER = "owner"
@@ -51,28 +53,57 @@ def require_member(db: Session, user: User, serial: str) -> tuple[Charger, Membe
     return membership(db, user, serial)
 
 
-def live_member_by_token(
-    db: Session, token_hash: bytes, serial: str, now: dt.datetime
-) -> tuple[User, Charger, Membership] | None:
-    """The hot path's one query: token, account, live membership and charger together.
+_LIVE_MEMBER = (
+    select(
+        Token.expires_at,
+        Token.user_id,
+        Membership.role,
+        Charger.id,
+        Charger.serial,
+        Charger.model,
+        Charger.firmware,
+        Charger.produced,
+        Charger.epoch,
+        Charger.secret_ct,
+        Charger.custom_pin_ct,
+        Charger.pin_enabled,
+    )
+    .join(Membership, Membership.user_id == Token.user_id)
+    .join(Charger, Charger.id == Membership.charger_id)
+    .where(
+        Token.token_hash == bindparam("token_hash"),
+        Charger.serial == bindparam("serial"),
+        Membership.revoked_at.is_(None),
+    )
+)
+"""Built once with bound parameters: executing it builds no SQL expression per request."""
 
-    None when any of it does not hold; the caller then takes the ordinary path (login, then
-    `membership`), which says exactly what was wrong. Only the success case is short-cut.
+
+class LiveMember(ChargerFacts, Protocol):
+    """The hot path's row: the caller's id and role next to the charger's columns."""
+
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def pin_enabled(self) -> bool: ...
+
+
+def live_member_by_token(
+    db: Connection, token_hash: bytes, serial: str, now: dt.datetime
+) -> LiveMember | None:
+    """The hot path's one query, without the ORM: token, live membership and charger together.
+
+    The row has `user_id`, `role` and the charger's columns under their own names (`id`,
+    `serial`, `epoch`, ...), so the PIN rules read it like a `Charger`. None when any of it does
+    not hold; the caller then takes the ordinary path (login, then `membership`), which says
+    exactly what was wrong. Only the success case is short-cut.
     """
-    row = db.execute(
-        select(User, Charger, Membership, Token.expires_at)
-        .join(User, User.id == Token.user_id)
-        .join(Membership, Membership.user_id == User.id)
-        .join(Charger, Charger.id == Membership.charger_id)
-        .where(
-            Token.token_hash == token_hash,
-            Charger.serial == serial,
-            Membership.revoked_at.is_(None),
-        )
-    ).first()
-    if row is None or aware(row[3]) <= now:
+    row = db.execute(_LIVE_MEMBER, {"token_hash": token_hash, "serial": serial}).first()
+    if row is None or aware(row.expires_at) <= now:
         return None
-    return row[0], row[1], row[2]
+    return cast(LiveMember, row)
 
 
 def require_owner(db: Session, user: User, serial: str, what: str) -> Charger:

@@ -16,7 +16,7 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, insert, select, update
+from sqlalchemy import Connection, CursorResult, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from chargepin.core.errors import InvalidSticker, format_duration
@@ -28,7 +28,7 @@ from chargepin.fleet.access import OWNER
 from chargepin.fleet.db import transaction
 from chargepin.fleet.errors import Conflict, Forbidden, TooManyAttempts, Unprocessable
 from chargepin.fleet.models import Charger, Membership, PinReveal, User
-from chargepin.fleet.pins import active_pin, pin_of_epoch
+from chargepin.fleet.pins import ChargerFacts, active_pin, pin_of_epoch
 from chargepin.fleet.security import token_digest
 from chargepin.fleet.times import aware, moment
 from chargepin.fleet.vault import Vault
@@ -130,7 +130,7 @@ def claim(
     return charger
 
 
-def policy_of(charger: Charger) -> PinPolicy:
+def policy_of(charger: ChargerFacts) -> PinPolicy:
     return pin_policy(charger.model, charger.firmware, charger.produced)
 
 
@@ -154,8 +154,17 @@ class ChargerView:
     message: str
 
 
+_AUDIT_INSERT = insert(PinReveal.__table__)  # type: ignore[arg-type]
+"""Built once: a Core INSERT of the table, no ORM unit of work and no statement building."""
+
+
 def audit_reveal(
-    db: Session, charger: Charger, user: User, epoch: int, app_version: str, now: float
+    db: Session | Connection,
+    charger_id: int,
+    user_id: int,
+    epoch: int,
+    app_version: str,
+    now: float,
 ) -> None:
     """Write the audit row of one PIN reveal, in the same transaction as the answer.
 
@@ -163,13 +172,14 @@ def audit_reveal(
     nothing reads the row back in the request.
     """
     db.execute(
-        insert(PinReveal).values(
-            charger_id=charger.id,
-            user_id=user.id,
-            epoch=epoch,
-            app_version=app_version,
-            at=moment(now),
-        )
+        _AUDIT_INSERT,
+        {
+            "charger_id": charger_id,
+            "user_id": user_id,
+            "epoch": epoch,
+            "app_version": app_version,
+            "at": moment(now),
+        },
     )
 
 
@@ -194,7 +204,7 @@ def charger_view(
         if app_version is None:  # the router checks the version before asking for a PIN
             raise ValueError("a PIN reveal needs the app's version for the audit")
         pin = active_pin(vault, charger)
-        audit_reveal(db, charger, user, charger.epoch, app_version, now)
+        audit_reveal(db, charger.id, user.id, charger.epoch, app_version, now)
     return ChargerView(
         serial=charger.serial,
         model=charger.model,
@@ -209,10 +219,10 @@ def charger_view(
 
 
 def pin_for_epoch(
-    db: Session,
+    db: Session | Connection,
     vault: Vault,
-    charger: Charger,
-    user: User,
+    charger: ChargerFacts,
+    user_id: int,
     epoch: int,
     app_version: str,
     now: float,
@@ -243,7 +253,7 @@ def pin_for_epoch(
         pin = active_pin(vault, charger)
     else:
         pin = pin_of_epoch(vault, charger, epoch)
-    audit_reveal(db, charger, user, epoch, app_version, now)
+    audit_reveal(db, charger.id, user_id, epoch, app_version, now)
     return pin
 
 

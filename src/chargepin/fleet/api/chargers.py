@@ -141,17 +141,21 @@ async def charger_pin(
     state = request.app.state.fleet
 
     def reveal() -> dict[str, object]:
-        with state.sessions() as db, db.begin():
+        digest = bearer_digest(authorization)
+        with state.engine.begin() as conn:
             now_utc = utc_now(state.clock)
-            digest = bearer_digest(authorization)
-            found = None if digest is None else live_member_by_token(db, digest, serial, now_utc)
-            if found is None:  # the ordinary path says what is wrong
-                user = user_for_token(db, authorization, now_utc)
-                charger, _member = require_member(db, user, serial)
-            else:
-                user, charger, _member = found
-            now = state.clock.now()
-            pin = chargers.pin_for_epoch(db, state.vault, charger, user, epoch, version, now)
+            found = None if digest is None else live_member_by_token(conn, digest, serial, now_utc)
+            if found is not None:
+                pin = chargers.pin_for_epoch(
+                    conn, state.vault, found, found.user_id, epoch, version, state.clock.now()
+                )
+                return {"serial": found.serial, "epoch": epoch, "pin": pin.digits}
+        with state.sessions() as db, db.begin():  # the ordinary path says what is wrong
+            user = user_for_token(db, authorization, utc_now(state.clock))
+            charger, _member = require_member(db, user, serial)
+            pin = chargers.pin_for_epoch(
+                db, state.vault, charger, user.id, epoch, version, state.clock.now()
+            )
             return {"serial": charger.serial, "epoch": epoch, "pin": pin.digits}
 
     # Built here, already in EpochPin's shape: FastAPI then skips re-validating the answer.
