@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import enum
-import functools
 import json
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -36,8 +35,9 @@ from chargepin.charger.service import (
     provision_charger,
     run_charger,
 )
+from chargepin.cli_errors import reports_errors
 from chargepin.core.attempts import PROFILE_NAMES
-from chargepin.core.errors import ChargepinError, format_duration
+from chargepin.core.errors import format_duration
 from chargepin.core.lockout import LockoutScope
 from chargepin.core.protocol import (
     MAX_CURRENT_A,
@@ -47,7 +47,6 @@ from chargepin.core.protocol import (
     ChargingState,
 )
 from chargepin.fleet.cli import fleet_app
-from chargepin.phone.errors import PhoneError
 
 if TYPE_CHECKING:
     from chargepin.charger.daemon import ChargerDaemon
@@ -57,11 +56,6 @@ if TYPE_CHECKING:
 # The Bluetooth stack (Bumble) takes about half a second to import: the commands that need it
 # import it themselves, so `chargepin --help`, `charger init|info|pin` stay quick.
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-USAGE_EXIT = 2
-"""Exit code of bad usage (Click's) and of every ChargepinError that is not a PhoneError."""
 
 app = typer.Typer(
     name="chargepin",
@@ -91,24 +85,6 @@ DEFAULT_PROFILE = Profile("hardened")
 
 
 # ------------------------------------------------------------------------------- plumbing
-
-
-def _exit_code(error: ChargepinError) -> int:
-    return error.exit_code if isinstance(error, PhoneError) else USAGE_EXIT
-
-
-def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn an expected failure into one line on stderr and its exit code, without traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except ChargepinError as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(_exit_code(error)) from None
-
-    return wrapper
 
 
 def _serve_until_signal(serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -8,19 +8,17 @@ and the charger's commands stay quick.
 from __future__ import annotations
 
 import datetime
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from chargepin.cli_errors import reports_errors
 
 if TYPE_CHECKING:
     from chargepin.fleet.settings import FleetSettings
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
 fleet_app = typer.Typer(
     help="The fleet service: serve, migrate, provision chargers, stickers, vault key rotation.",
@@ -44,18 +42,6 @@ KeyFileOption = Annotated[
 ]
 
 
-def _reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """chargepin.cli's one-line error reporting (imported late: that module imports this one)."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from chargepin.cli import reports_errors
-
-        return reports_errors(command)(*args, **kwargs)
-
-    return wrapper
-
-
 def _settings(db: str | None, vault_key_file: Path | None = None) -> FleetSettings:
     from chargepin.fleet.settings import FleetSettings
 
@@ -63,7 +49,7 @@ def _settings(db: str | None, vault_key_file: Path | None = None) -> FleetSettin
 
 
 @fleet_app.command("serve")
-@_reports_errors
+@reports_errors
 def serve(
     db: DbOption = None,
     host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
@@ -78,7 +64,7 @@ def serve(
 
 
 @fleet_app.command("migrate")
-@_reports_errors
+@reports_errors
 def migrate(db: DbOption = None) -> None:
     """Bring the database schema to the newest revision (idempotent)."""
     from chargepin.fleet import admin
@@ -90,7 +76,7 @@ def migrate(db: DbOption = None) -> None:
 
 
 @fleet_app.command("provision")
-@_reports_errors
+@reports_errors
 def provision(
     count: Annotated[int, typer.Option(min=1, help="How many chargers to make.")],
     model: Annotated[str, typer.Option(help='Model name, e.g. "Pulsar Max".')],
@@ -131,7 +117,7 @@ def provision(
 
 
 @fleet_app.command("sticker")
-@_reports_errors
+@reports_errors
 def sticker(
     serial: Annotated[str, typer.Argument(help="The charger's serial.")],
     db: DbOption = None,
@@ -151,7 +137,7 @@ def sticker(
 
 
 @fleet_app.command("make-admin")
-@_reports_errors
+@reports_errors
 def make_admin(
     email: Annotated[str, typer.Argument(help="The account that the factory line uses.")],
     db: DbOption = None,
@@ -164,7 +150,7 @@ def make_admin(
 
 
 @fleet_app.command("rotate-key")
-@_reports_errors
+@reports_errors
 def rotate_key(db: DbOption = None, vault_key_file: KeyFileOption = None) -> None:
     """Make a new vault key and re-encrypt every charger secret and custom PIN with it."""
     from chargepin.fleet import admin
