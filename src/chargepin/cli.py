@@ -47,6 +47,7 @@ from chargepin.core.protocol import (
     ChargingState,
 )
 from chargepin.fleet.cli import fleet_app
+from chargepin.lab.cli import lab_app
 
 if TYPE_CHECKING:
     from chargepin.charger.daemon import ChargerDaemon
@@ -76,6 +77,7 @@ app.add_typer(charger_app, name="charger")
 app.add_typer(phone_app, name="phone")
 app.add_typer(bench_app, name="bench")
 app.add_typer(fleet_app, name="fleet")
+app.add_typer(lab_app, name="lab")
 
 Profile = enum.StrEnum("Profile", {name.upper(): name for name in PROFILE_NAMES})  # type: ignore[misc]
 """The security profiles of core.attempts, as a Typer choice (one list, kept in core)."""

@@ -63,6 +63,10 @@ STORY = (
     "Charger Info (user)",
     "owner and invited reconnect without the PIN",
     "PIN changed; Charger Info shows it; bonds kept; new phones need it",
+    "The attack, live: recovering a PIN bit by bit",
+    "classic PIN",
+    "recovered after",
+    "hardened PIN not recovered: 20 failed attempts met 20 different PINs",
     "chargepin demo: summary",
 )
 

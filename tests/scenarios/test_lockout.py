@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from bare_central import BareCentral, TypingDelegate
 from bumble import smp
 
 from chargepin.clock import FakeClock
 from chargepin.core.pin import Pin
+from chargepin.lab.central import BareCentral, TypingDelegate
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone.client import Phone
 from chargepin.phone.errors import ChargerLocked, WrongPin

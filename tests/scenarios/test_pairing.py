@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from bare_central import BareCentral, TypingDelegate
 from bumble import smp
 from bumble.pairing import PairingDelegate
 
 from chargepin.core.epochs import epoch_pin, pin_fingerprint
 from chargepin.core.pin import Pin
+from chargepin.lab.central import BareCentral, TypingDelegate
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone.errors import LinkLost, PinNeeded, WrongPin
 

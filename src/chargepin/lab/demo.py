@@ -45,6 +45,8 @@ from chargepin.fleet.app import create_app
 from chargepin.fleet.factory import Provisioned, provision, write_bundle
 from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault
+from chargepin.lab.attacks.common import arena
+from chargepin.lab.attacks.online import BitStrategy, attack_trial
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone import owner_actions, troubleshooting
 from chargepin.phone.client import ChargerLink, Phone
@@ -58,6 +60,8 @@ PROFILE = "hardened"  # `chargepin charger init`'s default
 PASSWORD = "correct horse battery"
 OWNER, INVITED = "owner@example.com", "family@example.com"
 STRANGER_SEED = 2025  # the stranger's guesses are random, but the same on every run
+ATTACK_SEED = 4  # the live attack's chargers and guesses: random, but the same on every run
+HARDENED_ATTACK_BUDGET = 20  # failed attempts: what breaks a classic charger, and then some
 
 
 class DemoFailed(Exception):
@@ -83,6 +87,10 @@ class Step:
     def show(self, renderable: RenderableType) -> None:
         """Show something in the step's panel after its facts (the sticker's QR code)."""
         self.shown.append(renderable)
+
+
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}" if number == 1 else f"{number} {thing}s"
 
 
 def _ms(seconds: float) -> str:
@@ -301,6 +309,7 @@ class Demo:
         await self.lockout()
         await self.optional_charger()
         await self.change_pin()
+        await self.attack()
 
     async def factory(self) -> None:
         with self.step(
@@ -656,6 +665,46 @@ class Demo:
             await connected.link.disconnect()
             step.fact("a new phone, new PIN", f"paired in {_ms(took)}")
             step.outcome = "PIN changed; Charger Info shows it; bonds kept; new phones need it"
+
+    async def attack(self) -> None:
+        with self.step(
+            "The attack, live: recovering a PIN bit by bit",
+            "An attacker's radio pairs with guessed PINs. Passkey entry checks one PIN bit per "
+            "round and the charger fails at the first wrong one, so every failure tells the "
+            "attacker some bits. Against a classic charger (fixed PIN, 5 failures lock for 5 "
+            "minutes) it keeps those bits; against a hardened one each failure moves the charger "
+            "to a new PIN (the next epoch) and the bits are worthless. Two fresh chargers, the "
+            "lockouts waited out on their fake clocks (docs/SECURITY.md).",
+        ) as step:
+            results = {}
+            for profile in ("classic", "hardened"):
+                rng = random.Random(ATTACK_SEED)
+                started = time.perf_counter()
+                async with arena(profile, rng, serial=f"CP-{profile.upper()}") as place:
+                    trial = await attack_trial(place, BitStrategy(rng), HARDENED_ATTACK_BUDGET)
+                    found = trial.recovered and trial.attempts[-1].passkey == place.pin.passkey
+                took = time.perf_counter() - started
+                attacker_time = format_duration(trial.simulated_seconds)
+                results[profile] = found
+                step.fact(
+                    profile,
+                    (
+                        f"PIN {trial.attempts[-1].passkey:06d} recovered after "
+                        f"{trial.failed_attempts} failed attempts and "
+                        f"{_count(trial.lockouts, 'lockout')}: {attacker_time} of attacker time"
+                        if found
+                        else f"PIN not recovered: {trial.failed_attempts} failed attempts met "
+                        f"{trial.epochs_seen} different PINs, {_count(trial.lockouts, 'lockout')}, "
+                        f"{attacker_time} of attacker time"
+                    )
+                    + f" ({took:.1f} s here)",
+                )
+            _expect(results["classic"], "the classic charger's PIN must fall to the bit attack")
+            _expect(not results["hardened"], "the hardened charger's PIN must hold")
+            step.outcome = (
+                "classic: PIN recovered in minutes of attacker time; hardened: not recovered "
+                "(expected: decades, docs/SECURITY.md)"
+            )
 
 
 class _BackgroundErrors:

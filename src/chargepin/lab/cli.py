@@ -1,0 +1,89 @@
+"""`chargepin lab ...`: the security lab (docs/SECURITY.md). Attacks against the real daemon on
+the virtual radio and the tables and plot of docs/SECURITY.md.
+
+Each command prints a table, writes its measurements as JSON with `--json`, and exits 0 when the
+charger held (or, for the classic profile's attacks, when the measurement matched what
+docs/SECURITY.md says), 1 when it did not, 2 when the lab could not run.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from chargepin.cli_errors import reports_errors
+
+lab_app = typer.Typer(
+    help="The security lab: attacks, fuzzing and crash loops, measured (docs/SECURITY.md).",
+    no_args_is_help=True,
+)
+attack_app = typer.Typer(
+    help="Attacks on the Bluetooth PIN by a Bumble central against the real charger daemon.",
+    no_args_is_help=True,
+)
+lab_app.add_typer(attack_app, name="attack")
+
+
+class Profile(StrEnum):
+    classic = "classic"
+    hardened = "hardened"
+
+
+ProfileOption = Annotated[
+    Profile, typer.Option("--profile", help="The charger's lockout and PIN profile.")
+]
+TrialsOption = Annotated[int, typer.Option("--trials", min=1, help="Independent trials.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed: the same seed, the same run.")]
+JsonOption = Annotated[
+    Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
+]
+
+
+def _attack(name: str, profile: Profile, trials: int, seed: int, json_path: Path | None) -> None:
+    from chargepin.lab.attacks.runner import run_attack
+
+    raise typer.Exit(run_attack(name, profile.value, trials, seed, json_path))
+
+
+@attack_app.command("passkey-bits")
+@reports_errors
+def passkey_bits(
+    profile: ProfileOption = Profile.hardened,
+    trials: TrialsOption = 10,
+    seed: SeedOption = 1,
+    json_path: JsonOption = None,
+) -> None:
+    """The adaptive static-passkey attack: keep the confirmed bits, flip the failing one."""
+    _attack("passkey-bits", profile, trials, seed, json_path)
+
+
+@attack_app.command("guess")
+@reports_errors
+def guess(
+    profile: ProfileOption = Profile.hardened,
+    trials: TrialsOption = 10,
+    seed: SeedOption = 1,
+    json_path: JsonOption = None,
+) -> None:
+    """Plain online guessing: one PIN per pairing attempt."""
+    _attack("guess", profile, trials, seed, json_path)
+
+
+@lab_app.command("report")
+@reports_errors
+def report(
+    trials: TrialsOption = 20,
+    seed: SeedOption = 1,
+    json_path: JsonOption = None,
+    plot_path: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Write the recovery-probability plot to this PNG file."),
+    ] = None,
+) -> None:
+    """The tables of docs/SECURITY.md: both attacks on PINs, both profiles, days to years."""
+    from chargepin.lab.attacks.report import run_report
+
+    raise typer.Exit(run_report(trials, seed, json_path, plot_path))
