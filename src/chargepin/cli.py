@@ -743,6 +743,35 @@ def phone_invite(
     typer.echo(f"invitation code for {email}: {code}")
 
 
+@phone_app.command("invitations")
+@reports_errors
+def phone_invitations(serial: SerialArgument, login_file: LoginOption = DEFAULT_LOGIN) -> None:
+    """List the charger's invitations not yet accepted (owner only)."""
+    from chargepin.phone import fleet_flows
+
+    pending = asyncio.run(fleet_flows.invitations(login_file, serial))
+    if not pending:
+        typer.echo(f"no open invitations for {serial}")
+    for invitation in pending:
+        typer.echo(f"{invitation['id']}  {invitation['email']}  expires {invitation['expires_at']}")
+
+
+@phone_app.command("withdraw")
+@reports_errors
+def phone_withdraw(
+    serial: SerialArgument,
+    invitation_id: Annotated[
+        int, typer.Argument(min=1, help="The invitation's number (`phone invitations`).")
+    ],
+    login_file: LoginOption = DEFAULT_LOGIN,
+) -> None:
+    """Withdraw an invitation not yet accepted: its code stops working at once."""
+    from chargepin.phone import fleet_flows
+
+    withdrawn = asyncio.run(fleet_flows.withdraw(login_file, serial, invitation_id))
+    typer.echo(f"invitation {withdrawn['id']} for {withdrawn['email']} withdrawn")
+
+
 @phone_app.command("accept")
 @reports_errors
 def phone_accept(

@@ -91,6 +91,8 @@ ENDPOINTS = [
         owner=403,
         charger_scoped=False,
     ),
+    Endpoint("GET", "/chargers/{serial}/invitations", lambda _c: None, user=403, owner=200),
+    Endpoint("DELETE", "/chargers/{serial}/invitations/{invitation}", lambda _c: None, 403, 200),
     Endpoint("GET", "/chargers/{serial}/members", lambda _c: None, user=403, owner=200),
     Endpoint("DELETE", "/chargers/{serial}/members/{victim}", lambda _c: None, 403, 200),
     Endpoint(
@@ -175,7 +177,16 @@ def test_every_endpoint_for_every_caller(client: TestClient) -> None:
             if "{victim}" in endpoint.path:  # a member for each caller to try to revoke
                 victim = _join(client, owner, charger.serial, f"v-{caller}@example.com")
                 victim_id = client.get("/me", headers=victim).json()["id"]
-            path = endpoint.path.format(serial=charger.serial, victim=victim_id)
+            invitation_id = 0
+            if "{invitation}" in endpoint.path:  # an open invitation for each caller to withdraw
+                invitation_id = client.post(
+                    f"/chargers/{charger.serial}/invitations",
+                    json={"email": f"i-{caller}@example.com"},
+                    headers=owner,
+                ).json()["id"]
+            path = endpoint.path.format(
+                serial=charger.serial, victim=victim_id, invitation=invitation_id
+            )
             body = endpoint.body(charger)
             if endpoint.path == "/invitations/accept":
                 body = {"code": _invite(client, owner, charger.serial, "other@example.com")}
@@ -196,7 +207,7 @@ def test_every_endpoint_for_every_caller(client: TestClient) -> None:
                 if not payload.get("detail"):
                     problems.append(f"{where}: refused without saying why")
     assert not problems, "\n".join(problems)
-    assert len(seen) == 16  # every route of the API but /register and /login
+    assert len(seen) == 18  # every route of the API but /register and /login
 
 
 def test_every_route_built_here_is_in_the_matrix() -> None:
@@ -216,6 +227,12 @@ def test_every_route_built_here_is_in_the_matrix() -> None:
         for method in getattr(route, "methods", ())
     } - {("POST", "/register"), ("POST", "/login")}
     in_matrix = {
-        (e.method, e.path.replace("{victim}", "{user_id}").split("?")[0]) for e in ENDPOINTS
+        (
+            e.method,
+            e.path.replace("{victim}", "{user_id}")
+            .replace("{invitation}", "{invitation_id}")
+            .split("?")[0],
+        )
+        for e in ENDPOINTS
     }
     assert built == in_matrix

@@ -164,3 +164,19 @@ def test_claim_needs_a_login(client: TestClient) -> None:
         "/chargers/claim", json={"payload": made.sticker.encode()}, headers=APP_VERSION
     )
     assert response.status_code == 401
+
+
+def test_simultaneous_claims_give_one_owner_and_409_to_the_rest(client: TestClient) -> None:
+    """Eight installers scan the same sticker at once: one owner, seven clear 409s, no 5xx."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    accounts = [login(client, f"installer{i}@example.com") for i in range(8)]
+    for made in provision(client, MANDATORY, count=3):  # each charger raced by all eight
+        payload = {"payload": made.sticker.encode()}
+
+        def scan(headers: dict[str, str], payload: dict[str, str] = payload) -> int:
+            return client.post("/chargers/claim", json=payload, headers=headers).status_code
+
+        with ThreadPoolExecutor(max_workers=len(accounts)) as pool:
+            statuses = sorted(pool.map(scan, accounts))
+        assert statuses == [201] + [409] * (len(accounts) - 1), statuses

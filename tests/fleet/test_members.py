@@ -109,6 +109,50 @@ def test_a_newer_invitation_replaces_the_older_code(client: TestClient) -> None:
     assert client.post("/invitations/accept", json={"code": second}, headers=guest).is_success
 
 
+def test_the_owner_lists_and_withdraws_open_invitations(client: TestClient) -> None:
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner)
+    listing = f"/chargers/{charger.serial}/invitations"
+    code = invite(client, owner, charger.serial, "guest@example.com")
+    other = client.post(listing, json={"email": "other@example.com"}, headers=owner).json()
+    assert client.post(
+        "/invitations/accept",
+        json={"code": other["code"]},
+        headers=login(client, "other@example.com"),
+    ).is_success
+    [open_one] = client.get(listing, headers=owner).json()
+    assert open_one["email"] == "guest@example.com"
+    assert "code" not in open_one  # only its hash is stored
+
+    withdrawn = client.delete(f"{listing}/{open_one['id']}", headers=owner)
+    assert withdrawn.status_code == 200
+    assert withdrawn.json()["withdrawn_at"] is not None
+    assert client.delete(f"{listing}/{open_one['id']}", headers=owner).status_code == 200  # again
+    assert client.get(listing, headers=owner).json() == []
+    guest = login(client, "guest@example.com")
+    refused = client.post("/invitations/accept", json={"code": code}, headers=guest)
+    assert refused.status_code == 404
+    assert "withdrawn by the owner" in refused.json()["detail"]
+
+    # The accepted one cannot be withdrawn: that person is a member now.
+    conflict = client.delete(f"{listing}/{other['id']}", headers=owner)
+    assert conflict.status_code == 409
+    assert "revoke the member instead" in conflict.json()["detail"]
+    missing = client.delete(f"{listing}/999999", headers=owner)
+    assert missing.status_code == 404
+    assert "list the open invitations" in missing.json()["detail"]
+
+
+def test_expired_invitations_are_not_listed(client: TestClient, fleet_clock: FakeClock) -> None:
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner)
+    invite(client, owner, charger.serial, "guest@example.com")
+    listing = f"/chargers/{charger.serial}/invitations"
+    assert len(client.get(listing, headers=owner).json()) == 1
+    fleet_clock.advance(7 * 24 * 3600 + 1)
+    assert client.get(listing, headers=owner).json() == []
+
+
 def test_owner_cannot_invite_members_or_revoke_themselves(client: TestClient) -> None:
     owner = login(client, "owner@example.com")
     charger = add_charger(client, owner)

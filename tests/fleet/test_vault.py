@@ -80,3 +80,22 @@ def test_a_corrupt_key_file_is_a_clear_error(
     path.write_text("{not json")
     with pytest.raises(VaultError, match="restore it from backup"):
         load_vault(path)
+
+
+def test_a_running_service_follows_a_rotation_of_its_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`fleet rotate-key` re-seals every row under a new key while the service runs: the
+    service re-reads its key file on the first unknown key id, and seals with the new key."""
+    monkeypatch.delenv(ENV_KEY, raising=False)
+    path = tmp_path / "vault.json"
+    serving, _ = load_vault(path)
+    rotating = Vault.load_file(path)
+    new_id = rotating.rotate()
+    rotating.save(path)
+    resealed = rotating.seal(b"secret", "x")
+    assert serving.open(resealed, "x") == b"secret"
+    assert serving.seal(b"pin", "y")[1:9] == new_id
+    memory = Vault.generate()
+    with pytest.raises(VaultError, match="does not have"):
+        memory.open(resealed, "x")  # no key file to look in: the error says which key

@@ -49,8 +49,20 @@ class InvitationExpired(FleetError):
 class NewInvitation:
     """The code to pass on (shown once, never stored) and when it stops working."""
 
+    id: int
     code: str
     expires_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class InvitationView:
+    """An invitation as its owner sees it (never the code: only its hash is stored)."""
+
+    id: int
+    email: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    withdrawn_at: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -114,17 +126,73 @@ def invite(
         older.revoked_at = now
     code = secrets.token_urlsafe(INVITATION_CODE_BYTES)
     expires = now + dt.timedelta(seconds=lifetime)
-    db.add(
-        Invitation(
-            charger_id=charger.id,
-            email=email,
-            code_hash=token_digest(code),
-            invited_by=owner.id,
-            created_at=now,
-            expires_at=expires,
+    invitation = Invitation(
+        charger_id=charger.id,
+        email=email,
+        code_hash=token_digest(code),
+        invited_by=owner.id,
+        created_at=now,
+        expires_at=expires,
+    )
+    db.add(invitation)
+    db.flush()
+    return NewInvitation(invitation.id, code, expires)
+
+
+def _view(invitation: Invitation) -> InvitationView:
+    withdrawn = invitation.revoked_at
+    return InvitationView(
+        id=invitation.id,
+        email=invitation.email,
+        created_at=aware(invitation.created_at),
+        expires_at=aware(invitation.expires_at),
+        withdrawn_at=None if withdrawn is None else aware(withdrawn),
+    )
+
+
+def open_invitations(
+    db: Session, owner: User, serial: str, now: dt.datetime
+) -> list[InvitationView]:
+    """The charger's invitations that can still be accepted, oldest first (owner only)."""
+    charger = require_owner(db, owner, serial, "see the invitations")
+    rows = db.scalars(
+        select(Invitation)
+        .where(
+            Invitation.charger_id == charger.id,
+            Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None),
+        )
+        .order_by(Invitation.created_at, Invitation.id)
+    )
+    return [_view(row) for row in rows if aware(row.expires_at) > now]
+
+
+def withdraw(
+    db: Session, owner: User, serial: str, invitation_id: int, now: dt.datetime
+) -> InvitationView:
+    """Withdraw an invitation before it is accepted: its code stops working at once.
+
+    Withdrawing twice answers the same, so an app that lost the first answer can retry. An
+    invitation already accepted cannot be withdrawn: the person is a member; revoke them.
+    """
+    charger = require_owner(db, owner, serial, "withdraw invitations")
+    invitation = db.scalar(
+        select(Invitation).where(
+            Invitation.id == invitation_id, Invitation.charger_id == charger.id
         )
     )
-    return NewInvitation(code, expires)
+    if invitation is None:
+        raise NotFound(
+            f"charger {serial} has no invitation {invitation_id}; list the open invitations"
+        )
+    if invitation.accepted_at is not None:
+        raise Conflict(
+            f"{invitation.email} already accepted this invitation; revoke the member instead",
+            code="invitation_used",
+        )
+    if invitation.revoked_at is None:
+        invitation.revoked_at = now
+    return _view(invitation)
 
 
 def accept(db: Session, user: User, code: str, now: dt.datetime) -> Accepted:

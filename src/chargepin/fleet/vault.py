@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,9 @@ KEY_ID_SIZE = 8
 NONCE_SIZE = 12
 ENV_KEY = "CHARGEPIN_VAULT_KEY"
 ENV_KEY_FILE = "CHARGEPIN_VAULT_KEY_FILE"
+
+
+_RELOAD = threading.Lock()
 
 
 class VaultError(ChargepinError):
@@ -81,7 +85,7 @@ class Vault:
         if len(ciphertext) < 1 + KEY_ID_SIZE + NONCE_SIZE + 16 or ciphertext[0] != FORMAT:
             raise VaultError("vault ciphertext is malformed; restore the database from backup")
         kid = ciphertext[1 : 1 + KEY_ID_SIZE]
-        key = self.keys.get(kid)
+        key = self.keys.get(kid) or self._reload_for(kid)
         if key is None:
             raise VaultError(
                 f"vault ciphertext was made with key {kid.hex()}, which this service does not "
@@ -98,6 +102,19 @@ class Vault:
                 f"vault ciphertext for {context} does not authenticate (altered, or moved from "
                 "another record); restore the database from backup"
             ) from error
+
+    def _reload_for(self, kid: bytes) -> bytes | None:
+        """A key this keyring has not seen: `chargepin fleet rotate-key` may have added it to
+        our key file while we run. Re-read the file once and adopt its keys and current key."""
+        path = Path(self.source)
+        if self.source in ("memory", ENV_KEY) or not path.is_file():
+            return None
+        with _RELOAD:
+            if kid not in self.keys:
+                fresh = Vault.load_file(path)
+                self.keys.update(fresh.keys)
+                self.current = fresh.current
+        return self.keys.get(kid)
 
     def needs_rotation(self, ciphertext: bytes) -> bool:
         return ciphertext[1 : 1 + KEY_ID_SIZE] != key_id(self.current)

@@ -182,6 +182,14 @@ class FleetClient:
         body = await self._call("POST", f"/chargers/{serial}/invitations", json={"email": email})
         return str(body["code"])
 
+    async def invitations(self, serial: str) -> list[dict[str, Any]]:
+        """The charger's open invitations (owner only)."""
+        return list(await self._call("GET", f"/chargers/{serial}/invitations"))
+
+    async def withdraw(self, serial: str, invitation_id: int) -> dict[str, Any]:
+        """Withdraw an invitation not yet accepted: its code stops working."""
+        return dict(await self._call("DELETE", f"/chargers/{serial}/invitations/{invitation_id}"))
+
     async def members(self, serial: str) -> list[dict[str, Any]]:
         return list(await self._call("GET", f"/chargers/{serial}/members"))
 

@@ -98,6 +98,16 @@ async def invite(profile_path: Path, serial: str, email: str) -> str:
         return await fleet.invite(serial, email)
 
 
+async def invitations(profile_path: Path, serial: str) -> list[dict[str, Any]]:
+    async with fleet_from(profile_path) as fleet:
+        return await fleet.invitations(serial)
+
+
+async def withdraw(profile_path: Path, serial: str, invitation_id: int) -> dict[str, Any]:
+    async with fleet_from(profile_path) as fleet:
+        return await fleet.withdraw(serial, invitation_id)
+
+
 async def accept(profile_path: Path, code: str) -> dict[str, Any]:
     async with fleet_from(profile_path) as fleet:
         return await fleet.accept(code)

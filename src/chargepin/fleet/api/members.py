@@ -16,6 +16,7 @@ router = APIRouter(tags=["members"])
 
 SerialPath = Annotated[str, Path(min_length=1, max_length=64)]
 UserIdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
+InvitationIdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class InvitationRequest(BaseModel):
@@ -25,8 +26,19 @@ class InvitationRequest(BaseModel):
 class InvitationCode(BaseModel):
     """Shown to the owner once: the fleet sends no e-mail, the owner passes the code on."""
 
+    id: int
     code: str
     expires_at: dt.datetime
+
+
+class Invitation(BaseModel):
+    """An invitation without its code (the fleet keeps only the code's hash)."""
+
+    id: int
+    email: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    withdrawn_at: dt.datetime | None
 
 
 class AcceptRequest(BaseModel):
@@ -90,7 +102,29 @@ def invite(
         _now(request),
         request.app.state.fleet.settings.invitation_lifetime,
     )
-    return InvitationCode(code=created.code, expires_at=created.expires_at)
+    return InvitationCode(id=created.id, code=created.code, expires_at=created.expires_at)
+
+
+@router.get("/chargers/{serial}/invitations", response_model=list[Invitation])
+def list_invitations(
+    serial: SerialPath, user: CurrentUser, db: DB, request: Request
+) -> list[Invitation]:
+    """The invitations that can still be accepted (owner only)."""
+    return [
+        Invitation(**vars(i)) for i in service.open_invitations(db, user, serial, _now(request))
+    ]
+
+
+@router.delete("/chargers/{serial}/invitations/{invitation_id}", response_model=Invitation)
+def withdraw_invitation(
+    serial: SerialPath,
+    invitation_id: InvitationIdPath,
+    user: CurrentUser,
+    db: DB,
+    request: Request,
+) -> Invitation:
+    """Withdraw an invitation not yet accepted (owner only): its code stops working at once."""
+    return Invitation(**vars(service.withdraw(db, user, serial, invitation_id, _now(request))))
 
 
 @router.post("/invitations/accept", response_model=Membership)
