@@ -158,6 +158,6 @@ def rotate_key(db: DbOption = None, vault_key_file: KeyFileOption = None) -> Non
     rotation = admin.rotate_key(_settings(db, vault_key_file))
     typer.echo(
         f"vault key {rotation.key_id} is current (saved in {rotation.key_file}); re-encrypted "
-        f"{rotation.secrets} secrets and {rotation.custom_pins} custom PINs; restart the "
-        "service so it encrypts with the new key"
+        f"{rotation.secrets} secrets and {rotation.custom_pins} custom PINs; a running service "
+        "picks the new key up from the key file by itself"
     )
