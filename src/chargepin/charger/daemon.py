@@ -102,6 +102,17 @@ class _GuardedSession(smp.Session):
         self.send_pairing_failed(SMP_REFUSAL_CODES[refusal])
         self.daemon.drop_link(self.connection, hci.HCI_ErrorCode.AUTHENTICATION_FAILURE_ERROR)
 
+    def send_pairing_failed(self, error: smp.ErrorCode) -> None:
+        """Account for a failure the charger detected (a wrong PIN) before the phone hears of it.
+
+        Bumble sends the Pairing Failed PDU first and reports the failure after: a charger
+        killed in between forgot an attempt whose answer the phone already had, so the attacker
+        kept both the epoch (the PIN bits it learned) and a free attempt (`chargepin lab
+        crash-loop` caught it on every kill made as the phone saw its wrong PIN).
+        """
+        self.daemon.on_pairing_failure(self.connection, error)
+        super().send_pairing_failed(error)
+
 
 class ChargerDaemon:
     """The Bluetooth side of one charger."""
@@ -296,7 +307,7 @@ class ChargerDaemon:
         connection.on(connection.EVENT_PAIRING, lambda keys: self._on_pairing(connection, keys))
         connection.on(
             connection.EVENT_PAIRING_FAILURE,
-            lambda reason: self._on_pairing_failure(connection, reason),
+            lambda reason: self.on_pairing_failure(connection, reason),
         )
         connection.on(
             connection.EVENT_DISCONNECTION, lambda reason: self._on_disconnection(connection, link)
@@ -400,10 +411,11 @@ class ChargerDaemon:
         )
         self._state_changed()
 
-    def _on_pairing_failure(self, connection: Connection, reason: int) -> None:
+    def on_pairing_failure(self, connection: Connection, reason: int) -> None:
+        """Close a failed attempt once: before our own Pairing Failed is sent, or on the phone's."""
         link = self.links.get(connection.handle)
         if link is None or link.refused or link.pairing_closed:
-            return  # refusals were accounted for by on_pairing_request
+            return  # refusals were accounted for by on_pairing_request; closed is counted
         kind = FAILURE_KINDS.get(reason, AttemptKind.FAILED)
         self._close_attempt(connection, link, kind)
         # Bumble keeps the link after a failure and a second pairing on it hangs: drop it.
@@ -421,8 +433,9 @@ class ChargerDaemon:
     def _record_failure(self, kind: AttemptKind, now: float, detail: str) -> None:
         """Count the attempt and rotate the PIN if the profile says so: one durable commit.
 
-        This runs synchronously in the SMP event handler, so the new lockout state and epoch
-        are on disk before the event loop can serve the next pairing request.
+        This runs synchronously in the SMP handler, before the Pairing Failed PDU is sent, so
+        the new lockout state and epoch are on disk before the phone learns the outcome and
+        before the event loop can serve the next pairing request.
         """
         outcome = attempts.failed_attempt(self.profile, self.store.lockout_state, kind, now)
         with self.store.transaction():

@@ -1,5 +1,5 @@
 """`chargepin lab ...`: the security lab (docs/SECURITY.md). Attacks against the real daemon on
-the virtual radio and the tables and plot of docs/SECURITY.md.
+the virtual radio, fuzzing of every byte-level input, and the kill -9 crash loop.
 
 Each command prints a table, writes its measurements as JSON with `--json`, and exits 0 when the
 charger held (or, for the classic profile's attacks, when the measurement matched what
@@ -70,6 +70,21 @@ def guess(
 ) -> None:
     """Plain online guessing: one PIN per pairing attempt."""
     _attack("guess", profile, trials, seed, json_path)
+
+
+@lab_app.command("crash-loop")
+@reports_errors
+def crash_loop(
+    iterations: Annotated[
+        int, typer.Option("--iterations", min=1, help="kill -9 / restart cycles.")
+    ] = 100,
+    seed: SeedOption = 1,
+    json_path: JsonOption = None,
+) -> None:
+    """kill -9 the daemon at random moments of pairings and lockouts; check the state after."""
+    from chargepin.lab.crash_loop import run_crash_loop
+
+    raise typer.Exit(run_crash_loop(iterations, seed, json_path))
 
 
 @lab_app.command("report")

@@ -1,0 +1,62 @@
+"""A failed attempt is on disk before the phone is told: the crash loop's finding, pinned down.
+
+Bumble sends an SMP Pairing Failed and only then reports the failure; a daemon that counted the
+attempt in that report was killed, in `chargepin lab crash-loop`, after the phone had seen its
+wrong PIN refused and before the commit, every time it was tried: the attempt was free and the
+epoch (the PIN bits the attempt leaked) stayed. Here each Pairing Failed PDU the charger sends is
+intercepted as it leaves, and the state file is read from a second connection at that instant:
+what a charger rebooted right then would find.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from bumble import smp
+
+from chargepin.charger.store import StateStore
+from chargepin.clock import FakeClock
+from chargepin.core.pin import Pin
+from chargepin.lab.testbed import Testbed
+from chargepin.phone.errors import ChargerLocked, WrongPin
+
+
+def other_than(pin: Pin) -> str:
+    return "918273" if str(pin) != "918273" else "827364"
+
+
+async def test_each_wrong_pin_is_committed_before_its_pairing_failed_is_sent(
+    bed: Testbed, clock: FakeClock
+) -> None:
+    daemon = await bed.charger()
+    attacker = await bed.phone("attacker")
+    on_disk: list[tuple[int, int, int, bool]] = []
+    send = daemon.device.smp_manager.send_command
+
+    def intercept(connection: Any, command: smp.SMP_Command) -> None:
+        if isinstance(command, smp.SMP_Pairing_Failed_Command):
+            with StateStore.open(daemon.store.path) as disk:
+                locked = disk.lockout_state.locked_until is not None
+                on_disk.append(
+                    (command.reason, disk.counters()["pairing_failed"], disk.epoch, locked)
+                )
+        send(connection, command)
+
+    daemon.device.smp_manager.send_command = intercept  # type: ignore[method-assign]
+    for _ in range(5):
+        clock.advance(1)
+        with pytest.raises(WrongPin):
+            await attacker.connect("CP-0001", pin=other_than(daemon.store.current_pin()))
+    with pytest.raises(ChargerLocked):
+        await attacker.connect("CP-0001", pin=str(daemon.store.current_pin()))
+
+    wrong = smp.ErrorCode.CONFIRM_VALUE_FAILED
+    assert on_disk == [
+        (wrong, 1, 1, False),
+        (wrong, 2, 2, False),
+        (wrong, 3, 3, False),
+        (wrong, 4, 4, False),
+        (wrong, 5, 5, True),  # the lock is on disk before the fifth refusal goes out
+        (smp.ErrorCode.REPEATED_ATTEMPTS, 5, 5, True),
+    ]
