@@ -183,11 +183,15 @@ async def test_every_attribute_answers_a_read_promptly(bed: Testbed) -> None:
 
 
 async def test_every_attribute_answers_a_write_promptly(bed: Testbed) -> None:
-    """From a stranger: protected points want encryption, everything else refuses."""
+    """From a stranger: protected points want encryption, everything else refuses.
+
+    The admin point reads a ticket even on an unpaired link (an ADMIT_PAIRING ticket proves
+    itself): two bytes are no ticket, and the answer says so.
+    """
     await bed.charger(ChargerSpec(serial=SERIAL))
     stranger = await connect_unpaired(await bed.phone("stranger"))
+    admin = stranger.value(protocol.ADMIN_UUID).handle
     protected = {
-        stranger.value(protocol.ADMIN_UUID).handle,
         stranger.value(protocol.CONTROL_UUID).handle,
         stranger.cccd_of(protocol.STATUS_UUID).handle,
     }
@@ -198,6 +202,8 @@ async def test_every_attribute_answers_a_write_promptly(bed: Testbed) -> None:
             # Standard GATT lets any client configure Service Changed indications;
             # docs/PROTOCOL.md says every attribute outside our service refuses. Either is prompt.
             assert answer in (None, WRITE_NOT_PERMITTED)
+        elif attribute.handle == admin:
+            assert answer == protocol.AttAppError.TICKET_REJECTED
         elif attribute.handle in protected:
             assert answer == NO_ENCRYPTION, f"write to handle {attribute.handle}"
         else:

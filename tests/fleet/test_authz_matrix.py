@@ -104,6 +104,7 @@ ENDPOINTS = [
     ),
     Endpoint("GET", "/chargers/{serial}/events", lambda _c: None, user=403, owner=200),
     Endpoint("POST", "/chargers/{serial}/tickets", _ticket("list_phones"), 200, 200),
+    Endpoint("POST", "/chargers/{serial}/tickets", _ticket("admit_pairing"), 200, 200),
     Endpoint("POST", "/chargers/{serial}/tickets", _ticket("change_pin"), 403, 200),
     Endpoint(
         "POST", "/chargers/{serial}/tickets", _ticket("change_pin", {"pin": "730418"}), 403, 200

@@ -22,7 +22,7 @@ from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone import owner_actions, troubleshooting
-from chargepin.phone.errors import PinNeeded
+from chargepin.phone.errors import ChargerLocked, PinNeeded, WrongPin
 from chargepin.phone.fleet_client import FleetClient, FleetRefused
 
 PASSWORD = "correct horse battery"
@@ -131,6 +131,45 @@ async def test_factory_commissioning_pairing_invitation_and_troubleshooting(
     assert refused.value.status == 403 and "revoked" in refused.value.detail
     with pytest.raises(FleetRefused):
         await guest.pin_of_epoch(made.serial, 0)
+
+
+@pytest.mark.parametrize("profile", ["hardened", "classic"])
+async def test_an_invited_users_new_phone_gets_past_a_strangers_lockout(
+    bed: Testbed, cloud: Cloud, profile: str
+) -> None:
+    """A stranger keeps the charger locked; the invited user's new phone is admitted with a
+    ticket from the fleet, pairs with the fleet's PIN and is served; the stranger stays out."""
+    made = cloud.factory("Pulsar Max", "6.11.2")
+    daemon = await install(bed, made, profile)
+    owner = await cloud.account("owner@example.com")
+    await owner.claim(made.sticker.encode())
+    owner_phone = await bed.phone("owner-phone")
+    await (await troubleshooting.connect(owner_phone, owner, made.serial)).link.disconnect()
+    code = await owner.invite(made.serial, "guest@example.com")
+    guest = await cloud.account("guest@example.com")
+    await guest.accept(code)
+    stranger = await bed.phone("stranger")
+    for _ in range(5):
+        with pytest.raises(WrongPin):
+            await stranger.connect(made.serial, pin="918273")
+    assert (await stranger.read_info(made.serial)).locked
+
+    connected = await troubleshooting.connect(await bed.phone("guest-phone"), guest, made.serial)
+    assert connected.paired_now
+    await connected.link.start_charging()  # served during the lock (classic too: admitted)
+    await connected.link.disconnect()
+    with pytest.raises(ChargerLocked):
+        await stranger.connect(made.serial, pin=str(daemon.store.current_pin()))
+    # The owner's bonded phone is served too (classic locks out bonded phones: admitted).
+    bonded = await troubleshooting.connect(owner_phone, owner, made.serial)
+    assert not bonded.paired_now
+    await bonded.link.stop_charging()
+    await bonded.link.disconnect()
+    # Revoked users get no admission: the fleet refuses them the ticket.
+    members = await owner.members(made.serial)
+    await owner.revoke(made.serial, next(m["user_id"] for m in members if m["role"] == "user"))
+    with pytest.raises(FleetRefused):
+        await troubleshooting.connect(await bed.phone("guest-tablet"), guest, made.serial)
 
 
 async def test_enabling_the_pin_on_an_optional_class_charger(bed: Testbed, cloud: Cloud) -> None:

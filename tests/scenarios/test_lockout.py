@@ -7,10 +7,11 @@ from bumble import smp
 
 from chargepin.clock import FakeClock
 from chargepin.core.pin import Pin
+from chargepin.core.tickets import Action
 from chargepin.lab.central import BareCentral, TypingDelegate
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone.client import Phone
-from chargepin.phone.errors import ChargerLocked, WrongPin
+from chargepin.phone.errors import AccessDenied, AdminRefused, ChargerLocked, WrongPin
 
 
 def other_than(pin: Pin) -> str:
@@ -136,3 +137,76 @@ async def test_locked_charger_answers_repeated_attempts_to_any_central(
     assert await central.wait_disconnected(connection)
     assert daemon.store.keystore.list_bonds() == []
     await central.stop()
+
+
+async def test_a_members_new_phone_is_admitted_past_the_lock(
+    bed: Testbed, clock: FakeClock
+) -> None:
+    """A stranger keeping new pairings locked must not shut out a member's new phone: with an
+    ADMIT_PAIRING ticket (the fleet gives members one) it pairs during the lock."""
+    daemon = await bed.charger()
+    authority = bed.authority(daemon)
+    stranger = await bed.phone("stranger")
+    for _ in range(5):
+        await fail(stranger, daemon.store.current_pin())
+    invited = await bed.phone("invited")
+    with pytest.raises(ChargerLocked):  # without a ticket: locked like anyone
+        await invited.connect("CP-0001", pin=str(daemon.store.current_pin()))
+
+    async def admission(challenge: bytes) -> bytes:
+        return authority.ticket(challenge, Action.ADMIT_PAIRING)
+
+    link = await invited.connect("CP-0001", pin=str(daemon.store.current_pin()), admit=admission)
+    assert link.paired_now
+    await link.start_charging()
+    await link.disconnect()
+    assert daemon.store.lockout_state.locked_until is not None  # the lock still holds for others
+    with pytest.raises(ChargerLocked):
+        await stranger.connect("CP-0001", pin=str(daemon.store.current_pin()))
+
+
+async def test_admission_is_no_way_around_the_pin_or_the_count(
+    bed: Testbed, clock: FakeClock
+) -> None:
+    """An admitted link still needs the PIN, its failures count and move the epoch, and an
+    admission ticket is single-use, for this charger, and gives nothing else on an unpaired link."""
+    daemon = await bed.charger()
+    authority = bed.authority(daemon)
+    phone = await bed.phone("member")
+    for _ in range(5):
+        await fail(phone, daemon.store.current_pin())
+    failures = daemon.store.counters().get("pairing_failed", 0)
+    epoch = daemon.store.epoch
+
+    async def admission(challenge: bytes) -> bytes:
+        return authority.ticket(challenge, Action.ADMIT_PAIRING)
+
+    with pytest.raises(WrongPin):
+        await phone.connect("CP-0001", pin=other_than(daemon.store.current_pin()), admit=admission)
+    assert daemon.store.counters()["pairing_failed"] == failures + 1
+    assert daemon.store.epoch == epoch + 1
+
+    # Any other ticket on an unpaired link is refused as before, and applies nothing.
+    async def enable(challenge: bytes) -> bytes:
+        return authority.ticket(challenge, Action.DISABLE_PIN)
+
+    with pytest.raises(AccessDenied):
+        await phone.connect("CP-0001", pin=str(daemon.store.current_pin()), admit=enable)
+    assert daemon.store.pin_enabled
+
+    # Replayed: the challenge was used up.
+    captured: list[bytes] = []
+
+    async def capture(challenge: bytes) -> bytes:
+        captured.append(authority.ticket(challenge, Action.ADMIT_PAIRING))
+        return captured[-1]
+
+    link = await phone.connect("CP-0001", pin=str(daemon.store.current_pin()), admit=capture)
+    await link.disconnect()
+    await phone.forget(link.address)
+
+    async def replay(_challenge: bytes) -> bytes:
+        return captured[0]
+
+    with pytest.raises(AdminRefused):
+        await phone.connect("CP-0001", pin=str(daemon.store.current_pin()), admit=replay)

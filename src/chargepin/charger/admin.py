@@ -6,12 +6,13 @@ consequences this returns (drop links, forget bonds). State changes go through t
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from chargepin.charger.store import StateStore
 from chargepin.core.admin import ActionNotAllowed, authorize
 from chargepin.core.epochs import pin_fingerprint
-from chargepin.core.errors import TicketRejected
+from chargepin.core.errors import ChargepinError, TicketRejected
 from chargepin.core.pin import Pin
 from chargepin.core.policy import pin_policy
 from chargepin.core.protocol import AdminResult
@@ -27,6 +28,19 @@ class AdminOutcome:
     forget_unauthenticated_bonds: bool = False
     forget_bonds: tuple[str, ...] = ()
     forget_all_bonds: bool = False
+    admit_link: bool = False
+
+
+UNPAIRED_ACTIONS = frozenset({Action.ADMIT_PAIRING})
+"""The only tickets a link that is not paired yet may apply (tickets carry their own proof)."""
+
+
+class NeedsPairedLink(ChargepinError):
+    """A valid ticket for an action that needs a paired link, written on one that is not."""
+
+    def __init__(self, action: Action) -> None:
+        super().__init__(f"{action.value} needs a paired link; pair with the PIN first")
+        self.action = action
 
 
 def _receipt(store: StateStore, ticket: Ticket, bonds_removed: int = 0) -> bytes:
@@ -56,13 +70,20 @@ def apply_ticket(
     challenge: bytes | None,
     now: float,
     bonded: list[str],
+    only: Collection[Action] | None = None,
 ) -> AdminOutcome:
-    """Open, authorise and apply one ticket; raises TicketRejected or ActionNotAllowed."""
+    """Open, authorise and apply one ticket; raises TicketRejected or ActionNotAllowed, and
+    NeedsPairedLink (nothing applied) when its action is not among `only`."""
     identity = store.identity
     ticket = open_ticket(store.secret, identity.serial, blob, now, challenge)
+    if only is not None and ticket.action not in only:
+        raise NeedsPairedLink(ticket.action)
     policy = pin_policy(identity.model, identity.firmware, identity.produced)
     authorize(policy, store.pin_enabled, ticket.action)
     action = ticket.action
+    if action is Action.ADMIT_PAIRING:
+        store.record_event("pairing_admitted", "member ticket", now)
+        return AdminOutcome(AdminResult(ok=True, action=action.value), admit_link=True)
     custom = ticket.arg("pin")
     if action is Action.ENABLE_PIN:
         store.set_pin_config(

@@ -20,7 +20,14 @@ from bumble.device import Connection, Device, DeviceConfiguration
 from bumble.keys import PairingKeys
 from bumble.pairing import PairingConfig, PairingDelegate
 
-from chargepin.charger.admin import ActionNotAllowed, TicketRejected, apply_ticket, rejected
+from chargepin.charger.admin import (
+    UNPAIRED_ACTIONS,
+    ActionNotAllowed,
+    NeedsPairedLink,
+    TicketRejected,
+    apply_ticket,
+    rejected,
+)
 from chargepin.charger.evse import ChargingPoint
 from chargepin.charger.gatt_service import build_service, harden_server
 from chargepin.charger.store import StateStore
@@ -67,6 +74,7 @@ class LinkState:
     pairing_started: bool = False
     pairing_closed: bool = False
     refused: bool = False
+    admitted: bool = False  # a member's ADMIT_PAIRING ticket: may pair despite a lockout
     smp_timer: asyncio.TimerHandle | None = None
     result_read: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -371,6 +379,7 @@ class ChargerDaemon:
                 can_enter_passkey=command.io_capability in KEYBOARD_CAPABILITIES,
             ),
             now=now,
+            admitted=link.admitted,
         )
         if refusal is None:
             self.pairing_handle = connection.handle
@@ -460,17 +469,27 @@ class ChargerDaemon:
 
     async def require_protected(self, connection: Connection) -> None:
         """Protected features need an encrypted link; with the PIN on, a passkey bond too."""
-        if not attempts.connection_allowed(
+        refusal = await self._protection_refusal(connection)
+        if refusal is not None:
+            if refusal == protocol.AttAppError.LOCKED:
+                self.drop_link(connection, hci.HCI_ErrorCode.AUTHENTICATION_FAILURE_ERROR)
+            raise att.ATT_Error(refusal)
+
+    async def _protection_refusal(self, connection: Connection) -> int | None:
+        """The ATT error that refuses a protected feature on this link now, or None."""
+        link = self.links.get(connection.handle)
+        admitted = link is not None and link.admitted
+        if not admitted and not attempts.connection_allowed(
             self.profile, self.store.lockout_state, self.clock.now()
         ):
-            self.drop_link(connection, hci.HCI_ErrorCode.AUTHENTICATION_FAILURE_ERROR)
-            raise att.ATT_Error(protocol.AttAppError.LOCKED)
+            return int(protocol.AttAppError.LOCKED)
         if not connection.is_encrypted:
-            raise att.ATT_Error(att.ErrorCode.INSUFFICIENT_ENCRYPTION)
+            return int(att.ErrorCode.INSUFFICIENT_ENCRYPTION)
         if self.store.pin_enabled:
             keys = await self._bonded_keys(connection)
             if keys is None or keys.ltk is None or not keys.ltk.authenticated:
-                raise att.ATT_Error(att.ErrorCode.INSUFFICIENT_AUTHENTICATION)
+                return int(att.ErrorCode.INSUFFICIENT_AUTHENTICATION)
+        return None
 
     def read_info(self, connection: Connection) -> bytes:
         return self.info().encode()
@@ -489,7 +508,10 @@ class ChargerDaemon:
         return challenge
 
     async def write_admin(self, connection: Connection, value: bytes) -> None:
-        await self.require_protected(connection)
+        """Apply a ticket. On a link that is not paired (or not allowed protected features now)
+        only an ADMIT_PAIRING ticket is taken: it proves itself, and it is how a member's new
+        phone gets past a lockout; anything else gets the protection error it always got."""
+        refusal = await self._protection_refusal(connection)
         link = self.links.setdefault(connection.handle, LinkState())
         now = self.clock.now()
         challenge = self._take_challenge(link, now)
@@ -497,8 +519,15 @@ class ChargerDaemon:
             link.admin_result = rejected("malformed", f"ticket is {len(value)} octets, too long")
             raise att.ATT_Error(att.ErrorCode.INVALID_ATTRIBUTE_LENGTH)
         bonded = [name for name, _ in await self.store.keystore.get_all()]
+        only = None if refusal is None else UNPAIRED_ACTIONS
         try:
-            outcome = apply_ticket(self.store, bytes(value), challenge, now, bonded)
+            outcome = apply_ticket(self.store, bytes(value), challenge, now, bonded, only)
+        except NeedsPairedLink as error:
+            assert refusal is not None
+            link.admin_result = rejected("needs_pairing", str(error), error.action.value)
+            if refusal == protocol.AttAppError.LOCKED:
+                self.drop_link(connection, hci.HCI_ErrorCode.AUTHENTICATION_FAILURE_ERROR)
+            raise att.ATT_Error(refusal) from error
         except TicketRejected as error:
             self.store.record_event("ticket_rejected", f"{error.reason}: {error.detail}", now)
             link.admin_result = rejected(error.reason, error.detail)
@@ -508,6 +537,9 @@ class ChargerDaemon:
             link.admin_result = rejected("not_allowed", error.reason, error.action.value)
             raise att.ATT_Error(protocol.AttAppError.NOT_ALLOWED) from error
         link.admin_result = outcome.result
+        if outcome.admit_link:
+            link.admitted = True
+            return
         await self._apply_bond_changes(outcome, bonded)
         self._state_changed()
         if outcome.drop_all_links or outcome.forget_bonds:

@@ -71,9 +71,12 @@ def gate(
     another_pairing_running: bool,
     request: PairingRequest,
     now: float,
+    admitted: bool = False,
 ) -> Refusal | None:
-    """Serve this pairing request, or refuse it and say why. Lockout wins over everything."""
-    if not lockout.check(profile.lockout, state, now).allowed:
+    """Serve this pairing request, or refuse it and say why. Lockout wins over everything,
+    except on a link a member's ticket admitted (Action.ADMIT_PAIRING): the lock keeps out the
+    guessers, not the people the owner let in. Its attempts still count like any other."""
+    if not admitted and not lockout.check(profile.lockout, state, now).allowed:
         return Refusal.LOCKED
     if another_pairing_running:
         return Refusal.BUSY

@@ -64,6 +64,10 @@ class Action(StrEnum):
     DISABLE_PIN = "disable_pin"
     LIST_PHONES = "list_phones"
     REMOVE_PHONE = "remove_phone"
+    ADMIT_PAIRING = "admit_pairing"
+    """Let the phone on this link pair while new pairings are locked out (a member's phone
+    must not be shut out by a stranger keeping the lock up; docs/SECURITY.md). The only
+    ticket a charger takes on a link that is not yet paired."""
 
 
 _ACTION_VALUES = frozenset(action.value for action in Action)
@@ -129,6 +133,7 @@ ARG_RULES: Mapping[Action, _ArgRule] = {
     Action.DISABLE_PIN: _ArgRule(),
     Action.LIST_PHONES: _ArgRule(),
     Action.REMOVE_PHONE: _ArgRule(one_of=frozenset({"address", "all"})),
+    Action.ADMIT_PAIRING: _ArgRule(),
 }
 """The one table of which arguments each action takes."""
 

@@ -43,6 +43,8 @@ from chargepin.radio.virtual import HciEndpoints
 logger = logging.getLogger(__name__)
 
 PinSource = Pin | str | Callable[[ChargerInfo], Awaitable[Pin | str | None]] | None
+AdmitSource = Callable[[bytes], Awaitable[bytes]] | None
+"""Where an ADMIT_PAIRING ticket comes from, given the charger's challenge (the fleet)."""
 
 WRONG_PIN_CODES = (smp.ErrorCode.CONFIRM_VALUE_FAILED, smp.ErrorCode.DHKEY_CHECK_FAILED)
 
@@ -174,6 +176,20 @@ class ChargerLink:
         if not result.ok:
             raise AdminRefused(result.reason, result.detail)
         return result
+
+    async def admit(self, ticket: bytes) -> None:
+        """Write a member's ADMIT_PAIRING ticket on this link, not paired yet: the charger then
+        lets it pair while new pairings are locked out (the result is not readable before the
+        link is encrypted: the write's answer is the result)."""
+        try:
+            with _gatt_errors(refusals=ADMIN_REFUSALS):
+                await self._char(protocol.ADMIN_UUID).write_value(ticket, with_response=True)
+        except _Refused as error:
+            raise AdminRefused(
+                "admission_refused",
+                "the charger did not take the admission ticket (expired or not for this "
+                "charger); connect again",
+            ) from error
 
     async def disconnect(self) -> None:
         await _hang_up(self.connection, 0.0)
@@ -414,23 +430,35 @@ class Phone:
         finally:
             await self._hang_up(connection)
 
-    async def connect(self, target: str, pin: PinSource = None) -> ChargerLink:
-        """Connect and secure: the bond if we have one, else pair with the PIN from `pin`."""
+    async def connect(
+        self, target: str, pin: PinSource = None, admit: AdmitSource = None
+    ) -> ChargerLink:
+        """Connect and secure: the bond if we have one, else pair with the PIN from `pin`.
+
+        With `admit`, a phone that must pair while the charger is locked out first writes the
+        ADMIT_PAIRING ticket `admit(challenge)` gives (a member's, from the fleet service).
+        """
         charger, connection, peer, chars = await self._find_and_open(target)
         try:
             info = ChargerInfo.decode(bytes(await chars[protocol.INFO_UUID].read_value()))
             link = ChargerLink(connection, peer, info, chars)
-            await self._secure(link, charger, pin)
+            await self._secure(link, charger, pin, admit)
         except BaseException:
             await self._hang_up(connection)
             raise
         return link
 
-    async def _secure(self, link: ChargerLink, charger: FoundCharger, pin: PinSource) -> None:
+    async def _secure(
+        self, link: ChargerLink, charger: FoundCharger, pin: PinSource, admit: AdmitSource
+    ) -> None:
         connection = link.connection
+        # Locked: be admitted first (a classic charger's lock shuts out bonded phones too).
+        admission = admit if link.info.locked else None
         if await self.bonds.get(charger.address) is not None:
             try:
                 await connection.encrypt()
+                if admission is not None:
+                    await link.admit(await admission(await link.read_challenge()))
                 return
             except hci.HCI_Error as error:
                 if error.error_code != hci.HCI_ErrorCode.PIN_OR_KEY_MISSING_ERROR:
@@ -438,6 +466,8 @@ class Phone:
                 # The charger forgot us (the owner removed this phone, or a reset): pair again.
                 logger.info("charger %s lost our bond; pairing again", charger.serial)
                 await self.bonds.delete(charger.address)
+        if admission is not None:
+            await link.admit(await admission(await link.read_challenge()))
         await self._pair(link, charger, pin)
 
     async def _pair(self, link: ChargerLink, charger: FoundCharger, source: PinSource) -> None:

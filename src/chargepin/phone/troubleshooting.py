@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from chargepin.core.pin import Pin
 from chargepin.core.protocol import ChargerInfo
+from chargepin.core.tickets import Action
 from chargepin.phone import owner_actions
 from chargepin.phone.client import ChargerLink, Phone
 from chargepin.phone.errors import WrongPin
@@ -42,17 +43,24 @@ async def connect(
     async def from_fleet(info: ChargerInfo) -> Pin:
         return await fleet.pin_of_epoch(serial, info.epoch)
 
+    async def admission(challenge: bytes) -> bytes:
+        """A stranger keeping the charger locked must not shut a member's new phone out."""
+        return await fleet.ticket(serial, challenge, Action.ADMIT_PAIRING.value)
+
     try:
-        link = await phone.connect(serial, pin=typed_pin if typed_pin is not None else from_fleet)
+        link = await phone.connect(
+            serial,
+            pin=typed_pin if typed_pin is not None else from_fleet,
+            admit=admission,
+        )
     except WrongPin as failure:
         await fleet.report(serial, "wrong_pin", f"epoch now {failure.epoch}")
-        if failure.locked_for > 0:
+        if failure.locked_for > 0:  # the retry below is admitted past the lock
             await fleet.report(serial, "locked", f"{failure.locked_for:.0f} s")
-            raise
         pin = await fleet.pin_of_epoch(serial, failure.epoch)
         message = f"That PIN did not work. The charger's PIN is now {pin}; trying again with it."
         show(message)
-        link = await phone.connect(serial, pin=pin)
+        link = await phone.connect(serial, pin=pin, admit=admission)
         return await _connected(fleet, serial, link, message)
     return await _connected(fleet, serial, link, None)
 
