@@ -13,21 +13,16 @@ fixture runs the testbed on its own `asyncio.Runner`, and every example runs one
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 from bumble import att, gatt
 from bumble.core import UUID
-from bumble.gatt_client import AttributeProxy
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargepin.charger.daemon import ChargerDaemon
-from chargepin.clock import FakeClock
 from chargepin.core import protocol
 from chargepin.core.protocol import (
     MAX_CURRENT_A,
@@ -36,128 +31,31 @@ from chargepin.core.protocol import (
     AttAppError,
     ChargerStatus,
     ChargingState,
-    ControlOp,
 )
 from chargepin.core.tickets import Action
-from chargepin.lab.testbed import OwnerAuthority, Testbed
-from chargepin.phone.client import ChargerLink
+from chargepin.lab.fuzz import Air
+from chargepin.lab.strategies import (
+    CCCD,
+    CCCD_VALUES,
+    CONTROL_VALUES,
+    MAX_ATT_VALUE,
+    NOTIFY_OFF,
+    NOTIFY_ON,
+    TICKET_REASONS_FOR_JUNK,
+    control_oracle,
+    junk_tickets,
+    mutations,
+)
 from chargepin.phone.errors import CommandRefused
 
-T = TypeVar("T")
-
-ANSWER_TIMEOUT = 5.0
-"""Seconds any one example may take; Bumble's own GATT timeout (30 s) would hide a hang."""
-MAX_ATT_VALUE = 512
-"""Core spec Vol 3 Part F 3.2.9: no attribute value is longer; Bumble refuses longer writes."""
 FUZZ = settings(
     max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 
-CCCD = gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR
-NOTIFY_ON = b"\x01\x00"
-NOTIFY_OFF = b"\x00\x00"
-TICKET_REASONS_FOR_JUNK = {"malformed", "foreign", "tampered"}
-"""What the opener may say about bytes the fleet service did not seal (docs/PROTOCOL.md)."""
-
 
 # ------------------------------------------------------------------------------ the air
-
-
-@dataclasses.dataclass(frozen=True)
-class GattTable:
-    """Every attribute of the charger's server, as a client discovers it."""
-
-    attributes: tuple[AttributeProxy[bytes], ...]
-
-    def value(self, uuid: UUID | str) -> AttributeProxy[bytes]:
-        """The (only) attribute of type `uuid`: a characteristic value."""
-        wanted = UUID(uuid) if isinstance(uuid, str) else uuid
-        (found,) = (a for a in self.attributes if a.type == wanted)
-        return found
-
-    def cccd_of(self, value: AttributeProxy[bytes]) -> AttributeProxy[bytes]:
-        """The CCCD among the descriptors that follow `value` (Core spec Vol 3 Part G 3.3.3)."""
-        for attribute in self.attributes:
-            if attribute.handle <= value.handle:
-                continue
-            if attribute.type == CCCD:
-                return attribute
-            if not _is_descriptor(attribute):
-                break
-        raise LookupError(f"no CCCD after handle {value.handle}")
-
-
-def _is_descriptor(attribute: AttributeProxy[bytes]) -> bool:
-    """Descriptor types are 0x29xx (Assigned Numbers 3.7)."""
-    raw = attribute.type.to_bytes()
-    return len(raw) == 2 and raw[1] == 0x29
-
-
-class Air:
-    """A charger (PIN on, hardened) and a phone paired with its PIN, driven from sync code."""
-
-    def __init__(self, runner: asyncio.Runner, directory: Path) -> None:
-        self.runner = runner
-        self.clock = FakeClock()
-        self.bed = Testbed(directory, self.clock)
-        self.daemon: ChargerDaemon
-        self.link: ChargerLink
-        self.table: GattTable
-        self.authority: OwnerAuthority
-
-    def run(self, awaitable: Awaitable[T], timeout: float = ANSWER_TIMEOUT) -> T:
-        async def bounded() -> T:
-            return await asyncio.wait_for(awaitable, timeout)
-
-        return self.runner.run(bounded())
-
-    async def start(self) -> None:
-        self.daemon = await self.bed.charger()
-        phone = await self.bed.phone()
-        self.link = await phone.connect(
-            self.daemon.store.identity.serial, pin=str(self.daemon.store.current_pin())
-        )
-        assert self.link.paired_now
-        self.table = GattTable(tuple(await self.link.peer.discover_attributes()))
-        self.authority = self.bed.authority(self.daemon)
-
-    @property
-    def phone_address(self) -> str:
-        return str(self.link.connection.self_address)
-
-    async def write(self, attribute: AttributeProxy[bytes], value: bytes) -> int | None:
-        """The ATT error code the charger answered, or None when it accepted the write."""
-        try:
-            await self.link.peer.write_value(attribute, value, with_response=True)
-        except att.ATT_Error as error:
-            return int(error.error_code)
-        return None
-
-    async def read(self, attribute: AttributeProxy[bytes]) -> bytes | int:
-        """The value, or the ATT error code the charger answered."""
-        try:
-            return bytes(await self.link.peer.read_value(attribute))
-        except att.ATT_Error as error:
-            return int(error.error_code)
-
-    async def security_state(self) -> tuple[Any, ...]:
-        """Everything a write must not change unless it is a valid owner ticket."""
-        store = self.daemon.store
-        bonds = sorted(name for name, _ in await store.keystore.get_all())
-        return (
-            store.pin_enabled,
-            store.epoch,
-            store.current_pin(),
-            store.custom_pin,
-            store.lockout_state,
-            bonds,
-        )
-
-    async def still_serving(self) -> ChargerStatus:
-        """A protected read on the same link: the daemon answers and the link is still up."""
-        return await self.link.status()
 
 
 @pytest.fixture
@@ -169,24 +67,13 @@ def air(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[Air]:
             testbed.run(testbed.start(), timeout=15.0)
             yield testbed
         finally:
-            runner.run(testbed.bed.close())
+            runner.run(testbed.close())
     # A handler that raises anything but ATT_Error is logged by Bumble and never answered.
     crashes = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not crashes, [r.getMessage() for r in crashes]
 
 
 # ------------------------------------------------------------------------------ admin point
-
-
-def junk_tickets(serial: str) -> st.SearchStrategy[bytes]:
-    """Bytes for the ticket opener: anything, and anything behind a well-formed header."""
-    encoded = serial.encode()
-    header = bytes([1, len(encoded)]) + encoded
-    return st.one_of(
-        st.binary(max_size=600),
-        st.binary(max_size=600 - len(header)).map(lambda tail: header + tail),
-        st.binary(min_size=1, max_size=40).map(lambda tail: bytes([1]) + tail),
-    )
 
 
 def test_admin_point_refuses_any_junk_and_keeps_serving(air: Air) -> None:
@@ -235,25 +122,6 @@ TICKETS = [
 ]
 
 
-@st.composite
-def mutations(draw: st.DrawFn, blob: bytes) -> bytes:
-    """`blob` with one change: a flipped byte, a cut, an extension or a spliced-in run."""
-    kind = draw(st.sampled_from(["flip", "cut", "extend", "splice"]))
-    if kind == "flip":
-        at = draw(st.integers(0, len(blob) - 1))
-        mask = draw(st.integers(1, 255))
-        return blob[:at] + bytes([blob[at] ^ mask]) + blob[at + 1 :]
-    if kind == "cut":
-        return blob[: draw(st.integers(0, len(blob) - 1))]
-    if kind == "extend":
-        return blob + draw(st.binary(min_size=1, max_size=64))
-    start = draw(st.integers(0, len(blob) - 1))
-    end = draw(st.integers(start, len(blob)))
-    spliced = blob[:start] + draw(st.binary(max_size=32)) + blob[end:]
-    assume(spliced != blob)
-    return spliced
-
-
 def test_altered_real_tickets_are_refused_and_the_next_valid_one_works(air: Air) -> None:
     """Tickets sealed by the owner authority for this link's challenge, then altered."""
     admin = air.table.value(protocol.ADMIN_UUID)
@@ -287,37 +155,6 @@ def test_altered_real_tickets_are_refused_and_the_next_valid_one_works(air: Air)
 
 
 # ------------------------------------------------------------------------------ control point
-
-
-def control_oracle(status: ChargerStatus, value: bytes) -> ChargerStatus | None:
-    """What one control write must do to `status` (docs/PROTOCOL.md); None: refuse it."""
-    if len(value) == 2 and value[0] == ControlOp.SET_CURRENT_LIMIT:
-        if MIN_CURRENT_A <= value[1] <= MAX_CURRENT_A:
-            return dataclasses.replace(status, current_limit=value[1])
-        return None
-    if len(value) != 1:
-        return None
-    op = value[0]
-    if op == ControlOp.START:
-        # IEC 61851: the connector stays locked for the whole charging session.
-        return dataclasses.replace(status, state=ChargingState.CHARGING, cable_locked=True)
-    if op == ControlOp.STOP:
-        return dataclasses.replace(status, state=ChargingState.IDLE)
-    if op == ControlOp.LOCK_CABLE:
-        return dataclasses.replace(status, cable_locked=True)
-    if op == ControlOp.UNLOCK_CABLE:
-        if status.state is ChargingState.CHARGING:
-            return None
-        return dataclasses.replace(status, cable_locked=False)
-    return None
-
-
-CONTROL_VALUES = st.one_of(
-    st.binary(max_size=600),
-    st.binary(min_size=1, max_size=2),
-    st.integers(0, 255).map(lambda amps: bytes([ControlOp.SET_CURRENT_LIMIT, amps])),
-    st.sampled_from([bytes([op]) for op in ControlOp]),
-)
 
 
 def test_control_point_does_what_valid_commands_say_and_refuses_the_rest(air: Air) -> None:
@@ -380,13 +217,6 @@ def test_control_commands_over_the_air(air: Air) -> None:
 # ------------------------------------------------------------------------------ status CCCD
 
 
-CCCD_VALUES = st.one_of(
-    st.binary(max_size=600),
-    st.binary(min_size=2, max_size=2),
-    st.sampled_from([NOTIFY_ON, NOTIFY_OFF]),
-)
-
-
 def test_status_cccd_takes_only_notify_on_or_off(air: Air) -> None:
     cccd = air.table.cccd_of(air.table.value(protocol.STATUS_UUID))
 
@@ -414,17 +244,6 @@ def test_status_cccd_takes_only_notify_on_or_off(air: Air) -> None:
 # ------------------------------------------------------------------------------ read-only table
 
 
-def writable_by_design(table: GattTable) -> set[int]:
-    """Handles a client may write: the admin and control points and the two CCCDs."""
-    service_changed = table.value(gatt.GATT_SERVICE_CHANGED_CHARACTERISTIC)
-    return {
-        table.value(protocol.ADMIN_UUID).handle,
-        table.value(protocol.CONTROL_UUID).handle,
-        table.cccd_of(table.value(protocol.STATUS_UUID)).handle,
-        table.cccd_of(service_changed).handle,
-    }
-
-
 def test_gatt_table_has_the_attributes_this_file_fuzzes(air: Air) -> None:
     """Guards the fuzzing below: a table change must be reflected in its lists."""
     types = [a.type for a in air.table.attributes]
@@ -440,12 +259,12 @@ def test_gatt_table_has_the_attributes_this_file_fuzzes(air: Air) -> None:
     assert gatt.GATT_DEVICE_NAME_CHARACTERISTIC in types
     assert gatt.GATT_DATABASE_HASH_CHARACTERISTIC in types
     assert types.count(CCCD) == 2  # Service Changed and status
-    assert len(writable_by_design(air.table)) == 4
+    assert len(air.table.writable_by_design()) == 4
 
 
 def test_read_only_attributes_refuse_any_write_and_keep_their_value(air: Air) -> None:
     """GAP name, declarations, Service Changed, info, challenge, status, admin result..."""
-    frozen = [a for a in air.table.attributes if a.handle not in writable_by_design(air.table)]
+    frozen = [a for a in air.table.attributes if a.handle not in air.table.writable_by_design()]
     challenge = air.table.value(protocol.CHALLENGE_UUID).handle
 
     async def example(index: int, value: bytes) -> None:

@@ -91,10 +91,15 @@ class FactoryIdentity:
 def read_bundle(path: Path) -> ProvisioningBundle:
     """The provisioning bundle in `path` (core.provisioning format), or InvalidConfig."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise InvalidConfig(
             f"cannot read the provisioning bundle {path}: {error.strerror}; check the path"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise InvalidConfig(
+            f"provisioning bundle {path} is not UTF-8 text ({error.reason} at byte "
+            f"{error.start}); export it again from the fleet service (`chargepin fleet provision`)"
         ) from None
     return ProvisioningBundle.from_json(text)
 

@@ -21,6 +21,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
+from bumble import hci
+from bumble.keys import PairingKeys
+
 from chargepin.charger.errors import StateError
 from chargepin.core.addresses import static_address_problem
 from chargepin.core.attempts import PROFILE_NAMES
@@ -37,6 +40,13 @@ SCHEMA_VERSION: Final = 1
 
 IRK_LENGTH: Final = 16
 """Bytes of the charger's Identity Resolving Key (Core spec Vol 3 Part H 2.4.2.1)."""
+
+MAX_ADVERTISED_EPOCH: Final = 2**32 - 1
+"""The highest PIN epoch the charger can advertise: a u32 in the advertising payload and the
+info characteristic (docs/PROTOCOL.md)."""
+
+BOND_KEY_LENGTH: Final = 16
+"""Bytes of every LE key a bond holds: LTK, IRK, CSRK (Core spec Vol 3 Part H 2.4)."""
 
 MAX_EVENTS: Final = 1000
 """Events kept in the log; older ones are dropped but stay counted in counters()."""
@@ -57,6 +67,10 @@ BUSY_TIMEOUT_MS: Final = 5000
 """How long a write waits for another process (e.g. the CLI) to finish its own."""
 
 _BONDS_TABLE = "bonds"
+
+_DAMAGED_VALUE = (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError)
+"""What reading a garbage value raises: text where a number belongs, a 10**400 that SQLite
+stored as infinity, JSON nested past the recursion limit, JSON of the wrong shape."""
 
 _SCHEMA = (
     """CREATE TABLE identity (
@@ -252,7 +266,8 @@ class StateStore:
             connection.execute("PRAGMA journal_mode = WAL")
             store = cls(connection, target)
             store._check_values()
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
+            # A damaged schema can make SQLite's own error message invalid UTF-8.
             connection.close()
             raise StateError(
                 f"{target} is not a chargepin state database: {error}; "
@@ -518,19 +533,43 @@ class StateStore:
     def _check_values(self) -> None:
         """Read every stored value once so a damaged file fails at open, not mid-pairing."""
         try:
-            self.profile  # noqa: B018
+            if self.profile not in PROFILE_NAMES:
+                raise ValueError(f"unknown security profile {self.profile!r}")
             self.lockout_config  # noqa: B018
             self.lockout_state  # noqa: B018
             self.custom_pin  # noqa: B018
-            self.epoch  # noqa: B018
+            if not 0 <= self.epoch <= MAX_ADVERTISED_EPOCH:
+                raise ValueError(f"epoch {self.epoch} is outside 0..{MAX_ADVERTISED_EPOCH}")
             self.pin_enabled  # noqa: B018
+            self.counters()
+            self.events(MAX_EVENTS)
         except StateError:
             raise
-        except (TypeError, ValueError, KeyError) as error:
+        except _DAMAGED_VALUE as error:
             raise StateError(
                 f"state file {self._path} holds an invalid value ({error}); restore it from "
                 "backup or provision again with `chargepin charger init`"
             ) from error
+        bonds = self._connection.execute(f"SELECT address, keys, created FROM {_BONDS_TABLE}")
+        for address, keys, created in bonds:
+            try:
+                _check_bond(str(address), keys, created)
+            except _DAMAGED_VALUE as error:
+                raise StateError(
+                    f"state file {self._path} holds a damaged bond for {address!r} ({error}); "
+                    f"delete that row of table {_BONDS_TABLE} (the phone then pairs again) or "
+                    "restore the file from backup"
+                ) from error
+
+
+def _check_bond(address: str, keys: Any, created: Any) -> None:
+    """Raise unless a bond row reads back as Bumble reads it when the daemon powers on."""
+    hci.Address(address)
+    float(created)
+    parsed = PairingKeys.from_dict(json.loads(keys))
+    for key in (parsed.ltk, parsed.ltk_central, parsed.ltk_peripheral, parsed.irk, parsed.csrk):
+        if key is not None and len(key.value) != BOND_KEY_LENGTH:
+            raise ValueError(f"a key is {len(key.value)} bytes, not {BOND_KEY_LENGTH}")
 
 
 def _configure(connection: sqlite3.Connection) -> None:

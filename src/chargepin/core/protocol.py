@@ -283,7 +283,9 @@ class AdminResult:
             raise ProtocolError("admin result: receipt or phone list too long")
         out = bytearray([FORMAT_VERSION, int(self.ok)])
         out += _put_string(self.action, "action") + _put_string(self.reason, "reason")
-        out += _put_string(self.detail[:255], "detail")
+        # Cut by octets, not characters: a refusal's detail may quote non-ASCII text.
+        detail = self.detail.encode("utf-8")[:255].decode("utf-8", "ignore")
+        out += _put_string(detail, "detail")
         out += bytes([len(self.receipt)]) + self.receipt
         out += bytes([len(self.phones)])
         for phone in self.phones:

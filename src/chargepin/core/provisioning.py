@@ -99,6 +99,11 @@ class StickerPayload:
         """
         if not isinstance(text, str):
             raise InvalidSticker(f"a sticker payload is text, got {type(text).__name__}")
+        if not text.isascii():  # str.upper() would turn look-alikes (ı, ſ) into I and S
+            raise InvalidSticker(
+                "this sticker text has characters a chargepin QR code never holds; scan the "
+                "QR code on the charger's sticker again"
+            )
         parts = text.strip().split(":")
         if len(parts) != 4 or parts[0].upper() != STICKER_PREFIX:
             raise InvalidSticker(
@@ -152,7 +157,7 @@ class ProvisioningBundle:
         """Read a bundle file's text, or InvalidConfig saying what is wrong with it."""
         try:
             data: Any = json.loads(text)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # RecursionError: nesting too deep
             raise InvalidConfig(
                 f"provisioning bundle is not JSON ({error}); export it again from the fleet "
                 "service (`chargepin fleet provision`)"

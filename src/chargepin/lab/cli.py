@@ -72,6 +72,57 @@ def guess(
     _attack("guess", profile, trials, seed, json_path)
 
 
+@attack_app.command("lockout-dos")
+@reports_errors
+def lockout_dos(
+    profile: ProfileOption = Profile.hardened,
+    trials: TrialsOption = 3,
+    seed: SeedOption = 1,
+    json_path: JsonOption = None,
+) -> None:
+    """Keep the charger locked: can a bonded owner and a newly invited phone still get in?"""
+    _attack("lockout-dos", profile, trials, seed, json_path)
+
+
+@attack_app.command("parallel")
+@reports_errors
+def parallel(
+    profile: ProfileOption = Profile.hardened,
+    trials: TrialsOption = 3,
+    seed: SeedOption = 1,
+    json_path: JsonOption = None,
+) -> None:
+    """8 attacker connections at once: no more failed attempts per window than the threshold."""
+    _attack("parallel", profile, trials, seed, json_path)
+
+
+@attack_app.command("replay")
+@reports_errors
+def replay(
+    profile: ProfileOption = Profile.hardened,
+    trials: TrialsOption = 3,
+    seed: SeedOption = 1,
+    json_path: JsonOption = None,
+) -> None:
+    """Captured tickets replayed, tampered with and moved to another charger."""
+    _attack("replay", profile, trials, seed, json_path)
+
+
+@lab_app.command("fuzz")
+@reports_errors
+def fuzz(
+    minutes: Annotated[
+        float, typer.Option("--minutes", min=0.01, help="How long to fuzz, all targets together.")
+    ] = 1.0,
+    seed: SeedOption = 1,
+    json_path: JsonOption = None,
+) -> None:
+    """Fuzz every byte-level input (GATT writes, tickets, receipts, stickers, state files)."""
+    from chargepin.lab.fuzz import run_fuzz
+
+    raise typer.Exit(run_fuzz(minutes, seed, json_path))
+
+
 @lab_app.command("crash-loop")
 @reports_errors
 def crash_loop(
