@@ -60,6 +60,12 @@ PIN_MODE_CODES = {
     PinMode.MANDATORY: protocol.PinModeCode.MANDATORY,
 }
 CHALLENGE_LIFETIME = 120.0
+UNSECURED_LINK_TIMEOUT = 30.0
+"""Seconds a link may stay unencrypted outside a pairing (reading the open info takes
+milliseconds; a pairing has its own SMP timer): idle strangers must not hold the link slots."""
+EVICTION_GRACE = 5.0
+"""Seconds a new link is safe from eviction: enough for a phone to encrypt with its bond, or to
+fetch an admission ticket from the fleet and start pairing."""
 POWER_OFF = hci.HCI_ErrorCode.REMOTE_DEVICE_TERMINATED_CONNECTION_DUE_TO_POWER_OFF_ERROR
 RESULT_READ_GRACE = 2.0  # seconds the phone gets to read the receipt before links drop
 
@@ -75,7 +81,9 @@ class LinkState:
     pairing_closed: bool = False
     refused: bool = False
     admitted: bool = False  # a member's ADMIT_PAIRING ticket: may pair despite a lockout
+    connected_at: float = 0.0  # event-loop time, to evict the oldest idle stranger first
     smp_timer: asyncio.TimerHandle | None = None
+    idle_timer: asyncio.TimerHandle | None = None
     result_read: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -134,6 +142,8 @@ class ChargerDaemon:
         advertising_interval: float = 20.0,
         max_links: int = 4,
         smp_timeout: float = attempts.SMP_TIMEOUT,
+        unsecured_link_timeout: float = UNSECURED_LINK_TIMEOUT,
+        eviction_grace: float = EVICTION_GRACE,
     ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
@@ -142,6 +152,9 @@ class ChargerDaemon:
         self.advertising_interval = advertising_interval
         self.max_links = max_links
         self.smp_timeout = smp_timeout
+        self.unsecured_link_timeout = unsecured_link_timeout
+        self.eviction_grace = eviction_grace
+        self._room_timer: asyncio.TimerHandle | None = None
         self.links: dict[int, LinkState] = {}
         self.pairing_handle: int | None = None
         self._advertising_lock = asyncio.Lock()
@@ -183,8 +196,12 @@ class ChargerDaemon:
     async def stop(self) -> None:
         """Disconnect every phone, stop advertising and release the controller."""
         self._stopping = True
-        if self._lock_timer is not None:
-            self._lock_timer.cancel()
+        for timer in (self._lock_timer, self._room_timer):
+            if timer is not None:
+                timer.cancel()
+        for link in self.links.values():
+            if link.idle_timer is not None:
+                link.idle_timer.cancel()
         for task in list(self._grace_tasks):
             task.cancel()
         # Let HCI commands in flight complete: cancelling one makes Bumble's host trip over the
@@ -311,7 +328,12 @@ class ChargerDaemon:
     def _on_connection(self, connection: Connection) -> None:
         if connection.role != hci.Role.PERIPHERAL:
             return
-        link = self.links[connection.handle] = LinkState()
+        loop = asyncio.get_running_loop()
+        link = self.links[connection.handle] = LinkState(connected_at=loop.time())
+        link.idle_timer = loop.call_later(
+            self.unsecured_link_timeout, self._drop_if_unsecured, connection, link
+        )
+        self._make_room()
         connection.on(connection.EVENT_PAIRING, lambda keys: self._on_pairing(connection, keys))
         connection.on(
             connection.EVENT_PAIRING_FAILURE,
@@ -322,11 +344,55 @@ class ChargerDaemon:
         )
         self._spawn(self._refresh_advertising())
 
+    def _idle_stranger(self, connection: Connection, link: LinkState) -> bool:
+        """Unencrypted and not pairing: a link that holds a slot and proves nothing."""
+        pairing = link.pairing_started and not link.pairing_closed
+        return not connection.is_encrypted and not pairing
+
+    def _drop_if_unsecured(self, connection: Connection, link: LinkState) -> None:
+        if connection.handle in self.device.connections and self._idle_stranger(connection, link):
+            self.store.record_event(
+                "link_dropped", f"{connection.peer_address} idle unencrypted", self.clock.now()
+            )
+            self.drop_link(connection, hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR)
+
+    def _make_room(self) -> None:
+        """With every link slot taken, free one so the charger keeps advertising and a bonded
+        phone can always connect: four idle strangers holding every slot used to stop the
+        advertising and shut out even the owner (`chargepin lab attack parallel` found it).
+
+        Only links that are unencrypted and not pairing go, the oldest first, and none younger
+        than `eviction_grace` (a phone needs that long to encrypt, or to fetch an admission
+        ticket and start pairing): if all are younger, the oldest goes when it comes of age.
+        """
+        if self._room_timer is not None:
+            self._room_timer.cancel()
+            self._room_timer = None
+        if len(self.links) < self.max_links:
+            return
+        idle = [
+            (link.connected_at, connection)
+            for connection in self.device.connections.values()
+            if (link := self.links.get(connection.handle)) is not None
+            and self._idle_stranger(connection, link)
+        ]
+        if not idle:
+            return  # every slot is a paired phone or a pairing: the charger is really full
+        connected_at, oldest = min(idle, key=lambda item: item[0])
+        loop = asyncio.get_running_loop()
+        wait = connected_at + self.eviction_grace - loop.time()
+        if wait > 0:
+            self._room_timer = loop.call_later(wait, self._make_room)
+            return
+        self.drop_link(oldest, hci.HCI_ErrorCode.REMOTE_USER_TERMINATED_CONNECTION_ERROR)
+
     def _on_disconnection(self, connection: Connection, link: LinkState) -> None:
         if link.pairing_started and not link.pairing_closed:
             self._close_attempt(connection, link, AttemptKind.ABORTED)
         if link.smp_timer is not None:
             link.smp_timer.cancel()
+        if link.idle_timer is not None:
+            link.idle_timer.cancel()
         self.links.pop(connection.handle, None)
         self._spawn(self._refresh_advertising())
 
