@@ -314,3 +314,23 @@ async def test_a_phone_with_private_addresses_is_recognised_by_its_identity(
     assert str(connection.peer_address) == bond.address
     await link.status()
     await link.disconnect()
+
+
+async def test_a_charger_holding_another_key_for_the_phone_is_a_clear_error(
+    bed: Testbed,
+) -> None:
+    """The charger drops the link on the MIC failure; Bumble cancels the encryption request.
+    That must reach the app as LinkLost saying what to do, not as a stray cancellation."""
+    daemon = await bed.charger()
+    phone = await bed.phone()
+    await (await phone.connect("CP-0001", pin=str(daemon.store.current_pin()))).disconnect()
+    [(name, keys)] = await daemon.store.keystore.get_all()
+    assert keys.ltk is not None
+    keys.ltk.value = bytes(16)  # e.g. a pairing the charger never stored, or a restored backup
+    await daemon.store.keystore.update(name, keys)
+    with pytest.raises(LinkLost, match="forget the charger on this phone and pair again"):
+        await phone.connect("CP-0001")
+    await phone.forget(daemon.address)
+    link = await phone.connect("CP-0001", pin=str(daemon.store.current_pin()))
+    assert link.paired_now
+    await link.disconnect()

@@ -456,7 +456,7 @@ class Phone:
         admission = admit if link.info.locked else None
         if await self.bonds.get(charger.address) is not None:
             try:
-                await connection.encrypt()
+                await self._encrypt(connection, charger)
                 if admission is not None:
                     await link.admit(await admission(await link.read_challenge()))
                 return
@@ -469,6 +469,27 @@ class Phone:
         if admission is not None:
             await link.admit(await admission(await link.read_challenge()))
         await self._pair(link, charger, pin)
+
+    async def _encrypt(self, connection: Connection, charger: FoundCharger) -> None:
+        """Encrypt with our bond. A charger holding another key for us (a pairing it never
+        stored, a restored backup) drops the link on the MIC failure: Bumble then cancels the
+        request, which must reach the app as LinkLost saying what to do, not as a cancellation
+        of its own task."""
+        try:
+            await asyncio.wait_for(connection.encrypt(), self.pairing_timeout)
+        except TimeoutError as error:
+            raise ChargerTimeout(
+                f"encryption with {charger.serial} did not finish in {self.pairing_timeout:.0f} s"
+            ) from error
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            raise LinkLost(
+                f"charger {charger.serial} dropped the link when we used our bond: it holds "
+                "another key for this phone; forget the charger on this phone and pair again "
+                "with the PIN"
+            ) from None
 
     async def _pair(self, link: ChargerLink, charger: FoundCharger, source: PinSource) -> None:
         info = link.info

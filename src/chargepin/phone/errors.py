@@ -106,7 +106,9 @@ class LinkLost(PhoneError):
 
     exit_code = 13
 
-    def __init__(self) -> None:
-        super().__init__(
-            "the charger dropped the connection in the middle of a request; connect again"
-        )
+    def __init__(
+        self,
+        message: str = "the charger dropped the connection in the middle of a request; "
+        "connect again",
+    ) -> None:
+        super().__init__(message)
