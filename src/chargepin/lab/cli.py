@@ -42,70 +42,45 @@ JsonOption = Annotated[
 ]
 
 
-def _attack(name: str, profile: Profile, trials: int, seed: int, json_path: Path | None) -> None:
-    from chargepin.lab.attacks.runner import run_attack
-
-    raise typer.Exit(run_attack(name, profile.value, trials, seed, json_path))
-
-
-@attack_app.command("passkey-bits")
-@reports_errors
-def passkey_bits(
-    profile: ProfileOption = Profile.hardened,
-    trials: TrialsOption = 10,
-    seed: SeedOption = 1,
-    json_path: JsonOption = None,
-) -> None:
-    """The adaptive static-passkey attack: keep the confirmed bits, flip the failing one."""
-    _attack("passkey-bits", profile, trials, seed, json_path)
-
-
-@attack_app.command("guess")
-@reports_errors
-def guess(
-    profile: ProfileOption = Profile.hardened,
-    trials: TrialsOption = 10,
-    seed: SeedOption = 1,
-    json_path: JsonOption = None,
-) -> None:
-    """Plain online guessing: one PIN per pairing attempt."""
-    _attack("guess", profile, trials, seed, json_path)
+ATTACKS: dict[str, tuple[str, int]] = {
+    "passkey-bits": (
+        "The adaptive static-passkey attack: keep the confirmed bits, flip the failing one.",
+        10,
+    ),
+    "guess": ("Plain online guessing: one PIN per pairing attempt.", 10),
+    "lockout-dos": (
+        "Keep the charger locked: can a bonded owner and a newly invited phone still get in?",
+        3,
+    ),
+    "parallel": (
+        "8 attacker connections at once: no more failed attempts per window than the threshold.",
+        3,
+    ),
+    "replay": ("Captured tickets replayed, tampered with and moved to another charger.", 3),
+}
+"""Each attack's command: its help line and its default number of trials."""
 
 
-@attack_app.command("lockout-dos")
-@reports_errors
-def lockout_dos(
-    profile: ProfileOption = Profile.hardened,
-    trials: TrialsOption = 3,
-    seed: SeedOption = 1,
-    json_path: JsonOption = None,
-) -> None:
-    """Keep the charger locked: can a bonded owner and a newly invited phone still get in?"""
-    _attack("lockout-dos", profile, trials, seed, json_path)
+def _attack_command(name: str, summary: str, default_trials: int) -> None:
+    """Register `chargepin lab attack NAME` (the options are the same for every attack)."""
+
+    def command(
+        profile: ProfileOption = Profile.hardened,
+        trials: TrialsOption = default_trials,
+        seed: SeedOption = 1,
+        json_path: JsonOption = None,
+    ) -> None:
+        from chargepin.lab.attacks.runner import run_attack
+
+        raise typer.Exit(run_attack(name, profile.value, trials, seed, json_path))
+
+    command.__doc__ = summary
+    command.__name__ = name.replace("-", "_")
+    attack_app.command(name)(reports_errors(command))
 
 
-@attack_app.command("parallel")
-@reports_errors
-def parallel(
-    profile: ProfileOption = Profile.hardened,
-    trials: TrialsOption = 3,
-    seed: SeedOption = 1,
-    json_path: JsonOption = None,
-) -> None:
-    """8 attacker connections at once: no more failed attempts per window than the threshold."""
-    _attack("parallel", profile, trials, seed, json_path)
-
-
-@attack_app.command("replay")
-@reports_errors
-def replay(
-    profile: ProfileOption = Profile.hardened,
-    trials: TrialsOption = 3,
-    seed: SeedOption = 1,
-    json_path: JsonOption = None,
-) -> None:
-    """Captured tickets replayed, tampered with and moved to another charger."""
-    _attack("replay", profile, trials, seed, json_path)
+for _name, (_summary, _trials) in ATTACKS.items():
+    _attack_command(_name, _summary, _trials)
 
 
 @lab_app.command("fuzz")

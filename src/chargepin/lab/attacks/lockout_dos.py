@@ -345,6 +345,12 @@ async def run(
             done.append(await dos_trial(place, rng, hours * 3600.0))
     records = [t.to_dict(profile) for t in done]
     owner_ok = bool(records) and all(r["owner_as_expected"] for r in records)
+    # Admission is the answer to this attack (DECISIONS.md): the app's invited phone gets in.
+    invited_ok = all(
+        r["invited_app"]["visits"] > 0
+        and r["invited_app"]["visits_served"] == r["invited_app"]["visits"]
+        for r in records
+    )
     summary_: dict[str, Any] = {
         "trials": len(records),
         "hours_per_trial": hours,
@@ -371,8 +377,9 @@ async def run(
         },
         "summary": summary_,
         "trials": records,
-        "as_expected": owner_ok,
-        "verdict": verdict(profile, summary_, owner_ok),
+        "as_expected": owner_ok and invited_ok,
+        "verdict": verdict(profile, summary_, owner_ok)
+        + ("" if invited_ok else "; INVITED PHONE NOT ADMITTED: admission is broken"),
     }
 
 
