@@ -480,52 +480,33 @@ def _describe_status(status: ChargerStatus) -> str:
     return f"{state}, limit {status.current_limit} A, cable {cable}, {status.energy_wh} Wh"
 
 
-@phone_app.command("status")
-@reports_errors
-def phone_status(
-    transport: TransportOption,
-    bonds: BondsOption,
-    target: TargetArgument,
-    pin: PinOption = None,
-    timeout: TimeoutOption = 5.0,
-) -> None:
-    """Read the charging status (needs the bond, or --pin to pair first)."""
-    from chargepin.phone import flows
+def _status_command(name: str, summary: str, flow: str) -> None:
+    """Register `chargepin phone NAME`: run `flows.<flow>` and print the charging status."""
 
-    options = _options(transport, bonds, timeout)
-    typer.echo(_describe_status(asyncio.run(flows.status(options, target, pin))))
+    def command(
+        transport: TransportOption,
+        bonds: BondsOption,
+        target: TargetArgument,
+        pin: PinOption = None,
+        timeout: TimeoutOption = 5.0,
+    ) -> None:
+        from chargepin.phone import flows
 
+        options = _options(transport, bonds, timeout)
+        status = asyncio.run(getattr(flows, flow)(options, target, pin))
+        typer.echo(_describe_status(status))
 
-@phone_app.command("start")
-@reports_errors
-def phone_start(
-    transport: TransportOption,
-    bonds: BondsOption,
-    target: TargetArgument,
-    pin: PinOption = None,
-    timeout: TimeoutOption = 5.0,
-) -> None:
-    """Start charging."""
-    from chargepin.phone import flows
-
-    options = _options(transport, bonds, timeout)
-    typer.echo(_describe_status(asyncio.run(flows.start_charging(options, target, pin))))
+    command.__doc__ = summary
+    command.__name__ = f"phone_{name}"
+    phone_app.command(name)(reports_errors(command))
 
 
-@phone_app.command("stop")
-@reports_errors
-def phone_stop(
-    transport: TransportOption,
-    bonds: BondsOption,
-    target: TargetArgument,
-    pin: PinOption = None,
-    timeout: TimeoutOption = 5.0,
-) -> None:
-    """Stop charging."""
-    from chargepin.phone import flows
-
-    options = _options(transport, bonds, timeout)
-    typer.echo(_describe_status(asyncio.run(flows.stop_charging(options, target, pin))))
+for _name, _summary, _flow in (
+    ("status", "Read the charging status (needs the bond, or --pin to pair first).", "status"),
+    ("start", "Start charging.", "start_charging"),
+    ("stop", "Stop charging.", "stop_charging"),
+):
+    _status_command(_name, _summary, _flow)
 
 
 @phone_app.command("limit")
