@@ -180,3 +180,31 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"not a database at all, just some bytes " * 100)
     with pytest.raises(KeyStoreError, match="is not a usable bonds database"):
         open_keystore_file(path)
+
+
+@pytest.mark.parametrize(
+    ("keys", "created"),
+    [
+        ("not json", 1.0),
+        ('{"address_type": 1, "ltk": {"value": "00", "authenticated": true}}', 1.0),
+        ("[]", 1.0),
+        ("{}", "yesterday"),
+    ],
+)
+async def test_a_damaged_bond_row_is_refused_at_open_naming_it(
+    tmp_path: Path, keys: str, created: object
+) -> None:
+    """A phone's bonds file with a garbage row fails at open, saying which row and what to do,
+    instead of crashing the Bluetooth stack when it loads the keys (the charger's store has the
+    same check)."""
+    path = tmp_path / "phone-bonds.db"
+    store = open_keystore_file(path)
+    await store.update(PHONE_A, pairing_keys(1))
+    store.connection.execute(
+        "INSERT INTO bonds (address, keys, created, updated) VALUES (?, ?, ?, 1)",
+        (PHONE_B, keys, created),
+    )
+    store.close()
+    with pytest.raises(KeyStoreError, match=f"damaged bond for {PHONE_B}.*delete that row"):
+        open_keystore_file(path)
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM bonds").fetchone()[0] == 2

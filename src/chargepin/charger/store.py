@@ -21,9 +21,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from bumble import hci
-from bumble.keys import PairingKeys
-
 from chargepin.charger.errors import StateError
 from chargepin.core.addresses import static_address_problem
 from chargepin.core.attempts import PROFILE_NAMES
@@ -33,7 +30,7 @@ from chargepin.core.lockout import LockoutConfig, LockoutState
 from chargepin.core.pin import Pin
 from chargepin.core.policy import FirmwareVersion
 from chargepin.core.provisioning import SERIAL_RE
-from chargepin.radio.keystore import SqliteKeyStore
+from chargepin.radio.keystore import DAMAGED_VALUE, SqliteKeyStore
 
 SCHEMA_VERSION: Final = 1
 """PRAGMA user_version of the database this module reads and writes."""
@@ -44,9 +41,6 @@ IRK_LENGTH: Final = 16
 MAX_ADVERTISED_EPOCH: Final = 2**32 - 1
 """The highest PIN epoch the charger can advertise: a u32 in the advertising payload and the
 info characteristic (docs/PROTOCOL.md)."""
-
-BOND_KEY_LENGTH: Final = 16
-"""Bytes of every LE key a bond holds: LTK, IRK, CSRK (Core spec Vol 3 Part H 2.4)."""
 
 MAX_EVENTS: Final = 1000
 """Events kept in the log; older ones are dropped but stay counted in counters()."""
@@ -67,10 +61,6 @@ BUSY_TIMEOUT_MS: Final = 5000
 """How long a write waits for another process (e.g. the CLI) to finish its own."""
 
 _BONDS_TABLE = "bonds"
-
-_DAMAGED_VALUE = (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError)
-"""What reading a garbage value raises: text where a number belongs, a 10**400 that SQLite
-stored as infinity, JSON nested past the recursion limit, JSON of the wrong shape."""
 
 _SCHEMA = (
     """CREATE TABLE identity (
@@ -545,31 +535,19 @@ class StateStore:
             self.events(MAX_EVENTS)
         except StateError:
             raise
-        except _DAMAGED_VALUE as error:
+        except DAMAGED_VALUE as error:
             raise StateError(
                 f"state file {self._path} holds an invalid value ({error}); restore it from "
                 "backup or provision again with `chargepin charger init`"
             ) from error
-        bonds = self._connection.execute(f"SELECT address, keys, created FROM {_BONDS_TABLE}")
-        for address, keys, created in bonds:
-            try:
-                _check_bond(str(address), keys, created)
-            except _DAMAGED_VALUE as error:
-                raise StateError(
-                    f"state file {self._path} holds a damaged bond for {address!r} ({error}); "
-                    f"delete that row of table {_BONDS_TABLE} (the phone then pairs again) or "
-                    "restore the file from backup"
-                ) from error
-
-
-def _check_bond(address: str, keys: Any, created: Any) -> None:
-    """Raise unless a bond row reads back as Bumble reads it when the daemon powers on."""
-    hci.Address(address)
-    float(created)
-    parsed = PairingKeys.from_dict(json.loads(keys))
-    for key in (parsed.ltk, parsed.ltk_central, parsed.ltk_peripheral, parsed.irk, parsed.csrk):
-        if key is not None and len(key.value) != BOND_KEY_LENGTH:
-            raise ValueError(f"a key is {len(key.value)} bytes, not {BOND_KEY_LENGTH}")
+        damaged = self._keystore.damaged()
+        if damaged:
+            address, problem = damaged[0]
+            raise StateError(
+                f"state file {self._path} holds a damaged bond for {address!r} ({problem}); "
+                f"delete that row of table {_BONDS_TABLE} (the phone then pairs again) or "
+                "restore the file from backup"
+            )
 
 
 def _configure(connection: sqlite3.Connection) -> None:

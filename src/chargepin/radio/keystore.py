@@ -18,11 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bumble import hci
 from bumble.keys import KeyStore, PairingKeys
 
 from chargepin.core.errors import ChargepinError
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+BOND_KEY_LENGTH = 16
+"""Bytes of every LE key a bond holds: LTK, IRK, CSRK (Core spec Vol 3 Part H 2.4)."""
+
+DAMAGED_VALUE = (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError)
+"""What reading a garbage value raises: text where a number belongs, a 10**400 that SQLite
+stored as infinity, JSON nested past the recursion limit, JSON of the wrong shape."""
 
 
 class KeyStoreError(ChargepinError):
@@ -130,6 +138,17 @@ class SqliteKeyStore(KeyStore):
             bonds.append(BondInfo(address=address, authenticated=authenticated, created=created))
         return bonds
 
+    def damaged(self) -> list[tuple[str, str]]:
+        """(address, what is wrong) of every row Bumble could not load when a device powers on
+        with this key store: read them all at open, so a damaged file fails there and says
+        which row, not later inside the Bluetooth stack."""
+        rows = self._connection.execute(f"SELECT address, keys, created FROM {self._table}")
+        return [
+            (str(address), problem)
+            for address, keys, created in rows
+            if (problem := bond_problem(address, keys, created)) is not None
+        ]
+
     def _rows(self) -> list[tuple[str, str, float]]:
         cursor = self._connection.execute(
             f"SELECT address, keys, created FROM {self._table} ORDER BY created, address"
@@ -148,6 +167,20 @@ class SqliteKeyStore(KeyStore):
             raise
         if notify and self.on_change is not None:
             self.on_change()
+
+
+def bond_problem(address: Any, keys: Any, created: Any) -> str | None:
+    """What is wrong with one stored bond row, or None when it reads back as Bumble reads it."""
+    try:
+        hci.Address(str(address))
+        float(created)
+        parsed = _keys_from_json(keys)
+        for key in (parsed.ltk, parsed.ltk_central, parsed.ltk_peripheral, parsed.irk, parsed.csrk):
+            if key is not None and len(key.value) != BOND_KEY_LENGTH:
+                return f"a key is {len(key.value)} bytes, not {BOND_KEY_LENGTH}"
+    except DAMAGED_VALUE as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def _keys_from_json(text: str) -> PairingKeys:
@@ -171,6 +204,7 @@ def open_keystore_file(path: str | os.PathLike[str]) -> SqliteKeyStore:
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = FULL")
         store = SqliteKeyStore(connection)
+        damaged = store.damaged()
     except sqlite3.DatabaseError as error:
         connection.close()
         raise KeyStoreError(
@@ -181,4 +215,12 @@ def open_keystore_file(path: str | os.PathLike[str]) -> SqliteKeyStore:
         connection.close()
         raise
     store._owns_connection = True
+    if damaged:
+        store.close()
+        address, problem = damaged[0]
+        raise KeyStoreError(
+            f"{path} holds a damaged bond for {address} ({problem}); delete that row of table "
+            "bonds (that charger must then be paired again), or move the file aside to start "
+            "with no bonds"
+        )
     return store
