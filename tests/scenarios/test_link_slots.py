@@ -1,5 +1,9 @@
 """Link slots: strangers who connect and do nothing must not shut anyone out.
 
+The link timers run on the event loop's clock, like the SMP timer: they bound radio links, not
+lockout time, so the fake charger clock does not drive them. The tests shorten them to tenths of
+a second; the two short sleeps below give a wrong drop the chance to show.
+
 The charger holds `max_links` (4) links. Found by the lab (`chargepin lab attack parallel`):
 four idle centrals used to fill every slot, the charger stopped advertising and even a bonded
 owner could not connect, for as long as they stayed.
