@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import enum
 import json
 import logging
 import signal
@@ -36,9 +35,9 @@ from chargepin.charger.service import (
     run_charger,
 )
 from chargepin.cli_errors import reports_errors
-from chargepin.core.attempts import PROFILE_NAMES
 from chargepin.core.errors import format_duration
 from chargepin.core.lockout import LockoutScope
+from chargepin.core.profiles import DEFAULT_PROFILE, ProfileName
 from chargepin.core.protocol import (
     MAX_CURRENT_A,
     MIN_CURRENT_A,
@@ -78,12 +77,6 @@ app.add_typer(phone_app, name="phone")
 app.add_typer(bench_app, name="bench")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(lab_app, name="lab")
-
-Profile = enum.StrEnum("Profile", {name.upper(): name for name in PROFILE_NAMES})  # type: ignore[misc]
-"""The security profiles of core.attempts, as a Typer choice (one list, kept in core)."""
-
-DEFAULT_PROFILE = Profile("hardened")
-"""What the factory provisions unless told otherwise (DESIGN.md: the default profile)."""
 
 
 # ------------------------------------------------------------------------------- plumbing
@@ -174,7 +167,7 @@ def charger_init(
             help="Factory secret, 64 hex characters; a new random one if omitted.",
         ),
     ] = None,
-    profile: Annotated[Profile, typer.Option(help="Security profile.")] = DEFAULT_PROFILE,
+    profile: Annotated[ProfileName, typer.Option(help="Security profile.")] = DEFAULT_PROFILE,
     lockout_failures: Annotated[
         int | None, typer.Option(help="Wrong PINs that lock the charger (profile default 5).")
     ] = None,
@@ -202,7 +195,7 @@ def charger_init(
         produced=identity.produced,
         address=address,
         secret=identity.secret,
-        profile=profile.value,
+        profile=profile,
         overrides=LockoutOverrides(lockout_failures, lockout_window, lockout_seconds),
     )
     typer.echo(_describe_provisioned(result))

@@ -28,6 +28,7 @@ from chargepin.core.addresses import random_static_address
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.lockout import LockoutConfig, LockoutState, record_failure
 from chargepin.core.pin import Pin
+from chargepin.core.profiles import lockout_config
 from chargepin.radio.keystore import BondInfo
 
 SECRET = bytes(range(32))
@@ -48,7 +49,7 @@ def provision(path: Path, **overrides: object) -> StateStore:
         "identity": IDENTITY,
         "secret": SECRET,
         "profile": "hardened",
-        "lockout": LockoutConfig.hardened(),
+        "lockout": lockout_config("hardened"),
         "pin_enabled": True,
     }
     arguments.update(overrides)
@@ -69,7 +70,7 @@ def test_create_then_open_reads_everything_back(state_path: Path) -> None:
         assert store.identity == IDENTITY
         assert store.secret == SECRET
         assert store.profile == "hardened"
-        assert store.lockout_config == LockoutConfig.hardened()
+        assert store.lockout_config == lockout_config("hardened")
         assert store.pin_enabled is True
         assert store.custom_pin is None
         assert store.epoch == 0
@@ -91,9 +92,9 @@ def test_the_file_is_private_wal_and_synced(state_path: Path) -> None:
 
 def test_classic_profile_and_disabled_pin(tmp_path: Path) -> None:
     with provision(
-        tmp_path / "c.db", profile="classic", lockout=LockoutConfig.classic(), pin_enabled=False
+        tmp_path / "c.db", profile="classic", lockout=lockout_config("classic"), pin_enabled=False
     ) as store:
-        assert (store.profile, store.lockout_config) == ("classic", LockoutConfig.classic())
+        assert (store.profile, store.lockout_config) == ("classic", lockout_config("classic"))
         assert store.pin_enabled is False
 
 
@@ -142,7 +143,7 @@ def test_the_epoch_never_goes_back(state_path: Path) -> None:
 
 
 def test_lockout_state_survives_reopen(state_path: Path) -> None:
-    config = LockoutConfig.hardened()
+    config = lockout_config("hardened")
     state = LockoutState()
     for second in range(5):
         state = record_failure(config, state, 1000.0 + second)
@@ -343,7 +344,7 @@ def replayed_state(config: LockoutConfig, epoch: int) -> LockoutState:
 @pytest.mark.slow
 def test_kill_9_never_loses_a_committed_attempt(state_path: Path) -> None:
     rng = random.Random()
-    config = LockoutConfig.hardened()
+    config = lockout_config("hardened")
     last_epoch = 0
     for _ in range(6):
         child = subprocess.Popen(

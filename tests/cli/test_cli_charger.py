@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from chargepin.charger.store import StateStore
 from chargepin.cli import app
 from chargepin.core.epochs import epoch_pin
-from chargepin.core.lockout import LockoutConfig, LockoutScope, LockoutState, record_failure
+from chargepin.core.lockout import LockoutScope, LockoutState, record_failure
+from chargepin.core.profiles import lockout_config
 
 SECRET_HEX = "5e" * 32
 SECRET = bytes.fromhex(SECRET_HEX)
@@ -68,7 +69,7 @@ def test_init_provisions_a_mandatory_charger_without_printing_secrets(tmp_path: 
         assert store.pin_enabled
         assert store.epoch == 0
         assert store.profile == "hardened"
-        assert store.lockout_config == LockoutConfig.hardened()
+        assert store.lockout_config == lockout_config("hardened")
         assert len(store.identity.irk) == 16 and store.identity.irk != bytes(16)
 
 
@@ -115,7 +116,7 @@ def test_init_applies_lockout_overrides_to_the_chosen_profile(tmp_path: Path) ->
     with StateStore.open(state) as store:
         assert store.profile == "classic"
         config = store.lockout_config
-    assert config == LockoutConfig.classic(failures=3, window=30.0, duration=120.0)
+    assert config == lockout_config("classic", failures=3, window=30.0, duration=120.0)
     assert config.scope is LockoutScope.ALL
 
 
@@ -271,7 +272,7 @@ async def test_info_json_reports_identity_pin_lockout_bonds_and_counters(tmp_pat
     assert info["profile"] == "hardened"
     assert info["lockout"]["locked"] is True
     assert 290 < info["lockout"]["retry_after"] <= 300
-    assert info["lockout"]["config"] == LockoutConfig.hardened().to_dict()
+    assert info["lockout"]["config"] == lockout_config("hardened").to_dict()
     assert info["bonds"] == [
         {"address": phone, "authenticated": True, "created": pytest.approx(now, abs=60)}
     ]

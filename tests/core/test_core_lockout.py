@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from chargepin.core.errors import InvalidConfig
 from chargepin.core.lockout import (
-    PROFILES,
     Decision,
     LockoutConfig,
     LockoutScope,
@@ -20,13 +19,13 @@ from chargepin.core.lockout import (
     check,
     check_connection,
     is_locked,
-    profile,
     record_failure,
     retry_after,
 )
+from chargepin.core.profiles import PROFILES, lockout_config
 
-HARDENED = LockoutConfig.hardened()
-CLASSIC = LockoutConfig.classic()
+HARDENED = lockout_config("hardened")
+CLASSIC = lockout_config("classic")
 
 
 def fail_at(config: LockoutConfig, state: LockoutState, *times: float) -> LockoutState:
@@ -83,7 +82,7 @@ def test_window_boundary(fifth: float, locked: bool) -> None:
 
 
 def test_hardened_doubles_up_to_the_cap() -> None:
-    config = LockoutConfig.hardened(growth_window=10**7)
+    config = lockout_config("hardened", growth_window=10**7)
     assert lock_durations(config, 12) == [
         300,
         600,
@@ -166,21 +165,21 @@ def test_prune_forgets_old_history_but_keeps_the_lock() -> None:
 
 def test_profiles() -> None:
     assert set(PROFILES) == {"classic", "hardened"}
-    assert profile("classic") == CLASSIC
-    assert profile("hardened") == HARDENED == LockoutConfig()
+    assert PROFILES["classic"].lockout == CLASSIC
+    assert PROFILES["hardened"].lockout == HARDENED == LockoutConfig()
     assert (CLASSIC.failures, CLASSIC.window, CLASSIC.duration, CLASSIC.growth) == (5, 60, 300, 0)
     assert (HARDENED.cap, HARDENED.growth_window, HARDENED.growth) == (86400, 86400, True)
     with pytest.raises(InvalidConfig, match="classic, hardened"):
-        profile("paranoid")
+        lockout_config("paranoid")
 
 
 def test_profile_overrides() -> None:
-    config = LockoutConfig.classic(failures=3, scope="pairing")
+    config = lockout_config("classic", failures=3, scope="pairing")
     assert config.failures == 3
     assert config.scope is LockoutScope.PAIRING
     assert config.growth is False
     with pytest.raises(InvalidConfig, match="unknown lockout settings"):
-        LockoutConfig.hardened(attempts=3)
+        lockout_config("hardened", attempts=3)
 
 
 @pytest.mark.parametrize(

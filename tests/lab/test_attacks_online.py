@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from chargepin.cli import app
-from chargepin.core.lockout import PROFILES
+from chargepin.core.profiles import PROFILES, ProfileName
 from chargepin.lab.attacks import analysis, guess, passkey_bits
 from chargepin.lab.attacks.common import WRONG_PASSKEY, Attempt
 from chargepin.lab.attacks.online import (
@@ -87,15 +87,15 @@ async def test_the_lockout_model_matches_the_measured_attacker_time() -> None:
     """What `lab report` extrapolates to years must agree with the daemon where both reach."""
     report = await passkey_bits.run("hardened", trials=1, seed=11)
     per_attempt = report["summary"]["seconds_per_attempt_median"]
-    plan = analysis.schedule(PROFILES["hardened"], per_attempt)
+    plan = analysis.schedule(PROFILES[ProfileName.HARDENED].lockout, per_attempt)
     trial = report["trials"][0]
     modelled = plan.seconds_for(trial["failed_attempts"])
     assert trial["simulated_seconds"] == pytest.approx(modelled, rel=0.02)
 
 
 def test_derived_probabilities() -> None:
-    classic = analysis.schedule(PROFILES["classic"], 0.025)
-    hardened = analysis.schedule(PROFILES["hardened"], 0.025)
+    classic = analysis.schedule(PROFILES[ProfileName.CLASSIC].lockout, 0.025)
+    hardened = analysis.schedule(PROFILES[ProfileName.HARDENED].lockout, 0.025)
     assert classic.attempts_by(analysis.DAY) == 1440  # 5 per 300 s lock, all day
     assert hardened.attempts_by(analysis.DAY) < 50
     assert analysis.p_without_repeats(analysis.STRONG_PINS) == 1.0

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from chargepin.cli import app
-from chargepin.core.lockout import PROFILES
+from chargepin.core.profiles import PROFILES
 from chargepin.lab.attacks import parallel
 
 
@@ -25,7 +25,7 @@ def test_max_in_window_counts_a_half_open_window() -> None:
 async def test_concurrent_attackers_stay_within_the_lockout_bound(profile: str) -> None:
     report = await parallel.run(profile, trials=1, seed=5, hours=0.5)
     assert report["as_expected"], report["verdict"]
-    config = PROFILES[profile]
+    config = PROFILES[profile].lockout
     s = report["summary"]
     [trial] = report["trials"]
     assert 0 < s["served_max_in_window"] <= config.failures

@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from chargepin.charger.service import provision_charger
 from chargepin.charger.store import StateStore
 from chargepin.cli import app
-from chargepin.core.lockout import LockoutConfig, record_failure
+from chargepin.core.lockout import record_failure
+from chargepin.core.profiles import lockout_config
 from chargepin.lab.crash_loop import (
     ConfirmedBond,
     CrashLoopError,
@@ -66,7 +67,7 @@ def add_bond(path: Path, address: str, keys: PairingKeys) -> None:
 
 def fail_attempts(path: Path, count: int) -> None:
     """What the daemon commits for `count` wrong PINs (counter, lockout, epoch, together)."""
-    config = LockoutConfig.hardened()
+    config = lockout_config("hardened")
     with StateStore.open(path) as store:
         for n in range(count):
             with store.transaction():

@@ -33,9 +33,10 @@ from chargepin.charger.gatt_service import build_service, harden_server
 from chargepin.charger.store import StateStore
 from chargepin.clock import Clock, SystemClock
 from chargepin.core import attempts, lockout, protocol
-from chargepin.core.attempts import AttemptKind, PairingRequest, Refusal, SecurityProfile
+from chargepin.core.attempts import AttemptKind, PairingRequest, Refusal
 from chargepin.core.epochs import pin_fingerprint
 from chargepin.core.policy import PinMode, pin_policy
+from chargepin.core.profiles import security_profile
 from chargepin.radio.virtual import HciEndpoints
 
 logger = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class ChargerDaemon:
         self.store = store
         self.clock: Clock = clock or SystemClock()
         self.evse = ChargingPoint()
-        self.profile = SecurityProfile.build(store.profile, store.lockout_config)
+        self.profile = security_profile(store.profile, store.lockout_config)
         self.advertising_interval = advertising_interval
         self.max_links = max_links
         self.smp_timeout = smp_timeout

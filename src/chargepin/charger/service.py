@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from chargepin.charger.store import IRK_LENGTH, ChargerIdentity, StateStore
 from chargepin.clock import Clock, SystemClock
-from chargepin.core import lockout
+from chargepin.core import lockout, profiles
 from chargepin.core.addresses import random_static_address
-from chargepin.core.attempts import SecurityProfile
 from chargepin.core.errors import InvalidConfig, ProvisioningRefused
 from chargepin.core.keys import SECRET_SIZE, new_secret
 from chargepin.core.lockout import LockoutConfig
 from chargepin.core.pin import Pin
 from chargepin.core.policy import PinMode, PinPolicy, pin_policy
+from chargepin.core.profiles import DEFAULT_PROFILE, ProfileName
 from chargepin.core.provisioning import ProvisioningBundle
 from chargepin.radio.keystore import BondInfo
 
@@ -55,7 +55,7 @@ class Provisioned:
     identity: ChargerIdentity
     policy: PinPolicy
     pin_enabled: bool
-    profile: str
+    profile: ProfileName
     lockout: LockoutConfig
     path: Path
 
@@ -151,9 +151,11 @@ def factory_identity(
     )
 
 
-def lockout_config(profile: str, overrides: LockoutOverrides | None = None) -> LockoutConfig:
+def lockout_config(
+    profile: ProfileName | str, overrides: LockoutOverrides | None = None
+) -> LockoutConfig:
     """The lockout numbers of `profile` with the factory's overrides applied (validated by core)."""
-    return lockout.profile(profile, **(overrides or LockoutOverrides()).as_kwargs())
+    return profiles.lockout_config(profile, **(overrides or LockoutOverrides()).as_kwargs())
 
 
 def provision_charger(
@@ -165,7 +167,7 @@ def provision_charger(
     produced: datetime.date,
     address: str | None = None,
     secret: bytes | None = None,
-    profile: str = "hardened",
+    profile: ProfileName | str = DEFAULT_PROFILE,
     overrides: LockoutOverrides | None = None,
 ) -> Provisioned:
     """Create a charger's state file at the factory: identity, secret, PIN class and lockout.
@@ -178,8 +180,8 @@ def provision_charger(
     policy = pin_policy(model, firmware, produced)
     if policy.mode is PinMode.UNSUPPORTED:
         raise ProvisioningRefused(f"cannot provision {serial}: {policy.reason}")
+    profile = profiles.profile_name(profile)
     config = lockout_config(profile, overrides)
-    SecurityProfile.build(profile, config)  # the same check the daemon makes when it starts
     identity = ChargerIdentity(
         serial=serial,
         model=model,
@@ -217,7 +219,7 @@ class ChargerReport:
 
     identity: ChargerIdentity
     policy: PinPolicy
-    profile: str
+    profile: ProfileName
     pin_enabled: bool
     custom_pin: bool
     epoch: int

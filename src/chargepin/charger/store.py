@@ -23,12 +23,13 @@ from typing import Any, Final
 
 from chargepin.charger.errors import StateError
 from chargepin.core.addresses import static_address_problem
-from chargepin.core.attempts import PROFILE_NAMES
 from chargepin.core.epochs import epoch_pin
+from chargepin.core.errors import InvalidConfig
 from chargepin.core.keys import SECRET_SIZE
 from chargepin.core.lockout import LockoutConfig, LockoutState
 from chargepin.core.pin import Pin
 from chargepin.core.policy import FirmwareVersion
+from chargepin.core.profiles import ProfileName, profile_name
 from chargepin.core.provisioning import SERIAL_RE
 from chargepin.radio.keystore import DAMAGED_VALUE, SqliteKeyStore
 
@@ -148,7 +149,7 @@ class StateStore:
         path: str | os.PathLike[str],
         identity: ChargerIdentity,
         secret: bytes,
-        profile: str,
+        profile: ProfileName | str,
         lockout: LockoutConfig,
         pin_enabled: bool,
     ) -> StateStore:
@@ -165,10 +166,10 @@ class StateStore:
                 f"factory secret must be {SECRET_SIZE} bytes, got {length}; "
                 "generate it with secrets.token_bytes(32) and register it with the fleet service"
             )
-        if profile not in PROFILE_NAMES:
-            raise StateError(
-                f"unknown security profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)}"
-            )
+        try:
+            profile = profile_name(profile)
+        except InvalidConfig as error:
+            raise StateError(str(error)) from None
         target = Path(path)
         if target.exists():
             raise StateError(
@@ -335,9 +336,9 @@ class StateStore:
         return self._secret
 
     @property
-    def profile(self) -> str:
-        """The security profile chosen at provisioning ("hardened" or "classic")."""
-        return str(self._row("SELECT profile FROM settings")[0])
+    def profile(self) -> ProfileName:
+        """The security profile chosen at provisioning (core/profiles.py)."""
+        return profile_name(self._row("SELECT profile FROM settings")[0])
 
     @property
     def lockout_config(self) -> LockoutConfig:
@@ -523,8 +524,7 @@ class StateStore:
     def _check_values(self) -> None:
         """Read every stored value once so a damaged file fails at open, not mid-pairing."""
         try:
-            if self.profile not in PROFILE_NAMES:
-                raise ValueError(f"unknown security profile {self.profile!r}")
+            self.profile  # noqa: B018
             self.lockout_config  # noqa: B018
             self.lockout_state  # noqa: B018
             self.custom_pin  # noqa: B018

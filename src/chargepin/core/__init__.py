@@ -8,11 +8,10 @@ from __future__ import annotations
 from chargepin.core import errors
 from chargepin.core.addresses import random_static_address
 from chargepin.core.admin import ActionNotAllowed, authorize
-from chargepin.core.attempts import AttemptKind, Refusal, SecurityProfile, failed_attempt, gate
+from chargepin.core.attempts import AttemptKind, Refusal, failed_attempt, gate
 from chargepin.core.epochs import epoch_pin, pin_fingerprint
 from chargepin.core.keys import derive_key, new_secret
 from chargepin.core.lockout import (
-    PROFILES,
     Decision,
     LockoutConfig,
     LockoutScope,
@@ -25,6 +24,14 @@ from chargepin.core.lockout import (
 )
 from chargepin.core.pin import Pin, generate_pin, weakness
 from chargepin.core.policy import FirmwareVersion, PinMode, PinPolicy, pin_policy
+from chargepin.core.profiles import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    ProfileName,
+    SecurityProfile,
+    profile_name,
+    security_profile,
+)
 from chargepin.core.tickets import (
     Action,
     Receipt,
@@ -37,6 +44,7 @@ from chargepin.core.tickets import (
 )
 
 __all__ = [
+    "DEFAULT_PROFILE",
     "PROFILES",
     "Action",
     "ActionNotAllowed",
@@ -49,6 +57,7 @@ __all__ = [
     "Pin",
     "PinMode",
     "PinPolicy",
+    "ProfileName",
     "Receipt",
     "Refusal",
     "SecurityProfile",
@@ -68,10 +77,12 @@ __all__ = [
     "open_ticket",
     "pin_fingerprint",
     "pin_policy",
+    "profile_name",
     "random_static_address",
     "record_failure",
     "retry_after",
     "seal_ticket",
+    "security_profile",
     "sign_receipt",
     "verify_receipt",
     "weakness",

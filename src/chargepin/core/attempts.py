@@ -11,13 +11,12 @@ import enum
 from dataclasses import dataclass
 
 from chargepin.core import lockout
-from chargepin.core.lockout import LockoutConfig, LockoutState
+from chargepin.core.lockout import LockoutState
+from chargepin.core.profiles import SecurityProfile
 
 # Core spec Vol 3 Part H 3.4: the SMP timeout. Bumble does not run it (notes/bumble.md), so the
 # daemon does: a phone that stops answering mid-pairing is an aborted attempt, not a busy charger.
 SMP_TIMEOUT = 30.0
-
-PROFILE_NAMES = ("hardened", "classic")
 
 
 class Refusal(enum.Enum):
@@ -36,23 +35,6 @@ class AttemptKind(enum.Enum):
     ABORTED = "aborted"  # disconnected or timed out in the middle of passkey entry
     BUSY = "busy"
     FAILED = "failed"  # any other SMP failure after the exchange started
-
-
-@dataclass(frozen=True)
-class SecurityProfile:
-    """A named security profile: the lockout rules and whether failures rotate the PIN."""
-
-    name: str
-    lockout: LockoutConfig
-    rotate_on_failure: bool
-
-    @classmethod
-    def build(cls, name: str, lockout_config: LockoutConfig | None = None) -> SecurityProfile:
-        """`hardened` (pairing-scope lockout that grows, PIN epochs) or `classic` (seed)."""
-        if name not in PROFILE_NAMES:
-            raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
-        config = lockout_config or lockout.profile(name)
-        return cls(name, config, rotate_on_failure=name == "hardened")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from types import MappingProxyType
 from typing import Any
 
 from chargepin.core.errors import InvalidConfig
@@ -79,7 +78,8 @@ class LockoutConfig:
     """The lockout numbers: `failures` failed attempts within `window` seconds lock for `duration`.
 
     With `growth`, each lockout that starts within `growth_window` seconds of earlier ones
-    lasts twice as long as the one before, capped at `cap`. Defaults are the hardened profile.
+    lasts twice as long as the one before, capped at `cap`. The defaults are DESIGN.md's (the
+    hardened profile, core/profiles.py).
     """
 
     failures: int = 5
@@ -130,18 +130,9 @@ class LockoutConfig:
                 f"lockout scope must be one of {_choices(LockoutScope)}, got {self.scope!r}"
             ) from None
 
-    @classmethod
-    def classic(cls, **overrides: Any) -> LockoutConfig:
-        """The vendor's behaviour: 5 failures / 60 s lock everything for 300 s, no growth."""
-        return _with(
-            cls(failures=5, window=60.0, duration=300.0, scope=LockoutScope.ALL, growth=False),
-            overrides,
-        )
-
-    @classmethod
-    def hardened(cls, **overrides: Any) -> LockoutConfig:
-        """Our default: 5 / 60 s -> 300 s for new pairings only, doubling within 24 h up to 24 h."""
-        return _with(cls(), overrides)
+    def replace(self, **overrides: Any) -> LockoutConfig:
+        """This config with some fields replaced, refusing unknown names with InvalidConfig."""
+        return _with(self, overrides) if overrides else self
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form; `from_dict` reads it back."""
@@ -161,23 +152,6 @@ class LockoutConfig:
         if not isinstance(data, Mapping):
             raise InvalidConfig(f"lockout config must be a mapping, got {type(data).__name__}")
         return _with(cls(), data)
-
-
-PROFILES: Mapping[str, LockoutConfig] = MappingProxyType(
-    {"classic": LockoutConfig.classic(), "hardened": LockoutConfig.hardened()}
-)
-"""The named lockout profiles, as the daemon's `--lockout` option and the lab call them."""
-
-
-def profile(name: str, **overrides: Any) -> LockoutConfig:
-    """The lockout profile called `name` with `overrides` applied, or InvalidConfig."""
-    try:
-        base = PROFILES[name]
-    except KeyError:
-        raise InvalidConfig(
-            f"unknown lockout profile {name!r}; choose one of {', '.join(sorted(PROFILES))}"
-        ) from None
-    return _with(base, overrides) if overrides else base
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from rich.table import Table
 from chargepin.charger.daemon import ChargerDaemon
 from chargepin.core.errors import ChargepinError
 from chargepin.core.pin import Pin
+from chargepin.core.profiles import DEFAULT_PROFILE
 from chargepin.lab.bench_bare import BarePair, disconnect_both
 from chargepin.lab.bench_daemon import READY
 from chargepin.lab.testbed import ChargerSpec, Testbed, provision
@@ -63,8 +64,8 @@ DEFAULT_RSS_PAIRINGS = 100
 RSS_CHECKPOINT = 10
 """Pairings after which the daemon's RSS is sampled once more: growth after this is steady state."""
 
-PROFILE = "hardened"
-"""The shipped default profile; a successful pairing costs the same in "classic"."""
+PROFILE = DEFAULT_PROFILE
+"""The shipped default profile; a successful pairing costs the same in the others."""
 
 CHILD_START_TIMEOUT = 30.0
 """Seconds the daemon child may take to import Bumble, open its state and advertise."""

@@ -8,13 +8,13 @@ docs/SECURITY.md says), 1 when it did not, 2 when the lab could not run.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from chargepin.cli_errors import reports_errors
+from chargepin.core.profiles import DEFAULT_PROFILE, ProfileName
 
 lab_app = typer.Typer(
     help="The security lab: attacks, fuzzing and crash loops, measured (docs/SECURITY.md).",
@@ -27,13 +27,8 @@ attack_app = typer.Typer(
 lab_app.add_typer(attack_app, name="attack")
 
 
-class Profile(StrEnum):
-    classic = "classic"
-    hardened = "hardened"
-
-
 ProfileOption = Annotated[
-    Profile, typer.Option("--profile", help="The charger's lockout and PIN profile.")
+    ProfileName, typer.Option("--profile", help="The charger's lockout and PIN profile.")
 ]
 TrialsOption = Annotated[int, typer.Option("--trials", min=1, help="Independent trials.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed: the same seed, the same run.")]
@@ -65,14 +60,14 @@ def _attack_command(name: str, summary: str, default_trials: int) -> None:
     """Register `chargepin lab attack NAME` (the options are the same for every attack)."""
 
     def command(
-        profile: ProfileOption = Profile.hardened,
+        profile: ProfileOption = DEFAULT_PROFILE,
         trials: TrialsOption = default_trials,
         seed: SeedOption = 1,
         json_path: JsonOption = None,
     ) -> None:
         from chargepin.lab.attacks.runner import run_attack
 
-        raise typer.Exit(run_attack(name, profile.value, trials, seed, json_path))
+        raise typer.Exit(run_attack(name, profile, trials, seed, json_path))
 
     command.__doc__ = summary
     command.__name__ = name.replace("-", "_")

@@ -54,8 +54,9 @@ from chargepin.charger.service import current_pin, provision_charger
 from chargepin.charger.store import StateStore
 from chargepin.core import lockout
 from chargepin.core.errors import ChargepinError
-from chargepin.core.lockout import LockoutConfig, LockoutState
+from chargepin.core.lockout import LockoutState
 from chargepin.core.pin import Pin, weakness
+from chargepin.core.profiles import DEFAULT_PROFILE, PROFILES
 from chargepin.lab.bench import machine_info
 from chargepin.lab.processes import Service, ServiceError, free_ports, start_charger, start_radio
 from chargepin.phone.client import Phone
@@ -64,7 +65,7 @@ from chargepin.phone.identity import load_identity
 from chargepin.radio.keystore import open_keystore_file
 from chargepin.radio.transport import open_hci
 
-PROFILE = "hardened"
+PROFILE = DEFAULT_PROFILE
 """The shipped profile: each failure moves the epoch; 5 failures / 60 s lock 300 s, doubling."""
 
 MODEL, FIRMWARE, PRODUCED = "Pulsar Max", "6.11.2", dt.date(2025, 9, 1)
@@ -732,7 +733,7 @@ class CrashLoop:
         chain, daemon = self.chain, self.daemon
         assert daemon is not None
         before = snapshot(chain.state)
-        locked = lockout.is_locked(LockoutConfig.hardened(), before.lockout, time.time())
+        locked = lockout.is_locked(PROFILES[PROFILE].lockout, before.lockout, time.time())
         plan, moment, delay, target = self._plan(locked)
         witness = Witness()
         killer = Killer(daemon, moment, target, witness)
@@ -761,7 +762,7 @@ class CrashLoop:
             "steps_done": workload.steps_done,
             "during_pairing": killer.during_pairing,
             "during_lockout": after is not None
-            and lockout.is_locked(LockoutConfig.hardened(), after.lockout, killer.killed_at),
+            and lockout.is_locked(PROFILES[PROFILE].lockout, after.lockout, killer.killed_at),
             "seen": {
                 "wrong_pins": witness.wrong_pins,
                 "locked_refusals": len(witness.locked_refusals),
@@ -980,7 +981,7 @@ async def crash_loop_report(iterations: int, seed: int, command: str = "") -> di
         "machine": machine_info(Path(tempfile.gettempdir())),
         "seed": seed,
         "profile": PROFILE,
-        "lockout": LockoutConfig.hardened().to_dict(),
+        "lockout": PROFILES[PROFILE].lockout.to_dict(),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "kept_directory": None if passed else str(directory),
         "iterations": records,

@@ -40,6 +40,7 @@ from chargepin.clock import FakeClock
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.errors import format_duration
 from chargepin.core.pin import Pin, generate_pin
+from chargepin.core.profiles import DEFAULT_PROFILE, ProfileName
 from chargepin.core.tickets import Action
 from chargepin.fleet.app import create_app
 from chargepin.fleet.factory import Provisioned, provision, write_bundle
@@ -56,7 +57,7 @@ from chargepin.phone.fleet_client import FleetClient
 MANDATORY = ("Pulsar Max", "6.11.2")
 OPTIONAL = ("Pulsar Plus", "6.8.0")
 PRODUCED = dt.date(2025, 9, 1)
-PROFILE = "hardened"  # `chargepin charger init`'s default
+PROFILE = DEFAULT_PROFILE  # `chargepin charger init`'s default
 PASSWORD = "correct horse battery"
 OWNER, INVITED = "owner@example.com", "family@example.com"
 STRANGER_SEED = 2025  # the stranger's guesses are random, but the same on every run
@@ -677,7 +678,7 @@ class Demo:
             "lockouts waited out on their fake clocks (docs/SECURITY.md).",
         ) as step:
             results = {}
-            for profile in ("classic", "hardened"):
+            for profile in ProfileName:
                 rng = random.Random(ATTACK_SEED)
                 started = time.perf_counter()
                 async with arena(profile, rng, serial=f"CP-{profile.upper()}") as place:
@@ -699,8 +700,11 @@ class Demo:
                     )
                     + f" ({took:.1f} s here)",
                 )
-            _expect(results["classic"], "the classic charger's PIN must fall to the bit attack")
-            _expect(not results["hardened"], "the hardened charger's PIN must hold")
+            _expect(
+                results[ProfileName.CLASSIC],
+                "the classic charger's PIN must fall to the bit attack",
+            )
+            _expect(not results[ProfileName.HARDENED], "the hardened charger's PIN must hold")
             step.outcome = (
                 "classic: PIN recovered in minutes of attacker time; hardened: not recovered "
                 "(expected: decades, docs/SECURITY.md)"

@@ -54,8 +54,9 @@ from chargepin.core.errors import (
     TicketRejected,
 )
 from chargepin.core.keys import PURPOSE_RECEIPT, PURPOSE_TICKET, derive_key
-from chargepin.core.lockout import LockoutConfig, LockoutState, record_failure
+from chargepin.core.lockout import LockoutState, record_failure
 from chargepin.core.pin import Pin, weakness
+from chargepin.core.profiles import PROFILES, ProfileName
 from chargepin.core.protocol import (
     MAX_CURRENT_A,
     MIN_CURRENT_A,
@@ -862,7 +863,7 @@ def real_state_file() -> bytes:
             store.set_pin_config(enabled=True, custom_pin=Pin("385172"), epoch=3)
             state = LockoutState()
             for second in (1000.0, 1010.0, 1020.0):
-                state = record_failure(LockoutConfig.hardened(), state, second)
+                state = record_failure(PROFILES[ProfileName.HARDENED].lockout, state, second)
             store.save_lockout_state(state)
             for index in range(12):
                 store.record_event("pairing_failed", f"F1:22:33:44:55:{index:02X} wrong_pin", 1e9)

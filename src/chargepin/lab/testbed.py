@@ -19,6 +19,7 @@ from chargepin.clock import Clock, SystemClock
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.keys import new_secret
 from chargepin.core.pin import Pin
+from chargepin.core.profiles import DEFAULT_PROFILE, ProfileName
 from chargepin.core.tickets import Action, issue_ticket, seal_ticket
 from chargepin.phone.client import ChargerLink, Phone
 from chargepin.phone.identity import load_identity
@@ -34,7 +35,7 @@ class ChargerSpec:
     model: str = "Pulsar Max"
     firmware: str = "6.11.2"
     produced: datetime.date = datetime.date(2025, 9, 1)
-    profile: str = "hardened"
+    profile: ProfileName = DEFAULT_PROFILE
     overrides: LockoutOverrides | None = None
     pin_enabled: bool | None = None  # None: as the factory leaves it (the PIN policy decides)
     secret: bytes = field(default_factory=new_secret)

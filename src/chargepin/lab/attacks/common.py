@@ -25,6 +25,7 @@ from bumble import smp
 from chargepin.charger.daemon import ChargerDaemon
 from chargepin.clock import FakeClock
 from chargepin.core.pin import Pin
+from chargepin.core.profiles import ProfileName
 from chargepin.lab.central import BareCentral, PairingOutcome
 from chargepin.lab.testbed import ChargerSpec, Testbed
 
@@ -167,7 +168,7 @@ class Arena:
 
 @contextlib.asynccontextmanager
 async def arena(
-    profile: str, rng: random.Random, serial: str = "CP-LAB-0001"
+    profile: ProfileName, rng: random.Random, serial: str = "CP-LAB-0001"
 ) -> AsyncIterator[Arena]:
     """A fresh charger of `profile` with a secret (so a PIN) drawn from `rng`."""
     quiet_bumble()

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from chargepin.core.profiles import ProfileName
 from chargepin.lab.attacks import passkey_bits
 from chargepin.lab.attacks.online import GuessStrategy, run_trials
 
 NAME = "guess"
 
 
-async def run(profile: str, trials: int, seed: int) -> dict[str, Any]:
+async def run(profile: ProfileName, trials: int, seed: int) -> dict[str, Any]:
     done, summary_ = await run_trials(NAME, profile, trials, seed, GuessStrategy)
     as_expected = summary_["recovered"] == 0
     attempts = sum(t.failed_attempts for t in done)

@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chargepin.core import lockout
+from chargepin.core.lockout import LockoutScope
 from chargepin.core.pin import Pin
+from chargepin.core.profiles import PROFILES, ProfileName
 from chargepin.core.protocol import ChargerInfo
 from chargepin.core.tickets import Action
 from chargepin.lab.attacks.common import LOCK_MARGIN, PASSKEY_SPACE, Arena, arena, median
@@ -144,7 +146,7 @@ class DosTrial:
     locked_seconds: float = 0.0
     budget_exceeded: bool = False
 
-    def owner_as_expected(self, profile: str) -> bool:
+    def owner_as_expected(self, profile: ProfileName) -> bool:
         """Plain owner: hardened serves every try, classic refuses every try while locked.
         The app's owner: served at every try in both profiles."""
         plain, app = self.people["owner"].tries(), self.people["owner_app"].tries()
@@ -152,11 +154,11 @@ class DosTrial:
         if self.budget_exceeded or not while_locked or not any(t.locked for t in app):
             return False  # the lockout did not hold, or never caught an owner: nothing shown
         app_ok = all(t.outcome == SERVED for t in app)
-        if profile == "hardened":
+        if PROFILES[profile].lockout.scope is LockoutScope.PAIRING:
             return app_ok and all(t.outcome == SERVED for t in plain)
         return app_ok and all(t.outcome == LOCKED for t in while_locked)
 
-    def to_dict(self, profile: str) -> dict[str, Any]:
+    def to_dict(self, profile: ProfileName) -> dict[str, Any]:
         return {
             "simulated_seconds": round(self.horizon, 1),
             "locked_share": round(self.locked_seconds / self.horizon, 4),
@@ -335,7 +337,7 @@ async def dos_trial(place: Arena, rng: random.Random, seconds: float) -> DosTria
 
 
 async def run(
-    profile: str, trials: int, seed: int, *, hours: float = DEFAULT_HOURS
+    profile: ProfileName, trials: int, seed: int, *, hours: float = DEFAULT_HOURS
 ) -> dict[str, Any]:
     """`trials` fresh chargers, each kept locked for `hours` of charger time."""
     rng = random.Random(seed)
@@ -406,7 +408,7 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def verdict(profile: str, s: dict[str, Any], owner_ok: bool) -> str:
+def verdict(profile: ProfileName, s: dict[str, Any], owner_ok: bool) -> str:
     if s["trials_lockout_broken"]:
         return (
             f"LOCKOUT DID NOT HOLD in {s['trials_lockout_broken']}/{s['trials']} trials: the "
@@ -419,7 +421,7 @@ def verdict(profile: str, s: dict[str, Any], owner_ok: bool) -> str:
             f"{owner['tries_while_locked']} tries while locked, app served "
             f"{app['served_while_locked']} of {app['tries_while_locked']}"
         )
-    elif profile == "hardened":
+    elif PROFILES[profile].lockout.scope is LockoutScope.PAIRING:
         owner_text = (
             f"bonded owner served at once on all {owner['visits']} visits, with or without the app"
         )

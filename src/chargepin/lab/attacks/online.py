@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from chargepin.core import protocol
 from chargepin.core.pin import MAX_PASSKEY
+from chargepin.core.profiles import ProfileName
 from chargepin.lab.attacks.common import (
     PASSKEY_SPACE,
     WRONG_PASSKEY,
@@ -131,7 +132,11 @@ async def attack_trial(place: Arena, strategy: Strategy, budget: int = BUDGET) -
 
 
 async def run_trials(
-    attack: str, profile: str, trials: int, seed: int, make: type[BitStrategy] | type[GuessStrategy]
+    attack: str,
+    profile: ProfileName,
+    trials: int,
+    seed: int,
+    make: type[BitStrategy] | type[GuessStrategy],
 ) -> tuple[list[Trial], dict[str, Any]]:
     """`trials` trials, each on a fresh charger with its own PIN; the trials and their summary."""
     rng = random.Random(seed)

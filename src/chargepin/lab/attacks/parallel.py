@@ -26,7 +26,7 @@ from bumble import smp
 from bumble.device import Connection
 
 from chargepin.charger.store import MAX_EVENTS
-from chargepin.core import lockout
+from chargepin.core.profiles import PROFILES, ProfileName
 from chargepin.core.protocol import ChargerInfo
 from chargepin.lab.attacks.common import (
     BUSY,
@@ -289,11 +289,11 @@ def daemon_records(place: Arena, start: float) -> tuple[list[float], list[float]
 
 
 async def run(
-    profile: str, trials: int, seed: int, *, hours: float = DEFAULT_HOURS
+    profile: ProfileName, trials: int, seed: int, *, hours: float = DEFAULT_HOURS
 ) -> dict[str, Any]:
     """`trials` fresh chargers, each attacked by 8 radios for `hours` of charger time."""
     rng = random.Random(seed)
-    config = lockout.profile(profile)
+    config = PROFILES[profile].lockout
     failures, window = config.failures, config.window
     done: list[ParallelTrial] = []
     for _ in range(trials):

@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from chargepin.core.errors import format_duration
+from chargepin.core.profiles import PROFILES, ProfileName
 from chargepin.lab.attacks.online import PASSKEY_BITS, BitStrategy, run_trials
 
 NAME = "passkey-bits"
 
 
-async def run(profile: str, trials: int, seed: int) -> dict[str, Any]:
+async def run(profile: ProfileName, trials: int, seed: int) -> dict[str, Any]:
     done, summary = await run_trials(NAME, profile, trials, seed, BitStrategy)
-    if profile == "classic":
+    if not PROFILES[profile].rotate_on_failure:
         as_expected = summary["recovered"] == trials and all(
             t.failed_attempts <= PASSKEY_BITS for t in done
         )

@@ -40,6 +40,7 @@ from bumble.device import Connection, Peer
 from chargepin.charger.daemon import ChargerDaemon
 from chargepin.core import protocol
 from chargepin.core.pin import generate_pin
+from chargepin.core.profiles import ProfileName
 from chargepin.core.protocol import AdminResult
 from chargepin.core.tickets import DEFAULT_LIFETIME, Action
 from chargepin.lab.attacks.common import PASSKEY_SPACE, Arena, arena
@@ -439,7 +440,7 @@ def trial_as_expected(record: dict[str, Any]) -> bool:
     )
 
 
-async def run(profile: str, trials: int, seed: int) -> dict[str, Any]:
+async def run(profile: ProfileName, trials: int, seed: int) -> dict[str, Any]:
     """`trials` pairs of fresh chargers; every captured ticket replayed every way."""
     rng = random.Random(seed)
     records = []

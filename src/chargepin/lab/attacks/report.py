@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chargepin.core.errors import format_duration
-from chargepin.core.lockout import PROFILES
+from chargepin.core.profiles import PROFILES, ProfileName
 from chargepin.lab.attacks import guess, passkey_bits
 from chargepin.lab.attacks.analysis import (
     HORIZONS,
@@ -34,7 +34,6 @@ from chargepin.lab.attacks.analysis import (
 from chargepin.lab.attacks.common import median
 from chargepin.lab.bench import machine_info
 
-PROFILE_NAMES = ("classic", "hardened")
 PLOT_YEARS = 1000.0
 """The plot's time axis runs from one minute to this many years."""
 
@@ -58,10 +57,12 @@ def _time(seconds: float) -> str:
     return f"{days:,.0f} days" if days >= 2 else format_duration(seconds)
 
 
-def profile_rows(profile: str, bits: dict[str, Any], plan: Schedule) -> list[dict[str, Any]]:
+def profile_rows(
+    profile: ProfileName, bits: dict[str, Any], plan: Schedule
+) -> list[dict[str, Any]]:
     """The table rows of one profile: passkey bits and plain guessing."""
     rows = []
-    if profile == "classic":
+    if not PROFILES[profile].rotate_on_failure:  # the PIN stays: the bits measured add up
         times = [t["simulated_seconds"] for t in bits["trials"] if t["recovered"]]
         attempts = [float(t["failed_attempts"] + 1) for t in bits["trials"] if t["recovered"]]
         rows.append(
@@ -144,16 +145,17 @@ def plot(path: Path, curves: dict[str, list[tuple[float, float]]]) -> None:
 
 
 def curve_points(
-    profile: str, bits: dict[str, Any], plan: Schedule, guessing: bool
+    profile: ProfileName, bits: dict[str, Any], plan: Schedule, guessing: bool
 ) -> list[tuple[float, float]]:
     """Points of one plot line, from a minute to PLOT_YEARS."""
     points: list[tuple[float, float]] = []
     seconds = 60.0
+    fixed_pin = not PROFILES[profile].rotate_on_failure
     while seconds <= PLOT_YEARS * 365 * 86400:
-        if profile == "classic" and not guessing:
+        if fixed_pin and not guessing:
             times = [t["simulated_seconds"] for t in bits["trials"] if t["recovered"]]
             probability = empirical_probability(times, len(bits["trials"]), seconds)
-        elif profile == "classic":
+        elif fixed_pin:
             probability = p_without_repeats(plan.attempts_by(seconds))
         else:
             probability = p_independent(plan.attempts_by(seconds))
@@ -164,7 +166,7 @@ def curve_points(
 
 async def gather(trials: int, seed: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for profile in PROFILE_NAMES:
+    for profile in ProfileName:
         bits = await passkey_bits.run(profile, trials, seed)
         guessed = await guess.run(profile, max(1, trials // 2), seed + 1)
         results[profile] = {"passkey-bits": bits, "guess": guessed}
@@ -185,14 +187,14 @@ def run_report(trials: int, seed: int, json_path: Path | None, plot_path: Path |
     }
     curves: dict[str, list[tuple[float, float]]] = {}
     as_expected = True
-    for profile in PROFILE_NAMES:
+    for profile in ProfileName:
         bits = measured[profile]["passkey-bits"]
         guessed = measured[profile]["guess"]
         as_expected &= bits["as_expected"] and guessed["as_expected"]
         per_attempt = median(
             [a["seconds"] for t in bits["trials"] for a in t["attempts"] if a["passkey"]]
         )
-        plan = schedule(PROFILES[profile], per_attempt)
+        plan = schedule(PROFILES[profile].lockout, per_attempt)
         rows = profile_rows(profile, bits, plan)
         gap = model_check(bits, plan)
         out["profiles"][profile] = {
@@ -221,11 +223,11 @@ def run_report(trials: int, seed: int, json_path: Path | None, plot_path: Path |
             f"{plan.steady_rate() * 86400:,.0f} attempts a day once lockouts settle; "
             f"the lockout model is within {gap:.1%} of the measured attacker time"
         )
-        if profile == "classic":
-            curves["classic: passkey bits (measured)"] = curve_points(profile, bits, plan, False)
-            curves["classic: plain guessing (derived)"] = curve_points(profile, bits, plan, True)
+        if not PROFILES[profile].rotate_on_failure:
+            curves[f"{profile}: passkey bits (measured)"] = curve_points(profile, bits, plan, False)
+            curves[f"{profile}: plain guessing (derived)"] = curve_points(profile, bits, plan, True)
         else:
-            curves["hardened: any strategy (derived)"] = curve_points(profile, bits, plan, False)
+            curves[f"{profile}: any strategy (derived)"] = curve_points(profile, bits, plan, False)
     out["as_expected"] = as_expected
     if plot_path is not None:
         plot(

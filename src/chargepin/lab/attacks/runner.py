@@ -14,10 +14,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from chargepin.core.profiles import ProfileName
 from chargepin.lab.bench import machine_info
 
 
-def command_line(name: str, profile: str, trials: int, seed: int, json_path: Path | None) -> str:
+def command_line(
+    name: str, profile: ProfileName, trials: int, seed: int, json_path: Path | None
+) -> str:
     """The CLI command that reproduces a run with these settings."""
     parts = [f"chargepin lab attack {name} --profile {profile} --trials {trials} --seed {seed}"]
     if json_path is not None:
@@ -25,7 +28,7 @@ def command_line(name: str, profile: str, trials: int, seed: int, json_path: Pat
     return " ".join(parts)
 
 
-async def attack_report(name: str, profile: str, trials: int, seed: int) -> dict[str, Any]:
+async def attack_report(name: str, profile: ProfileName, trials: int, seed: int) -> dict[str, Any]:
     """Run attack `name` and return its report (what the CLI writes as JSON)."""
     module = importlib.import_module(f"chargepin.lab.attacks.{name.replace('-', '_')}")
     started = time.perf_counter()
@@ -46,7 +49,9 @@ def summary_table(name: str, report: dict[str, Any]) -> Table:
     return table
 
 
-def run_attack(name: str, profile: str, trials: int, seed: int, json_path: Path | None) -> int:
+def run_attack(
+    name: str, profile: ProfileName, trials: int, seed: int, json_path: Path | None
+) -> int:
     """0 when the charger behaved as docs/SECURITY.md says for this profile, 1 otherwise."""
     report = asyncio.run(attack_report(name, profile, trials, seed))
     report = {
