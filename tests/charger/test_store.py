@@ -28,6 +28,7 @@ from chargepin.core.addresses import random_static_address
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.lockout import LockoutConfig, LockoutState, record_failure
 from chargepin.core.pin import Pin
+from chargepin.core.pin_state import PinState
 from chargepin.core.profiles import lockout_config
 from chargepin.radio.keystore import BondInfo
 
@@ -114,7 +115,7 @@ def test_random_static_addresses_are_valid_and_accepted(tmp_path: Path) -> None:
 def test_current_pin_follows_the_epoch_unless_a_custom_pin_is_set(state_path: Path) -> None:
     with StateStore.open(state_path) as store:
         assert store.current_pin() == epoch_pin(SECRET, IDENTITY.serial, 0)
-        store.set_pin_config(enabled=True, custom_pin=Pin("482915"), epoch=0)
+        store.save_pin_state(PinState(True, 0, Pin("482915")))
         assert store.current_pin() == Pin("482915")
 
         assert store.advance_epoch() == 1
@@ -124,18 +125,18 @@ def test_current_pin_follows_the_epoch_unless_a_custom_pin_is_set(state_path: Pa
 
 def test_pin_config_survives_reopen(state_path: Path) -> None:
     with StateStore.open(state_path) as store:
-        store.set_pin_config(enabled=False, custom_pin=Pin("093817"), epoch=7)
+        store.save_pin_state(PinState(False, 7, Pin("093817")))
     with StateStore.open(state_path) as store:
         assert (store.pin_enabled, store.custom_pin, store.epoch) == (False, Pin("093817"), 7)
 
 
 def test_the_epoch_never_goes_back(state_path: Path) -> None:
     with StateStore.open(state_path) as store:
-        store.set_pin_config(enabled=True, custom_pin=None, epoch=4)
+        store.save_pin_state(PinState(True, 4, None))
         with pytest.raises(StateError, match="cannot go back from 4 to 3"):
-            store.set_pin_config(enabled=False, custom_pin=Pin("482915"), epoch=3)
+            store.save_pin_state(PinState(False, 3, Pin("482915")))
         with pytest.raises(StateError, match="non-negative"):
-            store.set_pin_config(enabled=False, custom_pin=None, epoch=-1)
+            store.save_pin_state(PinState(False, -1, None))
         assert (store.pin_enabled, store.custom_pin, store.epoch) == (True, None, 4)
 
 

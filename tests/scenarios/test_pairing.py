@@ -10,6 +10,7 @@ from bumble.pairing import PairingDelegate
 
 from chargepin.core.epochs import epoch_pin, pin_fingerprint
 from chargepin.core.pin import Pin
+from chargepin.core.pin_state import PinState
 from chargepin.lab.central import BareCentral, TypingDelegate
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone.errors import LinkLost, PinNeeded, WrongPin
@@ -151,7 +152,7 @@ async def test_info_and_advertisement_tell_epoch_and_fingerprint(bed: Testbed) -
 
 async def test_custom_pin_stays_until_the_first_failure(bed: Testbed) -> None:
     daemon = await bed.charger()
-    daemon.store.set_pin_config(enabled=True, custom_pin=Pin("482915"), epoch=0)
+    daemon.store.save_pin_state(PinState(True, 0, Pin("482915")))
     phone = await bed.phone()
     with pytest.raises(WrongPin):
         await phone.connect("CP-0001", pin="190283")
@@ -273,11 +274,11 @@ async def test_a_stalled_pairing_times_out_as_an_aborted_attempt(bed: Testbed) -
 
 async def test_leading_zeros_are_digits_of_the_passkey(bed: Testbed) -> None:
     daemon = await bed.charger()
-    daemon.store.set_pin_config(enabled=True, custom_pin=Pin("042917"), epoch=0)
+    daemon.store.save_pin_state(PinState(True, 0, Pin("042917")))
     phone = await bed.phone()
     with pytest.raises(WrongPin):
         await phone.connect("CP-0001", pin="429170")
-    daemon.store.set_pin_config(enabled=True, custom_pin=Pin("042917"), epoch=daemon.store.epoch)
+    daemon.store.save_pin_state(PinState(True, daemon.store.epoch, Pin("042917")))
     link = await phone.connect("CP-0001", pin="042917")
     assert link.paired_now
     await link.disconnect()

@@ -10,10 +10,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from chargepin.charger.store import StateStore
+from chargepin.core import pin_state
 from chargepin.core.admin import ActionNotAllowed, authorize
 from chargepin.core.epochs import pin_fingerprint
 from chargepin.core.errors import ChargepinError, TicketRejected
-from chargepin.core.pin import Pin
+from chargepin.core.pin_state import PIN_ACTIONS
 from chargepin.core.policy import pin_policy
 from chargepin.core.protocol import AdminResult
 from chargepin.core.tickets import Action, Receipt, Ticket, open_ticket, sign_receipt
@@ -84,24 +85,14 @@ def apply_ticket(
     if action is Action.ADMIT_PAIRING:
         store.record_event("pairing_admitted", "member ticket", now)
         return AdminOutcome(AdminResult(ok=True, action=action.value), admit_link=True)
-    custom = ticket.arg("pin")
+    if action in PIN_ACTIONS:
+        store.save_pin_state(pin_state.apply(action, dict(ticket.args), store.pin_state))
     if action is Action.ENABLE_PIN:
-        store.set_pin_config(
-            enabled=True,
-            custom_pin=Pin.parse_strong(custom) if custom else None,
-            epoch=store.epoch,
-        )
         store.record_event("pin_enabled", "owner ticket", now)
         result = AdminResult(ok=True, action=action.value, receipt=_receipt(store, ticket))
         # PRODUCT.md: enabling interrupts the Bluetooth connection; the next one needs the PIN.
         return AdminOutcome(result, drop_all_links=True, forget_unauthenticated_bonds=True)
     if action is Action.CHANGE_PIN:
-        if custom:
-            store.set_pin_config(
-                enabled=True, custom_pin=Pin.parse_strong(custom), epoch=store.epoch
-            )
-        else:
-            store.advance_epoch()
         forget = ticket.arg("forget_bonds") == "1"
         store.record_event("pin_changed", "forget all bonds" if forget else "bonds kept", now)
         result = AdminResult(
@@ -111,7 +102,6 @@ def apply_ticket(
         )
         return AdminOutcome(result, drop_all_links=forget, forget_all_bonds=forget)
     if action is Action.DISABLE_PIN:
-        store.set_pin_config(enabled=False, custom_pin=store.custom_pin, epoch=store.epoch)
         store.record_event("pin_disabled", "owner ticket", now)
         return AdminOutcome(
             AdminResult(ok=True, action=action.value, receipt=_receipt(store, ticket))

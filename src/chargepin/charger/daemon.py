@@ -513,12 +513,15 @@ class ChargerDaemon:
         the new lockout state and epoch are on disk before the phone learns the outcome and
         before the event loop can serve the next pairing request.
         """
-        outcome = attempts.failed_attempt(self.profile, self.store.lockout_state, kind, now)
         with self.store.transaction():
+            pin = self.store.pin_state
+            outcome = attempts.failed_attempt(
+                self.profile, self.store.lockout_state, pin, kind, now
+            )
             self.store.record_event("pairing_failed", detail, now)
             self.store.save_lockout_state(outcome.lockout)
-            if outcome.advance_epoch and self.store.pin_enabled:
-                self.store.advance_epoch()
+            if outcome.pin != pin:
+                self.store.save_pin_state(outcome.pin)
             if outcome.locked_now:
                 self.store.record_event("locked", f"{outcome.retry_after:.0f} s", now)
         self._state_changed()

@@ -23,11 +23,11 @@ from typing import Any, Final
 
 from chargepin.charger.errors import StateError
 from chargepin.core.addresses import static_address_problem
-from chargepin.core.epochs import epoch_pin
 from chargepin.core.errors import InvalidConfig
 from chargepin.core.keys import SECRET_SIZE
 from chargepin.core.lockout import LockoutConfig, LockoutState
 from chargepin.core.pin import Pin
+from chargepin.core.pin_state import PinState
 from chargepin.core.policy import FirmwareVersion
 from chargepin.core.profiles import ProfileName, profile_name
 from chargepin.core.provisioning import SERIAL_RE
@@ -365,22 +365,26 @@ class StateStore:
         """The current PIN epoch (public: advertised and readable by anyone)."""
         return int(self._row("SELECT epoch FROM pin_config")[0])
 
+    @property
+    def pin_state(self) -> PinState:
+        """On or off, the epoch and the custom PIN, read together (core/pin_state.py)."""
+        enabled, custom, epoch = self._row("SELECT enabled, custom_pin, epoch FROM pin_config")
+        return PinState(bool(enabled), int(epoch), None if custom is None else Pin(str(custom)))
+
     def current_pin(self) -> Pin:
         """The PIN pairing must use now: the custom PIN if set, else the epoch's derived PIN."""
-        custom, epoch = self._row("SELECT custom_pin, epoch FROM pin_config")
-        if custom is not None:
-            return Pin(str(custom))
-        return epoch_pin(self._secret, self._identity.serial, int(epoch))
+        return self.pin_state.live_pin(self._secret, self._identity.serial)
 
-    def set_pin_config(self, *, enabled: bool, custom_pin: Pin | None, epoch: int) -> None:
-        """Replace the whole PIN configuration in one transaction.
+    def save_pin_state(self, state: PinState) -> None:
+        """Persist the PIN state core decided, in one transaction.
 
         The epoch may stay or move forward but never back: an old epoch's PIN may already be
         partly known to an attacker, and the fleet service must never see an epoch reused.
         """
+        epoch = state.epoch
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise StateError(f"epoch must be a non-negative integer, got {epoch!r}")
-        digits = None if custom_pin is None else custom_pin.digits
+        digits = None if state.custom_pin is None else state.custom_pin.digits
         with self.transaction():
             current = self.epoch
             if epoch < current:
@@ -390,18 +394,19 @@ class StateStore:
                 )
             self._execute(
                 "UPDATE pin_config SET enabled = ?, custom_pin = ?, epoch = ?",
-                (int(enabled), digits, epoch),
+                (int(state.enabled), digits, epoch),
             )
 
     def advance_epoch(self) -> int:
-        """Move to the next epoch and drop any custom PIN (one transaction); the new epoch.
+        """Persist a rotation (`PinState.rotated`: next epoch, custom PIN dropped); the new epoch.
 
-        Called after a failed or aborted passkey attempt in the hardened profile, before the
-        next attempt is served, so the bits an attacker learned about the PIN are worthless.
+        The service console's and the tests' way to rotate; the daemon persists the state that
+        `core.attempts.failed_attempt` returns.
         """
         with self.transaction():
-            self._execute("UPDATE pin_config SET epoch = epoch + 1, custom_pin = NULL")
-            return self.epoch
+            state = self.pin_state.rotated()
+            self.save_pin_state(state)
+        return state.epoch
 
     # -- lockout -----------------------------------------------------------------------------
 

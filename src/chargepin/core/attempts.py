@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from chargepin.core import lockout
 from chargepin.core.lockout import LockoutState
+from chargepin.core.pin_state import PinState
 from chargepin.core.profiles import SecurityProfile
 
 # Core spec Vol 3 Part H 3.4: the SMP timeout. Bumble does not run it (notes/bumble.md), so the
@@ -74,12 +75,13 @@ def counts_as_failure(kind: AttemptKind | Refusal) -> bool:
     return kind is not Refusal.NEEDS_PASSKEY and kind is not Refusal.LOCKED
 
 
-def rotates_pin(profile: SecurityProfile, kind: AttemptKind) -> bool:
+def rotates_pin(profile: SecurityProfile, kind: AttemptKind, pin: PinState) -> bool:
     """Hardened: an attempt that ran passkey rounds leaked bits, so its PIN must not be reused.
 
-    A busy refusal ran no round (and rotating would break the pairing that is running).
+    A busy refusal ran no round (and rotating would break the pairing that is running); with
+    the PIN off no passkey was entered at all.
     """
-    return profile.rotate_on_failure and kind is not AttemptKind.BUSY
+    return profile.rotate_on_failure and kind is not AttemptKind.BUSY and pin.enabled
 
 
 @dataclass(frozen=True)
@@ -87,13 +89,13 @@ class FailureOutcome:
     """The state after a failed attempt, to persist before serving the next one."""
 
     lockout: LockoutState
-    advance_epoch: bool
+    pin: PinState
     locked_now: bool
     retry_after: float
 
 
 def failed_attempt(
-    profile: SecurityProfile, state: LockoutState, kind: AttemptKind, now: float
+    profile: SecurityProfile, state: LockoutState, pin: PinState, kind: AttemptKind, now: float
 ) -> FailureOutcome:
     """Record one failed attempt: count it, maybe lock, maybe move to the next PIN epoch."""
     was_locked = lockout.is_locked(profile.lockout, state, now)
@@ -101,7 +103,7 @@ def failed_attempt(
     locked = lockout.is_locked(profile.lockout, new_state, now)
     return FailureOutcome(
         lockout=new_state,
-        advance_epoch=rotates_pin(profile, kind),
+        pin=pin.rotated() if rotates_pin(profile, kind, pin) else pin,
         locked_now=locked and not was_locked,
         retry_after=lockout.retry_after(profile.lockout, new_state, now),
     )

@@ -17,15 +17,17 @@ import datetime as dt
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy.orm import Session
 
+from chargepin.core import pin_state
 from chargepin.core.admin import ActionNotAllowed, authorize
 from chargepin.core.errors import InvalidConfig, ReceiptInvalid, WeakPin
 from chargepin.core.pin import Pin
+from chargepin.core.pin_state import PIN_ACTIONS, Live, Observed, PinState, commit_receipt
 from chargepin.core.policy import pin_policy
-from chargepin.core.tickets import Action, Receipt, issue_ticket, seal_ticket, verify_receipt
+from chargepin.core.tickets import Action, issue_ticket, seal_ticket, verify_receipt
 from chargepin.fleet import pins
 from chargepin.fleet.access import OWNER, require_member
 from chargepin.fleet.errors import Conflict, Forbidden, Unprocessable
@@ -37,11 +39,6 @@ OWNER_ACTIONS = frozenset(
 )
 """PRODUCT.md: enabling, changing, disabling the PIN and removing phones is the owner's."""
 
-PIN_ACTIONS = frozenset({Action.ENABLE_PIN, Action.CHANGE_PIN, Action.DISABLE_PIN})
-"""Actions that change the PIN state: their ticket leaves a pending change behind."""
-
-Live = Literal["committed", "pending", "unknown"]
-
 
 @dataclass(frozen=True)
 class IssuedTicket:
@@ -50,21 +47,12 @@ class IssuedTicket:
 
 
 @dataclass(frozen=True)
-class PinState:
+class FleetPinState:
     """The committed PIN state and which of the fleet's states the charger was seen in."""
 
     pin_enabled: bool
     epoch: int
     live: Live = "committed"
-
-
-@dataclass(frozen=True)
-class _Target:
-    """A PIN state: committed on the charger row or pending in `Charger.pending`."""
-
-    pin_enabled: bool
-    epoch: int
-    custom_pin_ct: bytes | None
 
 
 def request_ticket(
@@ -102,46 +90,45 @@ def request_ticket(
     blob = seal_ticket(pins.charger_secret(vault, charger), ticket)
     if action in PIN_ACTIONS:
         charger = _locked(db, charger)
-        target = _target_of(vault, charger, action, custom, chosen)
+        # What the charger will do with this ticket: the same rule it applies (core.pin_state).
+        target = pin_state.apply(action, chosen, _committed(vault, charger))
         charger.pending = {
             "challenge": challenge.hex(),
             "action": action.value,
-            "pin_enabled": target.pin_enabled,
+            "pin_enabled": target.enabled,
             "epoch": target.epoch,
-            "custom_pin_ct": None if target.custom_pin_ct is None else target.custom_pin_ct.hex(),
+            "custom_pin_ct": _hex(_seal(vault, charger, target.custom_pin)),
             "issued_at": now,
         }
     return IssuedTicket(blob, dt.datetime.fromtimestamp(ticket.expires_at, dt.UTC))
 
 
-def submit_receipt(db: Session, vault: Vault, user: User, serial: str, blob: bytes) -> PinState:
+def submit_receipt(
+    db: Session, vault: Vault, user: User, serial: str, blob: bytes
+) -> FleetPinState:
     """Commit the pending change the charger's receipt confirms; nothing changes if it is forged.
 
     A receipt also carries the charger's state at that moment: a newer epoch whose derived PIN
     matches the fingerprint is taken over (the hardened profile rotates after failures).
     """
     charger, _member = require_member(db, user, serial)
+    secret = pins.charger_secret(vault, charger)
     try:
-        receipt = verify_receipt(pins.charger_secret(vault, charger), serial, blob)
+        receipt = verify_receipt(secret, serial, blob)
     except ReceiptInvalid as error:
         raise Unprocessable(str(error), code="receipt_invalid") from None
     charger = _locked(db, charger)
-    pending = _pending(charger)
+    seen = Observed(receipt.epoch, receipt.fingerprint, receipt.pin_enabled, signed=True)
+    pending = _pending(vault, charger)
     if (
         pending is not None
         and charger.pending is not None
         and hmac.compare_digest(str(charger.pending["challenge"]), receipt.challenge.hex())
         and charger.pending["action"] == receipt.action.value
     ):
-        if charger.epoch > receipt.epoch:
-            # Seen in a newer epoch since the charger signed this: it rotated after failed
-            # attempts, and a rotation drops any custom PIN.
-            pending = _Target(pending.pin_enabled, charger.epoch, None)
-        else:
-            pending = _Target(pending.pin_enabled, receipt.epoch, pending.custom_pin_ct)
-        _commit(charger, pending, receipt.pin_enabled)
+        _store(vault, charger, commit_receipt(_committed(vault, charger), pending, seen), None)
         return _state(charger, "pending")
-    return _state(charger, _observe(vault, charger, _seen(receipt), signed=True))
+    return _state(charger, _observe(vault, charger, secret, seen))
 
 
 def reconcile(
@@ -152,106 +139,79 @@ def reconcile(
     epoch: int,
     fingerprint: bytes,
     pin_enabled: bool,
-) -> PinState:
+) -> FleetPinState:
     """Match what the phone read from the charger's open info against committed and pending.
 
     A pending change whose receipt never arrived is committed when the charger shows it live.
     """
     charger, _member = require_member(db, user, serial)
     charger = _locked(db, charger)
-    seen = _Seen(epoch, fingerprint, pin_enabled)
-    return _state(charger, _observe(vault, charger, seen, signed=False))
+    seen = Observed(epoch, fingerprint, pin_enabled)
+    return _state(charger, _observe(vault, charger, pins.charger_secret(vault, charger), seen))
 
 
 # ------------------------------------------------------------------------------ internals
+# The rules are core.pin_state's; these only move PIN states between it and the charger's row
+# (committed columns, the `pending` JSON), the custom PIN sealed in the vault.
 
 
-@dataclass(frozen=True)
-class _Seen:
-    """The charger's state as it published it (open info) or signed it (receipt)."""
-
-    epoch: int
-    fingerprint: bytes
-    pin_enabled: bool
-
-
-def _seen(receipt: Receipt) -> _Seen:
-    return _Seen(receipt.epoch, receipt.fingerprint, receipt.pin_enabled)
+def _observe(vault: Vault, charger: Charger, secret: bytes, seen: Observed) -> Live:
+    """Which state the charger is in, the fleet's states updated as core decides."""
+    outcome = pin_state.reconcile(
+        secret, charger.serial, seen, _committed(vault, charger), _pending(vault, charger)
+    )
+    if outcome.live != "unknown":
+        _store(vault, charger, outcome.committed, outcome.pending)
+    return outcome.live
 
 
-def _observe(vault: Vault, charger: Charger, seen: _Seen, *, signed: bool) -> Live:
-    """Which state the charger is in; commits the pending one or a newer epoch when shown live.
-
-    Epochs only move forward. Open info is unauthenticated, so its on/off flag alone never
-    changes the committed state; a receipt's (`signed`) does.
-    """
-    # Pending first: when both match (a new epoch's PIN, seen after later rotations) the change
-    # was applied or overtaken, and committing it is right either way.
-    pending = _pending(charger)
-    if pending is not None and _matches(vault, charger, pending, seen):
-        epoch = max(seen.epoch, pending.epoch)
-        _commit(charger, _Target(pending.pin_enabled, epoch, pending.custom_pin_ct))
-        return "pending"
-    committed = _Target(charger.pin_enabled, charger.epoch, charger.custom_pin_ct)
-    if _matches(vault, charger, committed, seen):
-        charger.epoch = max(charger.epoch, seen.epoch)
-        return "committed"
-    enabled = seen.pin_enabled if signed else charger.pin_enabled
-    rotated = _Target(enabled, seen.epoch, None)
-    if seen.epoch > charger.epoch and _matches(vault, charger, rotated, seen):
-        # The charger moved on after failed attempts; a custom PIN does not survive that.
-        charger.pin_enabled, charger.epoch, charger.custom_pin_ct = enabled, seen.epoch, None
-        return "committed"
-    return "unknown"
+def _custom_of(vault: Vault, charger: Charger, ct: bytes | None) -> Pin | None:
+    if ct is None:
+        return None
+    return Pin(vault.open(ct, pins.custom_pin_context(charger.serial)).decode())
 
 
-def _matches(vault: Vault, charger: Charger, target: _Target, seen: _Seen) -> bool:
-    """Whether the charger shows `target`: same on/off, and the live PIN's fingerprint.
-
-    A derived PIN matches from the target's epoch on (the charger may have rotated since).
-    """
-    if seen.pin_enabled != target.pin_enabled or seen.epoch < target.epoch:
-        return False
-    if target.custom_pin_ct is not None:
-        digits = vault.open(target.custom_pin_ct, pins.custom_pin_context(charger.serial))
-        pin = Pin(digits.decode())
-    else:
-        pin = pins.pin_of_epoch(vault, charger, seen.epoch)
-    return hmac.compare_digest(pins.fingerprint(vault, charger, pin), seen.fingerprint)
+def _pending_ct(charger: Charger) -> bytes | None:
+    data: dict[str, Any] | None = charger.pending
+    ct = data.get("custom_pin_ct") if data else None
+    return bytes.fromhex(ct) if ct else None
 
 
-def _commit(charger: Charger, target: _Target, pin_enabled: bool | None = None) -> None:
-    """Commit `target` (with `pin_enabled` as a receipt signed it) and clear the pending change."""
-    charger.pin_enabled = target.pin_enabled if pin_enabled is None else pin_enabled
-    charger.epoch = max(charger.epoch, target.epoch)
-    charger.custom_pin_ct = target.custom_pin_ct
-    charger.pending = None
+def _hex(ct: bytes | None) -> str | None:
+    return None if ct is None else ct.hex()
 
 
-def _pending(charger: Charger) -> _Target | None:
+def _seal(vault: Vault, charger: Charger, pin: Pin | None) -> bytes | None:
+    """The custom PIN sealed for the row; a PIN already sealed there keeps its ciphertext."""
+    if pin is None:
+        return None
+    for ct in (charger.custom_pin_ct, _pending_ct(charger)):
+        if ct is not None and _custom_of(vault, charger, ct) == pin:
+            return ct
+    return vault.seal(pin.digits.encode(), pins.custom_pin_context(charger.serial))
+
+
+def _committed(vault: Vault, charger: Charger) -> PinState:
+    return PinState(
+        charger.pin_enabled, charger.epoch, _custom_of(vault, charger, charger.custom_pin_ct)
+    )
+
+
+def _pending(vault: Vault, charger: Charger) -> PinState | None:
     data: dict[str, Any] | None = charger.pending
     if not data:
         return None
-    ct = data.get("custom_pin_ct")
-    return _Target(bool(data["pin_enabled"]), int(data["epoch"]), bytes.fromhex(ct) if ct else None)
+    custom = _custom_of(vault, charger, _pending_ct(charger))
+    return PinState(bool(data["pin_enabled"]), int(data["epoch"]), custom)
 
 
-def _target_of(
-    vault: Vault, charger: Charger, action: Action, custom: Pin | None, args: Mapping[str, str]
-) -> _Target:
-    """The state the charger will be in after applying the ticket (charger/admin.py)."""
-
-    def sealed(pin: Pin) -> bytes:
-        return vault.seal(pin.digits.encode(), pins.custom_pin_context(charger.serial))
-
-    if action is Action.ENABLE_PIN:
-        return _Target(True, charger.epoch, None if custom is None else sealed(custom))
-    if action is Action.CHANGE_PIN:
-        if custom is not None:
-            return _Target(True, charger.epoch, sealed(custom))
-        assert args.get("next_epoch") == "1"
-        return _Target(True, charger.epoch + 1, None)
-    return _Target(False, charger.epoch, charger.custom_pin_ct)  # DISABLE_PIN keeps its PIN
+def _store(vault: Vault, charger: Charger, committed: PinState, pending: PinState | None) -> None:
+    """Write core's committed state on the row; drop the pending change once committed."""
+    charger.custom_pin_ct = _seal(vault, charger, committed.custom_pin)
+    charger.pin_enabled = committed.enabled
+    charger.epoch = committed.epoch  # core never moves it back
+    if pending is None:
+        charger.pending = None
 
 
 def _custom_pin(value: str | None) -> Pin | None:
@@ -273,5 +233,5 @@ def _locked(db: Session, charger: Charger) -> Charger:
     return row
 
 
-def _state(charger: Charger, live: Live) -> PinState:
-    return PinState(charger.pin_enabled, charger.epoch, live)
+def _state(charger: Charger, live: Live) -> FleetPinState:
+    return FleetPinState(charger.pin_enabled, charger.epoch, live)

@@ -56,6 +56,7 @@ from chargepin.core.errors import (
 from chargepin.core.keys import PURPOSE_RECEIPT, PURPOSE_TICKET, derive_key
 from chargepin.core.lockout import LockoutState, record_failure
 from chargepin.core.pin import Pin, weakness
+from chargepin.core.pin_state import PinState
 from chargepin.core.profiles import PROFILES, ProfileName
 from chargepin.core.protocol import (
     MAX_CURRENT_A,
@@ -860,7 +861,7 @@ def real_state_file() -> bytes:
     with tempfile.TemporaryDirectory(prefix="chargepin-fuzz-") as tmp:
         path = Path(tmp) / "charger.db"
         with provision(path, ChargerSpec(serial="CP-0001", secret=STATE_SECRET)) as store:
-            store.set_pin_config(enabled=True, custom_pin=Pin("385172"), epoch=3)
+            store.save_pin_state(PinState(True, 3, Pin("385172")))
             state = LockoutState()
             for second in (1000.0, 1010.0, 1020.0):
                 state = record_failure(PROFILES[ProfileName.HARDENED].lockout, state, second)

@@ -19,6 +19,7 @@ from chargepin.clock import Clock, SystemClock
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.keys import new_secret
 from chargepin.core.pin import Pin
+from chargepin.core.pin_state import PinState
 from chargepin.core.profiles import DEFAULT_PROFILE, ProfileName
 from chargepin.core.tickets import Action, issue_ticket, seal_ticket
 from chargepin.phone.client import ChargerLink, Phone
@@ -59,7 +60,7 @@ def provision(path: Path, spec: ChargerSpec) -> StateStore:
     )
     store = StateStore.open(path)
     if spec.pin_enabled is not None and spec.pin_enabled != store.pin_enabled:
-        store.set_pin_config(enabled=spec.pin_enabled, custom_pin=None, epoch=store.epoch)
+        store.save_pin_state(PinState(spec.pin_enabled, store.epoch, None))
     return store
 
 
