@@ -19,10 +19,10 @@ from chargepin.lab.testbed import Testbed
 
 async def test_four_idle_strangers_do_not_shut_out_the_bonded_owner(bed: Testbed) -> None:
     daemon = await bed.charger()
-    daemon.eviction_grace = 0.2
+    daemon.timings.eviction_grace = 0.2
     owner = await bed.phone("owner")
     await (await owner.connect("CP-0001", pin=str(daemon.store.current_pin()))).disconnect()
-    hogs = [BareCentral(bed.radio, f"hog{i}") for i in range(daemon.max_links)]
+    hogs = [BareCentral(bed.radio, f"hog{i}") for i in range(daemon.timings.max_links)]
     connections = []
     for hog in hogs:
         await hog.start()
@@ -40,7 +40,7 @@ async def test_four_idle_strangers_do_not_shut_out_the_bonded_owner(bed: Testbed
 
 async def test_a_full_charger_of_paired_phones_evicts_nobody(bed: Testbed) -> None:
     daemon = await bed.charger()
-    phones = [await bed.phone(f"phone{i}") for i in range(daemon.max_links)]
+    phones = [await bed.phone(f"phone{i}") for i in range(daemon.timings.max_links)]
     links = []
     for phone in phones:
         links.append(await phone.connect("CP-0001", pin=str(daemon.store.current_pin())))
@@ -55,9 +55,9 @@ async def test_a_new_link_has_time_to_pair_before_it_can_be_evicted(bed: Testbed
     """A phone fetching its PIN (or an admission ticket) from the fleet is unencrypted for a
     moment: strangers filling the other slots meanwhile must not push it out."""
     daemon = await bed.charger()
-    daemon.eviction_grace = 2.0
+    daemon.timings.eviction_grace = 2.0
     owner = await bed.phone("owner")
-    hogs = [BareCentral(bed.radio, f"hog{i}") for i in range(daemon.max_links - 1)]
+    hogs = [BareCentral(bed.radio, f"hog{i}") for i in range(daemon.timings.max_links - 1)]
     connections = []
 
     async def slow_fleet(_info: object) -> str:
@@ -76,7 +76,7 @@ async def test_a_new_link_has_time_to_pair_before_it_can_be_evicted(bed: Testbed
 
 async def test_an_idle_unencrypted_link_is_dropped_after_the_timeout(bed: Testbed) -> None:
     daemon = await bed.charger()
-    daemon.unsecured_link_timeout = 0.3
+    daemon.timings.unsecured_link_timeout = 0.3
     owner = await bed.phone("owner")
     await (await owner.connect("CP-0001", pin=str(daemon.store.current_pin()))).disconnect()
     stranger = BareCentral(bed.radio, "idle")

@@ -259,7 +259,7 @@ async def test_a_second_concurrent_pairing_is_told_busy_and_counted(bed: Testbed
 
 async def test_a_stalled_pairing_times_out_as_an_aborted_attempt(bed: Testbed) -> None:
     daemon = await bed.charger()
-    daemon.smp_timeout = 0.2  # Core spec's 30 s, shortened for the test
+    daemon.timings.smp_timeout = 0.2  # Core spec's 30 s, shortened for the test
     central = BareCentral(bed.radio)
     await central.start()
     central.delegate = TypingDelegate(123456, hold=asyncio.Event())  # never types
@@ -268,7 +268,7 @@ async def test_a_stalled_pairing_times_out_as_an_aborted_attempt(bed: Testbed) -
     assert await central.wait_disconnected(connection, timeout=3.0)
     pairing.cancel()
     assert len(daemon.store.lockout_state.failures) == 1
-    assert daemon.pairing_handle is None
+    assert daemon.pairing.handle is None
     await central.stop()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from bumble import att, gatt, utils
+from bumble import att, gatt
 from bumble.device import Connection, Device
 
 from chargepin.core import protocol
@@ -129,88 +129,3 @@ def check_cccd_value(value: bytes, properties: gatt.Characteristic.Properties) -
         allowed |= 0x02
     if value[1] != 0 or value[0] & ~allowed:
         raise att.ATT_Error(att.ErrorCode.VALUE_NOT_ALLOWED)
-
-
-async def _refuse_write(_bearer: att.Bearer, _value: bytes) -> None:
-    raise att.ATT_Error(att.ErrorCode.WRITE_NOT_PERMITTED)
-
-
-def harden_server(device: Device) -> None:
-    """Close the holes Bumble's GATT server leaves open (notes/bumble.md, "GATT").
-
-    - Attributes with a plain value, or a callback value without a write callback (Database
-      Hash), are written by Bumble on any Write Request or never answered: they now refuse
-      with Write Not Permitted and keep their value.
-    - CCCDs Bumble added (Service Changed) store any value: they now take only valid ones.
-    - Read Multiple (Variable) Requests naming a protected attribute were never answered (the
-      handlers assume every attribute is world-readable): they now get the ATT error.
-    - A Write Command (no response) to a protected attribute logged a traceback per packet:
-      now it is dropped quietly, as the spec says for commands.
-    """
-    server = device.gatt_server
-    characteristic: Any = None
-    for attribute in server.attributes:
-        if isinstance(attribute, gatt.Characteristic):
-            characteristic = attribute
-        value = attribute.value
-        if isinstance(value, att.AttributeValue | att.AttributeValueV2):
-            if value._write is None:
-                attribute.write_value = _refuse_write  # type: ignore[method-assign,assignment]
-            elif (
-                attribute.type == gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR
-                and characteristic is not None
-            ):
-                attribute.write_value = _validated_cccd(  # type: ignore[method-assign]
-                    attribute.write_value, characteristic.properties
-                )
-            continue
-        attribute.write_value = _refuse_write  # type: ignore[method-assign,assignment]
-    for name in ("on_att_read_multiple_request", "on_att_read_multiple_variable_request"):
-        setattr(server, name, _answering_att_errors(server, name))
-    server.on_att_write_command = _quiet_write_command(server)
-
-
-def _validated_cccd(write: Any, properties: gatt.Characteristic.Properties) -> Any:
-    async def validated(bearer: att.Bearer, value: bytes) -> None:
-        check_cccd_value(value, properties)
-        await write(bearer, value)
-
-    return validated
-
-
-def _answering_att_errors(server: Any, name: str) -> Callable[[att.Bearer, Any], None]:
-    inner = getattr(type(server), name).__wrapped__  # Bumble's run_in_task keeps it
-
-    def handler(bearer: att.Bearer, request: Any) -> None:
-        async def run() -> None:
-            try:
-                await inner(server, bearer, request)
-            except att.ATT_Error as error:
-                server.send_response(
-                    bearer,
-                    att.ATT_Error_Response(
-                        request_opcode_in_error=request.op_code,
-                        attribute_handle_in_error=error.att_handle,
-                        error_code=error.error_code,
-                    ),
-                )
-
-        utils.AsyncRunner.spawn(run())  # type: ignore[no-untyped-call]
-
-    return handler
-
-
-def _quiet_write_command(server: Any) -> Callable[[att.Bearer, Any], None]:
-    def handler(bearer: att.Bearer, request: Any) -> None:
-        async def run() -> None:
-            attribute = server.get_attribute(request.attribute_handle)
-            if attribute is None:
-                return
-            try:
-                await attribute.write_value(bearer, request.attribute_value)
-            except att.ATT_Error:
-                return  # Vol 3 Part F 3.4.5.3: no response, no error for a command
-
-        utils.AsyncRunner.spawn(run())  # type: ignore[no-untyped-call]
-
-    return handler

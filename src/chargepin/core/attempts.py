@@ -107,8 +107,3 @@ def failed_attempt(
         locked_now=locked and not was_locked,
         retry_after=lockout.retry_after(profile.lockout, new_state, now),
     )
-
-
-def connection_allowed(profile: SecurityProfile, state: LockoutState, now: float) -> bool:
-    """May a bonded phone use protected features now? Not while locked with scope `all`."""
-    return lockout.check_connection(profile.lockout, state, now, bonded=True).allowed
