@@ -12,11 +12,11 @@ from chargepin.core.pairing_attempt import (
     TRANSITIONS,
     Admitted,
     Attempt,
+    AttemptEvent,
     Count,
     Disconnected,
     Drop,
     DropReason,
-    Event,
     Failed,
     LogRefusal,
     LogSuccess,
@@ -40,7 +40,7 @@ events = st.one_of(
 )
 
 
-def run(*sequence: Event) -> tuple[Attempt, list[object]]:
+def run(*sequence: AttemptEvent) -> tuple[Attempt, list[object]]:
     attempt, actions = Attempt(), []
     for event in sequence:
         attempt, done = step(attempt, event)
@@ -112,7 +112,7 @@ def test_the_table_names_every_phase() -> None:
 @settings(max_examples=500)
 @given(st.lists(events, max_size=25))
 def test_every_attempt_is_counted_exactly_once_and_before_it_is_answered(
-    sequence: list[Event],
+    sequence: list[AttemptEvent],
 ) -> None:
     """An oracle that follows attempts by hand: a served request opens one, which ends counted
     (failure, timeout, hang-up, a second request) or bonded; a busy refusal is one attempt,

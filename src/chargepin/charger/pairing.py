@@ -21,10 +21,10 @@ from chargepin.clock import Clock
 from chargepin.core import attempts, pairing_attempt
 from chargepin.core.attempts import AttemptKind, PairingRequest, Refusal
 from chargepin.core.pairing_attempt import (
+    AttemptEvent,
     Count,
     Drop,
     DropReason,
-    Event,
     LogRefusal,
     LogSuccess,
     Refuse,
@@ -150,7 +150,7 @@ class PairingGuard:
 
     # ------------------------------------------------------------------------ the actions
 
-    def feed(self, connection: Connection, link: LinkState, event: Event) -> Refusal | None:
+    def feed(self, connection: Connection, link: LinkState, event: AttemptEvent) -> Refusal | None:
         """Step the link's attempt and carry out the actions; the refusal to answer, if any."""
         link.attempt, actions = pairing_attempt.step(link.attempt, event)
         answer: Refusal | None = None

@@ -72,7 +72,7 @@ class Admitted:
     """A member's admit_pairing ticket was applied on this link: it may pair during a lock."""
 
 
-Event = Requested | Failed | TimedOut | Paired | Disconnected | Admitted
+AttemptEvent = Requested | Failed | TimedOut | Paired | Disconnected | Admitted
 
 
 # ------------------------------------------------------------------------------ actions
@@ -130,7 +130,7 @@ class Drop:
     reason: DropReason
 
 
-Action = Count | LogRefusal | Refuse | Serve | Release | LogSuccess | Drop
+AttemptAction = Count | LogRefusal | Refuse | Serve | Release | LogSuccess | Drop
 
 
 # ------------------------------------------------------------------------ the machine
@@ -149,21 +149,24 @@ class Attempt:
         return self.phase is Phase.PAIRING
 
 
-Transition = Callable[[Attempt, Event], tuple[Attempt, tuple[Action, ...]]]
+Outcome = tuple[Attempt, tuple[AttemptAction, ...]]
+"""The attempt after an event, and the actions to carry out in this order."""
+
+Transition = Callable[[Attempt, AttemptEvent], Outcome]
 
 
-def _request(attempt: Attempt, event: Event) -> tuple[Attempt, tuple[Action, ...]]:
+def _request(attempt: Attempt, event: AttemptEvent) -> Outcome:
     assert isinstance(event, Requested)
     refusal = event.refusal
     if refusal is None:
         return replace(attempt, phase=Phase.PAIRING), (Serve(),)
-    accounted: Action = (
+    accounted: AttemptAction = (
         Count(AttemptKind.BUSY) if counts_as_failure(refusal) else LogRefusal(refusal)
     )
     return replace(attempt, phase=Phase.REFUSED), (accounted, Refuse(refusal))
 
 
-def _request_while_pairing(attempt: Attempt, event: Event) -> tuple[Attempt, tuple[Action, ...]]:
+def _request_while_pairing(attempt: Attempt, event: AttemptEvent) -> Outcome:
     """A second Pairing Request on a link whose attempt runs: that attempt is over (counted,
     aborted) and the request is refused as busy; Bumble cannot run two on one link."""
     return replace(attempt, phase=Phase.COUNTED), (
@@ -173,9 +176,9 @@ def _request_while_pairing(attempt: Attempt, event: Event) -> tuple[Attempt, tup
     )
 
 
-def _fail(attempt: Attempt, event: Event) -> tuple[Attempt, tuple[Action, ...]]:
+def _fail(attempt: Attempt, event: AttemptEvent) -> Outcome:
     assert isinstance(event, Failed)
-    release: tuple[Action, ...] = (Release(),) if attempt.pairing else ()
+    release: tuple[AttemptAction, ...] = (Release(),) if attempt.pairing else ()
     return replace(attempt, phase=Phase.COUNTED), (
         Count(event.kind),
         *release,
@@ -183,7 +186,7 @@ def _fail(attempt: Attempt, event: Event) -> tuple[Attempt, tuple[Action, ...]]:
     )
 
 
-def _time_out(attempt: Attempt, event: Event) -> tuple[Attempt, tuple[Action, ...]]:
+def _time_out(attempt: Attempt, event: AttemptEvent) -> Outcome:
     return replace(attempt, phase=Phase.COUNTED), (
         Count(AttemptKind.ABORTED),
         Release(),
@@ -191,21 +194,21 @@ def _time_out(attempt: Attempt, event: Event) -> tuple[Attempt, tuple[Action, ..
     )
 
 
-def _abort(attempt: Attempt, event: Event) -> tuple[Attempt, tuple[Action, ...]]:
+def _abort(attempt: Attempt, event: AttemptEvent) -> Outcome:
     return replace(attempt, phase=Phase.GONE), (Count(AttemptKind.ABORTED), Release())
 
 
-def _bond(attempt: Attempt, event: Event) -> tuple[Attempt, tuple[Action, ...]]:
+def _bond(attempt: Attempt, event: AttemptEvent) -> Outcome:
     assert isinstance(event, Paired)
-    release: tuple[Action, ...] = (Release(),) if attempt.pairing else ()
+    release: tuple[AttemptAction, ...] = (Release(),) if attempt.pairing else ()
     return replace(attempt, phase=Phase.BONDED), (*release, LogSuccess(event.authenticated))
 
 
-def _admit(attempt: Attempt, event: Event) -> tuple[Attempt, tuple[Action, ...]]:
+def _admit(attempt: Attempt, event: AttemptEvent) -> Outcome:
     return replace(attempt, admitted=True), ()
 
 
-def _leave(attempt: Attempt, event: Event) -> tuple[Attempt, tuple[Action, ...]]:
+def _leave(attempt: Attempt, event: AttemptEvent) -> Outcome:
     return replace(attempt, phase=Phase.GONE), ()
 
 
@@ -239,7 +242,7 @@ TRANSITIONS: Mapping[Phase, Mapping[type, Transition]] = MappingProxyType(
 """Phase -> event type -> what happens. An event a phase does not list is ignored."""
 
 
-def step(attempt: Attempt, event: Event) -> tuple[Attempt, tuple[Action, ...]]:
+def step(attempt: Attempt, event: AttemptEvent) -> Outcome:
     """The attempt after `event`, and the actions to carry out in this order."""
     transition = TRANSITIONS[attempt.phase].get(type(event))
     if transition is None:
