@@ -26,6 +26,7 @@ from chargepin.charger.store import (
 )
 from chargepin.core.addresses import random_static_address
 from chargepin.core.epochs import epoch_pin
+from chargepin.core.limits import MAX_EPOCH
 from chargepin.core.lockout import LockoutConfig, LockoutState, record_failure
 from chargepin.core.pin import Pin
 from chargepin.core.pin_state import PinState
@@ -138,6 +139,18 @@ def test_the_epoch_never_goes_back(state_path: Path) -> None:
         with pytest.raises(StateError, match="non-negative"):
             store.save_pin_state(PinState(False, -1, None))
         assert (store.pin_enabled, store.custom_pin, store.epoch) == (True, None, 4)
+
+
+def test_the_epoch_stops_at_the_last_one_the_air_carries(state_path: Path) -> None:
+    with StateStore.open(state_path) as store:
+        with pytest.raises(StateError, match="u32"):
+            store.save_pin_state(PinState(True, MAX_EPOCH + 1, None))
+        store.save_pin_state(PinState(True, MAX_EPOCH - 1, None))
+        assert store.advance_epoch() == MAX_EPOCH
+        with pytest.raises(StateError, match="u32"):
+            store.advance_epoch()
+    with StateStore.open(state_path) as store:
+        assert store.epoch == MAX_EPOCH
 
 
 # -- lockout --------------------------------------------------------------------------------

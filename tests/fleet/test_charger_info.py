@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from chargepin.clock import FakeClock
 from chargepin.core.epochs import epoch_pin
+from chargepin.core.limits import MAX_EPOCH
 from chargepin.fleet import factory, pins
 from chargepin.fleet.models import Charger, Membership, User
 
@@ -215,3 +216,19 @@ def test_an_expired_login_gets_no_pin_and_leaves_no_audit_row(
     assert "log in again" in expired.json()["detail"]
     fresh = login(client, "owner@example.com")
     assert len(client.get(audit, headers=fresh).json()) == reveals
+
+
+def test_the_last_epoch_the_air_carries_is_served_and_the_next_refused(client: TestClient) -> None:
+    """An epoch is a u32 on the air: the column holds the last one (BigInteger: PostgreSQL's
+    Integer stops at 2**31 - 1), and the API refuses one past it before any look-up."""
+    made, owner = owned(client)
+    set_charger(client, made.serial, epoch=MAX_EPOCH - 1)
+    response = client.get(f"/chargers/{made.serial}/pin?epoch={MAX_EPOCH}", headers=owner)
+    assert response.status_code == 200, response.text
+    assert response.json()["pin"] == epoch_pin(made.secret, made.serial, MAX_EPOCH).digits
+    audit = client.get(f"/chargers/{made.serial}/reveals", headers=owner).json()
+    assert audit[0]["epoch"] == MAX_EPOCH
+
+    response = client.get(f"/chargers/{made.serial}/pin?epoch={MAX_EPOCH + 1}", headers=owner)
+    assert response.status_code == 422
+    assert f"epoch: Input should be less than or equal to {MAX_EPOCH}" in response.json()["detail"]

@@ -11,6 +11,7 @@ from fleet_client import login
 from fleet_records import MANDATORY, OPTIONAL, ChargerRecord, add_charger, charger_row
 
 from chargepin.clock import FakeClock
+from chargepin.core.limits import MAX_EPOCH, SERIAL_MAX_LENGTH
 from chargepin.core.pin import Pin
 from chargepin.core.tickets import Action, Receipt, Ticket, open_ticket, sign_receipt
 from chargepin.fleet import pins
@@ -345,6 +346,24 @@ def test_reconcile_with_an_unknown_fingerprint_changes_nothing(client: TestClien
     # Open info is not authenticated: its on/off flag alone changes nothing.
     flag = reconcile(client, owner, charger, 0, charger.pin(0), False)
     assert flag["live"] == "unknown" and flag["pin_enabled"] is True
+
+
+def test_an_epoch_the_air_cannot_carry_or_a_serial_no_label_has_is_422(
+    client: TestClient,
+) -> None:
+    """The bounds are the wire's (core.limits): a u32 epoch, a serial of 1 to 32 characters."""
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner, MANDATORY)
+    report = {"epoch": MAX_EPOCH + 1, "fingerprint": charger.fingerprint(charger.pin(0)).hex()}
+    response = client.post(
+        f"/chargers/{charger.serial}/reconcile", json={**report, "pin_enabled": True}, headers=owner
+    )
+    assert response.status_code == 422
+    assert f"epoch: Input should be less than or equal to {MAX_EPOCH}" in response.json()["detail"]
+    for serial in ("X" * (SERIAL_MAX_LENGTH + 1), "CP 0001"):
+        refused = client.post(f"/chargers/{serial}/reconcile", json=report, headers=owner)
+        assert refused.status_code == 422
+        assert "serial" in refused.json()["detail"]
 
 
 def test_a_receipt_from_a_newer_epoch_is_taken_as_the_truth(client: TestClient) -> None:

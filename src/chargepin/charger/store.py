@@ -25,12 +25,12 @@ from chargepin.charger.errors import StateError
 from chargepin.core.addresses import static_address_problem
 from chargepin.core.errors import InvalidConfig
 from chargepin.core.keys import SECRET_SIZE
+from chargepin.core.limits import MAX_EPOCH, serial_problem
 from chargepin.core.lockout import LockoutConfig, LockoutState
 from chargepin.core.pin import Pin
 from chargepin.core.pin_state import PinState
 from chargepin.core.policy import FirmwareVersion
 from chargepin.core.profiles import ProfileName, profile_name
-from chargepin.core.provisioning import SERIAL_RE
 from chargepin.radio.keystore import DAMAGED_VALUE, SqliteKeyStore
 
 SCHEMA_VERSION: Final = 1
@@ -38,10 +38,6 @@ SCHEMA_VERSION: Final = 1
 
 IRK_LENGTH: Final = 16
 """Bytes of the charger's Identity Resolving Key (Core spec Vol 3 Part H 2.4.2.1)."""
-
-MAX_ADVERTISED_EPOCH: Final = 2**32 - 1
-"""The highest PIN epoch the charger can advertise: a u32 in the advertising payload and the
-info characteristic (docs/PROTOCOL.md)."""
 
 MAX_EVENTS: Final = 1000
 """Events kept in the log; older ones are dropped but stay counted in counters()."""
@@ -382,8 +378,11 @@ class StateStore:
         partly known to an attacker, and the fleet service must never see an epoch reused.
         """
         epoch = state.epoch
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise StateError(f"epoch must be a non-negative integer, got {epoch!r}")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCH:
+            raise StateError(
+                f"epoch must be a non-negative whole number up to {MAX_EPOCH} (a u32 on the "
+                f"air), got {epoch!r}"
+            )
         digits = None if state.custom_pin is None else state.custom_pin.digits
         with self.transaction():
             current = self.epoch
@@ -533,8 +532,8 @@ class StateStore:
             self.lockout_config  # noqa: B018
             self.lockout_state  # noqa: B018
             self.custom_pin  # noqa: B018
-            if not 0 <= self.epoch <= MAX_ADVERTISED_EPOCH:
-                raise ValueError(f"epoch {self.epoch} is outside 0..{MAX_ADVERTISED_EPOCH}")
+            if not 0 <= self.epoch <= MAX_EPOCH:
+                raise ValueError(f"epoch {self.epoch} is outside 0..{MAX_EPOCH}")
             self.pin_enabled  # noqa: B018
             self.counters()
             self.events(MAX_EVENTS)
@@ -606,11 +605,9 @@ def _check_schema(connection: sqlite3.Connection, path: Path) -> None:
 
 def _validate_identity(identity: ChargerIdentity) -> None:
     """Raise StateError unless the identity can be provisioned as it is."""
-    if not isinstance(identity.serial, str) or not SERIAL_RE.fullmatch(identity.serial):
-        raise StateError(
-            f"serial {identity.serial!r} is not valid; use 1 to 32 characters among "
-            "A-Z, a-z, 0-9, '-' and '_' as printed on the charger's label"
-        )
+    problem = serial_problem(identity.serial)
+    if problem is not None:
+        raise StateError(problem)
     for name in ("model", "firmware"):
         value = getattr(identity, name)
         if not isinstance(value, str) or not value.strip():

@@ -13,10 +13,8 @@ import hmac
 
 from chargepin.core.errors import InvalidConfig
 from chargepin.core.keys import PURPOSE_EPOCH_PIN, PURPOSE_FINGERPRINT, derive_key
+from chargepin.core.limits import MAX_EPOCH as MAX_EPOCH  # re-exported: the lab imports it here
 from chargepin.core.pin import MAX_PASSKEY, PIN_LENGTH, Pin, weakness
-
-MAX_EPOCH = 2**64 - 1
-"""Epochs are encoded in 8 bytes."""
 
 FINGERPRINT_SIZE = 8
 """Bytes in a PIN fingerprint."""
@@ -32,10 +30,11 @@ def epoch_pin(secret: bytes, serial: str, epoch: int) -> Pin:
     k = derive_key(secret, serial, "epoch-pin"); for counter 0, 1, 2, ...:
     x = first 4 bytes (big-endian) of HMAC-SHA256(k, epoch as 8 bytes BE + counter as 4 bytes
     BE); skip x >= 4,294,000,000; the candidate is x % 10**6 as six digits; skip weak ones.
+    The epoch is at most MAX_EPOCH (u32 on the air); the 8-byte encoding is the published one.
     """
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCH:
         raise InvalidConfig(
-            f"epoch must be a whole number 0..2**64-1, got {epoch!r}; "
+            f"epoch must be a whole number 0..{MAX_EPOCH} (a u32 on the air), got {epoch!r}; "
             "read it from the charger's info characteristic"
         )
     key = derive_key(secret, serial, PURPOSE_EPOCH_PIN)

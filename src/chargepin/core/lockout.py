@@ -28,6 +28,7 @@ from enum import Enum, StrEnum
 from typing import Any
 
 from chargepin.core.errors import InvalidConfig
+from chargepin.core.limits import require_now
 
 _MAX_DOUBLINGS = 64
 """Doublings beyond this are all capped anyway; bounds the stored lockout history too."""
@@ -49,11 +50,6 @@ def _number(name: str, value: object) -> float:
     if not math.isfinite(value):
         raise InvalidConfig(f"{name} must be a finite number of seconds, got {value!r}")
     return value
-
-
-def _require_now(now: float) -> None:
-    """Refuse a clock reading that is not a finite number: NaN would compare as unlocked."""
-    _number("now (unix seconds)", now)
 
 
 def _with(base: LockoutConfig, overrides: Mapping[str, Any]) -> LockoutConfig:
@@ -188,7 +184,7 @@ class LockoutState:
 
     def prune(self, config: LockoutConfig, now: float) -> LockoutState:
         """Forget failures and lockouts too old to matter; the current lock is always kept."""
-        _require_now(now)
+        require_now(now)
         return dataclasses.replace(
             self,
             failures=tuple(t for t in self.failures if t > now - config.window),
@@ -243,7 +239,7 @@ class Decision:
 
 def retry_after(config: LockoutConfig, state: LockoutState, now: float) -> float:
     """Seconds until attempts are served again; 0.0 when they are served now."""
-    _require_now(now)
+    require_now(now)
     if state.locked_until is not None and now < state.locked_until:
         return state.locked_until - now
     return 0.0
@@ -251,7 +247,7 @@ def retry_after(config: LockoutConfig, state: LockoutState, now: float) -> float
 
 def is_locked(config: LockoutConfig, state: LockoutState, now: float) -> bool:
     """Whether a lock is in force at `now` (a clock that went backwards never shortens it)."""
-    _require_now(now)
+    require_now(now)
     return state.locked_until is not None and now < state.locked_until
 
 
@@ -267,7 +263,7 @@ def check_connection(
 ) -> Decision:
     """Whether a connection may proceed: bonded phones pass a PAIRING-scope lock, never ALL."""
     if bonded and config.scope is LockoutScope.PAIRING:
-        _require_now(now)
+        require_now(now)
         return Decision(allowed=True, retry_after=0.0)
     return check(config, state, now)
 

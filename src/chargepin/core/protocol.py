@@ -12,6 +12,8 @@ import struct
 from dataclasses import dataclass, field
 
 from chargepin.core.errors import ChargepinError
+from chargepin.core.limits import CHALLENGE_SIZE as CHALLENGE_SIZE  # re-exported: the daemon's
+from chargepin.core.limits import MAX_EPOCH, MAX_STRING_OCTETS
 
 SERVICE_UUID = "4d2c0001-8f4a-4b7e-a3d1-5c9e2b7f6a10"
 INFO_UUID = "4d2c0002-8f4a-4b7e-a3d1-5c9e2b7f6a10"
@@ -27,7 +29,6 @@ COMPANY_ID = 0xFFFF
 ADV_MAGIC = b"CP"
 FORMAT_VERSION = 1
 
-CHALLENGE_SIZE = 16
 MAX_TICKET_SIZE = 512
 PREFERRED_MTU = 247
 
@@ -76,10 +77,17 @@ def _take_string(data: bytes, offset: int, what: str) -> tuple[str, int]:
         raise ProtocolError(f"{what} is not UTF-8: {error}") from error
 
 
+def _check_epoch(epoch: int) -> int:
+    """The epoch as it goes on the air (u32), or ProtocolError: it must never wrap around."""
+    if not 0 <= epoch <= MAX_EPOCH:
+        raise ProtocolError(f"epoch {epoch} does not fit the u32 on the air (0..{MAX_EPOCH})")
+    return epoch
+
+
 def _put_string(text: str, what: str) -> bytes:
     raw = text.encode("utf-8")
-    if len(raw) > 255:
-        raise ProtocolError(f"{what} is {len(raw)} octets; at most 255 fit")
+    if len(raw) > MAX_STRING_OCTETS:
+        raise ProtocolError(f"{what} is {len(raw)} octets; at most {MAX_STRING_OCTETS} fit")
     return bytes([len(raw)]) + raw
 
 
@@ -115,7 +123,7 @@ class ChargerInfo:
             FORMAT_VERSION,
             int(self.flags),
             int(self.pin_mode),
-            self.epoch,
+            _check_epoch(self.epoch),
             self.retry_after,
             self.fingerprint,
         )
@@ -164,7 +172,7 @@ class AdvertPayload:
 
     def encode(self) -> bytes:
         """The payload after the company identifier."""
-        head = self._HEAD.pack(ADV_MAGIC, FORMAT_VERSION, int(self.flags), self.epoch)
+        head = self._HEAD.pack(ADV_MAGIC, FORMAT_VERSION, int(self.flags), _check_epoch(self.epoch))
         return head + _put_string(self.serial, "serial")
 
     @classmethod

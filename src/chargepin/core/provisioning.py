@@ -18,16 +18,14 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 from chargepin.core.errors import InvalidConfig, InvalidSticker
 from chargepin.core.keys import require_secret
-
-SERIAL_RE = re.compile(r"[A-Za-z0-9_-]{1,32}", re.ASCII)
-"""A charger serial as printed on its label: 1 to 32 of A-Z, a-z, 0-9, '-' and '_'."""
+from chargepin.core.limits import SERIAL_RE as SERIAL_RE  # re-exported: the lab imports it here
+from chargepin.core.limits import serial_problem
 
 STICKER_PREFIX = "CHARGEPIN"
 STICKER_FORMAT = 1
@@ -54,15 +52,6 @@ def new_claim_code() -> str:
     return encoded[:CLAIM_CODE_LENGTH].translate(_FROM_RFC4648)
 
 
-def _serial_problem(serial: object) -> str | None:
-    if not isinstance(serial, str) or not SERIAL_RE.fullmatch(serial):
-        return (
-            f"serial {serial!r} is not valid; use 1 to 32 characters among "
-            "A-Z, a-z, 0-9, '-' and '_' as printed on the charger's label"
-        )
-    return None
-
-
 @dataclass(frozen=True)
 class StickerPayload:
     """What the QR code on a charger's sticker says: its serial and one-time claim code."""
@@ -71,7 +60,7 @@ class StickerPayload:
     claim_code: str = field(repr=False)
 
     def __post_init__(self) -> None:
-        problem = _serial_problem(self.serial)
+        problem = serial_problem(self.serial)
         if problem is not None:
             raise InvalidSticker(f"this is not a chargepin sticker: {problem}")
         code = self.claim_code
@@ -132,7 +121,7 @@ class ProvisioningBundle:
     secret: bytes = field(repr=False)
 
     def __post_init__(self) -> None:
-        problem = _serial_problem(self.serial)
+        problem = serial_problem(self.serial)
         if problem is not None:
             raise InvalidConfig(f"provisioning bundle: {problem}")
         require_secret(self.secret)

@@ -25,7 +25,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from chargepin.core.epochs import FINGERPRINT_SIZE, MAX_EPOCH
+from chargepin.core.epochs import FINGERPRINT_SIZE
 from chargepin.core.errors import (
     InvalidConfig,
     InvalidPin,
@@ -34,16 +34,15 @@ from chargepin.core.errors import (
     format_duration,
 )
 from chargepin.core.keys import PURPOSE_RECEIPT, PURPOSE_TICKET, derive_key
+from chargepin.core.limits import CHALLENGE_SIZE as CHALLENGE_SIZE  # re-exported for the lab
+from chargepin.core.limits import MAX_EPOCH, MAX_STRING_OCTETS, require_now
 from chargepin.core.pin import Pin, weakness
 
 TICKET_VERSION = 1
 RECEIPT_VERSION = 1
-CHALLENGE_SIZE = 16
 NONCE_SIZE = 12
 TAG_SIZE = 16
 """Bytes of the AES-GCM tag of a ticket and of the truncated HMAC of a receipt."""
-MAX_SERIAL_BYTES = 255
-"""A serial's UTF-8 length travels in one byte of the ticket header."""
 DEFAULT_LIFETIME = 120.0
 """Seconds a ticket stays valid: long enough to walk to the charger, short enough to be useless
 when lost."""
@@ -236,7 +235,7 @@ def issue_ticket(
         raise InvalidConfig(f"ticket lifetime must be seconds, got {lifetime!r}")
     if not math.isfinite(lifetime) or lifetime <= 0:
         raise InvalidConfig(f"ticket lifetime must be more than 0 s, got {lifetime!r}; e.g. 120")
-    _require_now(now)
+    require_now(now)
     try:
         kind = Action(action)
     except ValueError:
@@ -297,7 +296,7 @@ def open_ticket(
     Any bytes input ends in a Ticket or TicketRejected, never another exception.
     """
     _require_serial(serial)
-    _require_now(now)
+    require_now(now)
     if not isinstance(blob, bytes | bytearray | memoryview):
         raise TicketRejected("malformed", f"ticket must be bytes, got {type(blob).__name__}")
     data = bytes(blob)
@@ -509,20 +508,17 @@ def _hex_field(value: object) -> bytes:
 
 
 def _require_serial(serial: object) -> None:
-    """A charger serial: non-empty text of at most 255 UTF-8 bytes (one length byte)."""
+    """A charger serial: non-empty text of at most 255 UTF-8 bytes (the header's length byte).
+
+    Tickets carry any serial their header can: the label's rule (limits.SERIAL_RE) is the
+    factory's and the charger's, checked where a serial is made or stored."""
     if not isinstance(serial, str) or not serial:
         raise InvalidConfig(f"charger serial must be non-empty text, got {serial!r}")
     try:
         length = len(serial.encode("utf-8"))
     except UnicodeEncodeError:
         raise InvalidConfig(f"charger serial {serial!r} is not valid Unicode text") from None
-    if length > MAX_SERIAL_BYTES:
+    if length > MAX_STRING_OCTETS:
         raise InvalidConfig(
-            f"charger serial must be at most {MAX_SERIAL_BYTES} UTF-8 bytes, got {length}"
+            f"charger serial must be at most {MAX_STRING_OCTETS} UTF-8 bytes, got {length}"
         )
-
-
-def _require_now(now: float) -> None:
-    """A clock reading must be a finite number: NaN would make every expiry check pass."""
-    if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
-        raise InvalidConfig(f"now must be finite unix seconds, got {now!r}")

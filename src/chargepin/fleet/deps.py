@@ -6,11 +6,12 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chargepin.core.errors import InvalidVersion
+from chargepin.core.limits import SERIAL_MAX_LENGTH, SERIAL_PATTERN
 from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet.errors import Unauthorized, UpgradeRequired
 from chargepin.fleet.models import Token, User
@@ -82,3 +83,14 @@ async def app_version(
 DB = Annotated[Session, Depends(session)]
 CurrentUser = Annotated[User, Depends(current_user)]
 AppVersion = Annotated[str, Depends(app_version)]
+SerialPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=SERIAL_MAX_LENGTH,
+        pattern=f"^{SERIAL_PATTERN}$",
+        description="The charger's serial as printed on its label.",
+    ),
+]
+"""A charger serial in a URL: what the factory can make (core.limits), else 422 before any
+look-up."""

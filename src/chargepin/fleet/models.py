@@ -11,17 +11,19 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
     ForeignKey,
     Index,
-    Integer,
     LargeBinary,
     String,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from chargepin.core.limits import SERIAL_MAX_LENGTH
 
 
 def utcnow() -> dt.datetime:
@@ -68,7 +70,7 @@ class Charger(Base):
     __tablename__ = "chargers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    serial: Mapped[str] = mapped_column(String(32), unique=True, index=True)
+    serial: Mapped[str] = mapped_column(String(SERIAL_MAX_LENGTH), unique=True, index=True)
     model: Mapped[str] = mapped_column(String(64))
     firmware: Mapped[str] = mapped_column(String(32))
     produced: Mapped[dt.date] = mapped_column(Date)
@@ -78,7 +80,8 @@ class Charger(Base):
     claim_lockout: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # The PIN state the charger is known to have (committed by a receipt or at the factory).
     pin_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    # A u32 (core.limits.MAX_EPOCH): PostgreSQL's INTEGER is signed 32-bit and stops at 2**31 - 1.
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
     custom_pin_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     # A change a ticket was issued for, not yet confirmed by a receipt (DESIGN.md "nothing lost").
     pending: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
@@ -129,7 +132,7 @@ class PinReveal(Base):
         ForeignKey("chargers.id", ondelete="CASCADE"), index=True
     )
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    epoch: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(BigInteger)  # a u32, as Charger.epoch
     app_version: Mapped[str] = mapped_column(String(32))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

@@ -10,13 +10,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from chargepin.core.epochs import MAX_EPOCH
+from chargepin.core.limits import MAX_EPOCH
 from chargepin.fleet import chargers
 from chargepin.fleet.access import live_member_by_token, require_member, require_owner
 from chargepin.fleet.deps import (
     DB,
     AppVersion,
     CurrentUser,
+    SerialPath,
     bearer_digest,
     check_app_version,
     user_for_token,
@@ -105,7 +106,7 @@ def list_chargers(db: DB, user: CurrentUser) -> list[ChargerSummary]:
 
 @router.get("/chargers/{serial}", response_model=ChargerInfo)
 def charger_info(
-    serial: str,
+    serial: SerialPath,
     db: DB,
     user: CurrentUser,
     request: Request,
@@ -125,9 +126,14 @@ def charger_info(
 
 @router.get("/chargers/{serial}/pin", response_model=EpochPin)
 async def charger_pin(
-    serial: str,
+    serial: SerialPath,
     epoch: Annotated[
-        int, Query(ge=0, le=MAX_EPOCH, description="The epoch the charger advertises now.")
+        int,
+        Query(
+            ge=0,
+            le=MAX_EPOCH,
+            description=f"The epoch the charger advertises now (a u32: 0..{MAX_EPOCH}).",
+        ),
     ],
     version: AppVersion,
     request: Request,
@@ -164,7 +170,7 @@ async def charger_pin(
 
 @router.get("/chargers/{serial}/reveals", response_model=list[PinRevealEntry])
 def charger_reveals(
-    serial: str,
+    serial: SerialPath,
     db: DB,
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -9,12 +9,11 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, EmailStr, Field
 
 from chargepin.fleet import members as service
-from chargepin.fleet.deps import DB, CurrentUser
+from chargepin.fleet.deps import DB, CurrentUser, SerialPath
 from chargepin.fleet.times import utc_now
 
 router = APIRouter(tags=["members"])
 
-SerialPath = Annotated[str, Path(min_length=1, max_length=64)]
 UserIdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 InvitationIdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 

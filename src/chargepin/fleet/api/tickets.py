@@ -5,17 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from chargepin.core.epochs import FINGERPRINT_SIZE, MAX_EPOCH
-from chargepin.core.tickets import CHALLENGE_SIZE, Action
+from chargepin.core.epochs import FINGERPRINT_SIZE
+from chargepin.core.limits import CHALLENGE_SIZE, MAX_EPOCH
+from chargepin.core.tickets import Action
 from chargepin.fleet import tickets as service
-from chargepin.fleet.deps import DB, AppVersion, CurrentUser
+from chargepin.fleet.deps import DB, AppVersion, CurrentUser, SerialPath
 
 router = APIRouter(tags=["tickets"])
-
-SerialPath = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 class TicketRequest(BaseModel):
@@ -49,7 +48,7 @@ class PinState(BaseModel):
 class ChargerInfoReport(BaseModel):
     """What the phone read from the charger's open info characteristic."""
 
-    epoch: int = Field(ge=0, le=MAX_EPOCH)
+    epoch: int = Field(ge=0, le=MAX_EPOCH, description=f"u32 on the air: 0..{MAX_EPOCH}")
     fingerprint: str = Field(pattern=f"^([0-9a-fA-F]{{{2 * FINGERPRINT_SIZE}}})?$")
     pin_enabled: bool
 
