@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chargepin.core import tickets
 from chargepin.core.epochs import pin_fingerprint
 from chargepin.core.errors import InvalidConfig, ReceiptInvalid
 from chargepin.core.keys import derive_key
@@ -175,3 +176,9 @@ def test_arbitrary_bytes_only_ever_raise_receipt_invalid(blob: bytes) -> None:
 def test_authentic_payloads_only_ever_raise_receipt_invalid(fields: dict[str, Any]) -> None:
     with contextlib.suppress(ReceiptInvalid):
         verify_receipt(SECRET, SERIAL, signed_payload(json.dumps(fields).encode()))
+
+
+@pytest.mark.parametrize("payload", [b"", b"not json", b'{"a":"list_phones"}'])
+def test_core_signs_any_payload_as_documented_for_the_lab(payload: bytes) -> None:
+    """tickets.sign_payload (the lab's way to sign what no Receipt holds) is the wire format."""
+    assert tickets.sign_payload(SECRET, SERIAL, payload) == signed_payload(payload)

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chargepin.core import tickets
 from chargepin.core.errors import InvalidConfig, TicketRejected
 from chargepin.core.keys import derive_key
 from chargepin.core.tickets import (
@@ -313,6 +314,12 @@ def test_truncation_and_extension_are_refused() -> None:
 )
 def test_authentic_but_malformed_payloads(payload: bytes) -> None:
     assert reason(seal_payload(payload)) == "malformed"
+
+
+@pytest.mark.parametrize("payload", [b"", b"not json", payload_for(extra=1)])
+def test_core_seals_any_payload_as_documented_for_the_lab(payload: bytes) -> None:
+    """tickets.seal_payload (the lab's way to seal what no Ticket holds) is the wire format."""
+    assert tickets.seal_payload(SECRET, SERIAL, payload, bytes(12)) == seal_payload(payload)
 
 
 @pytest.mark.parametrize(("action", "args", "message_part"), BAD_ARGS)

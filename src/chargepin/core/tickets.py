@@ -265,11 +265,6 @@ def seal_ticket(secret: bytes, ticket: Ticket, nonce: bytes | None = None) -> by
     header = 0x01 | len(serial) | serial; wire = header | nonce (12) | ciphertext+tag, with
     the header as associated data. Pass `nonce` only for test vectors; never reuse one.
     """
-    if nonce is None:
-        nonce = secrets.token_bytes(NONCE_SIZE)
-    if not isinstance(nonce, bytes) or len(nonce) != NONCE_SIZE:
-        raise InvalidConfig(f"ticket nonce must be {NONCE_SIZE} bytes, got {nonce!r}")
-    header = _ticket_header(ticket.serial)
     payload = _canonical_json(
         {
             "a": ticket.action.value,
@@ -279,9 +274,22 @@ def seal_ticket(secret: bytes, ticket: Ticket, nonce: bytes | None = None) -> by
             "s": ticket.serial,
         }
     )
-    sealed = AESGCM(derive_key(secret, ticket.serial, PURPOSE_TICKET)).encrypt(
-        nonce, payload, header
-    )
+    return seal_payload(secret, ticket.serial, payload, nonce)
+
+
+def seal_payload(secret: bytes, serial: str, payload: bytes, nonce: bytes | None = None) -> bytes:
+    """Any payload bytes sealed for charger `serial` exactly as `seal_ticket` seals a ticket.
+
+    The fleet only ever seals a checked Ticket (`seal_ticket`); this is public for the lab,
+    whose fuzzing and tamper attacks need the charger's key around payloads no Ticket can hold
+    (missing or extra fields, wrong types, not JSON), sealed the one documented way.
+    """
+    if nonce is None:
+        nonce = secrets.token_bytes(NONCE_SIZE)
+    if not isinstance(nonce, bytes) or len(nonce) != NONCE_SIZE:
+        raise InvalidConfig(f"ticket nonce must be {NONCE_SIZE} bytes, got {nonce!r}")
+    header = _ticket_header(serial)
+    sealed = AESGCM(derive_key(secret, serial, PURPOSE_TICKET)).encrypt(nonce, payload, header)
     return header + nonce + sealed
 
 
@@ -438,7 +446,23 @@ def _receipt_tag(secret: bytes, serial: str, signed: bytes) -> bytes:
 
 def sign_receipt(secret: bytes, receipt: Receipt) -> bytes:
     """The receipt as bytes: 0x01 | canonical JSON | HMAC-SHA256 over both, first 16 bytes."""
-    payload = _canonical_json(
+    return sign_payload(secret, receipt.serial, _receipt_payload(receipt))
+
+
+def sign_payload(secret: bytes, serial: str, payload: bytes) -> bytes:
+    """Any payload bytes signed as charger `serial` exactly as `sign_receipt` signs a receipt.
+
+    The charger only ever signs a checked Receipt (`sign_receipt`); this is public for the lab,
+    whose fuzzing needs genuinely signed payloads no Receipt can hold (fields missing, extra or
+    of the wrong type, not JSON) to show that the verifier refuses them after the MAC passes.
+    """
+    signed = bytes([RECEIPT_VERSION]) + payload
+    return signed + _receipt_tag(secret, serial, signed)
+
+
+def _receipt_payload(receipt: Receipt) -> bytes:
+    """The receipt's fields as canonical JSON (docs/PROTOCOL.md, "Receipts")."""
+    return _canonical_json(
         {
             "a": receipt.action.value,
             "b": receipt.bonds_removed,
@@ -449,8 +473,6 @@ def sign_receipt(secret: bytes, receipt: Receipt) -> bytes:
             "s": receipt.serial,
         }
     )
-    signed = bytes([RECEIPT_VERSION]) + payload
-    return signed + _receipt_tag(secret, receipt.serial, signed)
 
 
 def verify_receipt(secret: bytes, serial: str, blob: bytes) -> Receipt:
