@@ -64,7 +64,7 @@ class PairingOutcome:
     """How one pairing attempt ended, as the central saw it."""
 
     error: int | None
-    """The SMP error code (0x04 wrong passkey, 0x08 busy, 0x09 locked ...), None on success."""
+    """The SMP error code (its meaning: `core.smp.MEANINGS`), None on success."""
     failed_round: int | None
     """The passkey-entry round (0-19) at which the charger failed the pairing, when it did.
 

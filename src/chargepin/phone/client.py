@@ -14,12 +14,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bumble import att, hci, smp
+from bumble import att, hci
 from bumble.core import UUID, AdvertisingData, ProtocolError
 from bumble.device import Advertisement, Connection, Device, DeviceConfiguration, Peer
 from bumble.pairing import PairingConfig, PairingDelegate
 
-from chargepin.core import protocol
+from chargepin.core import protocol, smp
+from chargepin.core.attempts import Refusal
 from chargepin.core.pin import Pin
 from chargepin.core.protocol import AdminResult, ChargerInfo, ChargerStatus, ControlCommand
 from chargepin.phone.errors import (
@@ -45,8 +46,6 @@ logger = logging.getLogger(__name__)
 PinSource = Pin | str | Callable[[ChargerInfo], Awaitable[Pin | str | None]] | None
 AdmitSource = Callable[[bytes], Awaitable[bytes]] | None
 """Where an ADMIT_PAIRING ticket comes from, given the charger's challenge (the fleet)."""
-
-WRONG_PIN_CODES = (smp.ErrorCode.CONFIRM_VALUE_FAILED, smp.ErrorCode.DHKEY_CHECK_FAILED)
 
 
 @dataclass(frozen=True)
@@ -514,21 +513,22 @@ class Phone:
         link.paired_now = True
 
     async def _pairing_failure(self, error: ProtocolError, charger: FoundCharger) -> PhoneError:
-        code = error.error_code
-        if code == smp.ErrorCode.UNSPECIFIED_REASON:
+        code = int(error.error_code or 0)
+        refusal = smp.refusal_of(code)
+        if refusal is Refusal.BUSY:
             return ChargerBusy()
-        if code == smp.ErrorCode.AUTHENTICATION_REQUIREMENTS:
+        if refusal is Refusal.NEEDS_PASSKEY:
             return PairingRefused(
                 "the charger accepts only LE Secure Connections with PIN entry; "
                 "this phone offered Just Works or legacy pairing"
             )
-        if code in WRONG_PIN_CODES or code == smp.ErrorCode.REPEATED_ATTEMPTS:
+        if code in smp.WRONG_PIN_CODES or refusal is Refusal.LOCKED:
             # The charger dropped the link; its epoch and lockout are on the open info.
             after = await self.read_info(charger.address)
-            if code == smp.ErrorCode.REPEATED_ATTEMPTS:
+            if refusal is Refusal.LOCKED:
                 return ChargerLocked(float(after.retry_after))
             return WrongPin(after.epoch, float(after.retry_after) if after.locked else 0.0)
-        return PairingRefused(f"pairing failed: {error.error_name}")
+        return PairingRefused(f"pairing failed: {smp.describe(code)}")
 
     async def forget(self, target_address: str) -> bool:
         """Delete our bond with a charger (what 'Forget this device' does on a phone)."""

@@ -20,19 +20,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bumble import smp
-
 from chargepin.charger.daemon import ChargerDaemon
 from chargepin.clock import FakeClock
-from chargepin.core.pin import Pin
+from chargepin.core.attempts import Refusal
+from chargepin.core.pin import MAX_PASSKEY, Pin
 from chargepin.core.profiles import ProfileName
+from chargepin.core.smp import REFUSAL_CODES, SmpError
 from chargepin.lab.central import BareCentral, PairingOutcome
 from chargepin.lab.testbed import ChargerSpec, Testbed
 
-WRONG_PASSKEY = int(smp.ErrorCode.CONFIRM_VALUE_FAILED)
-BUSY = int(smp.ErrorCode.UNSPECIFIED_REASON)
-LOCKED = int(smp.ErrorCode.REPEATED_ATTEMPTS)
-PASSKEY_SPACE = 1_000_000
+WRONG_PASSKEY = SmpError.CONFIRM_VALUE_FAILED
+"""The reason the charger fails a wrong passkey with, at the round whose bit was wrong."""
+BUSY = REFUSAL_CODES[Refusal.BUSY]
+LOCKED = REFUSAL_CODES[Refusal.LOCKED]
+PASSKEY_SPACE = MAX_PASSKEY + 1
 """Six digits: the LE passkey range 000000-999999."""
 LOCK_MARGIN = 1.0
 """Seconds the attacker waits past the advertised retry-after (it is rounded to whole seconds)."""

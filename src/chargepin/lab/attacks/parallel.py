@@ -22,12 +22,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bumble import smp
 from bumble.device import Connection
 
 from chargepin.charger.store import MAX_EVENTS
 from chargepin.core.profiles import PROFILES, ProfileName
 from chargepin.core.protocol import ChargerInfo
+from chargepin.core.smp import WRONG_PIN_CODES
 from chargepin.lab.attacks.common import (
     BUSY,
     LOCK_MARGIN,
@@ -53,10 +53,8 @@ PROBE_SHARE = 0.5
 """Share of lockouts in which the attackers come back mid-lock instead of waiting it out."""
 CONNECT_TRIES = 50
 """Connection requests one attacker makes per round before it gives the round up."""
-SERVED_ERRORS = (
-    int(smp.ErrorCode.CONFIRM_VALUE_FAILED),
-    int(smp.ErrorCode.DHKEY_CHECK_FAILED),
-)
+SERVED_ERRORS = tuple(sorted(WRONG_PIN_CODES))
+"""What a served attempt with a wrong passkey fails with."""
 
 
 @dataclass
@@ -98,8 +96,8 @@ class ParallelTrial:
 
     def to_dict(self, failures: int, window: float) -> dict[str, Any]:
         served = self.served_at()
-        known = (*SERVED_ERRORS, BUSY, LOCKED, None)
-        other = sorted({s.error for s in self.shots if s.error not in known}, key=int)
+        known = (*SERVED_ERRORS, BUSY, LOCKED)
+        other = sorted({s.error for s in self.shots if s.error is not None} - set(known))
         return {
             "rounds": self.rounds,
             "attempts": len(self.shots),
@@ -107,7 +105,7 @@ class ParallelTrial:
             "paired": sum(1 for s in self.shots if s.error is None),
             "refused_busy": self.count(BUSY),
             "refused_locked": self.count(LOCKED),
-            "other_smp_errors": [f"0x{error:02X}" for error in other if error is not None],
+            "other_smp_errors": [f"0x{error:02X}" for error in other],
             "no_link": self.no_link,
             "gave_up": self.gave_up,
             "served_max_in_window": max_in_window(served, window),
@@ -365,8 +363,8 @@ def summary(report: dict[str, Any]) -> list[tuple[str, str]]:
             f"{s['served_max_in_window']} / {s['daemon_served_max_in_window']}"
             f" (limit {s['failures']})",
         ),
-        ("refused busy (0x08)", str(s["refused_busy"])),
-        ("refused locked (0x09)", str(s["refused_locked"])),
+        (f"refused busy (0x{BUSY:02X})", str(s["refused_busy"])),
+        (f"refused locked (0x{LOCKED:02X})", str(s["refused_locked"])),
         ("links never established (radio)", str(s["no_link"])),
         ("lockouts", str(s["lockouts"])),
         ("pairings made", str(s["paired"])),

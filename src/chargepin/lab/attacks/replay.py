@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bumble import att, smp
+from bumble import att
 from bumble.core import UUID
 from bumble.device import Connection, Peer
 
@@ -43,7 +43,7 @@ from chargepin.core.pin import generate_pin
 from chargepin.core.profiles import ProfileName
 from chargepin.core.protocol import AdminResult
 from chargepin.core.tickets import DEFAULT_LIFETIME, Action
-from chargepin.lab.attacks.common import PASSKEY_SPACE, Arena, arena
+from chargepin.lab.attacks.common import LOCKED, PASSKEY_SPACE, Arena, arena
 from chargepin.lab.central import BareCentral
 from chargepin.lab.testbed import ChargerSpec, OwnerAuthority
 from chargepin.phone.client import ChargerLink, Phone
@@ -53,7 +53,6 @@ FLIPS = 8
 TRUNCATIONS = 3
 EXTENSIONS = 3
 SECOND_SERIAL = "CP-LAB-0002"
-LOCKED = int(smp.ErrorCode.REPEATED_ATTEMPTS)
 TICKET_CODES = (int(protocol.AttAppError.TICKET_REJECTED), int(protocol.AttAppError.NOT_ALLOWED))
 """The ATT errors of a ticket the charger opened and refused (it counts those)."""
 ATT_DETAILS = {
