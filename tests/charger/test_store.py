@@ -26,6 +26,7 @@ from chargepin.charger.store import (
 )
 from chargepin.core.addresses import random_static_address
 from chargepin.core.epochs import epoch_pin
+from chargepin.core.events import EventKind
 from chargepin.core.limits import MAX_EPOCH
 from chargepin.core.lockout import LockoutConfig, LockoutState, record_failure
 from chargepin.core.pin import Pin
@@ -195,18 +196,31 @@ def test_events_are_logged_in_order_and_counted(state_path: Path) -> None:
         store.record_event("pairing_failed", "wrong PIN from F1:22:33:44:55:66", 100.0)
         store.record_event("pairing_failed", "aborted by F1:22:33:44:55:66", 101.0)
         store.record_event("pairing_ok", "F1:22:33:44:55:66", 102.0)
-        store.record_event("firmware_updated", "6.11.3", 103.0)
+        store.record_event(EventKind.PIN_CHANGED, "bonds kept", 103.0)
     with StateStore.open(state_path) as store:
         assert store.events(limit=2) == [
             Event(102.0, "pairing_ok", "F1:22:33:44:55:66"),
-            Event(103.0, "firmware_updated", "6.11.3"),
+            Event(103.0, "pin_changed", "bonds kept"),
         ]
         assert [event.at for event in store.events()] == [100.0, 101.0, 102.0, 103.0]
         counters = store.counters()
         assert counters["pairing_failed"] == 2
         assert counters["pairing_ok"] == 1
-        assert counters["firmware_updated"] == 1
+        assert counters["pin_changed"] == 1
         assert counters["locked"] == 0
+
+
+def test_every_kind_the_charger_records_is_counted_and_no_other(state_path: Path) -> None:
+    with StateStore.open(state_path) as store:
+        for kind in ("pairing_refused", "pairing_admitted", "link_dropped"):
+            store.record_event(kind, "", 1.0)
+        with pytest.raises(StateError, match="unknown event kind 'firmware_updated'"):
+            store.record_event("firmware_updated", "6.11.3", 2.0)
+        counters = store.counters()
+        kinds = [event.kind for event in store.events()]
+    assert set(counters) == {kind.value for kind in EventKind}
+    assert counters["pairing_refused"] == counters["link_dropped"] == 1
+    assert kinds == ["pairing_refused", "pairing_admitted", "link_dropped"]
 
 
 def test_the_log_is_bounded_but_the_counters_are_not(state_path: Path) -> None:

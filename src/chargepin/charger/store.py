@@ -24,6 +24,7 @@ from typing import Any, Final
 from chargepin.charger.errors import StateError
 from chargepin.core.addresses import static_address_problem
 from chargepin.core.errors import InvalidConfig
+from chargepin.core.events import EventKind
 from chargepin.core.keys import SECRET_SIZE
 from chargepin.core.limits import MAX_EPOCH, serial_problem
 from chargepin.core.lockout import LockoutConfig, LockoutState
@@ -42,17 +43,8 @@ IRK_LENGTH: Final = 16
 MAX_EVENTS: Final = 1000
 """Events kept in the log; older ones are dropped but stay counted in counters()."""
 
-EVENT_KINDS: Final = (
-    "pairing_failed",
-    "pairing_ok",
-    "locked",
-    "ticket_rejected",
-    "pin_enabled",
-    "pin_changed",
-    "pin_disabled",
-    "bond_removed",
-)
-"""The kinds the daemon records; counters() reports each of them, zero included."""
+EVENT_KINDS: Final = tuple(kind.value for kind in EventKind)
+"""The kinds the daemon records (core.events.EventKind); counters() reports each, zero included."""
 
 BUSY_TIMEOUT_MS: Final = 5000
 """How long a write waits for another process (e.g. the CLI) to finish its own."""
@@ -117,6 +109,7 @@ class Event:
 
     at: float
     kind: str
+    """An EventKind's value, read back as text: a log written by another version still opens."""
     detail: str
 
 
@@ -426,23 +419,28 @@ class StateStore:
 
     # -- events ------------------------------------------------------------------------------
 
-    def record_event(self, kind: str, detail: str, now: float) -> None:
+    def record_event(self, kind: EventKind | str, detail: str, now: float) -> None:
         """Append an event to the log and count it, in one transaction.
 
-        The log keeps the last MAX_EVENTS entries so an attack cannot fill the disk; the
-        counters are kept separately and never drop.
+        `kind` is an EventKind (or its value): a kind no reader knows would be counted where
+        `charger info` never shows it. The log keeps the last MAX_EVENTS entries so an attack
+        cannot fill the disk; the counters are kept separately and never drop.
         """
-        if not isinstance(kind, str) or not kind:
-            raise StateError(f"event kind must be a non-empty name, got {kind!r}")
+        try:
+            known = EventKind(kind)
+        except ValueError:
+            raise StateError(
+                f"unknown event kind {kind!r}; use one of {', '.join(EVENT_KINDS)}"
+            ) from None
         with self.transaction():
             self._execute(
                 "INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)",
-                (float(now), kind, detail),
+                (float(now), known.value, detail),
             )
             self._execute(
                 "INSERT INTO counters (kind, count) VALUES (?, 1)"
                 " ON CONFLICT (kind) DO UPDATE SET count = count + 1",
-                (kind,),
+                (known.value,),
             )
             self._execute(
                 "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (MAX_EVENTS,)

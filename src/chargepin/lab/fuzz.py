@@ -39,6 +39,7 @@ from rich.table import Table
 from chargepin.charger.daemon import ChargerDaemon
 from chargepin.clock import FakeClock
 from chargepin.core import protocol
+from chargepin.core.events import EventKind
 from chargepin.core.protocol import AdminResult, ChargerInfo, ChargerStatus, ControlOp
 from chargepin.lab.strategies import (
     OWNER,
@@ -195,7 +196,7 @@ async def write_and_check(air: Air, write: GattWrite) -> None:
     assert await air.owner.write(control, bytes([op])) is None, f"{op.name} refused"
     before = await air.security_state()
     status = await air.link.status()
-    rejected = air.daemon.store.counters()["ticket_rejected"]
+    rejected = air.daemon.store.counters()[EventKind.TICKET_REJECTED]
     code = await central.write(write.handle, write.value, write.with_response)
     if write.with_response:
         allowed = expected_answers(air.table, write, status)
@@ -208,7 +209,7 @@ async def write_and_check(air: Air, write: GattWrite) -> None:
         assert not result.ok
         assert result.reason in TICKET_REASONS_FOR_JUNK, result.reason
         assert result.detail
-        assert air.daemon.store.counters()["ticket_rejected"] == rejected + 1
+        assert air.daemon.store.counters()[EventKind.TICKET_REJECTED] == rejected + 1
     after = await air.still_serving()
     if write.central == OWNER and write.handle == control:
         expected = control_oracle(status, write.value) or status

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chargepin.core import lockout
+from chargepin.core.events import EventKind
 from chargepin.core.lockout import LockoutScope
 from chargepin.core.pin import Pin
 from chargepin.core.profiles import PROFILES, ProfileName
@@ -315,7 +316,7 @@ class Siege:
         trial = self.trial
         end = self.start + trial.horizon
         for event in self.place.daemon.store.events(limit=1_000_000):
-            if event.kind == "locked":
+            if event.kind == EventKind.LOCKED:
                 duration = float(event.detail.split()[0])
                 trial.lock_durations.append(duration)
                 trial.locked_seconds += max(0.0, min(event.at + duration, end) - event.at)

@@ -25,6 +25,8 @@ from typing import Any
 from bumble.device import Connection
 
 from chargepin.charger.store import MAX_EVENTS
+from chargepin.core.attempts import AttemptKind
+from chargepin.core.events import EventKind
 from chargepin.core.profiles import PROFILES, ProfileName
 from chargepin.core.protocol import ChargerInfo
 from chargepin.core.smp import WRONG_PIN_CODES
@@ -275,13 +277,15 @@ def daemon_records(place: Arena, start: float) -> tuple[list[float], list[float]
     store = place.daemon.store
     events = store.events(limit=MAX_EVENTS)
     counters = store.counters()
-    logged = sum(1 for e in events if e.kind in ("pairing_failed", "pairing_ok"))
-    complete = logged == counters["pairing_failed"] + counters["pairing_ok"]
-    locks = [float(e.detail.split()[0]) for e in events if e.kind == "locked"]
+    ok, failed = EventKind.PAIRING_OK, EventKind.PAIRING_FAILED
+    logged = sum(1 for e in events if e.kind in (failed, ok))
+    complete = logged == counters[failed] + counters[ok]
+    locks = [float(e.detail.split()[0]) for e in events if e.kind == EventKind.LOCKED]
+    busy = AttemptKind.BUSY.value  # the daemon's detail: "<address> <attempt kind>"
     served = [
         e.at - start
         for e in events
-        if e.kind == "pairing_ok" or (e.kind == "pairing_failed" and not e.detail.endswith("busy"))
+        if e.kind == ok or (e.kind == failed and not e.detail.endswith(busy))
     ]
     return locks, served, complete
 

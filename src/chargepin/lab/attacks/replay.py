@@ -39,6 +39,7 @@ from bumble.device import Connection, Peer
 
 from chargepin.charger.daemon import ChargerDaemon
 from chargepin.core import protocol
+from chargepin.core.events import EventKind
 from chargepin.core.pin import generate_pin
 from chargepin.core.profiles import ProfileName
 from chargepin.core.protocol import AdminResult
@@ -205,13 +206,13 @@ class ReplayLab:
         return (security_state(self.daemon), security_state(self.other))
 
     def rejected(self) -> int:
-        return sum(d.store.counters()["ticket_rejected"] for d in (self.daemon, self.other))
+        return sum(d.store.counters()[EventKind.TICKET_REJECTED] for d in (self.daemon, self.other))
 
     def logged_reason(self, charger: str) -> str:
         """The reason of the last ticket refusal the charger logged ("challenge: ...")."""
         daemon = self.other if charger == "other" else self.daemon
         for event in reversed(daemon.store.events(limit=20)):
-            if event.kind == "ticket_rejected":
+            if event.kind == EventKind.TICKET_REJECTED:
                 return event.detail.split(":")[0]
         return ""
 
