@@ -14,6 +14,7 @@ from chargepin.core import pin_state
 from chargepin.core.admin import ActionNotAllowed, authorize
 from chargepin.core.epochs import pin_fingerprint
 from chargepin.core.errors import ChargepinError, TicketRejected
+from chargepin.core.events import EventKind
 from chargepin.core.pin_state import PIN_ACTIONS
 from chargepin.core.policy import pin_policy
 from chargepin.core.protocol import AdminResult
@@ -83,18 +84,20 @@ def apply_ticket(
     authorize(policy, store.pin_enabled, ticket.action)
     action = ticket.action
     if action is Action.ADMIT_PAIRING:
-        store.record_event("pairing_admitted", "member ticket", now)
+        store.record_event(EventKind.PAIRING_ADMITTED, "member ticket", now)
         return AdminOutcome(AdminResult(ok=True, action=action.value), admit_link=True)
     if action in PIN_ACTIONS:
         store.save_pin_state(pin_state.apply(action, dict(ticket.args), store.pin_state))
     if action is Action.ENABLE_PIN:
-        store.record_event("pin_enabled", "owner ticket", now)
+        store.record_event(EventKind.PIN_ENABLED, "owner ticket", now)
         result = AdminResult(ok=True, action=action.value, receipt=_receipt(store, ticket))
         # PRODUCT.md: enabling interrupts the Bluetooth connection; the next one needs the PIN.
         return AdminOutcome(result, drop_all_links=True, forget_unauthenticated_bonds=True)
     if action is Action.CHANGE_PIN:
         forget = ticket.arg("forget_bonds") == "1"
-        store.record_event("pin_changed", "forget all bonds" if forget else "bonds kept", now)
+        store.record_event(
+            EventKind.PIN_CHANGED, "forget all bonds" if forget else "bonds kept", now
+        )
         result = AdminResult(
             ok=True,
             action=action.value,
@@ -102,7 +105,7 @@ def apply_ticket(
         )
         return AdminOutcome(result, drop_all_links=forget, forget_all_bonds=forget)
     if action is Action.DISABLE_PIN:
-        store.record_event("pin_disabled", "owner ticket", now)
+        store.record_event(EventKind.PIN_DISABLED, "owner ticket", now)
         return AdminOutcome(
             AdminResult(ok=True, action=action.value, receipt=_receipt(store, ticket))
         )
@@ -117,7 +120,7 @@ def apply_ticket(
         if not targets:
             raise ActionNotAllowed(action, f"no paired phone {address}; list the phones first")
     for target in targets:
-        store.record_event("bond_removed", target, now)
+        store.record_event(EventKind.BOND_REMOVED, target, now)
     return AdminOutcome(
         AdminResult(
             ok=True,

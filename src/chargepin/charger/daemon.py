@@ -35,6 +35,8 @@ from chargepin.charger.pairing import PairingGuard
 from chargepin.charger.store import StateStore
 from chargepin.clock import Clock, SystemClock
 from chargepin.core import lockout, protocol
+from chargepin.core.events import EventKind
+from chargepin.core.limits import CHALLENGE_SIZE
 from chargepin.core.links import AccessRefusal, protected_access
 from chargepin.core.policy import PinMode, pin_policy
 from chargepin.core.profiles import security_profile
@@ -210,7 +212,7 @@ class ChargerDaemon:
 
     def _on_idle_link(self, connection: Connection) -> None:
         self.store.record_event(
-            "link_dropped", f"{connection.peer_address} idle unencrypted", self.clock.now()
+            EventKind.LINK_DROPPED, f"{connection.peer_address} idle unencrypted", self.clock.now()
         )
 
     def _on_disconnection(self, connection: Connection, link: LinkState) -> None:
@@ -255,7 +257,7 @@ class ChargerDaemon:
 
     def read_challenge(self, connection: Connection) -> bytes:
         link = self.links.of(connection)
-        link.challenge = secrets.token_bytes(protocol.CHALLENGE_SIZE)
+        link.challenge = secrets.token_bytes(CHALLENGE_SIZE)
         link.challenge_at = self.clock.now()
         return link.challenge
 
@@ -288,11 +290,13 @@ class ChargerDaemon:
                 self.links.drop(connection, hci.HCI_ErrorCode.AUTHENTICATION_FAILURE_ERROR)
             raise att.ATT_Error(ACCESS_ERRORS[refusal]) from error
         except TicketRejected as error:
-            self.store.record_event("ticket_rejected", f"{error.reason}: {error.detail}", now)
+            self.store.record_event(
+                EventKind.TICKET_REJECTED, f"{error.reason}: {error.detail}", now
+            )
             link.admin_result = rejected(error.reason, error.detail)
             raise att.ATT_Error(protocol.AttAppError.TICKET_REJECTED) from error
         except ActionNotAllowed as error:
-            self.store.record_event("ticket_rejected", f"not_allowed: {error.reason}", now)
+            self.store.record_event(EventKind.TICKET_REJECTED, f"not_allowed: {error.reason}", now)
             link.admin_result = rejected("not_allowed", error.reason, error.action.value)
             raise att.ATT_Error(protocol.AttAppError.NOT_ALLOWED) from error
         link.admin_result = outcome.result

@@ -20,6 +20,7 @@ from chargepin.charger.store import StateStore
 from chargepin.clock import Clock
 from chargepin.core import attempts, pairing_attempt
 from chargepin.core.attempts import AttemptKind, PairingRequest, Refusal
+from chargepin.core.events import EventKind
 from chargepin.core.pairing_attempt import (
     AttemptEvent,
     Count,
@@ -32,21 +33,12 @@ from chargepin.core.pairing_attempt import (
     Serve,
 )
 from chargepin.core.profiles import SecurityProfile
+from chargepin.core.smp import REFUSAL_CODES, attempt_kind
 
 KEYBOARD_CAPABILITIES = (
     smp.SMP_KEYBOARD_ONLY_IO_CAPABILITY,
     smp.SMP_KEYBOARD_DISPLAY_IO_CAPABILITY,
 )
-REFUSAL_CODES = {
-    Refusal.LOCKED: smp.ErrorCode.REPEATED_ATTEMPTS,
-    Refusal.BUSY: smp.ErrorCode.UNSPECIFIED_REASON,
-    Refusal.NEEDS_PASSKEY: smp.ErrorCode.AUTHENTICATION_REQUIREMENTS,
-}
-FAILURE_KINDS: dict[int, AttemptKind] = {
-    smp.ErrorCode.CONFIRM_VALUE_FAILED: AttemptKind.WRONG_PIN,
-    smp.ErrorCode.DHKEY_CHECK_FAILED: AttemptKind.WRONG_PIN,
-    smp.ErrorCode.PASSKEY_ENTRY_FAILED: AttemptKind.CANCELLED,
-}
 DROP_REASONS = {
     DropReason.FAILED: hci.HCI_ErrorCode.AUTHENTICATION_FAILURE_ERROR,
     DropReason.TIMED_OUT: hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR,
@@ -108,8 +100,8 @@ class PairingGuard:
 
     def on_request(
         self, connection: Connection, command: smp.SMP_Pairing_Request_Command
-    ) -> smp.ErrorCode | None:
-        """Gate one SMP Pairing Request: None serves it, else the SMP error to refuse with."""
+    ) -> int | None:
+        """Gate one SMP Pairing Request: None serves it, else the SMP reason to refuse with."""
         link = self._links.of(connection)
         refusal = attempts.gate(
             self._profile,
@@ -130,8 +122,7 @@ class PairingGuard:
         """A failure: ours about to be sent, or the phone's; the machine counts it once."""
         link = self._links.by_handle.get(connection.handle)
         if link is not None:
-            kind = FAILURE_KINDS.get(reason, AttemptKind.FAILED)
-            self.feed(connection, link, pairing_attempt.Failed(kind))
+            self.feed(connection, link, pairing_attempt.Failed(attempt_kind(reason)))
 
     def on_pairing(self, connection: Connection, keys: PairingKeys) -> None:
         link = self._links.by_handle.get(connection.handle)
@@ -159,7 +150,7 @@ class PairingGuard:
                 self._count(action.kind, f"{connection.peer_address} {action.kind.value}")
             elif isinstance(action, LogRefusal):
                 self._store.record_event(
-                    "pairing_refused",
+                    EventKind.PAIRING_REFUSED,
                     f"{connection.peer_address} {action.refusal.value}",
                     self._clock.now(),
                 )
@@ -178,7 +169,7 @@ class PairingGuard:
             elif isinstance(action, LogSuccess):
                 how = "passkey" if action.authenticated else "just-works"
                 self._store.record_event(
-                    "pairing_ok", f"{connection.peer_address} {how}", self._clock.now()
+                    EventKind.PAIRING_OK, f"{connection.peer_address} {how}", self._clock.now()
                 )
                 self._state_changed()
             elif isinstance(action, Drop):
@@ -197,10 +188,10 @@ class PairingGuard:
         with store.transaction():
             pin = store.pin_state
             outcome = attempts.failed_attempt(self._profile, store.lockout_state, pin, kind, now)
-            store.record_event("pairing_failed", detail, now)
+            store.record_event(EventKind.PAIRING_FAILED, detail, now)
             store.save_lockout_state(outcome.lockout)
             if outcome.pin != pin:
                 store.save_pin_state(outcome.pin)
             if outcome.locked_now:
-                store.record_event("locked", f"{outcome.retry_after:.0f} s", now)
+                store.record_event(EventKind.LOCKED, f"{outcome.retry_after:.0f} s", now)
         self._state_changed()

@@ -18,7 +18,7 @@ BUMBLE_VERSION = "0.0.236"
 
 # ------------------------------------------------------------------- SMP: the pairing gate
 
-PairingRequestHook = Callable[[Connection, smp.SMP_Pairing_Request_Command], "smp.ErrorCode | None"]
+PairingRequestHook = Callable[[Connection, smp.SMP_Pairing_Request_Command], int | None]
 FailureHook = Callable[[Connection, int], None]
 
 
@@ -30,7 +30,7 @@ def guard_pairing(device: Device, on_request: PairingRequestHook, on_failure: Fa
     Repeated Attempts and a Just Works refusal 0x03 (Core spec Vol 3 Part H 3.5.5), so the
     session class Bumble makes per link (`Device.smp_session_proxy`) is replaced by a subclass
     overriding `on_smp_pairing_request_command`. `on_request` returns the SMP error to refuse
-    with (the link is then the caller's to drop), or None to serve the request.
+    (an SMP reason code; the link is then the caller's to drop), or None to serve the request.
 
     Bumble sends its Pairing Failed PDU first and reports the failure after: a charger killed in
     between forgot an attempt whose answer the phone already had (`chargepin lab crash-loop`
@@ -43,7 +43,7 @@ def guard_pairing(device: Device, on_request: PairingRequestHook, on_failure: Fa
             if refusal is None:
                 super().on_smp_pairing_request_command(command)
             else:
-                self.send_pairing_failed(refusal)
+                self.send_pairing_failed(smp.ErrorCode(refusal))
 
         def send_pairing_failed(self, error: smp.ErrorCode) -> None:
             on_failure(self.connection, error)
