@@ -3,8 +3,8 @@
 Every command parses its arguments, calls one library function and prints the answer; the
 behaviour lives in `chargepin.charger.service`, `chargepin.phone.flows` and the lab. An expected
 failure (any `ChargepinError`) prints one line `error: <what happened and what to do>` on stderr
-and exits with the error's code: `PhoneError.exit_code` for the phone, 2 for everything else (as
-for bad usage). Tracebacks are for bugs only.
+and exits with the error's `exit_code`: 2 (as for bad usage) unless the error says otherwise, as
+each of the phone's errors does. Tracebacks are for bugs only.
 """
 
 from __future__ import annotations

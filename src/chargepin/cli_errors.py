@@ -1,4 +1,8 @@
-"""How every `chargepin` command reports an expected failure: one line on stderr, an exit code."""
+"""How every `chargepin` command reports an expected failure: one line, the error's exit code.
+
+It knows only the root of the hierarchy (`core.errors.ChargepinError`), whose `exit_code` each
+error carries, so the CLIs of every package share it without importing each other.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,9 @@ from typing import ParamSpec, TypeVar
 import typer
 
 from chargepin.core.errors import ChargepinError
-from chargepin.phone.errors import PhoneError
-
-USAGE_EXIT = 2
-"""Exit code of bad usage (Click's) and of every ChargepinError that is not a PhoneError."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def exit_code(error: ChargepinError) -> int:
-    return error.exit_code if isinstance(error, PhoneError) else USAGE_EXIT
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -31,6 +27,6 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except ChargepinError as error:
             typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(exit_code(error)) from None
+            raise typer.Exit(error.exit_code) from None
 
     return wrapper

@@ -16,7 +16,13 @@ def format_duration(seconds: float) -> str:
 
 
 class ChargepinError(Exception):
-    """Root of all chargepin errors; the message names the cause and what to do next."""
+    """Root of all chargepin errors; the message names the cause and what to do next.
+
+    `exit_code` is what a `chargepin` command exits with on this error: 2, as for bad usage
+    (Click's code), unless a subclass says otherwise (the phone's errors each have their own).
+    """
+
+    exit_code: int = 2
 
 
 class InvalidPin(ChargepinError, ValueError):
