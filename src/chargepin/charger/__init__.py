@@ -9,7 +9,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from chargepin.charger.errors import StateError
-from chargepin.charger.service import provision_charger, run_charger
+from chargepin.charger.service import (
+    ChargerReport,
+    LockoutOverrides,
+    Provisioned,
+    charger_report,
+    current_pin,
+    factory_identity,
+    provision_charger,
+    run_charger,
+)
 from chargepin.charger.store import ChargerIdentity, StateStore
 
 if TYPE_CHECKING:
@@ -27,8 +36,14 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ChargerDaemon",
     "ChargerIdentity",
+    "ChargerReport",
+    "LockoutOverrides",
+    "Provisioned",
     "StateError",
     "StateStore",
+    "charger_report",
+    "current_pin",
+    "factory_identity",
     "provision_charger",
     "run_charger",
 ]

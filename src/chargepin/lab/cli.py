@@ -1,5 +1,7 @@
 """`chargepin lab ...`: the security lab (docs/SECURITY.md). Attacks against the real daemon on
-the virtual radio, fuzzing of every byte-level input, and the kill -9 crash loop.
+the virtual radio, fuzzing of every byte-level input, and the kill -9 crash loop. Also the lab's
+two commands at the top of `chargepin`: `chargepin demo` and `chargepin bench ...`
+(docs/PERFORMANCE.md), which `chargepin.cli` registers under those names.
 
 Each command prints a table, writes its measurements as JSON with `--json`, and exits 0 when the
 charger held (or, for the classic profile's attacks, when the measurement matched what
@@ -123,3 +125,61 @@ def report(
     from chargepin.lab.attacks.report import run_report
 
     raise typer.Exit(run_report(trials, seed, json_path, plot_path))
+
+
+# ------------------------------------------------------------------------------- demo and bench
+
+bench_app = typer.Typer(help="Benchmarks that measure the claims in docs/.", no_args_is_help=True)
+
+
+@reports_errors
+def demo() -> None:
+    """Tell the whole story on a virtual radio: pairing, wrong PINs, lockout, tickets."""
+    from chargepin.lab.demo import run
+
+    raise typer.Exit(run())
+
+
+@bench_app.command("pairing")
+@reports_errors
+def bench_pairing(
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
+    ] = None,
+    rounds: Annotated[
+        int | None, typer.Option(min=1, help="Pairings to time (the bench's default if omitted).")
+    ] = None,
+    rss_pairings: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Pairings to run while watching memory (the bench's default if omitted)."
+        ),
+    ] = None,
+) -> None:
+    """Time pairing and bonded reconnection on the virtual radio and watch the daemon's memory."""
+    from chargepin.lab.bench import run_pairing_bench
+
+    counts = {"rounds": rounds, "rss_pairings": rss_pairings}
+    raise typer.Exit(
+        run_pairing_bench(json_path, **{name: n for name, n in counts.items() if n is not None})
+    )
+
+
+@bench_app.command("fleet")
+@reports_errors
+def bench_fleet(
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
+    ] = None,
+    chargers: Annotated[
+        int, typer.Option(min=1, help="Chargers to provision into the bench's SQLite database.")
+    ] = 1_000_000,
+    seconds: Annotated[
+        float, typer.Option(min=0.01, help="Seconds of load per endpoint (split into slices).")
+    ] = 5.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent client workers.")] = 8,
+) -> None:
+    """Time provisioning and the PIN reveal endpoint against a bare FastAPI endpoint."""
+    from chargepin.lab.bench_fleet import run_fleet_bench
+
+    raise typer.Exit(run_fleet_bench(json_path, chargers, seconds, concurrency))
