@@ -2,7 +2,9 @@
 
 This module only assembles the command lines of the packages (`chargepin.charger.cli`,
 `chargepin.phone.cli`, `chargepin.fleet.cli`, `chargepin.radio.cli`, `chargepin.lab.cli` with
-`demo` and `bench`).
+`demo` and `bench`). A part whose extra is not installed (`chargepin.extras`) is replaced by a
+command that says which extra to install, so a charger installed with `chargepin[charger]` has
+its commands and a one-line answer for the fleet's or the lab's.
 
 Every command parses its arguments, calls one library function and prints the answer. An expected
 failure (any `ChargepinError`) prints one line `error: <what happened and what to do>` on stderr
@@ -16,13 +18,11 @@ import logging
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from chargepin import __version__
-from chargepin.charger.cli import charger_app
-from chargepin.fleet.cli import fleet_app
-from chargepin.lab.cli import bench_app, demo, lab_app
-from chargepin.phone.cli import phone_app
-from chargepin.radio.cli import radio
+from chargepin.cli_errors import reports_errors
+from chargepin.extras import CHARGER, EXTRAS, FLEET, LAB, PHONE, Extra, MissingExtra
 
 app = typer.Typer(
     name="chargepin",
@@ -57,13 +57,70 @@ def _root(
     logging.getLogger("bumble").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
-app.command("radio")(radio)
-app.command("demo")(demo)
-app.add_typer(charger_app, name="charger")
-app.add_typer(phone_app, name="phone")
-app.add_typer(bench_app, name="bench")
-app.add_typer(fleet_app, name="fleet")
-app.add_typer(lab_app, name="lab")
+def add_not_installed(parent: typer.Typer, name: str, extra: Extra, *, group: bool = True) -> None:
+    """Register `NAME ...` on `parent` as a command that says which extra to install (exit 2).
+
+    It takes any arguments and options, `--help` included, so whatever the user typed after NAME
+    gets the same one-line answer.
+    """
+
+    def command() -> None:
+        raise MissingExtra(name, extra, group=group)
+
+    # Typer renders help as Rich markup, where "[fleet]" would be a style tag.
+    command.__doc__ = escape(f"Not installed: pip install 'chargepin[{extra.name}]'.")
+    command.__name__ = f"{name}_not_installed"
+    settings = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+    parent.command(name, context_settings=settings)(reports_errors(command))
+
+
+_installed = {extra: extra.installed() for extra in EXTRAS}
+
+# Commands first, then groups: the order `chargepin --help` lists them in.
+if _installed[CHARGER]:
+    from chargepin.radio.cli import radio
+
+    app.command("radio")(radio)
+else:
+    add_not_installed(app, "radio", CHARGER, group=False)
+
+if _installed[LAB]:
+    from chargepin.lab.cli import bench_app, demo, lab_app
+
+    app.command("demo")(demo)
+else:
+    add_not_installed(app, "demo", LAB, group=False)
+
+if _installed[CHARGER]:
+    from chargepin.charger.cli import charger_app
+
+    app.add_typer(charger_app, name="charger")
+else:
+    add_not_installed(app, "charger", CHARGER)
+
+if _installed[PHONE]:
+    from chargepin.phone.cli import phone_app
+
+    app.add_typer(phone_app, name="phone")
+else:
+    add_not_installed(app, "phone", PHONE)
+
+if _installed[LAB]:
+    app.add_typer(bench_app, name="bench")
+else:
+    add_not_installed(app, "bench", LAB)
+
+if _installed[FLEET]:
+    from chargepin.fleet.cli import fleet_app
+
+    app.add_typer(fleet_app, name="fleet")
+else:
+    add_not_installed(app, "fleet", FLEET)
+
+if _installed[LAB]:
+    app.add_typer(lab_app, name="lab")
+else:
+    add_not_installed(app, "lab", LAB)
 
 
 def main() -> None:

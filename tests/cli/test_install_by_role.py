@@ -1,0 +1,242 @@
+"""`pip install 'chargepin[charger]'` in a fresh venv gives a working charger, and nothing else.
+
+A clean venv (no system site-packages, no pip of its own) gets a regular, non-editable install of
+this checkout with the charger's extra; pip reaches the package index for the dependencies (its
+cache makes a rerun quick). Then the charger's whole life runs from that venv: the factory's
+`charger init`, the service console's `charger pin` and `charger info`, and `charger run` on a
+virtual radio (also from that venv), paired with by a phone from the development venv. The roles
+not installed answer with the extra to install, in one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chargepin.core.epochs import epoch_pin
+from chargepin.lab.processes import free_ports
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET_HEX = "5e" * 32
+SERIAL = "CP-ROLE-1"
+READY_TIMEOUT = 30.0
+NOT_IN_A_CHARGER = (
+    "fastapi",
+    "starlette",
+    "sqlalchemy",
+    "alembic",
+    "uvicorn",
+    "psycopg",
+    "matplotlib",
+    "hypothesis",
+    "psutil",
+    "httpx",
+    "segno",
+    "argon2",
+    "email_validator",
+)
+
+
+@pytest.fixture(scope="module")
+def charger_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with `chargepin[charger]` installed from a copy of this checkout."""
+    base = tmp_path_factory.mktemp("install-by-role")
+    source = base / "source"
+    # A copy, so that building the wheel leaves nothing in the working tree.
+    shutil.copytree(
+        ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            f"{source}[charger]",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert install.returncode == 0, install.stderr
+    return venv
+
+
+def chargepin(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(venv / "bin" / "chargepin"), *args], capture_output=True, text=True, timeout=60
+    )
+
+
+class Child:
+    """A long-running command of the fresh venv, awaited by its READY line (with a deadline)."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def ready(self) -> str:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + READY_TIMEOUT
+        while (remaining := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.process.stdout], [], [], remaining)
+            if not readable:
+                break
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            if line.startswith("READY "):
+                return line.removeprefix("READY ").strip()
+        self.process.kill()
+        _, stderr = self.process.communicate(timeout=10)
+        raise AssertionError(f"{self.process.args} not READY: {stderr}")
+
+    def stop(self) -> int:
+        """SIGTERM, which the services answer with a clean exit (0)."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=10)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.communicate(timeout=10)
+
+
+@pytest.fixture
+def children() -> Iterator[list[Child]]:
+    started: list[Child] = []
+    try:
+        yield started
+    finally:
+        for child in reversed(started):
+            child.kill()
+
+
+def test_the_charger_install_has_no_fleet_or_lab_dependency(charger_venv: Path) -> None:
+    code = (
+        "import importlib.util, sys; "
+        "print(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m)))"
+    )
+    python = str(charger_venv / "bin" / "python")
+    found = subprocess.run(
+        [python, "-c", code, "bumble", "cryptography", *NOT_IN_A_CHARGER],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert found.stdout.split() == ["bumble", "cryptography"]
+
+
+def test_init_pin_info_and_run_work_from_the_charger_install(
+    charger_venv: Path, tmp_path: Path, children: list[Child]
+) -> None:
+    state = tmp_path / "charger.db"
+    spec = ["--model", "Pulsar Max", "--firmware", "6.11.2", "--produced", "2025-09-01"]
+    init = chargepin(
+        charger_venv, "charger", "init", "--state", str(state), "--serial", SERIAL, *spec,
+        "--secret", SECRET_HEX,
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    assert f"provisioned {SERIAL}" in init.stdout
+
+    pin = chargepin(charger_venv, "charger", "pin", "--state", str(state))
+    assert pin.returncode == 0, pin.stderr
+    assert pin.stdout.strip() == epoch_pin(bytes.fromhex(SECRET_HEX), SERIAL, 0).digits
+
+    info = chargepin(charger_venv, "charger", "info", "--state", str(state), "--json")
+    assert info.returncode == 0, info.stderr
+    assert (json.loads(info.stdout)["serial"], json.loads(info.stdout)["bonds"]) == (SERIAL, [])
+
+    charger_port, phone_port = free_ports(2)
+    bin_chargepin = str(charger_venv / "bin" / "chargepin")
+    radio = Child([bin_chargepin, "radio", "--ports", f"{charger_port},{phone_port}"])
+    children.append(radio)
+    assert radio.ready() == f"ports={charger_port},{phone_port}"
+    charger_transport = f"tcp-client:127.0.0.1:{charger_port}"
+    daemon = Child(
+        [bin_chargepin, "charger", "run", "--state", str(state), "--transport", charger_transport]
+    )
+    children.append(daemon)
+    assert f"serial={SERIAL}" in daemon.ready()
+
+    # A phone from the development venv pairs with the PIN: the charger really serves.
+    phone = ["--transport", f"tcp-client:127.0.0.1:{phone_port}", "--bonds", str(tmp_path / "p.db")]
+    paired = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chargepin.cli",
+            "phone",
+            "pair",
+            SERIAL,
+            "--pin",
+            pin.stdout.strip(),
+            *phone,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert paired.returncode == 0, paired.stderr
+    assert paired.stdout.strip() == f"paired with {SERIAL} (PIN used)"
+
+    assert daemon.stop() == 0
+    assert radio.stop() == 0
+    info = chargepin(charger_venv, "charger", "info", "--state", str(state), "--json")
+    assert [bond["authenticated"] for bond in json.loads(info.stdout)["bonds"]] == [True]
+
+
+def needs(what: str, extra: str) -> str:
+    """The line `chargepin` prints for a role whose extra is not installed."""
+    return f"error: {what} chargepin[{extra}]: pip install 'chargepin[{extra}]'\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["fleet", "serve", "--port", "8000"], needs("the fleet commands need", "fleet")),
+        (["fleet", "--help"], needs("the fleet commands need", "fleet")),
+        (["lab", "report", "--trials", "1"], needs("the lab commands need", "lab")),
+        (["bench", "pairing"], needs("the bench commands need", "lab")),
+        (["demo"], needs("the demo command needs", "lab")),
+        (
+            ["phone", "login", "--fleet", "http://127.0.0.1:1"],
+            needs("the phone commands need", "phone"),
+        ),
+    ],
+)
+def test_a_role_not_installed_says_which_extra_to_install(
+    charger_venv: Path, args: list[str], line: str
+) -> None:
+    result = chargepin(charger_venv, *args)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", line)
+
+
+def test_help_lists_the_charger_and_marks_the_rest_not_installed(charger_venv: Path) -> None:
+    result = chargepin(charger_venv, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "The charger: provision, inspect, run the daemon." in result.stdout
+    assert "Not installed: pip install 'chargepin[fleet]'." in result.stdout
