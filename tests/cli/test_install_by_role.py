@@ -5,7 +5,8 @@ this checkout with the charger's extra; pip reaches the package index for the de
 cache makes a rerun quick). Then the charger's whole life runs from that venv: the factory's
 `charger init`, the service console's `charger pin` and `charger info`, and `charger run` on a
 virtual radio (also from that venv), paired with by a phone from the development venv. The roles
-not installed answer with the extra to install, in one line and exit code 2.
+not installed answer with the extra to install, in one line and exit code 2. The same for the
+cloud's `chargepin[fleet]`: no Bluetooth stack, and its migrations ship in the wheel.
 """
 
 from __future__ import annotations
@@ -48,18 +49,19 @@ NOT_IN_A_CHARGER = (
 )
 
 
-@pytest.fixture(scope="module")
-def charger_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with `chargepin[charger]` installed from a copy of this checkout."""
-    base = tmp_path_factory.mktemp("install-by-role")
+def fresh_install(base: Path, extra: str) -> Path:
+    """A fresh venv with `chargepin[EXTRA]` installed from a copy of this checkout."""
     source = base / "source"
-    # A copy, so that building the wheel leaves nothing in the working tree.
-    shutil.copytree(
-        ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-    )
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    venv = base / "venv"
+    if not source.exists():
+        # A copy, so that building the wheel leaves nothing in the working tree.
+        shutil.copytree(
+            ROOT / "src",
+            source / "src",
+            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+        )
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(ROOT / name, source / name)
+    venv = base / f"venv-{extra}"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     install = subprocess.run(
@@ -71,13 +73,43 @@ def charger_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
             str(python),
             "install",
             "-q",
-            f"{source}[charger]",
+            f"{source}[{extra}]",
         ],
         capture_output=True,
         text=True,
     )
     assert install.returncode == 0, install.stderr
     return venv
+
+
+@pytest.fixture(scope="module")
+def install_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("install-by-role")
+
+
+@pytest.fixture(scope="module")
+def charger_venv(install_dir: Path) -> Path:
+    return fresh_install(install_dir, "charger")
+
+
+@pytest.fixture(scope="module")
+def fleet_venv(install_dir: Path) -> Path:
+    return fresh_install(install_dir, "fleet")
+
+
+def modules_found(venv: Path, *modules: str) -> list[str]:
+    """Which of `modules` the venv's interpreter can import (found, not imported)."""
+    code = (
+        "import importlib.util, sys; "
+        "print(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m)))"
+    )
+    found = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code, *modules],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return found.stdout.split()
 
 
 def chargepin(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -136,18 +168,8 @@ def children() -> Iterator[list[Child]]:
 
 
 def test_the_charger_install_has_no_fleet_or_lab_dependency(charger_venv: Path) -> None:
-    code = (
-        "import importlib.util, sys; "
-        "print(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m)))"
-    )
-    python = str(charger_venv / "bin" / "python")
-    found = subprocess.run(
-        [python, "-c", code, "bumble", "cryptography", *NOT_IN_A_CHARGER],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert found.stdout.split() == ["bumble", "cryptography"]
+    found = modules_found(charger_venv, "bumble", "cryptography", *NOT_IN_A_CHARGER)
+    assert found == ["bumble", "cryptography"]
 
 
 def test_init_pin_info_and_run_work_from_the_charger_install(
@@ -240,3 +262,23 @@ def test_help_lists_the_charger_and_marks_the_rest_not_installed(charger_venv: P
     assert result.returncode == 0, result.stderr
     assert "The charger: provision, inspect, run the daemon." in result.stdout
     assert "Not installed: pip install 'chargepin[fleet]'." in result.stdout
+
+
+def test_the_fleet_install_migrates_and_provisions_without_bluetooth(
+    fleet_venv: Path, tmp_path: Path
+) -> None:
+    """The cloud's install: its commands run (migrations ship in the wheel), Bumble is absent."""
+    assert modules_found(fleet_venv, "bumble", "httpx", "matplotlib", "fastapi") == ["fastapi"]
+    db = ["--db", f"sqlite:///{tmp_path / 'fleet.db'}"]
+    keys = ["--vault-key-file", str(tmp_path / "vault-key.json")]
+    migrate = chargepin(fleet_venv, "fleet", "migrate", *db)
+    assert migrate.returncode == 0, migrate.stderr
+    provision = chargepin(
+        fleet_venv, "fleet", "provision", *db, *keys, "--count", "1", "--model", "Pulsar Max",
+        "--firmware", "6.11.2", "--produced", "2025-09-01", "--out", str(tmp_path / "factory"),
+    )  # fmt: skip
+    assert provision.returncode == 0, provision.stderr
+    assert len(list((tmp_path / "factory").glob("*.json"))) == 1
+
+    result = chargepin(fleet_venv, "charger", "init", "--state", str(tmp_path / "c.db"))
+    assert (result.returncode, result.stderr) == (2, needs("the charger commands need", "charger"))
