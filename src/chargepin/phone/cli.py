@@ -24,7 +24,7 @@ from chargepin.core.protocol import (
 )
 
 if TYPE_CHECKING:
-    from chargepin.phone.client import FoundCharger
+    from chargepin.phone import FoundCharger
     from chargepin.phone.flows import PhoneOptions
 
 phone_app = typer.Typer(
