@@ -29,9 +29,9 @@ from chargepin.lab.crash_loop import (
     Witness,
     bond_problems,
     check_state,
-    snapshot,
     stop_workload,
 )
+from chargepin.lab.security_state import SecurityState
 
 PHONE = "F1:22:33:44:55:66"
 LTK = bytes(range(16))
@@ -84,7 +84,7 @@ def fail_attempts(path: Path, count: int) -> None:
 
 def test_an_untouched_file_passes(state: Path) -> None:
     add_bond(state, PHONE, bond_keys())
-    before = snapshot(state)
+    before = SecurityState.read(state)
     confirmed = {PHONE: ConfirmedBond(PHONE, LTK.hex(), IRK.hex())}
     check = check_state(state, before, Witness(), confirmed)
     assert check.violations == ()
@@ -94,7 +94,7 @@ def test_an_untouched_file_passes(state: Path) -> None:
 
 def test_a_half_written_bond_is_reported(state: Path) -> None:
     add_bond(state, PHONE, bond_keys())
-    before = snapshot(state)
+    before = SecurityState.read(state)
     with StateStore.open(state) as store:
         db = store.keystore.connection
         text = db.execute("SELECT keys FROM bonds").fetchone()[0]
@@ -134,7 +134,7 @@ def test_a_file_that_went_backwards_is_reported(state: Path, tmp_path: Path) -> 
     shutil.copy(state, older)
     add_bond(state, PHONE, bond_keys())
     fail_attempts(state, 5)  # the fifth locks
-    before = snapshot(state)
+    before = SecurityState.read(state)
     assert (before.failures, before.epoch, before.locks) == (5, 5, 1)
     assert before.lockout.locked_until is not None
     shutil.copy(older, state)
@@ -148,7 +148,7 @@ def test_a_file_that_went_backwards_is_reported(state: Path, tmp_path: Path) -> 
 
 
 def test_what_the_phones_saw_must_be_on_disk(state: Path) -> None:
-    before = snapshot(state)
+    before = SecurityState.read(state)
     fail_attempts(state, 1)
     witness = Witness(wrong_pins=2, locked_refusals=[NOW])
     confirmed = {PHONE: ConfirmedBond(PHONE, LTK.hex(), IRK.hex())}
@@ -165,7 +165,7 @@ def test_what_the_phones_saw_must_be_on_disk(state: Path) -> None:
 
 def test_a_confirmed_bond_replaced_by_other_keys_is_reported(state: Path) -> None:
     add_bond(state, PHONE, bond_keys(ltk=bytes(16)))
-    before = snapshot(state)
+    before = SecurityState.read(state)
     confirmed = {PHONE: ConfirmedBond(PHONE, LTK.hex(), IRK.hex())}
     assert check_state(state, before, Witness(), confirmed).violations == (
         f"bond {PHONE} holds another LTK than the phone's",
@@ -173,7 +173,7 @@ def test_a_confirmed_bond_replaced_by_other_keys_is_reported(state: Path) -> Non
 
 
 def test_a_file_that_does_not_open_is_reported(state: Path) -> None:
-    before = snapshot(state)
+    before = SecurityState.read(state)
     state.write_bytes(b"\x00" * 4096)
     check = check_state(state, before, Witness(), {})
     assert check.after is None
@@ -202,7 +202,7 @@ async def test_a_lost_cancellation_is_repeated() -> None:
 
 
 async def test_a_workload_that_never_stops_is_a_lab_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("chargepin.lab.crash_loop.STEP_TIMEOUT", 0.3)
+    monkeypatch.setattr("chargepin.lab.crash_loop.workload.STEP_TIMEOUT", 0.3)
     released = False
 
     async def deaf() -> None:

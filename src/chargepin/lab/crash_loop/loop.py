@@ -1,0 +1,412 @@
+"""The crash loop itself: the radio, one daemon child at a time, and the iterations.
+
+Each iteration the real daemon (`chargepin charger run`, a child process on `chargepin radio`)
+serves a seeded workload from phones in this process (`workload`) until a seeded kill -9. With
+the daemon down, `disk.check_state` reads the file and the oracle judges it; then the daemon is
+restarted on it and must serve again: info readable, a lock still refusing, bonded phones
+reconnecting. A charger lives for a few iterations (its lockout builds up across kills), then a
+fresh one is provisioned. What the phones did not see may be lost: a failure the daemon had not
+committed, or a pairing the phone finished while the charger had not yet stored the bond (SMP
+never acknowledges the last key PDU; the phone's next encryption fails, "PIN or key missing" or
+a stale LTK, and it pairs again). The plan is seeded; the timing is real, so two runs with one
+seed kill at slightly different instants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import json
+import logging
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from chargepin.charger.service import current_pin, provision_charger
+from chargepin.core import lockout
+from chargepin.core.profiles import PROFILES
+from chargepin.lab.bench import machine_info
+from chargepin.lab.crash_loop.disk import check_state
+from chargepin.lab.crash_loop.oracle import ConfirmedBond, Witness
+from chargepin.lab.crash_loop.report import (
+    PROFILE,
+    Totals,
+    command_line,
+    iteration_record,
+    summary_table,
+)
+from chargepin.lab.crash_loop.workload import (
+    AFTER_WORKLOAD,
+    KILL_WEIGHTS,
+    STEP_TIMEOUT,
+    STEP_WEIGHTS,
+    Chain,
+    Killer,
+    KillMoment,
+    Phones,
+    Step,
+    Workload,
+    describe,
+    link_dropped,
+    stop_workload,
+)
+from chargepin.lab.processes import Service, ServiceError, free_ports, start_charger, start_radio
+from chargepin.lab.security_state import SecurityState
+from chargepin.phone.client import Phone
+from chargepin.phone.errors import ChargerLocked
+from chargepin.phone.identity import load_identity
+from chargepin.radio.keystore import open_keystore_file
+
+MODEL, FIRMWARE, PRODUCED = "Pulsar Max", "6.11.2", dt.date(2025, 9, 1)
+CHAIN_LENGTH = (2, 6)
+"""A charger lives through this many kills (inclusive range) before a fresh one is provisioned."""
+
+PLAN_LENGTH = 6
+"""Workload steps planned per iteration; the kill usually lands before the last one."""
+
+MAX_KILL_DELAY = 0.8
+"""Seconds: a random kill lands uniformly in [0, this] after the workload starts (a step takes
+about 0.1 s on the virtual radio, so most land inside a step, some after the last)."""
+
+LOCK_MARGIN = 3.0
+"""Seconds a lock must still have to run for the restarted daemon to be asked to refuse."""
+
+PHONE_CONTROLLERS = 8
+"""Radio controllers the phones take in turn. A controller reopened at once could meet its
+previous TCP client's late disconnect in the radio (which then drops the new client's packets),
+so each phone takes the next one: a controller is reused only after the seven others."""
+
+
+class CrashLoop:
+    """The radio, one daemon child at a time, and the iterations."""
+
+    def __init__(self, directory: Path, rng: random.Random) -> None:
+        self.directory = directory
+        self.rng = rng
+        self.charger_port, *phone_ports = free_ports(1 + PHONE_CONTROLLERS)
+        self.ports = [self.charger_port, *phone_ports]
+        self.phone_ports = itertools.cycle(phone_ports)
+        self.radio: Service | None = None
+        self.daemon: Service | None = None
+        self.chain: Chain | None = None
+        self.chains = 0
+        self.totals = Totals()
+
+    def close(self) -> None:
+        """Kill every child still running (the `finally` of the run)."""
+        for service in (self.daemon, self.radio):
+            if service is not None:
+                service.kill()
+        self.daemon = self.radio = None
+
+    async def run(self, iterations: int) -> list[dict[str, Any]]:
+        self.radio = await asyncio.to_thread(start_radio, self.ports, self.directory / "radio.log")
+        records = []
+        for index in range(1, iterations + 1):
+            records.append(await self.iteration(index))
+        if self.daemon is not None:
+            late = await self._retire(self.daemon)
+            self.daemon = None
+            records[-1]["violations"].extend(late)
+            self.totals.violations += len(late)
+        return records
+
+    @staticmethod
+    async def _retire(daemon: Service) -> list[str]:
+        """Stop a charger's daemon for good with SIGTERM, as its service manager would."""
+        try:
+            code = await asyncio.to_thread(daemon.stop)
+        except subprocess.TimeoutExpired:
+            code = None
+        await asyncio.to_thread(daemon.kill)
+        if code == 0:
+            return []
+        return [
+            f"the daemon did not stop cleanly on SIGTERM (exit {code}):\n{daemon.stderr()[-2000:]}"
+        ]
+
+    async def _new_chain(self) -> Chain:
+        self.chains += 1
+        directory = self.directory / f"charger{self.chains:03d}"
+        directory.mkdir()
+        serial = f"CP-CRASH-{self.chains:03d}"
+        provisioned = provision_charger(
+            directory / "charger.db",
+            serial=serial,
+            model=MODEL,
+            firmware=FIRMWARE,
+            produced=PRODUCED,
+            secret=self.rng.randbytes(32),
+            profile=PROFILE,
+        )
+        chain = Chain(
+            self.chains,
+            directory,
+            serial,
+            provisioned.identity.address,
+            self.rng.randint(*CHAIN_LENGTH),
+        )
+        self.daemon = await self._start_daemon(chain)
+        self.totals.chargers += 1
+        return chain
+
+    async def _start_daemon(self, chain: Chain) -> Service:
+        transport = f"tcp-client:127.0.0.1:{self.charger_port}"
+        daemon, fields = await asyncio.to_thread(
+            start_charger, chain.state, transport, chain.directory / "charger.log"
+        )
+        if fields.get("address") != chain.address:
+            daemon.kill()
+            raise ServiceError(f"the daemon announced {fields}, expected {chain.address}")
+        return daemon
+
+    def _plan(self, locked: bool) -> tuple[list[Step], KillMoment, float, int]:
+        """The steps, the kill moment, the delay of a random kill and the event count of a
+        triggered one. While locked no pairing completes: a kill as a phone finishes pairing
+        becomes one as a phone is refused."""
+        steps = list(STEP_WEIGHTS)
+        plan = self.rng.choices(steps, [STEP_WEIGHTS[s] for s in steps], k=PLAN_LENGTH)
+        moments = list(KILL_WEIGHTS)
+        moment = self.rng.choices(moments, [KILL_WEIGHTS[m] for m in moments])[0]
+        if locked and moment is KillMoment.BONDED:
+            moment = KillMoment.REFUSAL
+        delay = self.rng.uniform(0.0, MAX_KILL_DELAY)
+        wanted = {
+            KillMoment.REFUSAL: {Step.WRONG_PIN},
+            KillMoment.BONDED: {Step.PAIR_NEW, Step.REPAIR},
+        }
+        if moment in wanted and not wanted[moment] & set(plan):
+            plan[self.rng.randrange(PLAN_LENGTH)] = sorted(wanted[moment])[0]
+        chosen = sum(step in wanted.get(moment, set()) for step in plan)
+        target = self.rng.randint(1, max(chosen, 1))
+        return plan, moment, delay, target
+
+    async def iteration(self, index: int) -> dict[str, Any]:
+        """One workload, one kill -9, the checks with the daemon down, the restart."""
+        if self.chain is None or self.daemon is None:
+            self.chain = await self._new_chain()
+        chain, daemon = self.chain, self.daemon
+        assert daemon is not None
+        before = SecurityState.read(chain.state)
+        locked = lockout.is_locked(PROFILES[PROFILE].lockout, before.lockout, time.time())
+        plan, moment, delay, target = self._plan(locked)
+        witness = Witness()
+        killer = Killer(daemon, moment, target, witness)
+        workload = Workload(Phones(self.phone_ports, chain, witness, killer), chain, self.rng)
+        timing = await self._kill_during(workload, plan, killer, delay, index)
+        self.daemon = None
+
+        confirmed = self._confirmed(chain, witness)
+        check = check_state(chain.state, before, witness, confirmed)
+        chain.confirmed = confirmed
+        violations = list(check.violations)
+        if killer.died_on_its_own:
+            violations.append(f"the daemon had exited before the kill:\n{daemon.stderr()[-2000:]}")
+        record = iteration_record(
+            index, chain, plan, killer, delay, timing, workload.steps_done, before, check
+        )
+        if check.after is not None:
+            record.update(await self._restart_and_serve(chain, check.after, violations))
+        chain.iterations_left -= 1
+        if self.daemon is not None and (chain.iterations_left <= 0 or violations):
+            violations.extend(await self._retire(self.daemon))
+            self.daemon = None
+        if self.daemon is None:
+            self.chain = None
+        record["violations"] = violations
+        self.totals.add(record, killer.triggered)
+        return record
+
+    async def _kill_during(
+        self, workload: Workload, plan: list[Step], killer: Killer, delay: float, index: int
+    ) -> dict[str, float]:
+        """Run the workload until the kill, then stop it and reap the daemon."""
+        started = time.time()
+        task = asyncio.create_task(workload.run(plan))
+        fired = asyncio.create_task(killer.fired.wait())
+        timeout = delay if killer.moment is KillMoment.RANDOM else None
+        await asyncio.wait({task, fired}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        killer.fire("after a delay" if not task.done() else AFTER_WORKLOAD)
+        fired.cancel()
+        await workload.phones.settle()
+        await stop_workload(task, index)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error  # a bug of the lab, not a finding
+        await asyncio.to_thread(killer.daemon.kill)
+        return {
+            "killed_after_s": round(killer.killed_at - started, 3),
+            "teardown_s": round(time.time() - killer.killed_at, 3),
+        }
+
+    @staticmethod
+    def _confirmed(chain: Chain, witness: Witness) -> dict[str, ConfirmedBond]:
+        confirmed = dict(chain.confirmed)
+        for address, bond in witness.bond_changes.items():
+            if bond is None:
+                confirmed.pop(address, None)
+            else:
+                confirmed[address] = bond
+        return confirmed
+
+    async def _restart_and_serve(
+        self, chain: Chain, after: SecurityState, violations: list[str]
+    ) -> dict[str, Any]:
+        """Restart on the same file: info readable, bonded phones reconnect, a lock refuses."""
+        started = time.monotonic()
+        try:
+            self.daemon = await self._start_daemon(chain)
+        except ServiceError as error:
+            violations.append(f"the daemon did not restart on its state: {error}")
+            return {"restart_s": None}
+        result: dict[str, Any] = {"restart_s": round(time.monotonic() - started, 3)}
+        serving = time.monotonic()
+        witness = Witness()
+        phones = Phones(self.phone_ports, chain, witness, None)
+        reconnects: list[dict[str, Any]] = []
+        try:
+            async with asyncio.timeout(STEP_TIMEOUT):
+                async with phones.open(chain.attacker_bonds, "attacker") as attacker:
+                    info = await attacker.read_info(chain.serial)
+                    if info.epoch != after.epoch:
+                        violations.append(f"info says epoch {info.epoch}, the file {after.epoch}")
+                    lock = await self._check_lock(attacker, chain, after, info.locked)
+            result["lock_after_restart"] = lock
+            if lock not in ("refused", "not locked"):
+                violations.append(f"a lock in force before the kill: {lock}")
+            for bonds in await self._bonded_phone_files(chain):
+                reconnects.append(await self._reconnect(phones, chain, bonds, violations))
+        except (Exception, asyncio.CancelledError) as error:  # the restarted charger did not serve
+            if not link_dropped(error):
+                raise
+            violations.append(f"the restarted daemon did not serve: {describe(error)}")
+        chain.confirmed = self._confirmed(chain, witness)
+        result["reconnects"] = reconnects
+        result["serve_s"] = round(time.monotonic() - serving, 3)
+        return result
+
+    async def _check_lock(
+        self, attacker: Phone, chain: Chain, after: SecurityState, advertised: bool
+    ) -> str:
+        """A lock with LOCK_MARGIN left to run must be on the info and refuse the right PIN."""
+        until = after.lockout.locked_until
+        if until is None or until - time.time() < LOCK_MARGIN:
+            return "not locked"
+        if not advertised:
+            return "missing from the info characteristic"
+        try:
+            link = await attacker.connect(chain.serial, current_pin(chain.state))
+        except ChargerLocked:
+            return "refused"
+        await link.disconnect()
+        await attacker.forget(chain.address)
+        return "served a pairing"
+
+    async def _bonded_phone_files(self, chain: Chain) -> list[Path]:
+        """The owner and the two newest guests of this charger, if their phone holds a bond."""
+        newest = [chain.directory / f"guest{n}-bonds.db" for n in range(chain.guests, 0, -1)]
+        found = []
+        for path in [chain.owner_bonds, *newest[:2]]:
+            if not path.exists():
+                continue
+            bonds = open_keystore_file(path)
+            try:
+                if await bonds.get(chain.address) is not None:
+                    found.append(path)
+            finally:
+                bonds.close()
+        return found
+
+    async def _reconnect(
+        self, phones: Phones, chain: Chain, bonds: Path, violations: list[str]
+    ) -> dict[str, Any]:
+        """A bonded phone reconnects without PIN and reads the status (protected)."""
+        async with phones.open(bonds, bonds.stem) as phone:
+            address = load_identity(phone.bonds).address
+            confirmed = address in chain.confirmed
+            try:
+                async with asyncio.timeout(STEP_TIMEOUT):
+                    link = await phone.connect(chain.serial)
+                    await link.status()
+            except (Exception, asyncio.CancelledError) as error:
+                if not link_dropped(error):
+                    raise
+                await phone.forget(chain.address)  # what the app does: pair again next time
+                chain.confirmed.pop(address, None)
+                if confirmed:
+                    violations.append(f"bonded phone {address} could not reconnect: {error}")
+                return {
+                    "phone": address,
+                    "confirmed": confirmed,
+                    "ok": False,
+                    "error": describe(error),
+                }
+            await phones.confirm(phone)
+            await link.disconnect()
+            return {"phone": address, "confirmed": confirmed, "ok": True}
+
+
+def _quiet_logs() -> None:
+    """Failed pairings and dead peers are the point here: keep Bumble's warnings out."""
+    logging.getLogger("bumble").setLevel(logging.CRITICAL)
+    logging.getLogger("chargepin").setLevel(logging.ERROR)
+
+
+async def crash_loop_report(iterations: int, seed: int, command: str = "") -> dict[str, Any]:
+    """Run the loop and return the report (what `--json` writes).
+
+    The state files live in a temporary directory, deleted after a clean run and kept (its path
+    in the report) when a check failed, for inspection.
+    """
+    if iterations < 1:
+        raise ValueError(f"iterations must be at least 1, got {iterations}")
+    _quiet_logs()
+    directory = Path(tempfile.mkdtemp(prefix="chargepin-crash-loop-"))
+    loop = CrashLoop(directory, random.Random(seed))
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    started = time.perf_counter()
+    try:
+        records = await loop.run(iterations)
+    finally:
+        loop.close()
+    totals = loop.totals
+    passed = totals.violations == 0
+    if passed:
+        shutil.rmtree(directory, ignore_errors=True)
+    return {
+        "command": command,
+        "started": started_at,
+        "machine": machine_info(Path(tempfile.gettempdir())),
+        "seed": seed,
+        "profile": PROFILE,
+        "lockout": PROFILES[PROFILE].lockout.to_dict(),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "kept_directory": None if passed else str(directory),
+        "iterations": records,
+        "totals": vars(totals),
+        "pass": passed,
+    }
+
+
+def run_crash_loop(iterations: int, seed: int, json_path: Path | None) -> int:
+    """0 when no kill broke a promise of the state file, 1 otherwise (violations listed)."""
+    report = asyncio.run(
+        crash_loop_report(iterations, seed, command_line(iterations, seed, json_path))
+    )
+    console = Console()
+    console.print(summary_table(report))
+    for record in report["iterations"]:
+        for violation in record["violations"]:
+            console.print(f"iteration {record['iteration']}: {violation}", markup=False)
+    if report["kept_directory"]:
+        console.print(f"state files kept in {report['kept_directory']}", markup=False)
+    if json_path is not None:
+        json_path.write_text(json.dumps(report, indent=1) + "\n")
+        console.print(f"report written to {json_path}", markup=False)
+    return 0 if report["pass"] else 1
