@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from chargepin.charger.store import StateStore
-from chargepin.lab.processes import CHARGEPIN, Service, free_ports, start_charger, start_radio
+from chargepin.lab.ports import free_ports
+from chargepin.lab.processes import CHARGEPIN, Service, start_charger, start_radio
 
 SERIAL = "CP-MP-0001"
 MANDATORY = ["--model", "Pulsar Max", "--firmware", "6.11.2", "--produced", "2025-09-01"]

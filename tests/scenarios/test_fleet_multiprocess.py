@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from processes import Bench, free_ports
+from processes import Bench
+
+from chargepin.lab.ports import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +72,7 @@ def test_factory_to_commissioning_to_pin_change_across_processes(bench: Bench) -
     assert sticker.returncode == 0, sticker.stderr
     payload = next(line for line in sticker.stdout.splitlines() if line.startswith("CHARGEPIN:"))
 
-    [port] = free_ports(1)
+    port = free_port()
     bench.start(
         "fleet", "serve", "--db", db, "--port", str(port), "--vault-key-file", keys, name="fleet"
     )

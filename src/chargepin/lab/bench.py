@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import platform
-import socket
 import statistics
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from chargepin.core.pin import Pin
 from chargepin.core.profiles import DEFAULT_PROFILE
 from chargepin.lab.bench_bare import BarePair, disconnect_both
 from chargepin.lab.bench_daemon import READY
+from chargepin.lab.ports import free_ports
 from chargepin.lab.testbed import ChargerSpec, Testbed, provision
 from chargepin.phone.client import Phone
 from chargepin.phone.identity import load_identity
@@ -351,18 +351,6 @@ async def measure_pairing(directory: Path, rounds: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- daemon in its own process
 
 
-def _free_ports(count: int) -> list[int]:
-    """Loopback ports that are free right now, picked by the OS.
-
-    Another program could take one before serve_radio binds it; serve_radio then fails loudly.
-    """
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-
-
 def _rss_kib(process: psutil.Process) -> int:
     return int(process.memory_info().rss // 1024)
 
@@ -414,7 +402,7 @@ async def measure_rss(directory: Path, pairings: int) -> dict[str, Any]:
     pin = store.current_pin()
     address = store.identity.address
     store.close()
-    charger_port, phone_port = _free_ports(2)
+    charger_port, phone_port = free_ports(2)
     transports = await serve_radio([charger_port, phone_port])
     child: asyncio.subprocess.Process | None = None
     samples: list[dict[str, int]] = []

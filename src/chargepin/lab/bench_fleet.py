@@ -24,7 +24,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from chargepin.fleet.db import make_engine, transaction
 from chargepin.fleet.vault import ENV_KEY, Vault
 from chargepin.lab.bench import machine_info as base_machine_info
 from chargepin.lab.bench import percentile
+from chargepin.lab.ports import free_port
 
 DEFAULT_CHARGERS = 1_000_000
 DEFAULT_SECONDS = 5.0
@@ -151,13 +151,6 @@ def count_rows(db_url: str, table: str) -> int:
 
 
 # ---------------------------------------------------------------- servers
-
-
-def free_port() -> int:
-    """A loopback port that is free right now (uvicorn fails loudly if it is taken meanwhile)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

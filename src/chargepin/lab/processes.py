@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,18 +31,6 @@ REAP_TIMEOUT = 10.0
 
 class ServiceError(ChargepinError):
     """A child service that exited or stayed silent before READY; the message has its stderr."""
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel just handed out on loopback (held together so they differ)."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def ready_fields(line: str) -> dict[str, str]:

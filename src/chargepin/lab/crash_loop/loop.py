@@ -57,7 +57,8 @@ from chargepin.lab.crash_loop.workload import (
     link_dropped,
     stop_workload,
 )
-from chargepin.lab.processes import Service, ServiceError, free_ports, start_charger, start_radio
+from chargepin.lab.ports import free_ports
+from chargepin.lab.processes import Service, ServiceError, start_charger, start_radio
 from chargepin.lab.security_state import SecurityState
 from chargepin.phone.client import Phone
 from chargepin.phone.errors import ChargerLocked
