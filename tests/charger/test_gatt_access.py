@@ -9,25 +9,23 @@ waiting for Bumble's 30 s GATT timeout.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from bumble import att, gatt, hci
-from bumble.core import UUID
-from bumble.device import Connection, Peer
-from bumble.gatt_client import AttributeProxy
+from bumble import att, gatt
 
 from chargepin.charger.daemon import ChargerDaemon
 from chargepin.core import protocol
 from chargepin.core.protocol import AdminResult, ChargerInfo, ChargerStatus, ChargingState
 from chargepin.core.tickets import Action, verify_receipt
+from chargepin.lab import raw_gatt
+from chargepin.lab.raw_gatt import RawGattClient
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone.client import ChargerLink, Phone, wait_disconnected
 from chargepin.phone.errors import PinNeeded
 
 ANSWER_WITHIN = 2.0
-"""Seconds any attribute gets to answer one read or write."""
+"""Seconds any attribute gets to answer one read or write: a silent charger fails the test."""
 SERIAL = "CP-0001"
 OPTIONAL = ChargerSpec(serial=SERIAL, model="Pulsar Plus", firmware="6.8.0")  # PIN off
 """Optional class: the owner may switch the PIN off and on."""
@@ -39,58 +37,15 @@ NO_ENCRYPTION = att.ErrorCode.INSUFFICIENT_ENCRYPTION
 NO_AUTHENTICATION = att.ErrorCode.INSUFFICIENT_AUTHENTICATION
 
 
-@dataclass(frozen=True)
-class Client:
-    """One GATT client link to the charger and the attribute table it discovered."""
-
-    connection: Connection
-    peer: Peer
-    attributes: tuple[AttributeProxy[bytes], ...]
-
-    def value(self, uuid: UUID | str) -> AttributeProxy[bytes]:
-        wanted = UUID(uuid) if isinstance(uuid, str) else uuid
-        (found,) = (a for a in self.attributes if a.type == wanted)
-        return found
-
-    def cccd_of(self, uuid: UUID | str) -> AttributeProxy[bytes]:
-        """The CCCD right after a characteristic value (both of ours have no other descriptor)."""
-        value = self.value(uuid)
-        (found,) = (a for a in self.attributes if a.handle == value.handle + 1)
-        assert found.type == CCCD
-        return found
-
-    async def read(self, attribute: AttributeProxy[bytes]) -> bytes | int:
-        """The value or the ATT error code; a silent charger fails the test in 2 s."""
-        try:
-            return bytes(await asyncio.wait_for(self.peer.read_value(attribute), ANSWER_WITHIN))
-        except att.ATT_Error as error:
-            return int(error.error_code)
-
-    async def write(self, attribute: AttributeProxy[bytes], value: bytes) -> int | None:
-        """None if accepted, else the ATT error code; a silent charger fails the test in 2 s."""
-        try:
-            await asyncio.wait_for(
-                self.peer.write_value(attribute, value, with_response=True), ANSWER_WITHIN
-            )
-        except att.ATT_Error as error:
-            return int(error.error_code)
-        return None
-
-
-async def connect_unpaired(phone: Phone, serial: str = SERIAL) -> Client:
+async def connect_unpaired(phone: Phone, serial: str = SERIAL) -> RawGattClient:
     """Connect and discover, nothing more: no pairing, no encryption (what a stranger does)."""
-    found = await phone.find(serial)  # connect only to a charger heard advertising
-    connection = await phone.device.connect(
-        hci.Address(found.address), own_address_type=hci.OwnAddressType.RANDOM
-    )
-    assert not connection.is_encrypted
-    peer = Peer(connection)
-    await peer.request_mtu(protocol.PREFERRED_MTU)
-    return Client(connection, peer, tuple(await peer.discover_attributes()))
+    client = await raw_gatt.connect_unpaired(phone, serial, answer_within=ANSWER_WITHIN)
+    assert not client.connection.is_encrypted
+    return client
 
 
-async def client_of(link: ChargerLink) -> Client:
-    return Client(link.connection, link.peer, tuple(await link.peer.discover_attributes()))
+async def client_of(link: ChargerLink) -> RawGattClient:
+    return await RawGattClient.discover(link.connection, link.peer, answer_within=ANSWER_WITHIN)
 
 
 async def pin_paired(bed: Testbed, daemon: ChargerDaemon, name: str = "owner") -> ChargerLink:
@@ -100,7 +55,7 @@ async def pin_paired(bed: Testbed, daemon: ChargerDaemon, name: str = "owner") -
     return link
 
 
-def expected_reads(client: Client, paired: bool) -> dict[int, int | None]:
+def expected_reads(client: RawGattClient, paired: bool) -> dict[int, int | None]:
     """Per handle: the ATT error a read must get, None when it must return a value."""
     closed = None if paired else NO_ENCRYPTION
     expected: dict[int, int | None] = dict.fromkeys((a.handle for a in client.attributes), None)
@@ -230,7 +185,9 @@ async def test_database_hash_refuses_a_write_promptly(bed: Testbed) -> None:
 READ_MULTIPLE = [att.ATT_Read_Multiple_Request, att.ATT_Read_Multiple_Variable_Request]
 
 
-async def read_multiple(client: Client, request_class: type[att.ATT_PDU], uuids: list[str]) -> Any:
+async def read_multiple(
+    client: RawGattClient, request_class: type[att.ATT_PDU], uuids: list[str]
+) -> Any:
     """One Read Multiple (Variable) Request (Core spec Vol 3 Part F 3.4.4.7, 3.4.4.11)."""
     handles = [client.value(uuid).handle for uuid in uuids]
     request = request_class(set_of_handles=handles)  # type: ignore[call-arg]

@@ -34,8 +34,8 @@ from chargepin.core.protocol import (
 )
 from chargepin.core.tickets import Action
 from chargepin.lab.fuzz import Air
+from chargepin.lab.raw_gatt import CCCD
 from chargepin.lab.strategies import (
-    CCCD,
     CCCD_VALUES,
     CONTROL_VALUES,
     MAX_ATT_VALUE,

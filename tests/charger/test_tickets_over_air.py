@@ -11,7 +11,6 @@ import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from bumble import att
@@ -30,6 +29,7 @@ from chargepin.core.tickets import (
     seal_ticket,
     verify_receipt,
 )
+from chargepin.lab.security_state import SecurityState
 from chargepin.lab.testbed import ChargerSpec, OwnerAuthority, Testbed
 from chargepin.phone.client import ChargerLink, Phone
 from chargepin.phone.errors import AdminRefused
@@ -59,10 +59,8 @@ class Owner:
     def rejected(self) -> int:
         return self.daemon.store.counters()["ticket_rejected"]
 
-    async def security_state(self) -> tuple[Any, ...]:
-        store = self.daemon.store
-        bonds = sorted(name for name, _ in await store.keystore.get_all())
-        return (store.pin_enabled, store.epoch, store.current_pin(), store.custom_pin, bonds)
+    async def security_state(self) -> SecurityState:
+        return SecurityState.of(self.daemon.store)
 
     async def ticket(self, action: Action, args: Mapping[str, str] | None = None) -> bytes:
         """A genuine ticket bound to a challenge just read over this link."""

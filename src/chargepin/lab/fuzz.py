@@ -29,8 +29,6 @@ from types import FrameType
 from typing import Any, TypeVar
 
 import hypothesis
-from bumble import att, hci
-from bumble.device import Connection, Peer
 from bumble.gatt_client import AttributeProxy
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from rich.console import Console
@@ -41,13 +39,14 @@ from chargepin.clock import FakeClock
 from chargepin.core import protocol
 from chargepin.core.events import EventKind
 from chargepin.core.protocol import AdminResult, ChargerInfo, ChargerStatus, ControlOp
+from chargepin.lab.raw_gatt import GattTable, RawGattClient, connect_unpaired
+from chargepin.lab.security_state import SecurityState
 from chargepin.lab.strategies import (
     OWNER,
     TARGETS,
     TICKET_REASONS_FOR_JUNK,
     ErrorLog,
     FuzzTarget,
-    GattTable,
     GattWrite,
     control_oracle,
     exception_name,
@@ -77,31 +76,6 @@ GATT_TARGET = "gatt-writes"
 # ------------------------------------------------------------------------------ the air
 
 
-@dataclass(frozen=True)
-class Central:
-    """One GATT client link to the charger."""
-
-    connection: Connection
-    peer: Peer
-
-    async def write(
-        self, attribute: AttributeProxy[bytes] | int, value: bytes, with_response: bool = True
-    ) -> int | None:
-        """The ATT error code the charger answered, or None when it accepted the write."""
-        try:
-            await self.peer.write_value(attribute, value, with_response=with_response)
-        except att.ATT_Error as error:
-            return int(error.error_code)
-        return None
-
-    async def read(self, attribute: AttributeProxy[bytes] | int) -> bytes | int:
-        """The value, or the ATT error code the charger answered."""
-        try:
-            return bytes(await self.peer.read_value(attribute))
-        except att.ATT_Error as error:
-            return int(error.error_code)
-
-
 class Air:
     """A charger (PIN on, hardened) and a phone paired with its PIN, driven from sync code;
     with `stranger=True` also a central that connected without pairing.
@@ -116,8 +90,8 @@ class Air:
         self.bed = Testbed(directory, self.clock)
         self.daemon: ChargerDaemon
         self.link: ChargerLink
-        self.owner: Central
-        self.stranger: Central | None = None
+        self.owner: RawGattClient
+        self.stranger: RawGattClient | None = None
         self.table: GattTable
         self.authority: OwnerAuthority
 
@@ -133,19 +107,11 @@ class Air:
         phone = await self.bed.phone()
         self.link = await phone.connect(serial, pin=str(self.daemon.store.current_pin()))
         assert self.link.paired_now
-        self.owner = Central(self.link.connection, self.link.peer)
-        self.table = GattTable(tuple(await self.link.peer.discover_attributes()))
+        self.owner = await RawGattClient.discover(self.link.connection, self.link.peer)
+        self.table = self.owner.table
         self.authority = self.bed.authority(self.daemon)
         if stranger:
-            central = await self.bed.phone("stranger")
-            found = await central.find(serial)
-            connection = await central.device.connect(
-                hci.Address(found.address), own_address_type=hci.OwnAddressType.RANDOM
-            )
-            peer = Peer(connection)
-            await peer.request_mtu(protocol.PREFERRED_MTU)
-            await peer.discover_attributes()
-            self.stranger = Central(connection, peer)
+            self.stranger = await connect_unpaired(await self.bed.phone("stranger"), serial)
 
     async def close(self) -> None:
         await self.bed.close()
@@ -162,18 +128,9 @@ class Air:
         """The owner's read: the value, or the ATT error code."""
         return await self.owner.read(attribute)
 
-    async def security_state(self) -> tuple[Any, ...]:
+    async def security_state(self) -> SecurityState:
         """Everything a write must not change unless it is a valid owner ticket."""
-        store = self.daemon.store
-        bonds = sorted(name for name, _ in await store.keystore.get_all())
-        return (
-            store.pin_enabled,
-            store.epoch,
-            store.current_pin(),
-            store.custom_pin,
-            store.lockout_state,
-            bonds,
-        )
+        return SecurityState.of(self.daemon.store)
 
     async def still_serving(self) -> ChargerStatus:
         """A protected read on the same link: the daemon answers and the link is still up."""

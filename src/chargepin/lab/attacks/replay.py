@@ -46,6 +46,8 @@ from chargepin.core.protocol import AdminResult
 from chargepin.core.tickets import DEFAULT_LIFETIME, Action
 from chargepin.lab.attacks.common import LOCKED, PASSKEY_SPACE, Arena, arena
 from chargepin.lab.central import BareCentral
+from chargepin.lab.raw_gatt import GattTable, RawGattClient
+from chargepin.lab.security_state import SecurityState
 from chargepin.lab.testbed import ChargerSpec, OwnerAuthority
 from chargepin.phone.client import ChargerLink, Phone
 
@@ -73,8 +75,8 @@ class AdminPort:
     is measured, so writes and reads keep it.
     """
 
-    def __init__(self, chars: dict[str, Any]) -> None:
-        self._chars = chars
+    def __init__(self, gatt: RawGattClient) -> None:
+        self._gatt = gatt
 
     @classmethod
     async def open(cls, connection: Connection) -> AdminPort:
@@ -84,27 +86,20 @@ class AdminPort:
         if not services:
             raise protocol.ProtocolError("no chargepin service on this link")
         found = await services[0].discover_characteristics()
-        return cls({str(c.uuid).lower(): c for c in found})
+        return cls(RawGattClient(connection, peer, GattTable(tuple(found))))
 
     async def read_challenge(self) -> bytes:
-        return bytes(await self._chars[protocol.CHALLENGE_UUID].read_value())
+        gatt = self._gatt
+        return bytes(await gatt.peer.read_value(gatt.value(protocol.CHALLENGE_UUID)))
 
     async def write(self, blob: bytes) -> int | None:
         """Write a ticket; the ATT error code, None when the charger took it."""
-        try:
-            await self._chars[protocol.ADMIN_UUID].write_value(blob, with_response=True)
-        except att.ATT_Error as error:
-            return int(error.error_code)
-        return None
+        return await self._gatt.write(self._gatt.value(protocol.ADMIN_UUID), blob)
 
     async def result(self) -> AdminResult | int:
         """This link's admin result, or the ATT error code its read got."""
-        try:
-            return AdminResult.decode(
-                bytes(await self._chars[protocol.ADMIN_RESULT_UUID].read_value())
-            )
-        except att.ATT_Error as error:
-            return int(error.error_code)
+        raw = await self._gatt.read(self._gatt.value(protocol.ADMIN_RESULT_UUID))
+        return raw if isinstance(raw, int) else AdminResult.decode(raw)
 
 
 @dataclass(frozen=True)
@@ -144,12 +139,6 @@ class Replay:
         variant = self.variant.split("@")[0].split("+")[0]
         where = ", other charger" if self.charger == "other" else ""
         return f"{self.ticket}: {variant} ({self.writer}{where})"
-
-
-def security_state(daemon: ChargerDaemon) -> tuple[Any, ...]:
-    store = daemon.store
-    bonds = tuple(sorted((b.address, b.created) for b in store.keystore.list_bonds()))
-    return (store.pin_enabled, store.epoch, str(store.current_pin()), str(store.custom_pin), bonds)
 
 
 def flipped(blob: bytes, at: int, mask: int) -> bytes:
@@ -202,8 +191,9 @@ class ReplayLab:
     def serial(self) -> str:
         return self.daemon.store.identity.serial
 
-    def state(self) -> tuple[Any, ...]:
-        return (security_state(self.daemon), security_state(self.other))
+    def state(self) -> tuple[object, ...]:
+        """What a ticket may change on either charger: the PIN configuration and the bonds."""
+        return tuple(SecurityState.of(d.store).ticket_state for d in (self.daemon, self.other))
 
     def rejected(self) -> int:
         return sum(d.store.counters()[EventKind.TICKET_REJECTED] for d in (self.daemon, self.other))

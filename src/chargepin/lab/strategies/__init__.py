@@ -17,7 +17,6 @@ for seconds.
 
 from chargepin.lab.strategies.bundles import BundleCase
 from chargepin.lab.strategies.gatt_writes import (
-    CCCD,
     CCCD_VALUES,
     CONTROL_VALUES,
     MAX_ATT_VALUE,
@@ -25,7 +24,6 @@ from chargepin.lab.strategies.gatt_writes import (
     NOTIFY_ON,
     OWNER,
     STRANGER,
-    GattTable,
     GattWrite,
     control_oracle,
     expected_answers,
@@ -45,7 +43,6 @@ from chargepin.lab.strategies.targets import TARGETS, FuzzTarget
 from chargepin.lab.strategies.tickets import TICKET_REASONS_FOR_JUNK
 
 __all__ = [
-    "CCCD",
     "CCCD_VALUES",
     "CONTROL_VALUES",
     "MAX_ATT_VALUE",
@@ -59,7 +56,6 @@ __all__ = [
     "ByteDamage",
     "ErrorLog",
     "FuzzTarget",
-    "GattTable",
     "GattWrite",
     "SqlEdit",
     "StateFileCase",

@@ -7,8 +7,6 @@ import dataclasses
 from dataclasses import dataclass
 
 from bumble import att, gatt
-from bumble.core import UUID
-from bumble.gatt_client import AttributeProxy
 from hypothesis import strategies as st
 
 from chargepin.core import protocol
@@ -19,53 +17,13 @@ from chargepin.core.protocol import (
     ChargingState,
     ControlOp,
 )
+from chargepin.lab.raw_gatt import GattTable
 
 MAX_ATT_VALUE = 512
 """Core spec Vol 3 Part F 3.2.9: no attribute value is longer; Bumble refuses longer writes."""
 NOTIFY_ON = b"\x01\x00"
 NOTIFY_OFF = b"\x00\x00"
 INDICATE_ON = b"\x02\x00"
-CCCD = gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR
-
-
-@dataclass(frozen=True)
-class GattTable:
-    """Every attribute of the charger's server, as a client discovers it."""
-
-    attributes: tuple[AttributeProxy[bytes], ...]
-
-    def value(self, uuid: UUID | str) -> AttributeProxy[bytes]:
-        """The (only) attribute of type `uuid`: a characteristic value."""
-        wanted = UUID(uuid) if isinstance(uuid, str) else uuid
-        (found,) = (a for a in self.attributes if a.type == wanted)
-        return found
-
-    def cccd_of(self, value: AttributeProxy[bytes]) -> AttributeProxy[bytes]:
-        """The CCCD among the descriptors that follow `value` (Core spec Vol 3 Part G 3.3.3)."""
-        for attribute in self.attributes:
-            if attribute.handle <= value.handle:
-                continue
-            if attribute.type == CCCD:
-                return attribute
-            if not _is_descriptor(attribute):
-                break
-        raise LookupError(f"no CCCD after handle {value.handle}")
-
-    def writable_by_design(self) -> set[int]:
-        """Handles a client may write: the admin and control points and the two CCCDs."""
-        service_changed = self.value(gatt.GATT_SERVICE_CHANGED_CHARACTERISTIC)
-        return {
-            self.value(protocol.ADMIN_UUID).handle,
-            self.value(protocol.CONTROL_UUID).handle,
-            self.cccd_of(self.value(protocol.STATUS_UUID)).handle,
-            self.cccd_of(service_changed).handle,
-        }
-
-
-def _is_descriptor(attribute: AttributeProxy[bytes]) -> bool:
-    """Descriptor types are 0x29xx (Assigned Numbers 3.7)."""
-    raw = attribute.type.to_bytes()
-    return len(raw) == 2 and raw[1] == 0x29
 
 
 def control_oracle(status: ChargerStatus, value: bytes) -> ChargerStatus | None:
