@@ -5,7 +5,8 @@ then check what its state file kept (docs/SECURITY.md, "Crash loop").
   on disk (pure);
 - `disk`: what the state file holds after a kill, read with the daemon down;
 - `workload`: the phones' seeded steps and the kill that lands among them;
-- `loop`: the radio, the daemon child, the iterations, the restart after each kill;
+- `loop`: the radio, the daemon child, the iterations;
+- `restart`: the daemon restarted on the file after each kill must serve again;
 - `report`: the records, the totals and the table.
 """
 

@@ -3,13 +3,12 @@
 Each iteration the real daemon (`chargepin charger run`, a child process on `chargepin radio`)
 serves a seeded workload from phones in this process (`workload`) until a seeded kill -9. With
 the daemon down, `disk.check_state` reads the file and the oracle judges it; then the daemon is
-restarted on it and must serve again: info readable, a lock still refusing, bonded phones
-reconnecting. A charger lives for a few iterations (its lockout builds up across kills), then a
-fresh one is provisioned. What the phones did not see may be lost: a failure the daemon had not
-committed, or a pairing the phone finished while the charger had not yet stored the bond (SMP
-never acknowledges the last key PDU; the phone's next encryption fails, "PIN or key missing" or
-a stale LTK, and it pairs again). The plan is seeded; the timing is real, so two runs with one
-seed kill at slightly different instants.
+restarted on it and must serve again (`restart`). A charger lives for a few iterations (its
+lockout builds up across kills), then a fresh one is provisioned. What the phones did not see
+may be lost: a failure the daemon had not committed, or a pairing the phone finished while the
+charger had not yet stored the bond (SMP never acknowledges the last key PDU; the phone's next
+encryption fails, "PIN or key missing" or a stale LTK, and it pairs again). The plan is seeded;
+the timing is real, so two runs with one seed kill at slightly different instants.
 """
 
 from __future__ import annotations
@@ -29,12 +28,12 @@ from typing import Any
 
 from rich.console import Console
 
-from chargepin.charger.service import current_pin, provision_charger
+from chargepin.charger.service import provision_charger
 from chargepin.core import lockout
 from chargepin.core.profiles import PROFILES
 from chargepin.lab.bench import machine_info
 from chargepin.lab.crash_loop.disk import check_state
-from chargepin.lab.crash_loop.oracle import ConfirmedBond, Witness
+from chargepin.lab.crash_loop.oracle import Witness
 from chargepin.lab.crash_loop.report import (
     PROFILE,
     Totals,
@@ -42,10 +41,10 @@ from chargepin.lab.crash_loop.report import (
     iteration_record,
     summary_table,
 )
+from chargepin.lab.crash_loop.restart import serve_after_restart
 from chargepin.lab.crash_loop.workload import (
     AFTER_WORKLOAD,
     KILL_WEIGHTS,
-    STEP_TIMEOUT,
     STEP_WEIGHTS,
     Chain,
     Killer,
@@ -53,17 +52,11 @@ from chargepin.lab.crash_loop.workload import (
     Phones,
     Step,
     Workload,
-    describe,
-    link_dropped,
     stop_workload,
 )
 from chargepin.lab.ports import free_ports
 from chargepin.lab.processes import Service, ServiceError, start_charger, start_radio
 from chargepin.lab.security_state import SecurityState
-from chargepin.phone.client import Phone
-from chargepin.phone.errors import ChargerLocked
-from chargepin.phone.identity import load_identity
-from chargepin.radio.keystore import open_keystore_file
 
 MODEL, FIRMWARE, PRODUCED = "Pulsar Max", "6.11.2", dt.date(2025, 9, 1)
 CHAIN_LENGTH = (2, 6)
@@ -75,9 +68,6 @@ PLAN_LENGTH = 6
 MAX_KILL_DELAY = 0.8
 """Seconds: a random kill lands uniformly in [0, this] after the workload starts (a step takes
 about 0.1 s on the virtual radio, so most land inside a step, some after the last)."""
-
-LOCK_MARGIN = 3.0
-"""Seconds a lock must still have to run for the restarted daemon to be asked to refuse."""
 
 PHONE_CONTROLLERS = 8
 """Radio controllers the phones take in turn. A controller reopened at once could meet its
@@ -204,7 +194,7 @@ class CrashLoop:
         timing = await self._kill_during(workload, plan, killer, delay, index)
         self.daemon = None
 
-        confirmed = self._confirmed(chain, witness)
+        confirmed = chain.confirmed_after(witness)
         check = check_state(chain.state, before, witness, confirmed)
         chain.confirmed = confirmed
         violations = list(check.violations)
@@ -246,20 +236,10 @@ class CrashLoop:
             "teardown_s": round(time.time() - killer.killed_at, 3),
         }
 
-    @staticmethod
-    def _confirmed(chain: Chain, witness: Witness) -> dict[str, ConfirmedBond]:
-        confirmed = dict(chain.confirmed)
-        for address, bond in witness.bond_changes.items():
-            if bond is None:
-                confirmed.pop(address, None)
-            else:
-                confirmed[address] = bond
-        return confirmed
-
     async def _restart_and_serve(
         self, chain: Chain, after: SecurityState, violations: list[str]
     ) -> dict[str, Any]:
-        """Restart on the same file: info readable, bonded phones reconnect, a lock refuses."""
+        """Restart on the same file, then check that it serves (restart.serve_after_restart)."""
         started = time.monotonic()
         try:
             self.daemon = await self._start_daemon(chain)
@@ -267,90 +247,9 @@ class CrashLoop:
             violations.append(f"the daemon did not restart on its state: {error}")
             return {"restart_s": None}
         result: dict[str, Any] = {"restart_s": round(time.monotonic() - started, 3)}
-        serving = time.monotonic()
-        witness = Witness()
-        phones = Phones(self.phone_ports, chain, witness, None)
-        reconnects: list[dict[str, Any]] = []
-        try:
-            async with asyncio.timeout(STEP_TIMEOUT):
-                async with phones.open(chain.attacker_bonds, "attacker") as attacker:
-                    info = await attacker.read_info(chain.serial)
-                    if info.epoch != after.epoch:
-                        violations.append(f"info says epoch {info.epoch}, the file {after.epoch}")
-                    lock = await self._check_lock(attacker, chain, after, info.locked)
-            result["lock_after_restart"] = lock
-            if lock not in ("refused", "not locked"):
-                violations.append(f"a lock in force before the kill: {lock}")
-            for bonds in await self._bonded_phone_files(chain):
-                reconnects.append(await self._reconnect(phones, chain, bonds, violations))
-        except (Exception, asyncio.CancelledError) as error:  # the restarted charger did not serve
-            if not link_dropped(error):
-                raise
-            violations.append(f"the restarted daemon did not serve: {describe(error)}")
-        chain.confirmed = self._confirmed(chain, witness)
-        result["reconnects"] = reconnects
-        result["serve_s"] = round(time.monotonic() - serving, 3)
+        phones = Phones(self.phone_ports, chain, Witness(), None)
+        result.update(await serve_after_restart(phones, chain, after, violations))
         return result
-
-    async def _check_lock(
-        self, attacker: Phone, chain: Chain, after: SecurityState, advertised: bool
-    ) -> str:
-        """A lock with LOCK_MARGIN left to run must be on the info and refuse the right PIN."""
-        until = after.lockout.locked_until
-        if until is None or until - time.time() < LOCK_MARGIN:
-            return "not locked"
-        if not advertised:
-            return "missing from the info characteristic"
-        try:
-            link = await attacker.connect(chain.serial, current_pin(chain.state))
-        except ChargerLocked:
-            return "refused"
-        await link.disconnect()
-        await attacker.forget(chain.address)
-        return "served a pairing"
-
-    async def _bonded_phone_files(self, chain: Chain) -> list[Path]:
-        """The owner and the two newest guests of this charger, if their phone holds a bond."""
-        newest = [chain.directory / f"guest{n}-bonds.db" for n in range(chain.guests, 0, -1)]
-        found = []
-        for path in [chain.owner_bonds, *newest[:2]]:
-            if not path.exists():
-                continue
-            bonds = open_keystore_file(path)
-            try:
-                if await bonds.get(chain.address) is not None:
-                    found.append(path)
-            finally:
-                bonds.close()
-        return found
-
-    async def _reconnect(
-        self, phones: Phones, chain: Chain, bonds: Path, violations: list[str]
-    ) -> dict[str, Any]:
-        """A bonded phone reconnects without PIN and reads the status (protected)."""
-        async with phones.open(bonds, bonds.stem) as phone:
-            address = load_identity(phone.bonds).address
-            confirmed = address in chain.confirmed
-            try:
-                async with asyncio.timeout(STEP_TIMEOUT):
-                    link = await phone.connect(chain.serial)
-                    await link.status()
-            except (Exception, asyncio.CancelledError) as error:
-                if not link_dropped(error):
-                    raise
-                await phone.forget(chain.address)  # what the app does: pair again next time
-                chain.confirmed.pop(address, None)
-                if confirmed:
-                    violations.append(f"bonded phone {address} could not reconnect: {error}")
-                return {
-                    "phone": address,
-                    "confirmed": confirmed,
-                    "ok": False,
-                    "error": describe(error),
-                }
-            await phones.confirm(phone)
-            await link.disconnect()
-            return {"phone": address, "confirmed": confirmed, "ok": True}
 
 
 def _quiet_logs() -> None:

@@ -141,6 +141,16 @@ class Chain:
     def attacker_bonds(self) -> Path:
         return self.directory / "attacker-bonds.db"
 
+    def confirmed_after(self, witness: Witness) -> dict[str, ConfirmedBond]:
+        """The bonds proven so far, with what the phones just saw confirmed or forgotten."""
+        confirmed = dict(self.confirmed)
+        for address, bond in witness.bond_changes.items():
+            if bond is None:
+                confirmed.pop(address, None)
+            else:
+                confirmed[address] = bond
+        return confirmed
+
 
 class Phones:
     """Opens the lab's phones on the radio and reports what their stacks see to a Witness."""
