@@ -29,6 +29,7 @@ from chargepin.core.tickets import (
     seal_ticket,
     verify_receipt,
 )
+from chargepin.lab.raw_gatt import GattTable, RawGattClient
 from chargepin.lab.security_state import SecurityState
 from chargepin.lab.testbed import ChargerSpec, OwnerAuthority, Testbed
 from chargepin.phone.client import ChargerLink, Phone
@@ -339,16 +340,21 @@ async def test_not_allowed_refusal_is_recorded(owner: Owner) -> None:
 # ------------------------------------------------------------------------------ on the wire
 
 
+def raw(link: ChargerLink) -> RawGattClient:
+    """The link's chargepin characteristics, used raw: ATT error codes kept."""
+    return RawGattClient(link.connection, link.peer, GattTable(tuple(link._chars.values())))
+
+
 async def write_admin(link: ChargerLink, blob: bytes) -> int | None:
-    try:
-        await link.peer.write_value(link._chars[protocol.ADMIN_UUID], blob, with_response=True)
-    except att.ATT_Error as error:
-        return int(error.error_code)
-    return None
+    client = raw(link)
+    return await client.write(client.value(protocol.ADMIN_UUID), blob)
 
 
 async def read_result(link: ChargerLink) -> AdminResult:
-    return AdminResult.decode(bytes(await link._chars[protocol.ADMIN_RESULT_UUID].read_value()))
+    client = raw(link)
+    answer = await client.read(client.value(protocol.ADMIN_RESULT_UUID))
+    assert isinstance(answer, bytes), f"admin result read failed with 0x{answer:02X}"
+    return AdminResult.decode(answer)
 
 
 async def test_refusals_carry_the_documented_att_codes(owner: Owner) -> None:
