@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from chargepin.core.epochs import epoch_pin
-from chargepin.lab.processes import free_ports
+from chargepin.lab.ports import free_ports
 
 pytestmark = pytest.mark.slow
 
