@@ -17,13 +17,9 @@ from bumble import smp
 
 from chargepin.charger.store import StateStore
 from chargepin.clock import FakeClock
-from chargepin.core.pin import Pin
 from chargepin.lab.testbed import Testbed
 from chargepin.phone.errors import ChargerLocked, WrongPin
-
-
-def other_than(pin: Pin) -> str:
-    return "918273" if str(pin) != "918273" else "827364"
+from tests.helpers.pins import wrong_pin
 
 
 async def test_each_wrong_pin_is_committed_before_its_pairing_failed_is_sent(
@@ -47,7 +43,7 @@ async def test_each_wrong_pin_is_committed_before_its_pairing_failed_is_sent(
     for _ in range(5):
         clock.advance(1)
         with pytest.raises(WrongPin):
-            await attacker.connect("CP-0001", pin=other_than(daemon.store.current_pin()))
+            await attacker.connect("CP-0001", pin=wrong_pin(daemon.store.current_pin()))
     with pytest.raises(ChargerLocked):
         await attacker.connect("CP-0001", pin=str(daemon.store.current_pin()))
 

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 from bumble.keys import PairingKeys
-from typer.testing import CliRunner
 
 from chargepin.charger.store import StateStore
-from chargepin.cli import app
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.lockout import LockoutScope, LockoutState, record_failure
 from chargepin.core.profiles import lockout_config
+from tests.helpers.cli import invoke
 
 SECRET_HEX = "5e" * 32
 SECRET = bytes.fromhex(SECRET_HEX)
@@ -28,16 +27,6 @@ ADDRESS = "C0:12:34:56:78:9A"
 MANDATORY = ["--model", "Pulsar Max", "--firmware", "6.11.2", "--produced", "2025-09-01"]
 OPTIONAL = ["--model", "Volt Home", "--firmware", "6.8.0", "--produced", "2024-03-15"]
 UNSUPPORTED = ["--model", "Volt Home", "--firmware", "6.7.16", "--produced", "2024-03-15"]
-
-runner = CliRunner()
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    """Run `chargepin ARGS` in-process; (exit code, stdout, stderr)."""
-    result = runner.invoke(app, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 def init(state: Path, *extra: str, spec: list[str] = MANDATORY) -> tuple[int, str, str]:
@@ -76,13 +65,18 @@ def test_init_provisions_a_mandatory_charger_without_printing_secrets(tmp_path: 
 def test_init_takes_the_secret_from_the_environment(tmp_path: Path) -> None:
     """A secret on the command line is visible to every user in `ps`; the environment is not."""
     state = tmp_path / "charger.db"
-    result = runner.invoke(
-        app,
-        ["charger", "init", "--state", str(state), "--serial", SERIAL, *MANDATORY],
+    code, _, err = invoke(
+        "charger",
+        "init",
+        "--state",
+        str(state),
+        "--serial",
+        SERIAL,
+        *MANDATORY,
         env={"CHARGEPIN_FACTORY_SECRET": SECRET_HEX},
     )
 
-    assert result.exit_code == 0, result.stderr
+    assert code == 0, err
     with StateStore.open(state) as store:
         assert store.secret == SECRET
 

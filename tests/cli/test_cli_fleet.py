@@ -8,26 +8,17 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from typer.testing import CliRunner
 
 from chargepin.charger.store import StateStore
-from chargepin.cli import app
 from chargepin.core.provisioning import ProvisioningBundle, StickerPayload
 from chargepin.fleet import pins
 from chargepin.fleet.admin import open_database
 from chargepin.fleet.models import Charger
 from chargepin.fleet.security import token_digest
 from chargepin.fleet.vault import ENV_KEY, Vault, key_id
+from tests.helpers.cli import invoke
 
-runner = CliRunner()
 MANDATORY = ["--model", "Pulsar Max", "--firmware", "6.11.2", "--produced", "2025-09-01"]
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture

@@ -11,22 +11,11 @@ import socket
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from chargepin.cli import app
-
-runner = CliRunner()
+from tests.helpers.cli import invoke
 
 # Nothing listens on the discard port: a command that tried the radio would fail differently.
 NOWHERE = "tcp-client:127.0.0.1:9"
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    """Run `chargepin ARGS` in-process; (exit code, stdout, stderr)."""
-    result = runner.invoke(app, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 def error_line(stderr: str) -> str:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from fleet_client import login
 
 from chargepin.clock import FakeClock
+from tests.helpers.fleet_accounts import login
 
 
 def test_register_login_and_me(client: TestClient) -> None:

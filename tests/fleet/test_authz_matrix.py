@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi.testclient import TestClient
-from fleet_client import APP_VERSION, login
-from fleet_records import MANDATORY, ChargerRecord, add_charger
 
 from chargepin.core.tickets import Action, Receipt, sign_receipt
+from tests.helpers.fleet_accounts import APP_VERSION, login
+from tests.helpers.fleet_records import MANDATORY, ChargerRecord, add_charger
 
 CALLERS = ("anonymous", "stranger", "user", "revoked", "owner")
 

@@ -6,8 +6,6 @@ import datetime as dt
 
 import pytest
 from fastapi.testclient import TestClient
-from fleet_client import APP_VERSION, login
-from fleet_factory import MANDATORY, OPTIONAL, Spec, claim, provision
 from sqlalchemy import select, update
 
 from chargepin.clock import FakeClock
@@ -15,6 +13,8 @@ from chargepin.core.epochs import epoch_pin
 from chargepin.core.limits import MAX_EPOCH
 from chargepin.fleet import factory, pins
 from chargepin.fleet.models import Charger, Membership, User
+from tests.helpers.fleet_accounts import APP_VERSION, login
+from tests.helpers.fleet_factory import MANDATORY, OPTIONAL, Spec, claim, provision
 
 PIN_ENDPOINTS = ("/chargers/{serial}", "/chargers/{serial}/pin?epoch=0")
 

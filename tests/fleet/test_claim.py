@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from fleet_client import APP_VERSION, login
-from fleet_factory import MANDATORY, OPTIONAL, charger_row, claim, provision
 from sqlalchemy import select
 
 from chargepin.clock import FakeClock
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.provisioning import StickerPayload
 from chargepin.fleet.models import Membership, PinReveal
+from tests.helpers.fleet_accounts import APP_VERSION, login
+from tests.helpers.fleet_factory import MANDATORY, OPTIONAL, claim, provision
+from tests.helpers.fleet_records import charger_row
 
 WRONG_CODE = "0000000000ZZ"
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from fleet_factory import MANDATORY, OPTIONAL, UNSUPPORTED, charger_row, provision
 from sqlalchemy import func, select
 
 from chargepin.core.epochs import epoch_pin
@@ -21,6 +20,8 @@ from chargepin.core.provisioning import (
 from chargepin.fleet import factory, pins
 from chargepin.fleet.models import Charger
 from chargepin.fleet.security import token_digest
+from tests.helpers.fleet_factory import MANDATORY, OPTIONAL, UNSUPPORTED, provision
+from tests.helpers.fleet_records import charger_row
 
 
 def test_provision_makes_rows_with_vaulted_secrets_and_hashed_claim_codes(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 from fastapi.testclient import TestClient
-from fleet_client import login
 from sqlalchemy import update
 
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.provisioning import ProvisioningBundle, StickerPayload
 from chargepin.fleet.models import User
+from tests.helpers.fleet_accounts import login
 
 BODY = {"count": 3, "model": "Pulsar Max", "firmware": "6.11.2", "produced": "2025-09-01"}
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from fleet_client import login
-from fleet_records import add_charger
 
 from chargepin.clock import FakeClock
+from tests.helpers.fleet_accounts import login
+from tests.helpers.fleet_records import add_charger
 
 PHONE = "D1:22:33:44:55:66"
 

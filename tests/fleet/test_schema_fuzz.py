@@ -11,12 +11,12 @@ from pathlib import Path
 
 import schemathesis
 from fastapi.testclient import TestClient
-from fleet_client import login
 from hypothesis import HealthCheck, settings
 
 from chargepin.fleet.app import create_app
 from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault
+from tests.helpers.fleet_accounts import login
 
 _directory = tempfile.TemporaryDirectory(prefix="chargepin-schema-")
 APP = create_app(

@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from fleet_client import login
-from fleet_records import MANDATORY, OPTIONAL, ChargerRecord, add_charger, charger_row
 
 from chargepin.clock import FakeClock
 from chargepin.core.limits import MAX_EPOCH, SERIAL_MAX_LENGTH
 from chargepin.core.pin import Pin
 from chargepin.core.tickets import Action, Receipt, Ticket, open_ticket, sign_receipt
 from chargepin.fleet import pins
+from tests.helpers.fleet_accounts import login
+from tests.helpers.fleet_records import MANDATORY, OPTIONAL, ChargerRecord, add_charger, charger_row
 
 
 def ask(

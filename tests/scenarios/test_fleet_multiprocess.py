@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from processes import Bench
 
 from chargepin.lab.ports import free_port
+from tests.helpers.processes import Bench
 
 pytestmark = pytest.mark.slow
 
@@ -30,15 +28,6 @@ def wait_listening(port: int, timeout: float = 15.0) -> None:
                 return
         time.sleep(0.05)  # polling a port, not waiting for time: bounded by the deadline
     pytest.fail(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
-
-
-@pytest.fixture
-def bench(tmp_path: Path) -> Iterator[Bench]:
-    processes = Bench(tmp_path)
-    try:
-        yield processes
-    finally:
-        processes.close()
 
 
 def test_factory_to_commissioning_to_pin_change_across_processes(bench: Bench) -> None:

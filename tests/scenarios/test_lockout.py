@@ -12,15 +12,12 @@ from chargepin.lab.central import BareCentral, TypingDelegate
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone.client import Phone
 from chargepin.phone.errors import AccessDenied, AdminRefused, ChargerLocked, WrongPin
-
-
-def other_than(pin: Pin) -> str:
-    return "918273" if str(pin) != "918273" else "827364"
+from tests.helpers.pins import wrong_pin
 
 
 async def fail(phone: Phone, daemon_pin: Pin) -> WrongPin:
     with pytest.raises(WrongPin) as failure:
-        await phone.connect("CP-0001", pin=other_than(daemon_pin))
+        await phone.connect("CP-0001", pin=wrong_pin(daemon_pin))
     return failure.value
 
 
@@ -182,7 +179,7 @@ async def test_admission_is_no_way_around_the_pin_or_the_count(
         return authority.ticket(challenge, Action.ADMIT_PAIRING)
 
     with pytest.raises(WrongPin):
-        await phone.connect("CP-0001", pin=other_than(daemon.store.current_pin()), admit=admission)
+        await phone.connect("CP-0001", pin=wrong_pin(daemon.store.current_pin()), admit=admission)
     assert daemon.store.counters()["pairing_failed"] == failures + 1
     assert daemon.store.epoch == epoch + 1
 

@@ -15,28 +15,17 @@ import json
 import re
 import signal
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from processes import SERIAL, Bench
 
 from chargepin.charger.store import StateStore
 from chargepin.core.pin import weakness
+from tests.helpers.processes import SERIAL, Bench
 
 pytestmark = pytest.mark.slow
 
 WRONG_PIN_EXIT = 3
 LOCKED_EXIT = 4
-
-
-@pytest.fixture
-def bench(tmp_path: Path) -> Iterator[Bench]:
-    processes = Bench(tmp_path)
-    try:
-        yield processes
-    finally:
-        processes.close()
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -14,11 +14,7 @@ from chargepin.core.pin_state import PinState
 from chargepin.lab.central import BareCentral, TypingDelegate
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone.errors import LinkLost, PinNeeded, WrongPin
-
-
-def wrong_pin(right: Pin) -> str:
-    """A strong PIN that is not `right`."""
-    return "918273" if str(right) != "918273" else "827364"
+from tests.helpers.pins import wrong_pin
 
 
 async def test_first_connection_from_a_new_phone_needs_the_pin(bed: Testbed) -> None:

@@ -7,11 +7,9 @@ from dataclasses import dataclass
 
 import httpx
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from chargepin.fleet import factory
 from chargepin.fleet.db import transaction
-from chargepin.fleet.models import Charger
 
 
 @dataclass(frozen=True)
@@ -41,14 +39,6 @@ def provision(
             produced=spec.produced,
             serial_prefix=prefix,
         )
-
-
-def charger_row(client: TestClient, serial: str) -> Charger:
-    fleet = client.app.state.fleet  # type: ignore[attr-defined]
-    with fleet.sessions() as db:
-        charger = db.scalar(select(Charger).where(Charger.serial == serial))
-        assert charger is not None
-        return charger
 
 
 def claim(client: TestClient, headers: dict[str, str], made: factory.Provisioned) -> httpx.Response:

@@ -1,0 +1,3 @@
+"""What several test modules share: plain functions, values and classes (fixtures live in
+conftest.py). Import them as `tests.helpers.NAME`.
+"""
