@@ -47,6 +47,7 @@ from chargepin.lab.strategies import (
     mutations,
 )
 from chargepin.phone.errors import CommandRefused
+from tests.helpers.timing import WITHIN
 
 FUZZ = settings(
     max_examples=100,
@@ -198,7 +199,7 @@ def test_control_commands_over_the_air(air: Air) -> None:
         started = await air.link.start_charging()
         assert started.state is ChargingState.CHARGING
         assert started.cable_locked
-        await asyncio.wait_for(charging.wait(), 2.0)
+        await asyncio.wait_for(charging.wait(), WITHIN)
         assert heard[-1] == started
         for amps in range(MIN_CURRENT_A, MAX_CURRENT_A + 1):
             assert (await air.link.set_current_limit(amps)).current_limit == amps

@@ -265,11 +265,15 @@ async def test_info_json_reports_identity_pin_lockout_bonds_and_counters(tmp_pat
     assert info["epoch"] == 1
     assert info["profile"] == "hardened"
     assert info["lockout"]["locked"] is True
-    assert 290 < info["lockout"]["retry_after"] <= 300
+    # `at` is the instant the report evaluated the lock: what is left of the 300 s lock that
+    # began at `now`, however long the machine took to get there.
+    assert now <= info["at"]
+    assert info["lockout"]["retry_after"] == pytest.approx(now + 300 - info["at"])
     assert info["lockout"]["config"] == lockout_config("hardened").to_dict()
     assert info["bonds"] == [
-        {"address": phone, "authenticated": True, "created": pytest.approx(now, abs=60)}
+        {"address": phone, "authenticated": True, "created": info["bonds"][0]["created"]}
     ]
+    assert now <= info["bonds"][0]["created"] <= info["at"]
     assert info["counters"]["pairing_failed"] == 1
     assert info["counters"]["locked"] == 1
     assert info["counters"]["pairing_ok"] == 0

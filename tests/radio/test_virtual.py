@@ -15,6 +15,7 @@ from chargepin.radio.virtual import (
     VirtualController,
     VirtualRadio,
 )
+from tests.helpers.timing import WITHIN
 
 
 def device(radio: VirtualRadio, name: str) -> tuple[Device, VirtualController]:
@@ -47,7 +48,7 @@ async def test_connect_request_to_a_stopped_advertiser_fails_to_establish() -> N
     while central_controller.pending_le_connection is None:
         await asyncio.sleep(0)
     central_controller.create_le_connection(peripheral.random_address)
-    assert await asyncio.wait_for(reason, 2.0) == FAILED_TO_ESTABLISH
+    assert await asyncio.wait_for(reason, WITHIN) == FAILED_TO_ESTABLISH
     assert peripheral.connections == {}
     connecting.cancel()
 
@@ -65,4 +66,4 @@ async def test_hci_reset_drops_the_links_like_a_power_cycle() -> None:
     gone: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     connection.once(connection.EVENT_DISCONNECTION, gone.set_result)
     peripheral_controller.on_hci_reset_command(hci.HCI_Reset_Command())
-    assert await asyncio.wait_for(gone, 2.0) == REMOTE_POWER_OFF
+    assert await asyncio.wait_for(gone, WITHIN) == REMOTE_POWER_OFF

@@ -15,6 +15,7 @@ from chargepin.lab.central import BareCentral, TypingDelegate
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone.errors import LinkLost, PinNeeded, WrongPin
 from tests.helpers.pins import wrong_pin
+from tests.helpers.timing import WITHIN, advance_loop_clock
 
 
 async def test_first_connection_from_a_new_phone_needs_the_pin(bed: Testbed) -> None:
@@ -255,13 +256,16 @@ async def test_a_second_concurrent_pairing_is_told_busy_and_counted(bed: Testbed
 
 async def test_a_stalled_pairing_times_out_as_an_aborted_attempt(bed: Testbed) -> None:
     daemon = await bed.charger()
-    daemon.timings.smp_timeout = 0.2  # Core spec's 30 s, shortened for the test
+    smp_timeout = daemon.timings.smp_timeout  # the Core spec's 30 s, on the loop's clock
     central = BareCentral(bed.radio)
     await central.start()
-    central.delegate = TypingDelegate(123456, hold=asyncio.Event())  # never types
+    typing = central.delegate = TypingDelegate(123456, hold=asyncio.Event())  # never types
     connection = await central.connect(daemon)
-    pairing = asyncio.ensure_future(central.pair(connection, timeout=5.0))
-    assert await central.wait_disconnected(connection, timeout=3.0)
+    # The central gives up long after the charger should have: the drop must be the charger's.
+    pairing = asyncio.ensure_future(central.pair(connection, timeout=3 * smp_timeout))
+    await asyncio.wait_for(typing.asked.wait(), WITHIN)  # passkey entry: the SMP timer runs
+    advance_loop_clock(smp_timeout)
+    assert await central.wait_disconnected(connection, timeout=WITHIN)
     pairing.cancel()
     assert len(daemon.store.lockout_state.failures) == 1
     assert daemon.pairing.handle is None
