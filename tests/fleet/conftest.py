@@ -10,9 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chargepin.clock import FakeClock
-from chargepin.fleet.app import create_app
-from chargepin.fleet.settings import FleetSettings
-from chargepin.fleet.vault import Vault
+from chargepin.lab.local_fleet import LocalFleet
 
 
 def database_urls() -> list[str]:
@@ -52,7 +50,7 @@ def fleet_clock() -> FakeClock:
 
 @pytest.fixture
 def client(db_url: str, fleet_clock: FakeClock) -> Iterator[TestClient]:
-    app = create_app(FleetSettings(db_url=db_url), vault=Vault.generate(), clock=fleet_clock)
-    with TestClient(app) as test_client:
+    fleet = LocalFleet.start(db_url, fleet_clock)
+    with TestClient(fleet.app) as test_client:
         yield test_client
-    app.state.fleet.engine.dispose()
+    fleet.dispose()

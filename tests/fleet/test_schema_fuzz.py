@@ -13,16 +13,12 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
-from chargepin.fleet.app import create_app
-from chargepin.fleet.settings import FleetSettings
-from chargepin.fleet.vault import Vault
+from chargepin.clock import SystemClock
+from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import login
 
 _directory = tempfile.TemporaryDirectory(prefix="chargepin-schema-")
-APP = create_app(
-    FleetSettings(db_url=f"sqlite:///{Path(_directory.name) / 'fleet.db'}"),
-    vault=Vault.generate(),
-)
+APP = LocalFleet.start(f"sqlite:///{Path(_directory.name) / 'fleet.db'}", SystemClock()).app
 HEADERS = login(TestClient(APP), "fuzz@example.com")
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 

@@ -9,7 +9,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from chargepin.fleet import factory
-from chargepin.fleet.db import transaction
+from chargepin.lab.local_fleet import LocalFleet
 
 
 @dataclass(frozen=True)
@@ -28,17 +28,8 @@ def provision(
     client: TestClient, spec: Spec = MANDATORY, count: int = 1, prefix: str = "CP"
 ) -> list[factory.Provisioned]:
     """Chargers made by fleet.factory on the app's own database and vault."""
-    fleet = client.app.state.fleet  # type: ignore[attr-defined]
-    with transaction(fleet.sessions) as db:
-        return factory.provision(
-            db,
-            fleet.vault,
-            count=count,
-            model=spec.model,
-            firmware=spec.firmware,
-            produced=spec.produced,
-            serial_prefix=prefix,
-        )
+    fleet = LocalFleet(client.app)  # type: ignore[arg-type]
+    return fleet.provision(spec.model, spec.firmware, spec.produced, count=count, prefix=prefix)
 
 
 def claim(client: TestClient, headers: dict[str, str], made: factory.Provisioned) -> httpx.Response:

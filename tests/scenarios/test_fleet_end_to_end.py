@@ -4,64 +4,27 @@ real Bluetooth stack. One fake clock for everything, so tickets and lockouts agr
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
 from chargepin.charger.daemon import ChargerDaemon
 from chargepin.clock import FakeClock
 from chargepin.core.tickets import Action
-from chargepin.fleet.app import create_app
-from chargepin.fleet.factory import Provisioned, provision
-from chargepin.fleet.settings import FleetSettings
-from chargepin.fleet.vault import Vault
+from chargepin.fleet.factory import Provisioned
+from chargepin.lab.local_fleet import LocalFleet
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone import owner_actions, troubleshooting
 from chargepin.phone.errors import ChargerLocked, PinNeeded, WrongPin
-from chargepin.phone.fleet_client import FleetClient, FleetRefused
-
-PASSWORD = "correct horse battery"
-
-
-@dataclass
-class Cloud:
-    app: FastAPI
-    clock: FakeClock
-
-    def factory(self, model: str, firmware: str) -> Provisioned:
-        state = self.app.state.fleet
-        with state.sessions() as db, db.begin():
-            [made] = provision(
-                db,
-                state.vault,
-                count=1,
-                model=model,
-                firmware=firmware,
-                produced=dt.date(2025, 9, 1),
-            )
-        return made
-
-    async def account(self, email: str) -> FleetClient:
-        client = FleetClient("http://fleet.test", transport=httpx.ASGITransport(app=self.app))
-        await client.register(email, PASSWORD)
-        await client.login(email, PASSWORD)
-        return client
+from chargepin.phone.fleet_client import FleetRefused
 
 
 @pytest.fixture
-async def cloud(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Cloud]:
-    app = create_app(
-        FleetSettings(db_url=f"sqlite:///{tmp_path / 'fleet.db'}"),
-        vault=Vault.generate(),
-        clock=clock,
-    )
-    yield Cloud(app, clock)
-    app.state.fleet.engine.dispose()
+async def fleet(tmp_path: Path, clock: FakeClock) -> AsyncIterator[LocalFleet]:
+    fleet = LocalFleet.start(f"sqlite:///{tmp_path / 'fleet.db'}", clock)
+    yield fleet
+    await fleet.close()
 
 
 async def install(bed: Testbed, made: Provisioned, profile: str = "hardened") -> ChargerDaemon:
@@ -82,11 +45,11 @@ async def install(bed: Testbed, made: Provisioned, profile: str = "hardened") ->
 
 @pytest.mark.parametrize("profile", ["hardened", "classic"])
 async def test_factory_commissioning_pairing_invitation_and_troubleshooting(
-    bed: Testbed, cloud: Cloud, profile: str
+    bed: Testbed, fleet: LocalFleet, profile: str
 ) -> None:
-    made = cloud.factory("Pulsar Max", "6.11.2")
+    [made] = fleet.provision("Pulsar Max", "6.11.2")
     daemon = await install(bed, made, profile)
-    owner = await cloud.account("owner@example.com")
+    owner = await fleet.account("owner@example.com")
 
     # Commissioning: scan the sticker, the PIN is shown right away.
     info = await owner.claim(made.sticker.encode())
@@ -104,7 +67,7 @@ async def test_factory_commissioning_pairing_invitation_and_troubleshooting(
 
     # An invited user sees the PIN and pairs.
     code = await owner.invite(made.serial, "guest@example.com")
-    guest = await cloud.account("guest@example.com")
+    guest = await fleet.account("guest@example.com")
     assert (await guest.accept(code))["role"] == "user"
     guest_phone = await bed.phone("guest-phone")
     connected = await troubleshooting.connect(guest_phone, guest, made.serial)
@@ -135,18 +98,18 @@ async def test_factory_commissioning_pairing_invitation_and_troubleshooting(
 
 @pytest.mark.parametrize("profile", ["hardened", "classic"])
 async def test_an_invited_users_new_phone_gets_past_a_strangers_lockout(
-    bed: Testbed, cloud: Cloud, profile: str
+    bed: Testbed, fleet: LocalFleet, profile: str
 ) -> None:
     """A stranger keeps the charger locked; the invited user's new phone is admitted with a
     ticket from the fleet, pairs with the fleet's PIN and is served; the stranger stays out."""
-    made = cloud.factory("Pulsar Max", "6.11.2")
+    [made] = fleet.provision("Pulsar Max", "6.11.2")
     daemon = await install(bed, made, profile)
-    owner = await cloud.account("owner@example.com")
+    owner = await fleet.account("owner@example.com")
     await owner.claim(made.sticker.encode())
     owner_phone = await bed.phone("owner-phone")
     await (await troubleshooting.connect(owner_phone, owner, made.serial)).link.disconnect()
     code = await owner.invite(made.serial, "guest@example.com")
-    guest = await cloud.account("guest@example.com")
+    guest = await fleet.account("guest@example.com")
     await guest.accept(code)
     stranger = await bed.phone("stranger")
     for _ in range(5):
@@ -172,10 +135,12 @@ async def test_an_invited_users_new_phone_gets_past_a_strangers_lockout(
         await troubleshooting.connect(await bed.phone("guest-tablet"), guest, made.serial)
 
 
-async def test_enabling_the_pin_on_an_optional_class_charger(bed: Testbed, cloud: Cloud) -> None:
-    made = cloud.factory("Pulsar Plus", "6.8.0")
+async def test_enabling_the_pin_on_an_optional_class_charger(
+    bed: Testbed, fleet: LocalFleet
+) -> None:
+    [made] = fleet.provision("Pulsar Plus", "6.8.0")
     daemon = await install(bed, made)
-    owner = await cloud.account("owner@example.com")
+    owner = await fleet.account("owner@example.com")
     info = await owner.claim(made.sticker.encode())
     assert not info.pin_enabled and info.pin is None and "not enabled" in info.message.lower()
     phone = await bed.phone()
@@ -193,11 +158,11 @@ async def test_enabling_the_pin_on_an_optional_class_charger(bed: Testbed, cloud
 
 
 async def test_a_pin_change_whose_receipt_never_reached_the_fleet_is_not_lost(
-    bed: Testbed, cloud: Cloud
+    bed: Testbed, fleet: LocalFleet
 ) -> None:
-    made = cloud.factory("Pulsar Max", "6.11.2")
+    [made] = fleet.provision("Pulsar Max", "6.11.2")
     daemon = await install(bed, made)
-    owner = await cloud.account("owner@example.com")
+    owner = await fleet.account("owner@example.com")
     await owner.claim(made.sticker.encode())
     phone = await bed.phone()
     connected = await troubleshooting.connect(phone, owner, made.serial)

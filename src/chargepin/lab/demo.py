@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import segno
-from fastapi import FastAPI
 from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.panel import Panel
@@ -42,12 +40,10 @@ from chargepin.core.errors import format_duration
 from chargepin.core.pin import Pin, generate_pin
 from chargepin.core.profiles import DEFAULT_PROFILE, ProfileName
 from chargepin.core.tickets import Action
-from chargepin.fleet.app import create_app
-from chargepin.fleet.factory import Provisioned, provision, write_bundle
-from chargepin.fleet.settings import FleetSettings
-from chargepin.fleet.vault import Vault
+from chargepin.fleet.factory import Provisioned, write_bundle
 from chargepin.lab.attacks.common import arena
 from chargepin.lab.attacks.online import BitStrategy, attack_trial
+from chargepin.lab.local_fleet import LocalFleet
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone import owner_actions, troubleshooting
 from chargepin.phone.client import ChargerLink, Phone
@@ -58,7 +54,7 @@ MANDATORY = ("Pulsar Max", "6.11.2")
 OPTIONAL = ("Pulsar Plus", "6.8.0")
 PRODUCED = dt.date(2025, 9, 1)
 PROFILE = DEFAULT_PROFILE  # `chargepin charger init`'s default
-PASSWORD = "correct horse battery"
+FLEET_DATABASE = "fleet.db"
 OWNER, INVITED = "owner@example.com", "family@example.com"
 STRANGER_SEED = 2025  # the stranger's guesses are random, but the same on every run
 ATTACK_SEED = 4  # the live attack's chargers and guesses: random, but the same on every run
@@ -159,47 +155,11 @@ async def _wait_for_disconnection(
     return (dropped[0] if dropped else time.perf_counter()) - since
 
 
-class Fleet:
-    """The fleet service in this process: the real app and database, reached over HTTP."""
-
-    def __init__(self, directory: Path, clock: FakeClock) -> None:
-        self.database = directory / "fleet.db"
-        self.app: FastAPI = create_app(
-            FleetSettings(db_url=f"sqlite:///{self.database}"),
-            vault=Vault.generate(),
-            clock=clock,
-        )
-        self.clients: list[FleetClient] = []
-
-    def provision(self, model: str, firmware: str) -> Provisioned:
-        """The factory run for one charger (`chargepin fleet provision --count 1`)."""
-        state = self.app.state.fleet
-        with state.sessions() as db, db.begin():
-            [made] = provision(
-                db, state.vault, count=1, model=model, firmware=firmware, produced=PRODUCED
-            )
-        return made
-
-    async def account(self, email: str) -> FleetClient:
-        """A new account, registered and logged in from the app."""
-        client = FleetClient("http://fleet.demo", transport=httpx.ASGITransport(app=self.app))
-        self.clients.append(client)
-        await client.register(email, PASSWORD)
-        await client.login(email, PASSWORD)
-        return client
-
-    async def close(self) -> None:
-        for client in self.clients:
-            await client.close()
-        self.clients.clear()
-        self.app.state.fleet.engine.dispose()
-
-
 class Demo:
     """The story, step by step, on one testbed and fleet; each step prints a panel when it ends."""
 
     def __init__(
-        self, console: Console, bed: Testbed, fleet: Fleet, clock: FakeClock, factory: Path
+        self, console: Console, bed: Testbed, fleet: LocalFleet, clock: FakeClock, factory: Path
     ) -> None:
         self.console = console
         self.bed = bed
@@ -320,9 +280,10 @@ class Demo:
             "its provisioning bundle, like `chargepin charger init --bundle`; the sticker's QR "
             "code carries the serial and the claim code, never the PIN.",
         ) as step:
-            step.fact("fleet service", f"in this process, SQLite {self.fleet.database.name}")
+            step.fact("fleet service", f"in this process, SQLite {FLEET_DATABASE}")
             for model, firmware in (MANDATORY, OPTIONAL):
-                made = self.made[model] = self.fleet.provision(model, firmware)
+                [made] = self.fleet.provision(model, firmware, PRODUCED)
+                self.made[model] = made
                 path, daemon = await self.install(made)
                 mode = made.policy.mode.name.lower()
                 state = "on" if daemon.store.pin_enabled else "off until the owner enables it"
@@ -738,7 +699,7 @@ async def _run(console: Console) -> None:
         factory = root / "factory"
         factory.mkdir()
         started = time.perf_counter()
-        fleet = Fleet(root, clock)
+        fleet = LocalFleet.start(f"sqlite:///{root / FLEET_DATABASE}", clock)
         bed = Testbed(root, clock)
         demo = Demo(console, bed, fleet, clock, factory)
 
