@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import httpx
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from starlette.types import Message, Receive, Scope, Send
 
 from chargepin.clock import FakeClock
+from chargepin.fleet.models import User
+from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import login
 
 
@@ -42,3 +47,33 @@ def test_malformed_bodies_get_422_with_the_reason(client: TestClient) -> None:
     assert response.status_code == 422
     assert "email" in response.json()["detail"]
     assert "password" in response.json()["detail"]
+
+
+async def test_a_request_is_committed_before_its_response_is_sent(
+    db_url: str, fleet_clock: FakeClock
+) -> None:
+    """A client may act on a response at once (log in right after registering, from another
+    connection): what the response reports must be committed by then. Found as a multi-process
+    test's login failing by chance (401 right after a 201) on a loaded machine."""
+    fleet = LocalFleet.start(db_url, fleet_clock)
+    committed: list[bool] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_after_checking(message: Message) -> None:
+            if message["type"] == "http.response.start":  # what another connection sees now
+                with fleet.state.sessions() as db:
+                    user = db.scalar(select(User).where(User.email == "early@example.com"))
+                committed.append(user is not None)
+            await send(message)
+
+        await fleet.app(scope, receive, send_after_checking)
+
+    body = {"email": "early@example.com", "password": "long enough password"}
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://fleet.local"
+        ) as http:
+            assert (await http.post("/register", json=body)).status_code == 201
+    finally:
+        fleet.dispose()
+    assert committed == [True]

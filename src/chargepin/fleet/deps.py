@@ -20,10 +20,18 @@ from chargepin.fleet.times import aware, utc_now
 
 
 def session(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed when the handler returns, rolled back on error."""
+    """One transaction per request: committed when the handler returns, rolled back on error.
+
+    Used as `UnitOfWork` (scope "function"): FastAPI then runs the commit before the response
+    is sent. With its default scope ("request") the commit ran after, so a client acting at once
+    on a 201 (logging in after registering) could find nothing committed yet.
+    """
     state = request.app.state.fleet
     with state.sessions() as db, db.begin():
         yield db
+
+
+UnitOfWork = Depends(session, scope="function")
 
 
 def bearer_digest(authorization: str | None) -> bytes | None:
@@ -52,7 +60,7 @@ def user_for_token(db: Session, authorization: str | None, now: dt.datetime) -> 
 
 def current_user(
     request: Request,
-    db: Annotated[Session, Depends(session)],
+    db: Annotated[Session, UnitOfWork],
     authorization: Annotated[str | None, Header()] = None,
 ) -> User:
     """The caller's account (a dependency of every logged-in route)."""
@@ -80,7 +88,7 @@ async def app_version(
     return check_app_version(request.app.state.fleet.settings.min_app_version, x_app_version)
 
 
-DB = Annotated[Session, Depends(session)]
+DB = Annotated[Session, UnitOfWork]
 CurrentUser = Annotated[User, Depends(current_user)]
 AppVersion = Annotated[str, Depends(app_version)]
 SerialPath = Annotated[
