@@ -16,7 +16,7 @@ from bumble import att, gatt
 
 from chargepin.charger.daemon import ChargerDaemon
 from chargepin.core import protocol
-from chargepin.core.protocol import AdminResult, ChargerInfo, ChargerStatus, ChargingState
+from chargepin.core.protocol import AdminResult, ChargerStatus, ChargingState, OpenInfo
 from chargepin.core.tickets import Action, verify_receipt
 from chargepin.lab import raw_gatt
 from chargepin.lab.raw_gatt import RawGattClient
@@ -77,7 +77,7 @@ async def test_unpaired_phone_reads_info_and_challenge(bed: Testbed) -> None:
     stranger = await connect_unpaired(await bed.phone("stranger"))
     raw = await stranger.read(stranger.value(protocol.INFO_UUID))
     assert isinstance(raw, bytes)
-    info = ChargerInfo.decode(raw)
+    info = OpenInfo.decode(raw)
     assert (info.serial, info.pin_enabled, info.epoch) == (SERIAL, True, daemon.store.epoch)
     first = await stranger.read(stranger.value(protocol.CHALLENGE_UUID))
     second = await stranger.read(stranger.value(protocol.CHALLENGE_UUID))

@@ -21,7 +21,7 @@ from chargepin.charger.store import (
     EVENT_KINDS,
     MAX_EVENTS,
     ChargerIdentity,
-    Event,
+    LogEntry,
     StateStore,
 )
 from chargepin.core.addresses import random_static_address
@@ -31,6 +31,7 @@ from chargepin.core.limits import MAX_EPOCH
 from chargepin.core.lockout import LockoutConfig, LockoutState, record_failure
 from chargepin.core.pin import Pin
 from chargepin.core.pin_state import PinState
+from chargepin.core.policy import FirmwareVersion
 from chargepin.core.profiles import lockout_config
 from chargepin.radio.keystore import BondInfo
 
@@ -38,7 +39,7 @@ SECRET = bytes(range(32))
 IDENTITY = ChargerIdentity(
     serial="PX-2025_000123",
     model="Pulsar Max",
-    firmware="6.11.2",
+    firmware=FirmwareVersion.parse("6.11.2"),
     produced=datetime.date(2025, 9, 1),
     address="C0:12:34:56:78:9A",
     irk=b"\x5a" * 16,
@@ -199,8 +200,8 @@ def test_events_are_logged_in_order_and_counted(state_path: Path) -> None:
         store.record_event(EventKind.PIN_CHANGED, "bonds kept", 103.0)
     with StateStore.open(state_path) as store:
         assert store.events(limit=2) == [
-            Event(102.0, "pairing_ok", "F1:22:33:44:55:66"),
-            Event(103.0, "pin_changed", "bonds kept"),
+            LogEntry(102.0, "pairing_ok", "F1:22:33:44:55:66"),
+            LogEntry(103.0, "pin_changed", "bonds kept"),
         ]
         assert [event.at for event in store.events()] == [100.0, 101.0, 102.0, 103.0]
         counters = store.counters()
@@ -231,7 +232,7 @@ def test_the_log_is_bounded_but_the_counters_are_not(state_path: Path) -> None:
                 store.record_event("pairing_failed", f"attempt {index}", float(index))
         log = store.events(limit=total)
         assert len(log) == MAX_EVENTS
-        assert log[-1] == Event(float(total - 1), "pairing_failed", f"attempt {total - 1}")
+        assert log[-1] == LogEntry(float(total - 1), "pairing_failed", f"attempt {total - 1}")
         assert store.counters()["pairing_failed"] == total
 
 

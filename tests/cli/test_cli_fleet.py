@@ -12,8 +12,8 @@ from sqlalchemy import select
 from chargepin.charger.store import StateStore
 from chargepin.core.provisioning import ProvisioningBundle, StickerPayload
 from chargepin.fleet import pins
-from chargepin.fleet.admin import open_database
 from chargepin.fleet.models import Charger
+from chargepin.fleet.operations import open_database
 from chargepin.fleet.security import token_digest
 from chargepin.fleet.vault import ENV_KEY, Vault, key_id
 from tests.helpers.cli import invoke

@@ -14,19 +14,17 @@ from chargepin.core.limits import (
     require_now,
     serial_problem,
 )
-from chargepin.core.protocol import AdvertPayload, ChargerInfo, InfoFlag, PinModeCode, ProtocolError
+from chargepin.core.protocol import AdvertPayload, InfoFlag, OpenInfo, PinModeCode, ProtocolError
 
 
 @pytest.mark.parametrize(
     "value",
     [
         AdvertPayload("CP-0001", InfoFlag(0), 0),
-        ChargerInfo(
-            "CP-0001", "Pulsar", "6.11", PinModeCode.MANDATORY, InfoFlag(0), 0, 0, bytes(8)
-        ),
+        OpenInfo("CP-0001", "Pulsar", "6.11", PinModeCode.MANDATORY, InfoFlag(0), 0, 0, bytes(8)),
     ],
 )
-def test_the_epoch_is_the_u32_of_the_air_format(value: AdvertPayload | ChargerInfo) -> None:
+def test_the_epoch_is_the_u32_of_the_air_format(value: AdvertPayload | OpenInfo) -> None:
     assert MAX_EPOCH == 2**32 - 1
     last = dataclasses.replace(value, epoch=MAX_EPOCH)
     assert type(value).decode(last.encode()) == last

@@ -11,17 +11,17 @@ from hypothesis import strategies as st
 from chargepin.core.protocol import (
     AdminResult,
     AdvertPayload,
-    ChargerInfo,
     ChargerStatus,
     ChargingState,
     ControlCommand,
     ControlOp,
     InfoFlag,
+    OpenInfo,
     PinModeCode,
     ProtocolError,
 )
 
-INFO = ChargerInfo(
+INFO = OpenInfo(
     serial="CP-0001",
     model="Pulsar Max",
     firmware="6.11.2",
@@ -37,7 +37,7 @@ def test_info_round_trip_and_layout() -> None:
     raw = INFO.encode()
     assert raw[:3] == bytes([1, 0x09, 2])
     assert raw[3:7] == (7).to_bytes(4, "little")
-    assert ChargerInfo.decode(raw) == INFO
+    assert OpenInfo.decode(raw) == INFO
     assert INFO.pin_enabled and not INFO.locked and not INFO.busy
 
 
@@ -45,13 +45,13 @@ def test_info_from_a_newer_charger_says_update_the_app() -> None:
     raw = bytearray(INFO.encode())
     raw[0] = 2
     with pytest.raises(ProtocolError, match="update the app"):
-        ChargerInfo.decode(bytes(raw))
+        OpenInfo.decode(bytes(raw))
 
 
 @pytest.mark.parametrize("cut", [0, 5, 19, 20, 25])
 def test_truncated_info_is_refused_with_what_is_missing(cut: int) -> None:
     with pytest.raises(ProtocolError):
-        ChargerInfo.decode(INFO.encode()[:cut])
+        OpenInfo.decode(INFO.encode()[:cut])
 
 
 def test_advert_payload_round_trip_and_foreign_data() -> None:
@@ -111,7 +111,7 @@ def test_admin_result_with_a_receipt_fits_one_read_at_mtu_247() -> None:
 @given(st.binary(max_size=80))
 def test_decoders_raise_only_protocol_errors(data: bytes) -> None:
     for decoder in (
-        ChargerInfo.decode,
+        OpenInfo.decode,
         AdvertPayload.decode,
         ChargerStatus.decode,
         ControlCommand.decode,

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from chargepin.clock import FakeClock
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.limits import MAX_EPOCH
+from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet import factory, pins
 from chargepin.fleet.models import Charger, Membership, User
 from tests.helpers.fleet_accounts import APP_VERSION, login
@@ -134,7 +135,7 @@ def test_a_charger_whose_firmware_lost_pin_support_says_update_the_charger(
     client: TestClient,
 ) -> None:
     made, owner = owned(client, OPTIONAL)
-    set_charger(client, made.serial, firmware="6.7.0", pin_enabled=True)
+    set_charger(client, made.serial, firmware=FirmwareVersion.parse("6.7.0"), pin_enabled=True)
 
     info = client.get(f"/chargers/{made.serial}", headers=owner).json()
     assert (info["pin_class"], info["pin"], info["message"]) == (

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.errors import InvalidConfig, InvalidSticker, ProvisioningRefused
+from chargepin.core.policy import FirmwareVersion
 from chargepin.core.provisioning import (
     CLAIM_ALPHABET,
     CLAIM_CODE_LENGTH,
@@ -42,7 +43,7 @@ def test_provision_makes_rows_with_vaulted_secrets_and_hashed_claim_codes(
         assert (row.pin_enabled, row.epoch, row.claimed_at) == (True, 0, None)
         assert (row.model, row.firmware, row.produced) == (
             MANDATORY.model,
-            MANDATORY.firmware,
+            FirmwareVersion.parse(MANDATORY.firmware),
             MANDATORY.produced,
         )
 

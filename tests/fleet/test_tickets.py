@@ -50,7 +50,7 @@ def receipt(
     pin_enabled: bool,
     pin: Pin,
 ) -> str:
-    """The receipt the charger signs after applying a ticket (charger/admin.py)."""
+    """The receipt the charger signs after applying a ticket (charger/owner_actions.py)."""
     return sign_receipt(
         charger.secret,
         Receipt(

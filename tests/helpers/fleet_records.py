@@ -16,6 +16,7 @@ from sqlalchemy import select
 from chargepin.core.epochs import epoch_pin, pin_fingerprint
 from chargepin.core.keys import new_secret
 from chargepin.core.pin import Pin
+from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet import pins
 from chargepin.fleet.models import Charger, Membership
 
@@ -62,7 +63,7 @@ def add_charger(
         charger = Charger(
             serial=serial,
             model=kind.model,
-            firmware=kind.firmware,
+            firmware=FirmwareVersion.parse(kind.firmware),
             produced=kind.produced,
             secret_ct=fleet.vault.seal(secret, pins.secret_context(serial)),
             claim_code_hash=None,

@@ -22,6 +22,7 @@ from chargepin.charger.service import provision_charger
 from chargepin.charger.store import StateStore
 from chargepin.cli import app
 from chargepin.core.lockout import record_failure
+from chargepin.core.policy import FirmwareVersion
 from chargepin.core.profiles import lockout_config
 from chargepin.lab.crash_loop import (
     ConfirmedBond,
@@ -46,7 +47,7 @@ def state(tmp_path: Path) -> Path:
         path,
         serial="CP-CHECK-1",
         model="Pulsar Max",
-        firmware="6.11.2",
+        firmware=FirmwareVersion.parse("6.11.2"),
         produced=datetime.date(2025, 9, 1),
     )
     return path

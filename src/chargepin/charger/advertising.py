@@ -16,7 +16,7 @@ from bumble.device import Device
 from chargepin.core import protocol
 
 
-def advertising_data(info: protocol.ChargerInfo) -> tuple[bytes, bytes]:
+def advertising_data(info: protocol.OpenInfo) -> tuple[bytes, bytes]:
     """The advertising data and scan response for `info`."""
     # The busy flag stays on the info characteristic only: advertising it would restart
     # advertising twice inside every pairing (measured: +10 % pairing time, PERFORMANCE.md).
@@ -42,7 +42,7 @@ class Advertiser:
     def __init__(
         self,
         device: Device,
-        info: Callable[[], protocol.ChargerInfo],
+        info: Callable[[], protocol.OpenInfo],
         *,
         interval: float,
         max_links: Callable[[], int],

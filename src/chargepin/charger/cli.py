@@ -28,6 +28,7 @@ from chargepin.cli_errors import reports_errors
 from chargepin.cli_serve import announce_ready, serve_until_signal
 from chargepin.core.errors import format_duration
 from chargepin.core.lockout import LockoutScope
+from chargepin.core.policy import FirmwareVersion
 from chargepin.core.profiles import DEFAULT_PROFILE, ProfileName
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def charger_init(
         bundle,
         serial=serial,
         model=model,
-        firmware=firmware,
+        firmware=None if firmware is None else FirmwareVersion.parse(firmware),
         produced=None if produced is None else produced.date(),
         secret=secret,
     )
@@ -152,7 +153,7 @@ def _print_report(report: ChargerReport) -> None:
     )
     rows = [
         ("model", identity.model),
-        ("firmware", identity.firmware),
+        ("firmware", str(identity.firmware)),
         ("produced", identity.produced.isoformat()),
         ("address", identity.address),
         ("PIN class", f"{report.policy.mode.value}: {report.policy.reason}"),
@@ -161,7 +162,7 @@ def _print_report(report: ChargerReport) -> None:
             ("on" if report.pin_enabled else "off") + (", custom" if report.custom_pin else ""),
         ),
         ("epoch", str(report.epoch)),
-        ("profile", report.profile),
+        ("profile", str(report.profile)),
         ("lockout", lock_text),
     ]
     for name, value in rows:

@@ -18,7 +18,11 @@ from typing import Any
 from bumble import att, hci
 from bumble.device import Connection, Device, DeviceConfiguration
 
-from chargepin.charger.admin import (
+from chargepin.charger.advertising import Advertiser
+from chargepin.charger.evse import ChargingPoint
+from chargepin.charger.gatt_service import build_service, check_cccd_value
+from chargepin.charger.link_slots import LinkSlots, LinkState, LinkTimings
+from chargepin.charger.owner_actions import (
     UNPAIRED_ACTIONS,
     ActionNotAllowed,
     AdminOutcome,
@@ -27,10 +31,6 @@ from chargepin.charger.admin import (
     apply_ticket,
     rejected,
 )
-from chargepin.charger.advertising import Advertiser
-from chargepin.charger.evse import ChargingPoint
-from chargepin.charger.gatt_service import build_service, check_cccd_value
-from chargepin.charger.link_slots import LinkSlots, LinkState, LinkTimings
 from chargepin.charger.pairing import PairingGuard
 from chargepin.charger.store import StateStore
 from chargepin.clock import Clock, SystemClock
@@ -148,7 +148,7 @@ class ChargerDaemon:
 
     # ---------------------------------------------------------------- state and advertising
 
-    def info(self) -> protocol.ChargerInfo:
+    def info(self) -> protocol.OpenInfo:
         """The open info: identity, PIN class and state, epoch, lockout, PIN fingerprint."""
         identity = self.store.identity
         now = self.clock.now()
@@ -164,10 +164,10 @@ class ChargerDaemon:
         if self.profile.rotate_on_failure:
             flags |= protocol.InfoFlag.HARDENED
         policy = pin_policy(identity.model, identity.firmware, identity.produced)
-        return protocol.ChargerInfo(
+        return protocol.OpenInfo(
             serial=identity.serial,
             model=identity.model,
-            firmware=identity.firmware,
+            firmware=str(identity.firmware),
             pin_mode=PIN_MODE_CODES[policy.mode],
             flags=flags,
             epoch=pin.epoch,

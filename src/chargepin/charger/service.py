@@ -25,7 +25,7 @@ from chargepin.core.errors import InvalidConfig, ProvisioningRefused
 from chargepin.core.keys import SECRET_SIZE, new_secret
 from chargepin.core.lockout import LockoutConfig
 from chargepin.core.pin import Pin
-from chargepin.core.policy import PinMode, PinPolicy, pin_policy
+from chargepin.core.policy import FirmwareVersion, PinMode, PinPolicy, pin_policy
 from chargepin.core.profiles import DEFAULT_PROFILE, ProfileName
 from chargepin.core.provisioning import ProvisioningBundle
 from chargepin.radio.keystore import BondInfo
@@ -83,7 +83,7 @@ class FactoryIdentity:
 
     serial: str
     model: str
-    firmware: str
+    firmware: FirmwareVersion
     produced: datetime.date
     secret: bytes | None = field(default=None, repr=False)
 
@@ -109,7 +109,7 @@ def factory_identity(
     *,
     serial: str | None,
     model: str | None,
-    firmware: str | None,
+    firmware: FirmwareVersion | None,
     produced: datetime.date | None,
     secret: str | None,
 ) -> FactoryIdentity:
@@ -136,7 +136,7 @@ def factory_identity(
     loaded = read_bundle(bundle)
     for name, value in explicit.items():
         if value is not None and value != getattr(loaded, name):
-            shown = value.isoformat() if isinstance(value, datetime.date) else value
+            shown = value.isoformat() if isinstance(value, datetime.date) else str(value)
             raise InvalidConfig(
                 f"--{name} {shown!r} contradicts the bundle {bundle} ({name} "
                 f"{getattr(loaded, name)!s}); omit --{name}, the bundle says it"
@@ -163,7 +163,7 @@ def provision_charger(
     *,
     serial: str,
     model: str,
-    firmware: str,
+    firmware: FirmwareVersion,
     produced: datetime.date,
     address: str | None = None,
     secret: bytes | None = None,
@@ -234,7 +234,7 @@ class ChargerReport:
         return {
             "serial": identity.serial,
             "model": identity.model,
-            "firmware": identity.firmware,
+            "firmware": str(identity.firmware),
             "produced": identity.produced.isoformat(),
             "address": identity.address,
             "pin_class": self.policy.mode.value,

@@ -97,14 +97,14 @@ class ChargerIdentity:
 
     serial: str
     model: str
-    firmware: str
+    firmware: FirmwareVersion
     produced: datetime.date
     address: str
     irk: bytes
 
 
 @dataclass(frozen=True)
-class Event:
+class LogEntry:
     """One entry of the charger's security log (wrong PINs, lockouts, PIN changes...)."""
 
     at: float
@@ -191,7 +191,7 @@ class StateStore:
                 (
                     identity.serial,
                     identity.model,
-                    identity.firmware,
+                    str(identity.firmware),
                     identity.produced.isoformat(),
                     identity.address,
                     identity.irk,
@@ -446,7 +446,7 @@ class StateStore:
                 "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (MAX_EVENTS,)
             )
 
-    def events(self, limit: int = 100) -> list[Event]:
+    def events(self, limit: int = 100) -> list[LogEntry]:
         """The last `limit` events, oldest first (the order in which they happened)."""
         rows = self._connection.execute(
             "SELECT at, kind, detail FROM"
@@ -455,7 +455,7 @@ class StateStore:
             (limit,),
         ).fetchall()
         return [
-            Event(at=float(at), kind=str(kind), detail=str(detail)) for at, kind, detail in rows
+            LogEntry(at=float(at), kind=str(kind), detail=str(detail)) for at, kind, detail in rows
         ]
 
     def counters(self) -> dict[str, int]:
@@ -505,7 +505,7 @@ class StateStore:
             identity = ChargerIdentity(
                 serial=serial,
                 model=model,
-                firmware=firmware,
+                firmware=FirmwareVersion.parse(firmware),
                 produced=datetime.date.fromisoformat(produced),
                 address=address,
                 irk=irk,
@@ -606,11 +606,10 @@ def _validate_identity(identity: ChargerIdentity) -> None:
     problem = serial_problem(identity.serial)
     if problem is not None:
         raise StateError(problem)
-    for name in ("model", "firmware"):
-        value = getattr(identity, name)
-        if not isinstance(value, str) or not value.strip():
-            raise StateError(f"{name} must be non-empty text, got {value!r}")
-    FirmwareVersion.parse(identity.firmware)
+    if not isinstance(identity.model, str) or not identity.model.strip():
+        raise StateError(f"model must be non-empty text, got {identity.model!r}")
+    if not isinstance(identity.firmware, FirmwareVersion):
+        raise StateError(f"firmware must be a FirmwareVersion, got {identity.firmware!r}")
     if not isinstance(identity.produced, datetime.date):
         raise StateError(f"production date must be a date, got {identity.produced!r}")
     if not isinstance(identity.address, str):

@@ -6,8 +6,8 @@ Adapters (charger, phone, fleet, lab) import from here; time always comes in as 
 from __future__ import annotations
 
 from chargepin.core import errors
+from chargepin.core.action_policy import ActionNotAllowed, authorize
 from chargepin.core.addresses import random_static_address
-from chargepin.core.admin import ActionNotAllowed, authorize
 from chargepin.core.attempts import AttemptKind, Refusal, failed_attempt, gate
 from chargepin.core.epochs import epoch_pin, pin_fingerprint
 from chargepin.core.keys import derive_key, new_secret

@@ -62,7 +62,7 @@ class PinState:
 def apply(action: Action, args: Mapping[str, str], state: PinState) -> PinState:
     """The PIN state after the charger applies an authorised `action` with ticket `args`.
 
-    Only the PIN actions change it (core.admin.authorize has checked the action is allowed):
+    Only the PIN actions change it (core.action_policy.authorize has checked the action is allowed):
     enable_pin turns on the epoch's PIN or the custom `pin`; change_pin sets the custom `pin`
     or, without one, moves to the next epoch; disable_pin turns the PIN off and keeps it.
     """

@@ -133,9 +133,18 @@ def _mandatory_model(model: str) -> str | None:
     return _MANDATORY_MODEL_KEYS.get(" ".join(model.casefold().split()))
 
 
-def pin_policy(model: str, firmware: FirmwareVersion | str, produced: datetime.date) -> PinPolicy:
-    """The PIN policy of a charger, from PRODUCT.md "When the PIN applies"."""
-    version = firmware if isinstance(firmware, FirmwareVersion) else FirmwareVersion.parse(firmware)
+def pin_policy(model: str, firmware: FirmwareVersion, produced: datetime.date) -> PinPolicy:
+    """The PIN policy of a charger, from PRODUCT.md "When the PIN applies".
+
+    The firmware is parsed once where it enters (a command's option, a bundle, a database
+    column), never here: a caller cannot hand over text that was never checked.
+    """
+    if not isinstance(firmware, FirmwareVersion):
+        raise InvalidVersion(
+            f"pin_policy needs a FirmwareVersion, got {type(firmware).__name__}; "
+            "parse it where it enters with FirmwareVersion.parse"
+        )
+    version = firmware
     produced_on = produced.date() if isinstance(produced, datetime.datetime) else produced
     canonical_model = _mandatory_model(model)
     if version >= MANDATORY_FIRMWARE:

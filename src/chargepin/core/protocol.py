@@ -92,7 +92,7 @@ def _put_string(text: str, what: str) -> bytes:
 
 
 @dataclass(frozen=True)
-class ChargerInfo:
+class OpenInfo:
     """The open info characteristic: who the charger is and whether a PIN is needed now."""
 
     serial: str
@@ -135,7 +135,7 @@ class ChargerInfo:
         )
 
     @classmethod
-    def decode(cls, data: bytes) -> ChargerInfo:
+    def decode(cls, data: bytes) -> OpenInfo:
         if len(data) < cls._HEAD.size:
             raise ProtocolError(f"info is {len(data)} octets; at least {cls._HEAD.size} expected")
         version, flags, mode, epoch, retry_after, fingerprint = cls._HEAD.unpack_from(data)

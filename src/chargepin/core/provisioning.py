@@ -26,6 +26,7 @@ from chargepin.core.errors import InvalidConfig, InvalidSticker
 from chargepin.core.keys import require_secret
 from chargepin.core.limits import SERIAL_RE as SERIAL_RE  # re-exported: the lab imports it here
 from chargepin.core.limits import serial_problem
+from chargepin.core.policy import FirmwareVersion
 
 STICKER_PREFIX = "CHARGEPIN"
 STICKER_FORMAT = 1
@@ -116,11 +117,13 @@ class ProvisioningBundle:
 
     serial: str
     model: str
-    firmware: str
+    firmware: FirmwareVersion
     produced: datetime.date
     secret: bytes = field(repr=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.firmware, FirmwareVersion):
+            raise InvalidConfig("provisioning bundle: firmware must be a FirmwareVersion")
         problem = serial_problem(self.serial)
         if problem is not None:
             raise InvalidConfig(f"provisioning bundle: {problem}")
@@ -132,7 +135,7 @@ class ProvisioningBundle:
             "format": BUNDLE_FORMAT,
             "serial": self.serial,
             "model": self.model,
-            "firmware": self.firmware,
+            "firmware": str(self.firmware),
             "produced": self.produced.isoformat(),
             "secret": self.secret.hex(),
         }
@@ -169,8 +172,9 @@ class ProvisioningBundle:
                 "export it again from the fleet service"
             )
         try:
+            firmware = FirmwareVersion.parse(data["firmware"])
             produced = datetime.date.fromisoformat(data["produced"])
             secret = bytes.fromhex(data["secret"])
         except ValueError as error:
             raise InvalidConfig(f"provisioning bundle has a malformed value: {error}") from None
-        return cls(data["serial"], data["model"], data["firmware"], produced, secret)
+        return cls(data["serial"], data["model"], firmware, produced, secret)

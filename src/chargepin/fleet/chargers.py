@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from chargepin.core.errors import InvalidSticker, format_duration
 from chargepin.core.lockout import LockoutConfig, LockoutState, check, record_failure
 from chargepin.core.pin import Pin
-from chargepin.core.policy import PinMode, PinPolicy, pin_policy
+from chargepin.core.policy import FirmwareVersion, PinMode, PinPolicy, pin_policy
 from chargepin.core.provisioning import StickerPayload
 from chargepin.fleet.access import OWNER
 from chargepin.fleet.db import transaction
@@ -145,7 +145,7 @@ class ChargerView:
 
     serial: str
     model: str
-    firmware: str
+    firmware: FirmwareVersion
     role: str
     policy: PinPolicy
     pin_enabled: bool

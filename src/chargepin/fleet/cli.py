@@ -1,6 +1,6 @@
 """`chargepin fleet ...`: run the fleet service, migrate it, the factory, stickers, key rotation.
 
-Thin: each command parses its options and calls one function of `chargepin.fleet.admin`. The
+Thin: each command parses its options and calls one function of `chargepin.fleet.operations`. The
 web stack (FastAPI, SQLAlchemy, segno) is imported inside the commands, so `chargepin --help`
 and the charger's commands stay quick.
 """
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from chargepin.cli_errors import reports_errors
+from chargepin.core.policy import FirmwareVersion
 
 if TYPE_CHECKING:
     from chargepin.fleet.settings import FleetSettings
@@ -57,20 +58,20 @@ def serve(
     vault_key_file: KeyFileOption = None,
 ) -> None:
     """Serve the fleet API (OpenAPI at /docs) on loopback; migrations apply on start."""
-    from chargepin.fleet import admin
+    from chargepin.fleet import operations
 
-    admin.require_loopback(host)
-    admin.serve(_settings(db, vault_key_file), host, port)
+    operations.require_loopback(host)
+    operations.serve(_settings(db, vault_key_file), host, port)
 
 
 @fleet_app.command("migrate")
 @reports_errors
 def migrate(db: DbOption = None) -> None:
     """Bring the database schema to the newest revision (idempotent)."""
-    from chargepin.fleet import admin
+    from chargepin.fleet import operations
 
     settings = _settings(db)
-    engine, _ = admin.open_database(settings.db_url)
+    engine, _ = operations.open_database(settings.db_url)
     engine.dispose()
     typer.echo(f"database {engine.url.render_as_string(hide_password=True)} is up to date")
 
@@ -95,14 +96,14 @@ def provision(
     vault_key_file: KeyFileOption = None,
 ) -> None:
     """Create chargers with fresh secrets; write one bundle and one sticker (SVG, PNG) each."""
-    from chargepin.fleet import admin
+    from chargepin.fleet import operations
 
-    run, created = admin.provision_to_dir(
+    run, created = operations.provision_to_dir(
         _settings(db, vault_key_file),
         out,
         count=count,
         model=model,
-        firmware=firmware,
+        firmware=FirmwareVersion.parse(firmware),
         produced=produced.date(),
         serial_prefix=serial_prefix,
     )
@@ -128,9 +129,9 @@ def sticker(
     """Show a new sticker for an unclaimed charger as a QR code (the previous one stops working)."""
     import segno
 
-    from chargepin.fleet import admin
+    from chargepin.fleet import operations
 
-    payload = admin.reprint_sticker(_settings(db), serial, out)
+    payload = operations.reprint_sticker(_settings(db), serial, out)
     segno.make(payload.encode(), error="m").terminal(out=sys.stdout, compact=True)
     typer.echo(payload.encode())
     typer.echo(f"a new claim code was issued for {serial}; earlier stickers no longer work")
@@ -143,9 +144,9 @@ def make_admin(
     db: DbOption = None,
 ) -> None:
     """Let an account call the factory API (POST /factory/chargers): run on the service's host."""
-    from chargepin.fleet import admin
+    from chargepin.fleet import operations
 
-    admin.make_admin(_settings(db), email)
+    operations.make_admin(_settings(db), email)
     typer.echo(f"{email} is now a factory (admin) account")
 
 
@@ -153,9 +154,9 @@ def make_admin(
 @reports_errors
 def rotate_key(db: DbOption = None, vault_key_file: KeyFileOption = None) -> None:
     """Make a new vault key and re-encrypt every charger secret and custom PIN with it."""
-    from chargepin.fleet import admin
+    from chargepin.fleet import operations
 
-    rotation = admin.rotate_key(_settings(db, vault_key_file))
+    rotation = operations.rotate_key(_settings(db, vault_key_file))
     typer.echo(
         f"vault key {rotation.key_id} is current (saved in {rotation.key_file}); re-encrypted "
         f"{rotation.secrets} secrets and {rotation.custom_pins} custom PINs; a running service "

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from chargepin.core.errors import InvalidConfig, ProvisioningRefused
 from chargepin.core.keys import new_secret
-from chargepin.core.policy import PinMode, PinPolicy, pin_policy
+from chargepin.core.policy import FirmwareVersion, PinMode, PinPolicy, pin_policy
 from chargepin.core.provisioning import ProvisioningBundle, StickerPayload, new_claim_code
 from chargepin.fleet.models import Charger
 from chargepin.fleet.pins import secret_context
@@ -56,7 +56,7 @@ class Provisioned:
 
     serial: str
     model: str
-    firmware: str
+    firmware: FirmwareVersion
     produced: dt.date
     policy: PinPolicy
     secret: bytes = field(repr=False)
@@ -98,7 +98,7 @@ def provision(
     *,
     count: int,
     model: str,
-    firmware: str,
+    firmware: FirmwareVersion,
     produced: dt.date,
     serial_prefix: str = "CP",
     now: dt.datetime | None = None,

@@ -21,9 +21,26 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 from chargepin.core.limits import SERIAL_MAX_LENGTH
+from chargepin.core.policy import FirmwareVersion
+
+
+class FirmwareColumn(TypeDecorator[FirmwareVersion]):
+    """A firmware version stored as its text ("6.11.2"), read back parsed: the fleet parses it
+    once, where it comes out of the database, and the PIN policy gets a FirmwareVersion."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def process_bind_param(self, value: FirmwareVersion | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> FirmwareVersion | None:
+        return None if value is None else FirmwareVersion.parse(value)
 
 
 def utcnow() -> dt.datetime:
@@ -72,7 +89,7 @@ class Charger(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     serial: Mapped[str] = mapped_column(String(SERIAL_MAX_LENGTH), unique=True, index=True)
     model: Mapped[str] = mapped_column(String(64))
-    firmware: Mapped[str] = mapped_column(String(32))
+    firmware: Mapped[FirmwareVersion] = mapped_column(FirmwareColumn())
     produced: Mapped[dt.date] = mapped_column(Date)
     secret_ct: Mapped[bytes] = mapped_column(LargeBinary)
     claim_code_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from chargepin.core.epochs import epoch_pin, pin_fingerprint
 from chargepin.core.pin import Pin
+from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet.vault import Vault
 
 
@@ -21,7 +22,7 @@ class ChargerFacts(Protocol):
     @property
     def model(self) -> str: ...
     @property
-    def firmware(self) -> str: ...
+    def firmware(self) -> FirmwareVersion: ...
     @property
     def produced(self) -> dt.date: ...
     @property

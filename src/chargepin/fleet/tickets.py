@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from chargepin.core import pin_state
-from chargepin.core.admin import ActionNotAllowed, authorize
+from chargepin.core.action_policy import ActionNotAllowed, authorize
 from chargepin.core.errors import InvalidConfig, ReceiptInvalid, WeakPin
 from chargepin.core.pin import Pin
 from chargepin.core.pin_state import PIN_ACTIONS, Live, Observed, PinState, commit_receipt

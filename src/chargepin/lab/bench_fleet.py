@@ -43,9 +43,10 @@ from rich.table import Table
 from sqlalchemy import text
 
 from chargepin.core.errors import ChargepinError
+from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet import factory
-from chargepin.fleet.admin import open_database
 from chargepin.fleet.db import make_engine, transaction
+from chargepin.fleet.operations import open_database
 from chargepin.fleet.vault import ENV_KEY, Vault
 from chargepin.lab.bench import DIGITS_MS, percentile
 from chargepin.lab.bench import machine_info as base_machine_info
@@ -80,7 +81,7 @@ SERVER_START_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 30.0
 
 MODEL = "Pulsar Max"
-FIRMWARE = "6.11"
+FIRMWARE = FirmwareVersion.parse("6.11")
 PRODUCED = dt.date(2025, 9, 1)
 """A mandatory-PIN charger: the reveal path is the full one (PIN on, derived from the secret)."""
 

@@ -134,7 +134,7 @@ class BareCentral:
         failed_round = rounds[0] if rounds and error is not None else None
         return PairingOutcome(error, failed_round)
 
-    async def read_info(self, connection: Connection) -> protocol.ChargerInfo:
+    async def read_info(self, connection: Connection) -> protocol.OpenInfo:
         """The charger's open info characteristic, read by UUID (no service discovery).
 
         A Read By Type answer is cut at the ATT MTU less 4 bytes: exchange a larger MTU first.
@@ -144,7 +144,7 @@ class BareCentral:
         values = await peer.gatt_client.read_characteristics_by_uuid(UUID(protocol.INFO_UUID), None)
         if not values:
             raise protocol.ProtocolError("the charger has no info characteristic")
-        return protocol.ChargerInfo.decode(bytes(values[0]))
+        return protocol.OpenInfo.decode(bytes(values[0]))
 
     async def hang_up(self, connection: Connection) -> None:
         """Disconnect and wait until the link is gone (the virtual radio keeps ghosts else)."""

@@ -38,7 +38,7 @@ from chargepin.charger.daemon import ChargerDaemon
 from chargepin.clock import FakeClock
 from chargepin.core import protocol
 from chargepin.core.events import EventKind
-from chargepin.core.protocol import AdminResult, ChargerInfo, ChargerStatus, ControlOp
+from chargepin.core.protocol import AdminResult, ChargerStatus, ControlOp, OpenInfo
 from chargepin.lab.raw_gatt import GattTable, RawGattClient, connect_unpaired
 from chargepin.lab.security_state import SecurityState
 from chargepin.lab.strategies import (
@@ -174,7 +174,7 @@ async def write_and_check(air: Air, write: GattWrite) -> None:
     assert await air.security_state() == before
     info = await air.stranger.read(air.table.value(protocol.INFO_UUID))
     assert isinstance(info, bytes), f"info read failed with 0x{info:02X}"
-    assert ChargerInfo.decode(info).serial == air.daemon.store.identity.serial
+    assert OpenInfo.decode(info).serial == air.daemon.store.identity.serial
 
 
 class GattHarness:

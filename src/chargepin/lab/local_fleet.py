@@ -15,6 +15,7 @@ import httpx
 from fastapi import FastAPI
 
 from chargepin.clock import Clock
+from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet.app import FleetState, create_app
 from chargepin.fleet.db import transaction
 from chargepin.fleet.factory import Provisioned, provision
@@ -63,7 +64,7 @@ class LocalFleet:
                 self.state.vault,
                 count=count,
                 model=model,
-                firmware=firmware,
+                firmware=FirmwareVersion.parse(firmware),
                 produced=produced,
                 serial_prefix=prefix,
             )

@@ -20,6 +20,7 @@ from chargepin.core.epochs import epoch_pin
 from chargepin.core.keys import new_secret
 from chargepin.core.pin import Pin
 from chargepin.core.pin_state import PinState
+from chargepin.core.policy import FirmwareVersion
 from chargepin.core.profiles import DEFAULT_PROFILE, ProfileName
 from chargepin.core.tickets import Action, issue_ticket, seal_ticket
 from chargepin.phone.client import ChargerLink, Phone
@@ -34,7 +35,8 @@ class ChargerSpec:
 
     serial: str = "CP-0001"
     model: str = "Pulsar Max"
-    firmware: str = "6.11.2"
+    firmware: FirmwareVersion | str = "6.11.2"
+    """As the factory is told it: text is parsed when the charger is provisioned."""
     produced: datetime.date = datetime.date(2025, 9, 1)
     profile: ProfileName = DEFAULT_PROFILE
     overrides: LockoutOverrides | None = None
@@ -52,7 +54,9 @@ def provision(path: Path, spec: ChargerSpec) -> StateStore:
         path,
         serial=spec.serial,
         model=spec.model,
-        firmware=spec.firmware,
+        firmware=FirmwareVersion.parse(spec.firmware)
+        if isinstance(spec.firmware, str)
+        else spec.firmware,
         produced=spec.produced,
         secret=spec.secret,
         profile=spec.profile,

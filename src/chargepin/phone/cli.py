@@ -18,9 +18,9 @@ from chargepin.core.errors import format_duration
 from chargepin.core.protocol import (
     MAX_CURRENT_A,
     MIN_CURRENT_A,
-    ChargerInfo,
     ChargerStatus,
     ChargingState,
+    OpenInfo,
 )
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def phone_info(
     )
 
 
-def _describe_info(info: ChargerInfo) -> str:
+def _describe_info(info: OpenInfo) -> str:
     locked = f"locked, retry in {format_duration(info.retry_after)}" if info.locked else "no"
     return "\n".join(
         [

@@ -22,7 +22,7 @@ from bumble.pairing import PairingConfig, PairingDelegate
 from chargepin.core import protocol, smp
 from chargepin.core.attempts import Refusal
 from chargepin.core.pin import Pin
-from chargepin.core.protocol import AdminResult, ChargerInfo, ChargerStatus, ControlCommand
+from chargepin.core.protocol import AdminResult, ChargerStatus, ControlCommand, OpenInfo
 from chargepin.phone.errors import (
     AccessDenied,
     AdminRefused,
@@ -43,7 +43,7 @@ from chargepin.radio.virtual import HciEndpoints
 
 logger = logging.getLogger(__name__)
 
-PinSource = Pin | str | Callable[[ChargerInfo], Awaitable[Pin | str | None]] | None
+PinSource = Pin | str | Callable[[OpenInfo], Awaitable[Pin | str | None]] | None
 AdmitSource = Callable[[bytes], Awaitable[bytes]] | None
 """Where an ADMIT_PAIRING ticket comes from, given the charger's challenge (the fleet)."""
 
@@ -91,7 +91,7 @@ class _Keyboard(PairingDelegate):
         return None if self._pin is None else self._pin.passkey
 
 
-async def _resolve_pin(source: PinSource, info: ChargerInfo) -> Pin | None:
+async def _resolve_pin(source: PinSource, info: OpenInfo) -> Pin | None:
     if source is None:
         return None
     if isinstance(source, Pin):
@@ -108,7 +108,7 @@ class ChargerLink:
     """One connected, secured charger."""
 
     def __init__(
-        self, connection: Connection, peer: Peer, info: ChargerInfo, chars: dict[str, Any]
+        self, connection: Connection, peer: Peer, info: OpenInfo, chars: dict[str, Any]
     ) -> None:
         self.connection = connection
         self.peer = peer
@@ -131,8 +131,8 @@ class ChargerLink:
         with _gatt_errors():
             await self._char(uuid).write_value(value, with_response=True)
 
-    async def read_info(self) -> ChargerInfo:
-        self.info = ChargerInfo.decode(await self._read(protocol.INFO_UUID))
+    async def read_info(self) -> OpenInfo:
+        self.info = OpenInfo.decode(await self._read(protocol.INFO_UUID))
         return self.info
 
     async def status(self) -> ChargerStatus:
@@ -421,11 +421,11 @@ class Phone:
         """
         await _hang_up(connection, wait_for_peer)
 
-    async def read_info(self, target: str) -> ChargerInfo:
+    async def read_info(self, target: str) -> OpenInfo:
         """Connect without pairing and read the open info (epoch, lockout, PIN state)."""
         _charger, connection, _peer, chars = await self._find_and_open(target)
         try:
-            return ChargerInfo.decode(bytes(await chars[protocol.INFO_UUID].read_value()))
+            return OpenInfo.decode(bytes(await chars[protocol.INFO_UUID].read_value()))
         finally:
             await self._hang_up(connection)
 
@@ -439,7 +439,7 @@ class Phone:
         """
         charger, connection, peer, chars = await self._find_and_open(target)
         try:
-            info = ChargerInfo.decode(bytes(await chars[protocol.INFO_UUID].read_value()))
+            info = OpenInfo.decode(bytes(await chars[protocol.INFO_UUID].read_value()))
             link = ChargerLink(connection, peer, info, chars)
             await self._secure(link, charger, pin, admit)
         except BaseException:

@@ -202,7 +202,7 @@ class FleetClient:
 
 
 @dataclass(frozen=True)
-class Profile:
+class Login:
     """What `chargepin phone login` remembers: which fleet service, which token."""
 
     fleet_url: str
@@ -215,7 +215,7 @@ class Profile:
             json.dump({"fleet_url": self.fleet_url, "token": self.token}, handle)
 
     @classmethod
-    def load(cls, path: Path) -> Profile:
+    def load(cls, path: Path) -> Login:
         try:
             data = json.loads(path.read_text())
             return cls(str(data["fleet_url"]), str(data["token"]))

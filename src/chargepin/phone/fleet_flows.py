@@ -1,6 +1,6 @@
 """The app's flows that need the fleet service, one coroutine each (behind `chargepin phone`).
 
-Login is kept in a profile file (fleet URL and bearer token, mode 0600). Each Bluetooth flow
+Login is kept in a login file (fleet URL and bearer token, mode 0600). Each Bluetooth flow
 opens the phone like phone/flows.py does, connects through the troubleshooting path (the PIN of
 the epoch the charger advertises; one retry with the now-correct PIN after a wrong one) and, for
 owner actions, applies a fleet ticket and hands the receipt back.
@@ -17,40 +17,38 @@ from typing import Any
 from chargepin.core.protocol import AdminResult
 from chargepin.core.tickets import Action
 from chargepin.phone import owner_actions, troubleshooting
-from chargepin.phone.fleet_client import ChargerInfo, FleetClient, Profile
+from chargepin.phone.fleet_client import ChargerInfo, FleetClient, Login
 from chargepin.phone.flows import PhoneOptions, open_phone
 
 
 @asynccontextmanager
-async def fleet_from(profile_path: Path) -> AsyncIterator[FleetClient]:
-    profile = Profile.load(profile_path)
-    client = FleetClient(profile.fleet_url, profile.token)
+async def fleet_from(login_path: Path) -> AsyncIterator[FleetClient]:
+    login = Login.load(login_path)
+    client = FleetClient(login.fleet_url, login.token)
     try:
         yield client
     finally:
         await client.close()
 
 
-async def login(
-    profile_path: Path, fleet_url: str, email: str, password: str, register: bool
-) -> str:
-    """Log in (registering first if asked) and remember the login in the profile file."""
+async def login(login_path: Path, fleet_url: str, email: str, password: str, register: bool) -> str:
+    """Log in (registering first if asked) and remember the login in the login file."""
     async with FleetClient(fleet_url) as client:
         if register:
             await client.register(email, password)
         token = await client.login(email, password)
-    Profile(fleet_url, token).save(profile_path)
+    Login(fleet_url, token).save(login_path)
     return email
 
 
-async def commission(profile_path: Path, sticker_payload: str) -> ChargerInfo:
+async def commission(login_path: Path, sticker_payload: str) -> ChargerInfo:
     """Scan the sticker: the first valid claim makes us the owner and shows the PIN."""
-    async with fleet_from(profile_path) as fleet:
+    async with fleet_from(login_path) as fleet:
         return await fleet.claim(sticker_payload)
 
 
-async def charger_info(profile_path: Path, serial: str) -> ChargerInfo:
-    async with fleet_from(profile_path) as fleet:
+async def charger_info(login_path: Path, serial: str) -> ChargerInfo:
+    async with fleet_from(login_path) as fleet:
         return await fleet.charger_info(serial)
 
 
@@ -62,14 +60,14 @@ class ConnectOutcome:
 
 
 async def connect(
-    profile_path: Path,
+    login_path: Path,
     options: PhoneOptions,
     serial: str,
     typed_pin: str | None,
     show: Callable[[str], None],
 ) -> ConnectOutcome:
     """Bonded: no PIN; otherwise the PIN from the fleet (or typed), with one guided retry."""
-    async with fleet_from(profile_path) as fleet, open_phone(options) as phone:
+    async with fleet_from(login_path) as fleet, open_phone(options) as phone:
         connected = await troubleshooting.connect(
             phone, fleet, serial, typed_pin=typed_pin, show=show
         )
@@ -78,14 +76,14 @@ async def connect(
 
 
 async def owner_action(
-    profile_path: Path,
+    login_path: Path,
     options: PhoneOptions,
     serial: str,
     action: Action,
     args: dict[str, str] | None = None,
 ) -> AdminResult:
     """Connect, reconcile what the charger shows, apply one fleet ticket, commit its receipt."""
-    async with fleet_from(profile_path) as fleet, open_phone(options) as phone:
+    async with fleet_from(login_path) as fleet, open_phone(options) as phone:
         connected = await troubleshooting.connect(phone, fleet, serial)
         try:
             return await owner_actions.apply(connected.link, fleet, action, args)
@@ -93,21 +91,21 @@ async def owner_action(
             await connected.link.disconnect()
 
 
-async def invite(profile_path: Path, serial: str, email: str) -> str:
-    async with fleet_from(profile_path) as fleet:
+async def invite(login_path: Path, serial: str, email: str) -> str:
+    async with fleet_from(login_path) as fleet:
         return await fleet.invite(serial, email)
 
 
-async def invitations(profile_path: Path, serial: str) -> list[dict[str, Any]]:
-    async with fleet_from(profile_path) as fleet:
+async def invitations(login_path: Path, serial: str) -> list[dict[str, Any]]:
+    async with fleet_from(login_path) as fleet:
         return await fleet.invitations(serial)
 
 
-async def withdraw(profile_path: Path, serial: str, invitation_id: int) -> dict[str, Any]:
-    async with fleet_from(profile_path) as fleet:
+async def withdraw(login_path: Path, serial: str, invitation_id: int) -> dict[str, Any]:
+    async with fleet_from(login_path) as fleet:
         return await fleet.withdraw(serial, invitation_id)
 
 
-async def accept(profile_path: Path, code: str) -> dict[str, Any]:
-    async with fleet_from(profile_path) as fleet:
+async def accept(login_path: Path, code: str) -> dict[str, Any]:
+    async with fleet_from(login_path) as fleet:
         return await fleet.accept(code)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from chargepin.core.pin import Pin
-from chargepin.core.protocol import ChargerInfo, ChargerStatus
+from chargepin.core.protocol import ChargerStatus, OpenInfo
 from chargepin.phone.client import ChargerLink, FoundCharger, Phone
 from chargepin.phone.identity import load_identity
 from chargepin.radio.keystore import open_keystore_file
@@ -135,7 +135,7 @@ async def pair(options: PhoneOptions, target: str, pin: str | None) -> PairOutco
     return await _with_link(options, target, pin, outcome)
 
 
-async def read_info(options: PhoneOptions, target: str) -> ChargerInfo:
+async def read_info(options: PhoneOptions, target: str) -> OpenInfo:
     """The charger's open info (identity, PIN class and state, epoch, lockout), without pairing."""
     async with open_phone(options) as phone:
         return await phone.read_info(target)

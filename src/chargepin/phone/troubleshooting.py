@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chargepin.core.pin import Pin
-from chargepin.core.protocol import ChargerInfo
+from chargepin.core.protocol import OpenInfo
 from chargepin.core.tickets import Action
 from chargepin.phone import owner_actions
 from chargepin.phone.client import ChargerLink, Phone
@@ -40,7 +40,7 @@ async def connect(
     """Bonded: no PIN. Otherwise the PIN of the advertised epoch (or what the user typed);
     on a wrong PIN, show the now-correct PIN and retry once."""
 
-    async def from_fleet(info: ChargerInfo) -> Pin:
+    async def from_fleet(info: OpenInfo) -> Pin:
         return await fleet.pin_of_epoch(serial, info.epoch)
 
     async def admission(challenge: bytes) -> bytes:

@@ -33,7 +33,7 @@ class Account(BaseModel):
     email: str
 
 
-class Session(BaseModel):
+class SessionToken(BaseModel):
     token: str
     expires_at: dt.datetime
 
@@ -50,8 +50,8 @@ def register(body: Credentials, db: DB) -> Account:
     return Account(id=user.id, email=user.email)
 
 
-@router.post("/login", response_model=Session)
-def login(body: Credentials, db: DB, request: Request) -> Session:
+@router.post("/login", response_model=SessionToken)
+def login(body: Credentials, db: DB, request: Request) -> SessionToken:
     """Exchange e-mail and password for a bearer token."""
     user = db.scalar(select(User).where(User.email == body.email.lower()))
     if user is None or not verify_password(user.password_hash, body.password):
@@ -60,7 +60,7 @@ def login(body: Credentials, db: DB, request: Request) -> Session:
     now = utc_now(request.app.state.fleet.clock)
     expires = now + dt.timedelta(seconds=request.app.state.fleet.settings.token_lifetime)
     db.add(Token(user_id=user.id, token_hash=token_digest(token), expires_at=expires))
-    return Session(token=token, expires_at=expires)
+    return SessionToken(token=token, expires_at=expires)
 
 
 @router.get("/me", response_model=Account)

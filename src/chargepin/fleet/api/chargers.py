@@ -35,7 +35,7 @@ class ClaimRequest(BaseModel):
     )
 
 
-class ChargerInfo(BaseModel):
+class ChargerInfoOut(BaseModel):
     """Charger Info (PRODUCT.md): the PIN is included only when the charger uses one."""
 
     serial: str
@@ -69,11 +69,11 @@ class PinRevealEntry(BaseModel):
     at: dt.datetime
 
 
-def _info(view: chargers.ChargerView) -> ChargerInfo:
-    return ChargerInfo(
+def _info(view: chargers.ChargerView) -> ChargerInfoOut:
+    return ChargerInfoOut(
         serial=view.serial,
         model=view.model,
-        firmware=view.firmware,
+        firmware=str(view.firmware),
         role=view.role,  # type: ignore[arg-type]
         pin_class=view.policy.mode.value,
         pin_class_reason=view.policy.reason,
@@ -84,10 +84,10 @@ def _info(view: chargers.ChargerView) -> ChargerInfo:
     )
 
 
-@router.post("/chargers/claim", status_code=201, response_model=ChargerInfo)
+@router.post("/chargers/claim", status_code=201, response_model=ChargerInfoOut)
 def claim(
     body: ClaimRequest, db: DB, user: CurrentUser, version: AppVersion, request: Request
-) -> ChargerInfo:
+) -> ChargerInfoOut:
     """Commission a charger by its sticker: the first valid claim makes the caller its owner."""
     state = request.app.state.fleet
     now = state.clock.now()
@@ -104,14 +104,14 @@ def list_chargers(db: DB, user: CurrentUser) -> list[ChargerSummary]:
     ]
 
 
-@router.get("/chargers/{serial}", response_model=ChargerInfo)
+@router.get("/chargers/{serial}", response_model=ChargerInfoOut)
 def charger_info(
     serial: SerialPath,
     db: DB,
     user: CurrentUser,
     request: Request,
     x_app_version: Annotated[str | None, Header()] = None,
-) -> ChargerInfo:
+) -> ChargerInfoOut:
     """Charger Info for a member; with the PIN (audited; needs X-App-Version) when it is on."""
     charger, member = require_member(db, user, serial)
     state = request.app.state.fleet

@@ -13,7 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from chargepin.core.errors import InvalidConfig, ProvisioningRefused
+from chargepin.core.errors import InvalidConfig, InvalidVersion, ProvisioningRefused
+from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet import factory
 from chargepin.fleet.deps import DB, CurrentUser
 from chargepin.fleet.errors import Forbidden, Unprocessable
@@ -52,12 +53,12 @@ def provision_chargers(
             state.vault,
             count=body.count,
             model=body.model,
-            firmware=body.firmware,
+            firmware=FirmwareVersion.parse(body.firmware),
             produced=body.produced,
             serial_prefix=body.serial_prefix,
             now=utc_now(state.clock),
         )
-    except (ProvisioningRefused, InvalidConfig) as error:
+    except (ProvisioningRefused, InvalidConfig, InvalidVersion) as error:
         raise Unprocessable(str(error), code="cannot_provision") from error
     return [
         ProvisionedCharger(

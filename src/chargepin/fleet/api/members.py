@@ -30,7 +30,7 @@ class InvitationCode(BaseModel):
     expires_at: dt.datetime
 
 
-class Invitation(BaseModel):
+class InvitationOut(BaseModel):
     """An invitation without its code (the fleet keeps only the code's hash)."""
 
     id: int
@@ -44,7 +44,7 @@ class AcceptRequest(BaseModel):
     code: str = Field(min_length=1, max_length=100)
 
 
-class Membership(BaseModel):
+class MembershipOut(BaseModel):
     serial: str
     role: str
 
@@ -68,12 +68,12 @@ class RevokedMember(BaseModel):
     )
 
 
-class EventReport(BaseModel):
+class SecurityEventReport(BaseModel):
     kind: Literal["firmware", "wrong_pin", "locked", "paired", "phone_address"]
     detail: str = Field(default="", max_length=500)
 
 
-class Event(BaseModel):
+class SecurityEventOut(BaseModel):
     id: int
     kind: str
     detail: str
@@ -104,33 +104,33 @@ def invite(
     return InvitationCode(id=created.id, code=created.code, expires_at=created.expires_at)
 
 
-@router.get("/chargers/{serial}/invitations", response_model=list[Invitation])
+@router.get("/chargers/{serial}/invitations", response_model=list[InvitationOut])
 def list_invitations(
     serial: SerialPath, user: CurrentUser, db: DB, request: Request
-) -> list[Invitation]:
+) -> list[InvitationOut]:
     """The invitations that can still be accepted (owner only)."""
     return [
-        Invitation(**vars(i)) for i in service.open_invitations(db, user, serial, _now(request))
+        InvitationOut(**vars(i)) for i in service.open_invitations(db, user, serial, _now(request))
     ]
 
 
-@router.delete("/chargers/{serial}/invitations/{invitation_id}", response_model=Invitation)
+@router.delete("/chargers/{serial}/invitations/{invitation_id}", response_model=InvitationOut)
 def withdraw_invitation(
     serial: SerialPath,
     invitation_id: InvitationIdPath,
     user: CurrentUser,
     db: DB,
     request: Request,
-) -> Invitation:
+) -> InvitationOut:
     """Withdraw an invitation not yet accepted (owner only): its code stops working at once."""
-    return Invitation(**vars(service.withdraw(db, user, serial, invitation_id, _now(request))))
+    return InvitationOut(**vars(service.withdraw(db, user, serial, invitation_id, _now(request))))
 
 
-@router.post("/invitations/accept", response_model=Membership)
-def accept(body: AcceptRequest, user: CurrentUser, db: DB, request: Request) -> Membership:
+@router.post("/invitations/accept", response_model=MembershipOut)
+def accept(body: AcceptRequest, user: CurrentUser, db: DB, request: Request) -> MembershipOut:
     """Accept an invitation with the invited account; the caller becomes a user of the charger."""
     accepted = service.accept(db, user, body.code, _now(request))
-    return Membership(serial=accepted.serial, role=accepted.role)
+    return MembershipOut(serial=accepted.serial, role=accepted.role)
 
 
 @router.get("/chargers/{serial}/members", response_model=list[Member])
@@ -164,21 +164,21 @@ def revoke(
     )
 
 
-@router.post("/chargers/{serial}/events", status_code=201, response_model=Event)
+@router.post("/chargers/{serial}/events", status_code=201, response_model=SecurityEventOut)
 def report_event(
-    serial: SerialPath, body: EventReport, user: CurrentUser, db: DB, request: Request
-) -> Event:
+    serial: SerialPath, body: SecurityEventReport, user: CurrentUser, db: DB, request: Request
+) -> SecurityEventOut:
     """Report what the phone saw (member); phone_address records this phone's identity address."""
     event = service.report_event(db, user, serial, body.kind, body.detail, _now(request))
-    return Event(**vars(event))
+    return SecurityEventOut(**vars(event))
 
 
-@router.get("/chargers/{serial}/events", response_model=list[Event])
+@router.get("/chargers/{serial}/events", response_model=list[SecurityEventOut])
 def list_events(
     serial: SerialPath,
     user: CurrentUser,
     db: DB,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[Event]:
+) -> list[SecurityEventOut]:
     """The charger's reported events, newest first (owner only)."""
-    return [Event(**vars(e)) for e in service.events(db, user, serial, limit)]
+    return [SecurityEventOut(**vars(e)) for e in service.events(db, user, serial, limit)]

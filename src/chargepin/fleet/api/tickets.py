@@ -40,12 +40,12 @@ class ReceiptRequest(BaseModel):
     receipt: str = Field(pattern="^([0-9a-fA-F]{2})+$", max_length=4096)
 
 
-class PinState(BaseModel):
+class PinStateOut(BaseModel):
     pin_enabled: bool
     epoch: int
 
 
-class ChargerInfoReport(BaseModel):
+class OpenInfoReport(BaseModel):
     """What the phone read from the charger's open info characteristic."""
 
     epoch: int = Field(ge=0, le=MAX_EPOCH, description=f"u32 on the air: 0..{MAX_EPOCH}")
@@ -53,7 +53,7 @@ class ChargerInfoReport(BaseModel):
     pin_enabled: bool
 
 
-class Reconciled(PinState):
+class ReconciledOut(PinStateOut):
     live: Literal["committed", "pending", "unknown"] = Field(
         description="which of the fleet's states the charger shows; fetch that epoch's PIN"
     )
@@ -83,21 +83,21 @@ def request_ticket(
     return TicketResponse(ticket=issued.blob.hex(), expires_at=issued.expires_at)
 
 
-@router.post("/chargers/{serial}/receipts", response_model=PinState)
+@router.post("/chargers/{serial}/receipts", response_model=PinStateOut)
 def submit_receipt(
     serial: SerialPath, body: ReceiptRequest, user: CurrentUser, db: DB, request: Request
-) -> PinState:
+) -> PinStateOut:
     """Hand in the charger's receipt; a matching pending change is committed."""
     state = service.submit_receipt(
         db, request.app.state.fleet.vault, user, serial, bytes.fromhex(body.receipt)
     )
-    return PinState(pin_enabled=state.pin_enabled, epoch=state.epoch)
+    return PinStateOut(pin_enabled=state.pin_enabled, epoch=state.epoch)
 
 
-@router.post("/chargers/{serial}/reconcile", response_model=Reconciled)
+@router.post("/chargers/{serial}/reconcile", response_model=ReconciledOut)
 def reconcile(
-    serial: SerialPath, body: ChargerInfoReport, user: CurrentUser, db: DB, request: Request
-) -> Reconciled:
+    serial: SerialPath, body: OpenInfoReport, user: CurrentUser, db: DB, request: Request
+) -> ReconciledOut:
     """Tell the fleet what the charger shows; a change whose receipt was lost gets committed."""
     state = service.reconcile(
         db,
@@ -108,4 +108,4 @@ def reconcile(
         bytes.fromhex(body.fingerprint),
         body.pin_enabled,
     )
-    return Reconciled(pin_enabled=state.pin_enabled, epoch=state.epoch, live=state.live)
+    return ReconciledOut(pin_enabled=state.pin_enabled, epoch=state.epoch, live=state.live)

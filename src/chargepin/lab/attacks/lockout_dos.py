@@ -38,7 +38,7 @@ from chargepin.core.events import EventKind
 from chargepin.core.lockout import LockoutScope
 from chargepin.core.pin import Pin
 from chargepin.core.profiles import PROFILES, ProfileName
-from chargepin.core.protocol import ChargerInfo
+from chargepin.core.protocol import OpenInfo
 from chargepin.core.tickets import Action
 from chargepin.lab.attacks.common import LOCK_MARGIN, PASSKEY_SPACE, Arena, arena, median
 from chargepin.lab.central import BareCentral
@@ -245,7 +245,7 @@ class Siege:
         central = self.attacker
         connection = await central.connect(self.place.daemon)
         try:
-            info: ChargerInfo = await central.read_info(connection)
+            info: OpenInfo = await central.read_info(connection)
             if info.locked and info.retry_after > 0:
                 self.trial.attacker_probes += 1
                 return info.retry_after + LOCK_MARGIN
@@ -265,7 +265,7 @@ class Siege:
             pass
         return passkey
 
-    async def fleet_pin(self, _info: ChargerInfo) -> Pin:
+    async def fleet_pin(self, _info: OpenInfo) -> Pin:
         """The PIN of the charger's current epoch, as the fleet service shows it."""
         return self.place.pin
 

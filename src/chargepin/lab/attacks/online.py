@@ -50,7 +50,7 @@ def residues_below(residue: int, bits: int, limit: int = PASSKEY_SPACE) -> int:
 
 
 class Strategy(Protocol):
-    def choose(self, info: protocol.ChargerInfo) -> int: ...
+    def choose(self, info: protocol.OpenInfo) -> int: ...
     def learn(self, attempt: Attempt) -> None: ...
 
 
@@ -63,7 +63,7 @@ class BitStrategy:
         self.known_bits = 0
         self.epoch: int | None = None
 
-    def choose(self, info: protocol.ChargerInfo) -> int:
+    def choose(self, info: protocol.OpenInfo) -> int:
         if self.epoch is not None and info.epoch != self.epoch:
             self.known, self.known_bits = 0, 0  # a new PIN: nothing learnt applies
         self.epoch = info.epoch
@@ -104,7 +104,7 @@ class GuessStrategy:
         self.tried: set[int] = set()
         self.epoch: int | None = None
 
-    def choose(self, info: protocol.ChargerInfo) -> int:
+    def choose(self, info: protocol.OpenInfo) -> int:
         if self.epoch is not None and info.epoch != self.epoch:
             self.tried.clear()
         self.epoch = info.epoch

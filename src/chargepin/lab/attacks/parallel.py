@@ -28,7 +28,7 @@ from chargepin.charger.store import MAX_EVENTS
 from chargepin.core.attempts import AttemptKind
 from chargepin.core.events import EventKind
 from chargepin.core.profiles import PROFILES, ProfileName
-from chargepin.core.protocol import ChargerInfo
+from chargepin.core.protocol import OpenInfo
 from chargepin.core.smp import WRONG_PIN_CODES
 from chargepin.lab.attacks.common import (
     BUSY,
@@ -151,7 +151,7 @@ def bound_held(trial: ParallelTrial, failures: int, window: float) -> bool:
     )
 
 
-async def read_info_if_linked(central: BareCentral, connection: Connection) -> ChargerInfo | None:
+async def read_info_if_linked(central: BareCentral, connection: Connection) -> OpenInfo | None:
     """The open info, or None when the link was never established.
 
     On the virtual radio (as on air) several attackers answer the same advertising event; the
@@ -254,7 +254,7 @@ async def attack_trial(place: Arena, rng: random.Random, seconds: float) -> Para
     return trial
 
 
-async def probe_info(place: Arena, central: BareCentral) -> ChargerInfo | None:
+async def probe_info(place: Arena, central: BareCentral) -> OpenInfo | None:
     """Connect and read the open info; None if no link could be made."""
     for _ in range(CONNECT_TRIES):
         connection = await central.connect(place.daemon)

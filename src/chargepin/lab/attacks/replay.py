@@ -273,7 +273,7 @@ class ReplayLab:
                 self.captures.append(Capture(Action.ADMIT_PAIRING.value, {}, blob, locked=True))
             return blob
 
-        async def fleet_pin(_info: protocol.ChargerInfo) -> str:
+        async def fleet_pin(_info: protocol.OpenInfo) -> str:
             return str(self.place.pin)
 
         phone = await self.place.bed.phone(name)

@@ -30,6 +30,7 @@ from rich.console import Console
 
 from chargepin.charger.service import provision_charger
 from chargepin.core import lockout
+from chargepin.core.policy import FirmwareVersion
 from chargepin.core.profiles import PROFILES
 from chargepin.lab.bench import machine_info
 from chargepin.lab.crash_loop.disk import check_state
@@ -58,7 +59,7 @@ from chargepin.lab.ports import free_ports
 from chargepin.lab.processes import Service, ServiceError, start_charger, start_radio
 from chargepin.lab.security_state import SecurityState
 
-MODEL, FIRMWARE, PRODUCED = "Pulsar Max", "6.11.2", dt.date(2025, 9, 1)
+MODEL, FIRMWARE, PRODUCED = "Pulsar Max", FirmwareVersion.parse("6.11.2"), dt.date(2025, 9, 1)
 CHAIN_LENGTH = (2, 6)
 """A charger lives through this many kills (inclusive range) before a fresh one is provisioned."""
 

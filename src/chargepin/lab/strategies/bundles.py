@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from chargepin.charger.service import provision_charger, read_bundle
 from chargepin.core.errors import ChargepinError
+from chargepin.core.policy import FirmwareVersion
 from chargepin.core.provisioning import (
     SERIAL_RE,
     ProvisioningBundle,
@@ -27,7 +28,7 @@ BUNDLES = st.builds(
     ProvisioningBundle,
     serial=st.from_regex(SERIAL_RE, fullmatch=True),
     model=st.sampled_from(["Pulsar Max", "Pulsar Plus", "Commander 2"]),
-    firmware=st.sampled_from(["6.11.2", "6.7.17", "6.8.0", "7.0"]),
+    firmware=st.sampled_from(["6.11.2", "6.7.17", "6.8.0", "7.0"]).map(FirmwareVersion.parse),
     produced=st.dates(datetime.date(2020, 1, 1), datetime.date(2030, 12, 31)),
     secret=SECRETS,
 )

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from chargepin.core.protocol import (
     AdminResult,
     AdvertPayload,
-    ChargerInfo,
     ChargerStatus,
     ControlCommand,
+    OpenInfo,
 )
 from chargepin.lab.strategies.advertising import ADVERTISING_CASES, check_advertisement
 from chargepin.lab.strategies.bundles import BUNDLE_CASES, check_bundle_file
@@ -60,9 +60,9 @@ def _targets(*targets: FuzzTarget[Any]) -> Mapping[str, FuzzTarget[Any]]:
 TARGETS: Mapping[str, FuzzTarget[Any]] = _targets(
     FuzzTarget(
         "info",
-        "ChargerInfo.decode: the open info characteristic as the phone reads it",
+        "OpenInfo.decode: the open info characteristic as the phone reads it",
         wire_cases(CHARGER_INFOS),
-        check_decoder(ChargerInfo.decode, prefix_wire),
+        check_decoder(OpenInfo.decode, prefix_wire),
     ),
     FuzzTarget(
         "advert-payload",

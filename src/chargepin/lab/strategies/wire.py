@@ -16,19 +16,19 @@ from chargepin.core.protocol import (
     MIN_CURRENT_A,
     AdminResult,
     AdvertPayload,
-    ChargerInfo,
     ChargerStatus,
     ChargingState,
     ControlCommand,
     ControlOp,
     InfoFlag,
+    OpenInfo,
     PinModeCode,
     ProtocolError,
 )
 from chargepin.lab.strategies.mutations import mutations
 from chargepin.lab.strategies.oracle import outcome
 
-V = TypeVar("V", ChargerInfo, AdvertPayload, ChargerStatus, ControlCommand, AdminResult)
+V = TypeVar("V", OpenInfo, AdvertPayload, ChargerStatus, ControlCommand, AdminResult)
 
 
 def _wire_text(max_size: int = 40) -> st.SearchStrategy[str]:
@@ -41,7 +41,7 @@ U32 = st.integers(0, 0xFFFF_FFFF)
 INFO_FLAGS = U8.map(InfoFlag)
 
 CHARGER_INFOS = st.builds(
-    ChargerInfo,
+    OpenInfo,
     serial=_wire_text(),
     model=_wire_text(),
     firmware=_wire_text(),

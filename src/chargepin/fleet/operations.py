@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from chargepin.core.errors import InvalidConfig
+from chargepin.core.policy import FirmwareVersion
 from chargepin.core.provisioning import StickerPayload
 from chargepin.fleet import factory
 from chargepin.fleet.db import make_engine, migrate, session_factory, transaction
@@ -95,7 +96,7 @@ def provision_to_dir(
     *,
     count: int,
     model: str,
-    firmware: str,
+    firmware: FirmwareVersion,
     produced: dt.date,
     serial_prefix: str = "CP",
 ) -> tuple[ProvisionRun, str | None]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from chargepin.charger.store import StateStore
 from chargepin.core import pin_state
-from chargepin.core.admin import ActionNotAllowed, authorize
+from chargepin.core.action_policy import ActionNotAllowed, authorize
 from chargepin.core.epochs import pin_fingerprint
 from chargepin.core.errors import ChargepinError, TicketRejected
 from chargepin.core.events import EventKind
