@@ -16,6 +16,7 @@ from bumble import att, gatt
 
 from chargepin.charger.daemon import ChargerDaemon
 from chargepin.core import protocol
+from chargepin.core.limits import CHALLENGE_SIZE
 from chargepin.core.protocol import AdminResult, ChargerStatus, ChargingState, OpenInfo
 from chargepin.core.tickets import Action, verify_receipt
 from chargepin.lab import raw_gatt
@@ -83,7 +84,7 @@ async def test_unpaired_phone_reads_info_and_challenge(bed: Testbed) -> None:
     second = await stranger.read(stranger.value(protocol.CHALLENGE_UUID))
     assert isinstance(first, bytes)
     assert isinstance(second, bytes)
-    assert len(first) == len(second) == protocol.CHALLENGE_SIZE
+    assert len(first) == len(second) == CHALLENGE_SIZE
     assert first != second
 
 

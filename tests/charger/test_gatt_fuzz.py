@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chargepin.core import protocol
+from chargepin.core.limits import CHALLENGE_SIZE
 from chargepin.core.protocol import (
     MAX_CURRENT_A,
     MIN_CURRENT_A,
@@ -89,7 +90,7 @@ def test_admin_point_refuses_any_junk_and_keeps_serving(air: Air) -> None:
         if read_challenge_first:
             challenge = await air.read(challenge_point)
             assert isinstance(challenge, bytes)
-            assert len(challenge) == protocol.CHALLENGE_SIZE
+            assert len(challenge) == CHALLENGE_SIZE
         code = await air.write(admin, blob)
         if len(blob) > MAX_ATT_VALUE:
             assert code == att.ErrorCode.INVALID_ATTRIBUTE_LENGTH
@@ -282,7 +283,7 @@ def test_read_only_attributes_refuse_any_write_and_keep_their_value(air: Air) ->
         if attribute.handle == challenge:
             # Every read hands out a fresh challenge; the write must not have chosen it.
             assert isinstance(after, bytes)
-            assert len(after) == protocol.CHALLENGE_SIZE
+            assert len(after) == CHALLENGE_SIZE
             assert after != value
         else:
             assert after == before

@@ -20,6 +20,7 @@ from chargepin.charger.daemon import ChargerDaemon
 from chargepin.clock import FakeClock
 from chargepin.core import protocol
 from chargepin.core.keys import PURPOSE_TICKET, derive_key
+from chargepin.core.limits import CHALLENGE_SIZE
 from chargepin.core.protocol import AdminResult, AttAppError
 from chargepin.core.tickets import (
     DEFAULT_LIFETIME,
@@ -270,15 +271,13 @@ async def test_ticket_sealed_for_another_serial_and_secret_is_refused(owner: Own
 
 
 async def test_ticket_without_reading_a_challenge_is_refused(owner: Owner) -> None:
-    blob = owner.authority.ticket(secrets.token_bytes(protocol.CHALLENGE_SIZE), Action.LIST_PHONES)
+    blob = owner.authority.ticket(secrets.token_bytes(CHALLENGE_SIZE), Action.LIST_PHONES)
     await owner.refused(blob, "challenge")
 
 
 async def test_wrong_challenge_uses_up_the_right_one(owner: Owner) -> None:
     challenge = await owner.link.read_challenge()
-    guessed = owner.authority.ticket(
-        secrets.token_bytes(protocol.CHALLENGE_SIZE), Action.LIST_PHONES
-    )
+    guessed = owner.authority.ticket(secrets.token_bytes(CHALLENGE_SIZE), Action.LIST_PHONES)
     with pytest.raises(AdminRefused) as refusal:
         await owner.link.submit_ticket(guessed)
     assert refusal.value.reason == "challenge"

@@ -13,7 +13,7 @@ import hmac
 
 from chargepin.core.errors import InvalidConfig
 from chargepin.core.keys import PURPOSE_EPOCH_PIN, PURPOSE_FINGERPRINT, derive_key
-from chargepin.core.limits import MAX_EPOCH as MAX_EPOCH  # re-exported: the lab imports it here
+from chargepin.core.limits import MAX_EPOCH
 from chargepin.core.pin import MAX_PASSKEY, PIN_LENGTH, Pin, weakness
 
 FINGERPRINT_SIZE = 8

@@ -28,3 +28,17 @@ class EventKind(StrEnum):
     """A member's admit_pairing ticket let this link pair past a lockout."""
     LINK_DROPPED = "link_dropped"
     """An idle unencrypted link was dropped to keep a slot free."""
+
+
+class PhoneReport(StrEnum):
+    """What a member's phone tells the fleet about a charger it met (`POST .../events`).
+
+    Facts the phone read, not state the fleet believes: the owner sees them in the charger's
+    security events, and a phone address is what a later remove_phone ticket names.
+    """
+
+    FIRMWARE = "firmware"
+    WRONG_PIN = "wrong_pin"
+    LOCKED = "locked"
+    PAIRED = "paired"
+    PHONE_ADDRESS = "phone_address"

@@ -12,7 +12,6 @@ import struct
 from dataclasses import dataclass, field
 
 from chargepin.core.errors import ChargepinError
-from chargepin.core.limits import CHALLENGE_SIZE as CHALLENGE_SIZE  # re-exported: the daemon's
 from chargepin.core.limits import MAX_EPOCH, MAX_STRING_OCTETS
 
 SERVICE_UUID = "4d2c0001-8f4a-4b7e-a3d1-5c9e2b7f6a10"

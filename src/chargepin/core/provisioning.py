@@ -24,7 +24,6 @@ from typing import Any
 
 from chargepin.core.errors import InvalidConfig, InvalidSticker
 from chargepin.core.keys import require_secret
-from chargepin.core.limits import SERIAL_RE as SERIAL_RE  # re-exported: the lab imports it here
 from chargepin.core.limits import serial_problem
 from chargepin.core.policy import FirmwareVersion
 

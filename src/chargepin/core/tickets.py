@@ -34,8 +34,7 @@ from chargepin.core.errors import (
     format_duration,
 )
 from chargepin.core.keys import PURPOSE_RECEIPT, PURPOSE_TICKET, derive_key
-from chargepin.core.limits import CHALLENGE_SIZE as CHALLENGE_SIZE  # re-exported for the lab
-from chargepin.core.limits import MAX_EPOCH, MAX_STRING_OCTETS, require_now
+from chargepin.core.limits import CHALLENGE_SIZE, MAX_EPOCH, MAX_STRING_OCTETS, require_now
 from chargepin.core.pin import Pin, weakness
 
 TICKET_VERSION = 1

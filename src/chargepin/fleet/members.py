@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chargepin.core.errors import InvalidConfig
+from chargepin.core.events import PhoneReport
 from chargepin.core.tickets import Action, check_args
 from chargepin.fleet.access import USER, require_member, require_owner
 from chargepin.fleet.errors import Conflict, FleetError, Forbidden, NotFound, Unprocessable
@@ -27,10 +28,7 @@ from chargepin.fleet.times import aware
 INVITATION_CODE_BYTES = 12
 """96 random bits per invitation code: unguessable within an invitation's lifetime."""
 
-EVENT_KINDS = ("firmware", "wrong_pin", "locked", "paired", "phone_address")
 """What a phone may report about a charger."""
-
-PHONE_ADDRESS = "phone_address"
 
 
 class InvitationInvalid(FleetError):
@@ -287,7 +285,7 @@ def phones_of(db: Session, charger: Charger, user_id: int) -> tuple[str, ...]:
         .where(
             SecurityEvent.charger_id == charger.id,
             SecurityEvent.user_id == user_id,
-            SecurityEvent.kind == PHONE_ADDRESS,
+            SecurityEvent.kind == PhoneReport.PHONE_ADDRESS,
         )
         .order_by(SecurityEvent.id)
     )
@@ -299,13 +297,13 @@ def report_event(
 ) -> EventView:
     """Store a fact a member's phone read from the charger."""
     charger, _member = require_member(db, user, serial)
-    if kind not in EVENT_KINDS:
+    if kind not in set(PhoneReport):
         raise Unprocessable(
-            f"unknown event kind {kind!r}; use one of {', '.join(EVENT_KINDS)}",
+            f"unknown event kind {kind!r}; use one of {', '.join(PhoneReport)}",
             code="invalid_event",
         )
     detail = detail.strip()
-    if kind == PHONE_ADDRESS:
+    if kind == PhoneReport.PHONE_ADDRESS:
         # The same address rule as the remove_phone ticket the owner will need it for.
         try:
             ((_name, detail),) = check_args(Action.REMOVE_PHONE, {"address": detail})
@@ -337,4 +335,4 @@ def _membership_of_email(db: Session, charger: Charger, email: str) -> Membershi
     )
 
 
-__all__ = ["EVENT_KINDS", "accept", "events", "invite", "members", "revoke"]
+__all__ = ["accept", "events", "invite", "members", "revoke"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chargepin.core.events import PhoneReport
 from chargepin.core.pin import Pin
 from chargepin.core.protocol import OpenInfo
 from chargepin.core.tickets import Action
@@ -54,7 +55,7 @@ async def connect(
             admit=admission,
         )
     except WrongPin as failure:
-        await fleet.report(serial, "wrong_pin", f"epoch now {failure.epoch}")
+        await fleet.report(serial, PhoneReport.WRONG_PIN, f"epoch now {failure.epoch}")
         if failure.locked_for > 0:  # the retry below is admitted past the lock
             await fleet.report(serial, "locked", f"{failure.locked_for:.0f} s")
         pin = await fleet.pin_of_epoch(serial, failure.epoch)
@@ -73,5 +74,5 @@ async def _connected(
     phone this is, so removing a user can remove their phones."""
     await owner_actions.reconcile(link, fleet)
     if link.paired_now:
-        await fleet.report(serial, "phone_address", str(link.connection.self_address))
+        await fleet.report(serial, PhoneReport.PHONE_ADDRESS, str(link.connection.self_address))
     return Connected(link, link.paired_now, message)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, EmailStr, Field
 
+from chargepin.core.events import PhoneReport
 from chargepin.fleet import members as service
 from chargepin.fleet.deps import DB, CurrentUser, SerialPath
 from chargepin.fleet.times import utc_now
@@ -69,7 +70,7 @@ class RevokedMember(BaseModel):
 
 
 class SecurityEventReport(BaseModel):
-    kind: Literal["firmware", "wrong_pin", "locked", "paired", "phone_address"]
+    kind: PhoneReport
     detail: str = Field(default="", max_length=500)
 
 

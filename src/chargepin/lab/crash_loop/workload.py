@@ -22,12 +22,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from bumble import smp
 from bumble.device import Connection
 
 from chargepin.charger.service import current_pin
+from chargepin.core.attempts import Refusal
 from chargepin.core.errors import ChargepinError
 from chargepin.core.pin import Pin, weakness
+from chargepin.core.smp import REFUSAL_CODES, WRONG_PIN_CODES
 from chargepin.lab.crash_loop.oracle import ConfirmedBond, Witness
 from chargepin.lab.processes import Service
 from chargepin.phone.client import Phone
@@ -47,7 +48,7 @@ SETTLE_TIMEOUT = 1.0
 """Seconds a phone's connect in flight at the kill gets to complete before the workload is
 cancelled: cancelling it would leave a pending connection in the virtual controller."""
 
-WRONG_PIN_CODES = (smp.ErrorCode.CONFIRM_VALUE_FAILED, smp.ErrorCode.DHKEY_CHECK_FAILED)
+LOCKED = REFUSAL_CODES[Refusal.LOCKED]
 
 
 class Step(StrEnum):
@@ -214,12 +215,9 @@ class Phones:
             if not self.killed():
                 if reason in WRONG_PIN_CODES:
                     self.witness.wrong_pins += 1
-                if reason == smp.ErrorCode.REPEATED_ATTEMPTS:
+                if reason == LOCKED:
                     self.witness.locked_refusals.append(time.time())
-            if self.killer is not None and reason in (
-                *WRONG_PIN_CODES,
-                smp.ErrorCode.REPEATED_ATTEMPTS,
-            ):
+            if self.killer is not None and (reason in WRONG_PIN_CODES or reason == LOCKED):
                 self.killer.observe(KillMoment.REFUSAL)
             ended()
 

@@ -14,11 +14,9 @@ from hypothesis import strategies as st
 
 from chargepin.charger.service import provision_charger, read_bundle
 from chargepin.core.errors import ChargepinError
+from chargepin.core.limits import SERIAL_RE
 from chargepin.core.policy import FirmwareVersion
-from chargepin.core.provisioning import (
-    SERIAL_RE,
-    ProvisioningBundle,
-)
+from chargepin.core.provisioning import ProvisioningBundle
 from chargepin.lab.strategies.json_texts import JSON_VALUES, json_texts
 from chargepin.lab.strategies.mutations import mutations
 from chargepin.lab.strategies.oracle import outcome

@@ -4,21 +4,19 @@ signed with the charger's key (docs/PROTOCOL.md, "Receipts")."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import json
 from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from chargepin.core.epochs import FINGERPRINT_SIZE, MAX_EPOCH
+from chargepin.core.epochs import FINGERPRINT_SIZE
 from chargepin.core.errors import ReceiptInvalid
-from chargepin.core.keys import PURPOSE_RECEIPT, derive_key
+from chargepin.core.limits import MAX_EPOCH
 from chargepin.core.tickets import (
-    RECEIPT_VERSION,
     TAG_SIZE,
     Action,
     Receipt,
+    sign_payload,
     sign_receipt,
     verify_receipt,
 )
@@ -50,13 +48,6 @@ class ReceiptCase:
     secret: bytes
     blob: bytes
     receipt: Receipt
-
-
-def sign_payload(secret: bytes, serial: str, payload: bytes) -> bytes:
-    """Sign arbitrary payload bytes the way sign_receipt signs a receipt's JSON (PROTOCOL.md)."""
-    signed = bytes([RECEIPT_VERSION]) + payload
-    key = derive_key(secret, serial, PURPOSE_RECEIPT)
-    return signed + hmac.digest(key, signed, hashlib.sha256)[:TAG_SIZE]
 
 
 _RECEIPT_KEYS = ("a", "b", "c", "f", "n", "p", "s")

@@ -7,12 +7,8 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 from chargepin.core.errors import InvalidSticker
-from chargepin.core.provisioning import (
-    CLAIM_ALPHABET,
-    CLAIM_CODE_LENGTH,
-    SERIAL_RE,
-    StickerPayload,
-)
+from chargepin.core.limits import SERIAL_RE
+from chargepin.core.provisioning import CLAIM_ALPHABET, CLAIM_CODE_LENGTH, StickerPayload
 from chargepin.lab.strategies.mutations import text_mutations
 from chargepin.lab.strategies.oracle import outcome
 

@@ -8,21 +8,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import strategies as st
 
 from chargepin.core.errors import TicketRejected
-from chargepin.core.keys import PURPOSE_TICKET, derive_key
+from chargepin.core.limits import CHALLENGE_SIZE, SERIAL_RE
 from chargepin.core.pin import weakness
-from chargepin.core.provisioning import SERIAL_RE
 from chargepin.core.tickets import (
-    CHALLENGE_SIZE,
     NONCE_SIZE,
-    TICKET_VERSION,
     Action,
     Ticket,
     issue_ticket,
     open_ticket,
+    seal_payload,
     seal_ticket,
 )
 from chargepin.lab.strategies.json_texts import JSON_SCALARS, JSON_VALUES, json_texts
@@ -95,14 +92,6 @@ class TicketCase:
     now: float
     challenge: bytes | None
     ticket: Ticket | None = None
-
-
-def seal_payload(secret: bytes, serial: str, payload: bytes, nonce: bytes) -> bytes:
-    """Seal arbitrary payload bytes the way seal_ticket seals a ticket's JSON (PROTOCOL.md)."""
-    encoded = serial.encode()
-    header = bytes([TICKET_VERSION, len(encoded)]) + encoded
-    key = derive_key(secret, serial, PURPOSE_TICKET)
-    return header + nonce + AESGCM(key).encrypt(nonce, payload, header)
 
 
 def _ticket_fields(serial: str, challenge: bytes, now: int) -> st.SearchStrategy[dict[str, Any]]:
