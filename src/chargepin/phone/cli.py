@@ -309,17 +309,28 @@ def _owner_action(
     typer.echo(f"{result.action}: done{phones}")
 
 
-@phone_app.command("enable-pin")
-@reports_errors
-def phone_enable_pin(
-    transport: TransportOption,
-    bonds: BondsOption,
-    serial: SerialArgument,
-    login_file: LoginOption = DEFAULT_LOGIN,
-    timeout: TimeoutOption = 5.0,
-) -> None:
-    """Switch the PIN on (optional-class chargers); the link is interrupted afterwards."""
-    _owner_action(transport, bonds, serial, login_file, timeout, "enable_pin")
+def _plain_owner_command(name: str, summary: str, action: str) -> None:
+    """Register `chargepin phone NAME`: the owner action `action`, with no arguments."""
+
+    def command(
+        transport: TransportOption,
+        bonds: BondsOption,
+        serial: SerialArgument,
+        login_file: LoginOption = DEFAULT_LOGIN,
+        timeout: TimeoutOption = 5.0,
+    ) -> None:
+        _owner_action(transport, bonds, serial, login_file, timeout, action)
+
+    command.__doc__ = summary
+    command.__name__ = f"phone_{name.replace('-', '_')}"
+    phone_app.command(name)(reports_errors(command))
+
+
+_plain_owner_command(
+    "enable-pin",
+    "Switch the PIN on (optional-class chargers); the link is interrupted afterwards.",
+    "enable_pin",
+)
 
 
 @phone_app.command("change-pin")
@@ -339,17 +350,7 @@ def phone_change_pin(
     _owner_action(transport, bonds, serial, login_file, timeout, "change_pin", args)
 
 
-@phone_app.command("devices")
-@reports_errors
-def phone_devices(
-    transport: TransportOption,
-    bonds: BondsOption,
-    serial: SerialArgument,
-    login_file: LoginOption = DEFAULT_LOGIN,
-    timeout: TimeoutOption = 5.0,
-) -> None:
-    """List the phones paired with the charger."""
-    _owner_action(transport, bonds, serial, login_file, timeout, "list_phones")
+_plain_owner_command("devices", "List the phones paired with the charger.", "list_phones")
 
 
 @phone_app.command("remove-device")
