@@ -91,7 +91,7 @@ def test_bundle_round_trip_the_charger_uses_the_fleets_pin_of_epoch_0(
 
         code, out, _ = invoke("charger", "pin", "--state", str(state))
         assert code == 0
-        assert out.strip() == pins.pin_of_epoch(vault, row, 0).digits
+        assert out.strip() == pins.active_pin(vault, row).digits
         with StateStore.open(state) as store:
             assert store.secret == pins.charger_secret(vault, row)
             assert store.identity.produced == dt.date(2025, 9, 1)

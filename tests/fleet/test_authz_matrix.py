@@ -67,11 +67,7 @@ def _receipt(charger: ChargerRecord) -> dict[str, Any]:
 
 
 def _reconcile(charger: ChargerRecord) -> dict[str, Any]:
-    return {
-        "epoch": 0,
-        "fingerprint": charger.fingerprint(charger.pin(0)).hex(),
-        "pin_enabled": True,
-    }
+    return charger.open_info(0, charger.pin(0))
 
 
 ENDPOINTS = [

@@ -343,9 +343,6 @@ def test_reconcile_with_an_unknown_fingerprint_changes_nothing(client: TestClien
     charger = add_charger(client, owner, MANDATORY)
     unknown = reconcile(client, owner, charger, 5, Pin("730418"), True)
     assert unknown == {"pin_enabled": True, "epoch": 0, "live": "unknown"}
-    # Open info is not authenticated: its on/off flag alone changes nothing.
-    flag = reconcile(client, owner, charger, 0, charger.pin(0), False)
-    assert flag["live"] == "unknown" and flag["pin_enabled"] is True
 
 
 def test_an_epoch_the_air_cannot_carry_or_a_serial_no_label_has_is_422(
@@ -354,10 +351,8 @@ def test_an_epoch_the_air_cannot_carry_or_a_serial_no_label_has_is_422(
     """The bounds are the wire's (core.limits): a u32 epoch, a serial of 1 to 32 characters."""
     owner = login(client, "owner@example.com")
     charger = add_charger(client, owner, MANDATORY)
-    report = {"epoch": MAX_EPOCH + 1, "fingerprint": charger.fingerprint(charger.pin(0)).hex()}
-    response = client.post(
-        f"/chargers/{charger.serial}/reconcile", json={**report, "pin_enabled": True}, headers=owner
-    )
+    report = {**charger.open_info(0, charger.pin(0)), "epoch": MAX_EPOCH + 1}
+    response = client.post(f"/chargers/{charger.serial}/reconcile", json=report, headers=owner)
     assert response.status_code == 422
     assert f"epoch: Input should be less than or equal to {MAX_EPOCH}" in response.json()["detail"]
     for serial in ("X" * (SERIAL_MAX_LENGTH + 1), "CP 0001"):
@@ -388,15 +383,42 @@ def reconcile(
     pin: Pin,
     pin_enabled: bool,
 ) -> Any:
-    """Hand the fleet what the charger's open info shows: epoch, PIN fingerprint, on/off."""
+    """Relay what the charger's open info shows, attested: epoch, PIN fingerprint, on/off."""
     response = client.post(
         f"/chargers/{charger.serial}/reconcile",
-        json={
-            "epoch": epoch,
-            "fingerprint": charger.fingerprint(pin).hex(),
-            "pin_enabled": pin_enabled,
-        },
+        json=charger.open_info(epoch, pin, pin_enabled),
         headers=headers,
     )
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def test_a_member_cannot_corrupt_the_pin_shown_to_everyone_by_reconciling(
+    client: TestClient,
+) -> None:
+    """Issue 9: an invited user relayed {epoch 2**63-1, the live fingerprint, on} and the fleet
+    committed that epoch; after one failed attempt on the charger Charger Info showed a stale PIN
+    and stayed wrong. Now only what the charger attested is believed."""
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner, MANDATORY)
+    user = member(client, owner, charger)
+    genuine = charger.open_info(0, charger.pin(0))
+    for forged in (
+        {**genuine, "epoch": MAX_EPOCH},  # the live tag, another epoch
+        {**genuine, "pin_enabled": False},  # the live tag, the PIN off
+        {**genuine, "attestation": "00" * 16},  # made up
+        {**charger.open_info(0, charger.pin(0)), "fingerprint": "00" * 8},
+    ):
+        refused = client.post(f"/chargers/{charger.serial}/reconcile", json=forged, headers=user)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"] == "attestation_invalid"
+    without = {k: v for k, v in genuine.items() if k != "attestation"}
+    assert (
+        client.post(f"/chargers/{charger.serial}/reconcile", json=without, headers=user)
+    ).status_code == 422
+    info = client.get(f"/chargers/{charger.serial}", headers=owner).json()
+    assert (info["epoch"], info["pin"]) == (0, charger.pin(0).digits)
+    # An old attestation claims an old epoch: the fleet never moves back.
+    reconcile(client, user, charger, 3, charger.pin(3), True)
+    old = reconcile(client, user, charger, 1, charger.pin(1), True)
+    assert (old["epoch"], old["live"]) == (3, "unknown")

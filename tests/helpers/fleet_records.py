@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from chargepin.core.attestation import AttestedState, attest
 from chargepin.core.epochs import epoch_pin, pin_fingerprint
 from chargepin.core.keys import new_secret
 from chargepin.core.pin import Pin
@@ -48,6 +49,16 @@ class ChargerRecord:
 
     def fingerprint(self, pin: Pin) -> bytes:
         return pin_fingerprint(self.secret, self.serial, pin)
+
+    def open_info(self, epoch: int, pin: Pin, pin_enabled: bool = True) -> dict[str, object]:
+        """The reconcile body a phone relays from this charger's open info, attested."""
+        state = AttestedState(epoch, pin_enabled, self.fingerprint(pin))
+        return {
+            "epoch": epoch,
+            "fingerprint": state.fingerprint.hex(),
+            "pin_enabled": pin_enabled,
+            "attestation": attest(self.secret, self.serial, state).hex(),
+        }
 
 
 def add_charger(

@@ -35,6 +35,7 @@ from chargepin.charger.pairing import PairingGuard
 from chargepin.charger.store import StateStore
 from chargepin.clock import Clock, SystemClock
 from chargepin.core import lockout, protocol
+from chargepin.core.attestation import AttestedState, attest
 from chargepin.core.events import EventKind
 from chargepin.core.limits import CHALLENGE_SIZE
 from chargepin.core.links import AccessRefusal, protected_access
@@ -164,6 +165,7 @@ class ChargerDaemon:
         if self.profile.rotate_on_failure:
             flags |= protocol.InfoFlag.HARDENED
         policy = pin_policy(identity.model, identity.firmware, identity.produced)
+        fingerprint = pin.fingerprint(self.store.secret, identity.serial)
         return protocol.OpenInfo(
             serial=identity.serial,
             model=identity.model,
@@ -172,7 +174,12 @@ class ChargerDaemon:
             flags=flags,
             epoch=pin.epoch,
             retry_after=int(-(-lockout.retry_after(self.profile.lockout, state, now) // 1)),
-            fingerprint=pin.fingerprint(self.store.secret, identity.serial),
+            fingerprint=fingerprint,
+            attestation=attest(
+                self.store.secret,
+                identity.serial,
+                AttestedState(pin.epoch, pin.enabled, fingerprint),
+            ),
         )
 
     def _state_changed(self) -> None:

@@ -26,6 +26,7 @@ PURPOSE_EPOCH_PIN = "epoch-pin"
 PURPOSE_TICKET = "ticket"
 PURPOSE_RECEIPT = "receipt"
 PURPOSE_FINGERPRINT = "fingerprint"
+PURPOSE_ATTESTATION = "attestation"
 
 
 def require_secret(secret: bytes) -> bytes:

@@ -11,6 +11,7 @@ import enum
 import struct
 from dataclasses import dataclass, field
 
+from chargepin.core.attestation import ATTESTATION_SIZE, AttestedState
 from chargepin.core.errors import ChargepinError
 from chargepin.core.limits import MAX_EPOCH, MAX_STRING_OCTETS
 
@@ -102,8 +103,16 @@ class OpenInfo:
     epoch: int
     retry_after: int
     fingerprint: bytes
+    attestation: bytes = b""
+    """The charger's MAC on (epoch, PIN on/off, fingerprint): core.attestation. Empty from a
+    charger that does not attest (the fleet then believes none of it)."""
 
     _HEAD = struct.Struct("<BBBII8s")
+
+    @property
+    def state(self) -> AttestedState:
+        """What the attestation vouches for."""
+        return AttestedState(self.epoch, self.pin_enabled, self.fingerprint)
 
     @property
     def pin_enabled(self) -> bool:
@@ -126,11 +135,14 @@ class OpenInfo:
             self.retry_after,
             self.fingerprint,
         )
+        if len(self.attestation) not in (0, ATTESTATION_SIZE):
+            raise ProtocolError(f"an attestation is {ATTESTATION_SIZE} octets or absent")
         return (
             head
             + _put_string(self.serial, "serial")
             + _put_string(self.model, "model")
             + _put_string(self.firmware, "firmware")
+            + self.attestation
         )
 
     @classmethod
@@ -146,7 +158,12 @@ class OpenInfo:
             raise ProtocolError(f"unknown PIN mode {mode}") from error
         serial, offset = _take_string(data, cls._HEAD.size, "serial")
         model, offset = _take_string(data, offset, "model")
-        firmware, _ = _take_string(data, offset, "firmware")
+        firmware, offset = _take_string(data, offset, "firmware")
+        attestation = bytes(data[offset:])
+        if len(attestation) not in (0, ATTESTATION_SIZE):
+            raise ProtocolError(
+                f"info ends with {len(attestation)} octets; an attestation is {ATTESTATION_SIZE}"
+            )
         return cls(
             serial=serial,
             model=model,
@@ -156,6 +173,7 @@ class OpenInfo:
             epoch=epoch,
             retry_after=retry_after,
             fingerprint=fingerprint,
+            attestation=attestation,
         )
 
 

@@ -28,16 +28,13 @@ from chargepin.fleet.access import OWNER
 from chargepin.fleet.db import transaction
 from chargepin.fleet.errors import Conflict, Forbidden, TooManyAttempts, Unprocessable
 from chargepin.fleet.models import Charger, Membership, PinReveal, User
-from chargepin.fleet.pins import ChargerFacts, active_pin, pin_of_epoch
+from chargepin.fleet.pins import ChargerFacts, active_pin
 from chargepin.fleet.security import token_digest
 from chargepin.fleet.times import aware, moment
 from chargepin.fleet.vault import Vault
 
 CLAIM_LOCKOUT = LockoutConfig(failures=5, window=60.0, duration=300.0)
 """Wrong claim codes: 5 within 60 s lock claiming for 300 s (doubling on repeat, core rules)."""
-
-EPOCH_LOOKAHEAD = 1000
-"""How far past the committed epoch a charger may have moved (one step per failed attempt)."""
 
 INVALID_STICKER = (
     "this sticker code is not valid; scan the QR code on the charger's own sticker again"
@@ -229,9 +226,11 @@ def pin_for_epoch(
 ) -> Pin:
     """The PIN the charger uses in `epoch` (the troubleshooting screen), audited.
 
-    A custom PIN stays until the first failed attempt moves the epoch (DESIGN.md), so for the
-    committed epoch it is the answer. The PIN is given even while it is off: a member enabling
-    it may connect before the charger's receipt reaches us, and must not be stuck.
+    Only the epoch the charger attested (the committed one, issue 9): a member who harvested
+    the PINs of epochs ahead would still know the charger's PIN after being revoked. After a
+    wrong PIN the app relays the charger's new, attested state first (`reconcile`). The PIN is
+    given even while it is off: a member enabling it may connect before the charger's receipt
+    reaches us, and must not be stuck.
     """
     policy = policy_of(charger)
     if policy.mode is PinMode.UNSUPPORTED:
@@ -242,17 +241,15 @@ def pin_for_epoch(
             "back to an earlier epoch; read the epoch the charger advertises now",
             code="invalid_epoch",
         )
-    if epoch >= charger.epoch + EPOCH_LOOKAHEAD:
-        raise Unprocessable(
-            f"epoch {epoch} is {EPOCH_LOOKAHEAD} or more past the charger's epoch "
-            f"{charger.epoch}, more than it can have moved; read the epoch the charger "
-            "advertises now",
-            code="invalid_epoch",
+    if epoch > charger.epoch:
+        # Only an epoch the charger attested: PINs of epochs ahead would outlive a revocation.
+        raise Conflict(
+            f"the charger has not shown epoch {epoch} yet (the fleet knows epoch "
+            f"{charger.epoch}); relay its open info (POST /chargers/{charger.serial}/reconcile) "
+            "and ask again",
+            code="epoch_not_attested",
         )
-    if epoch == charger.epoch:
-        pin = active_pin(vault, charger)
-    else:
-        pin = pin_of_epoch(vault, charger, epoch)
+    pin = active_pin(vault, charger)
     audit_reveal(db, charger.id, user_id, epoch, app_version, now)
     return pin
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol
 
-from chargepin.core.epochs import epoch_pin, pin_fingerprint
+from chargepin.core.epochs import pin_fingerprint
 from chargepin.core.pin import Pin
+from chargepin.core.pin_state import PinState
 from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet.vault import Vault
 
@@ -31,6 +32,8 @@ class ChargerFacts(Protocol):
     def secret_ct(self) -> bytes: ...
     @property
     def custom_pin_ct(self) -> bytes | None: ...
+    @property
+    def pin_enabled(self) -> bool: ...
 
 
 def secret_context(serial: str) -> str:
@@ -45,17 +48,23 @@ def charger_secret(vault: Vault, charger: ChargerFacts) -> bytes:
     return vault.open(charger.secret_ct, secret_context(charger.serial))
 
 
-def pin_of_epoch(vault: Vault, charger: ChargerFacts, epoch: int) -> Pin:
-    """The PIN the charger uses in `epoch` (its secret never leaves the vault)."""
-    return epoch_pin(charger_secret(vault, charger), charger.serial, epoch)
+def custom_pin(vault: Vault, charger: ChargerFacts, ct: bytes | None) -> Pin | None:
+    """A custom PIN sealed for this charger (committed, or in a pending change), opened."""
+    if ct is None:
+        return None
+    return Pin(vault.open(ct, custom_pin_context(charger.serial)).decode())
+
+
+def committed_state(vault: Vault, charger: ChargerFacts) -> PinState:
+    """The PIN state the fleet has committed for this charger (core.pin_state)."""
+    return PinState(
+        charger.pin_enabled, charger.epoch, custom_pin(vault, charger, charger.custom_pin_ct)
+    )
 
 
 def active_pin(vault: Vault, charger: ChargerFacts) -> Pin:
-    """The committed PIN: the custom one if set, else the PIN of the committed epoch."""
-    if charger.custom_pin_ct is not None:
-        digits = vault.open(charger.custom_pin_ct, custom_pin_context(charger.serial))
-        return Pin(digits.decode())
-    return pin_of_epoch(vault, charger, charger.epoch)
+    """The committed PIN: the committed state's live PIN (core.pin_state decides which)."""
+    return committed_state(vault, charger).live_pin(charger_secret(vault, charger), charger.serial)
 
 
 def fingerprint(vault: Vault, charger: ChargerFacts, pin: Pin) -> bytes:

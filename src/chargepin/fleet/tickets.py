@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from chargepin.core import pin_state
 from chargepin.core.action_policy import ActionNotAllowed, authorize
+from chargepin.core.attestation import AttestationInvalid, AttestedState, verify
 from chargepin.core.errors import InvalidConfig, ReceiptInvalid, WeakPin
 from chargepin.core.pin import Pin
 from chargepin.core.pin_state import PIN_ACTIONS, Live, Observed, PinState, commit_receipt
@@ -91,7 +92,7 @@ def request_ticket(
     if action in PIN_ACTIONS:
         charger = _locked(db, charger)
         # What the charger will do with this ticket: the same rule it applies (core.pin_state).
-        target = pin_state.apply(action, chosen, _committed(vault, charger))
+        target = pin_state.apply(action, chosen, pins.committed_state(vault, charger))
         charger.pending = {
             "challenge": challenge.hex(),
             "action": action.value,
@@ -126,7 +127,12 @@ def submit_receipt(
         and hmac.compare_digest(str(charger.pending["challenge"]), receipt.challenge.hex())
         and charger.pending["action"] == receipt.action.value
     ):
-        _store(vault, charger, commit_receipt(_committed(vault, charger), pending, seen), None)
+        _store(
+            vault,
+            charger,
+            commit_receipt(pins.committed_state(vault, charger), pending, seen),
+            None,
+        )
         return _state(charger, "pending")
     return _state(charger, _observe(vault, charger, secret, seen))
 
@@ -136,18 +142,21 @@ def reconcile(
     vault: Vault,
     user: User,
     serial: str,
-    epoch: int,
-    fingerprint: bytes,
-    pin_enabled: bool,
+    state: AttestedState,
+    attestation: bytes,
 ) -> FleetPinState:
-    """Match what the phone read from the charger's open info against committed and pending.
-
-    A pending change whose receipt never arrived is committed when the charger shows it live.
-    """
+    """Match the charger's attested state (its open info, relayed by a phone) against committed
+    and pending. A pending change whose receipt never arrived is committed when the charger
+    shows it live; a state the charger did not sign changes nothing (422)."""
     charger, _member = require_member(db, user, serial)
+    secret = pins.charger_secret(vault, charger)
+    try:
+        verify(secret, serial, state, attestation)
+    except AttestationInvalid as error:
+        raise Unprocessable(str(error), code="attestation_invalid") from None
     charger = _locked(db, charger)
-    seen = Observed(epoch, fingerprint, pin_enabled)
-    return _state(charger, _observe(vault, charger, pins.charger_secret(vault, charger), seen))
+    seen = Observed(state.epoch, state.fingerprint, state.pin_enabled, signed=True)
+    return _state(charger, _observe(vault, charger, secret, seen))
 
 
 # ------------------------------------------------------------------------------ internals
@@ -158,17 +167,11 @@ def reconcile(
 def _observe(vault: Vault, charger: Charger, secret: bytes, seen: Observed) -> Live:
     """Which state the charger is in, the fleet's states updated as core decides."""
     outcome = pin_state.reconcile(
-        secret, charger.serial, seen, _committed(vault, charger), _pending(vault, charger)
+        secret, charger.serial, seen, pins.committed_state(vault, charger), _pending(vault, charger)
     )
     if outcome.live != "unknown":
         _store(vault, charger, outcome.committed, outcome.pending)
     return outcome.live
-
-
-def _custom_of(vault: Vault, charger: Charger, ct: bytes | None) -> Pin | None:
-    if ct is None:
-        return None
-    return Pin(vault.open(ct, pins.custom_pin_context(charger.serial)).decode())
 
 
 def _pending_ct(charger: Charger) -> bytes | None:
@@ -186,22 +189,16 @@ def _seal(vault: Vault, charger: Charger, pin: Pin | None) -> bytes | None:
     if pin is None:
         return None
     for ct in (charger.custom_pin_ct, _pending_ct(charger)):
-        if ct is not None and _custom_of(vault, charger, ct) == pin:
+        if ct is not None and pins.custom_pin(vault, charger, ct) == pin:
             return ct
     return vault.seal(pin.digits.encode(), pins.custom_pin_context(charger.serial))
-
-
-def _committed(vault: Vault, charger: Charger) -> PinState:
-    return PinState(
-        charger.pin_enabled, charger.epoch, _custom_of(vault, charger, charger.custom_pin_ct)
-    )
 
 
 def _pending(vault: Vault, charger: Charger) -> PinState | None:
     data: dict[str, Any] | None = charger.pending
     if not data:
         return None
-    custom = _custom_of(vault, charger, _pending_ct(charger))
+    custom = pins.custom_pin(vault, charger, _pending_ct(charger))
     return PinState(bool(data["pin_enabled"]), int(data["epoch"]), custom)
 
 

@@ -527,7 +527,7 @@ class Phone:
             after = await self.read_info(charger.address)
             if refusal is Refusal.LOCKED:
                 return ChargerLocked(float(after.retry_after))
-            return WrongPin(after.epoch, float(after.retry_after) if after.locked else 0.0)
+            return WrongPin(after.epoch, float(after.retry_after) if after.locked else 0.0, after)
         return PairingRefused(f"pairing failed: {smp.describe(code)}")
 
     async def forget(self, target_address: str) -> bool:

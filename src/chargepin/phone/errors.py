@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chargepin.core.errors import ChargepinError, format_duration
+from chargepin.core.protocol import OpenInfo
 
 
 class PhoneError(ChargepinError):
@@ -16,7 +17,7 @@ class WrongPin(PhoneError):
 
     exit_code = 3
 
-    def __init__(self, epoch: int, locked_for: float = 0.0) -> None:
+    def __init__(self, epoch: int, locked_for: float = 0.0, info: OpenInfo | None = None) -> None:
         hint = (
             f"the charger is now locked for {format_duration(locked_for)}"
             if locked_for > 0
@@ -25,6 +26,8 @@ class WrongPin(PhoneError):
         super().__init__(f"wrong PIN (charger PIN epoch is now {epoch}); {hint}")
         self.epoch = epoch
         self.locked_for = locked_for
+        self.info = info
+        """The open info read after the failure: the attested state to relay to the fleet."""
 
 
 class ChargerLocked(PhoneError):

@@ -16,6 +16,7 @@ import httpx
 
 from chargepin import __version__
 from chargepin.core.pin import Pin
+from chargepin.core.protocol import OpenInfo
 from chargepin.phone.errors import PhoneError
 
 APP_VERSION = "2.3.0"  # what this client reports in X-App-Version (the service's minimum is 2.0)
@@ -160,14 +161,18 @@ class FleetClient:
             )
         )
 
-    async def reconcile(
-        self, serial: str, epoch: int, fingerprint: bytes, pin_enabled: bool
-    ) -> dict[str, Any]:
+    async def reconcile(self, info: OpenInfo) -> dict[str, Any]:
+        """Relay the charger's open info, as read: the fleet believes only what it attests."""
         return dict(
             await self._call(
                 "POST",
-                f"/chargers/{serial}/reconcile",
-                json={"epoch": epoch, "fingerprint": fingerprint.hex(), "pin_enabled": pin_enabled},
+                f"/chargers/{info.serial}/reconcile",
+                json={
+                    "epoch": info.epoch,
+                    "fingerprint": info.fingerprint.hex(),
+                    "pin_enabled": info.pin_enabled,
+                    "attestation": info.attestation.hex(),
+                },
             )
         )
 

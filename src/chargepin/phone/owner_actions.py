@@ -34,5 +34,4 @@ async def apply(
 
 async def reconcile(link: ChargerLink, fleet: FleetClient) -> dict[str, Any]:
     """Tell the fleet what the charger publishes now (epoch, PIN on/off, PIN fingerprint)."""
-    info = await link.read_info()
-    return await fleet.reconcile(info.serial, info.epoch, info.fingerprint, info.pin_enabled)
+    return await fleet.reconcile(await link.read_info())

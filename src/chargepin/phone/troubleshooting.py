@@ -42,6 +42,7 @@ async def connect(
     on a wrong PIN, show the now-correct PIN and retry once."""
 
     async def from_fleet(info: OpenInfo) -> Pin:
+        await fleet.reconcile(info)  # the fleet reveals only the epoch the charger attested
         return await fleet.pin_of_epoch(serial, info.epoch)
 
     async def admission(challenge: bytes) -> bytes:
@@ -58,6 +59,8 @@ async def connect(
         await fleet.report(serial, PhoneReport.WRONG_PIN, f"epoch now {failure.epoch}")
         if failure.locked_for > 0:  # the retry below is admitted past the lock
             await fleet.report(serial, "locked", f"{failure.locked_for:.0f} s")
+        if failure.info is not None:
+            await fleet.reconcile(failure.info)
         pin = await fleet.pin_of_epoch(serial, failure.epoch)
         message = f"That PIN did not work. The charger's PIN is now {pin}; trying again with it."
         show(message)

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from chargepin.core.attestation import ATTESTATION_SIZE, AttestedState
 from chargepin.core.epochs import FINGERPRINT_SIZE
 from chargepin.core.limits import CHALLENGE_SIZE, MAX_EPOCH
 from chargepin.core.tickets import Action
@@ -46,11 +47,15 @@ class PinStateOut(BaseModel):
 
 
 class OpenInfoReport(BaseModel):
-    """What the phone read from the charger's open info characteristic."""
+    """What the phone read from the charger's open info characteristic, relayed unchanged."""
 
     epoch: int = Field(ge=0, le=MAX_EPOCH, description=f"u32 on the air: 0..{MAX_EPOCH}")
-    fingerprint: str = Field(pattern=f"^([0-9a-fA-F]{{{2 * FINGERPRINT_SIZE}}})?$")
+    fingerprint: str = Field(pattern=f"^[0-9a-fA-F]{{{2 * FINGERPRINT_SIZE}}}$")
     pin_enabled: bool
+    attestation: str = Field(
+        pattern=f"^[0-9a-fA-F]{{{2 * ATTESTATION_SIZE}}}$",
+        description="the charger's MAC on epoch, on/off and fingerprint (docs/PROTOCOL.md)",
+    )
 
 
 class ReconciledOut(PinStateOut):
@@ -104,8 +109,7 @@ def reconcile(
         request.app.state.fleet.vault,
         user,
         serial,
-        body.epoch,
-        bytes.fromhex(body.fingerprint),
-        body.pin_enabled,
+        AttestedState(body.epoch, body.pin_enabled, bytes.fromhex(body.fingerprint)),
+        bytes.fromhex(body.attestation),
     )
     return ReconciledOut(pin_enabled=state.pin_enabled, epoch=state.epoch, live=state.live)
