@@ -11,6 +11,7 @@ import pytest
 
 from chargepin.charger.daemon import ChargerDaemon
 from chargepin.clock import FakeClock
+from chargepin.core.pin import Pin
 from chargepin.core.tickets import Action
 from chargepin.fleet.factory import Provisioned
 from chargepin.lab.local_fleet import LocalFleet
@@ -188,3 +189,44 @@ async def test_a_pin_change_whose_receipt_never_reached_the_fleet_is_not_lost(
     connected = await troubleshooting.connect(newcomer, owner, made.serial)
     assert connected.paired_now
     await connected.link.disconnect()
+
+
+async def test_a_revoked_member_holds_no_pin_the_charger_uses_after_the_owner_changes_it(
+    bed: Testbed, fleet: LocalFleet
+) -> None:
+    """Issue 9: a member harvested the PINs of 1,000 epochs ahead, was revoked, and after the
+    owner's "new PIN" (next epoch) and one deliberate wrong pairing the hardened charger used a
+    PIN they held. Now the fleet reveals only the epoch the charger attested."""
+    [made] = fleet.provision("Pulsar Max", "6.11.2")
+    daemon = await install(bed, made)
+    owner = await fleet.account("owner@example.com")
+    await owner.claim(made.sticker.encode())
+    owner_phone = await bed.phone("owner-phone")
+    code = await owner.invite(made.serial, "guest@example.com")
+    guest = await fleet.account("guest@example.com")
+    await guest.accept(code)
+    guest_phone = await bed.phone("guest-phone")
+    await (await troubleshooting.connect(guest_phone, guest, made.serial)).link.disconnect()
+
+    harvested: set[Pin] = set()
+    epoch = daemon.store.epoch
+    for ahead in range(epoch, epoch + 20):
+        try:
+            harvested.add(await guest.pin_of_epoch(made.serial, ahead))
+        except FleetRefused as refused:
+            assert refused.status == 409 and "not shown epoch" in refused.detail
+    assert harvested == {daemon.store.current_pin()}
+
+    members = await owner.members(made.serial)
+    guest_id = next(m["user_id"] for m in members if m["email"] == "guest@example.com")
+    await owner.revoke(made.serial, guest_id)
+    link = (await troubleshooting.connect(owner_phone, owner, made.serial)).link
+    await owner_actions.apply(link, owner, Action.CHANGE_PIN, {"next_epoch": "1"})
+    await link.disconnect()
+    assert daemon.store.current_pin() not in harvested
+
+    # A deliberate wrong pairing moves the hardened charger on: still no PIN the guest holds.
+    stranger_phone = await bed.phone("stranger")
+    with pytest.raises(WrongPin):
+        await stranger_phone.connect(made.serial, pin=next(iter(harvested)))
+    assert daemon.store.current_pin() not in harvested
