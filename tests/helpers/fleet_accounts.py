@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from weakref import WeakKeyDictionary
+
 from fastapi.testclient import TestClient
 
 APP_VERSION = {"X-App-Version": "2.3.0"}
 PASSWORD = "correct horse battery"
 
+_registered: WeakKeyDictionary[TestClient, set[str]] = WeakKeyDictionary()
+"""The addresses each test client registered: registering one again is a 409 the fleet counts
+as a probe (docs/DECISIONS.md, "Fleet accounts"), which a test logging in again must not make."""
+
 
 def login(client: TestClient, email: str, password: str = PASSWORD) -> dict[str, str]:
-    """Register (if new) and log in; the headers an app sends."""
-    client.post("/register", json={"email": email, "password": password})
+    """Register (if new to this client) and log in; the headers an app sends."""
+    registered = _registered.setdefault(client, set())
+    if email not in registered:
+        client.post("/register", json={"email": email, "password": password})
+        registered.add(email)
     response = client.post("/login", json={"email": email, "password": password})
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['token']}", **APP_VERSION}

@@ -67,6 +67,20 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class LoginThrottle(Base):
+    """Wrong passwords of one account or one source address (core.login_throttle.Throttle).
+
+    `key` is "account:" and the SHA-256 of the address typed (known or not, so a lock tells
+    nobody which accounts exist; a password typed into the e-mail field is not kept in clear),
+    or "source:" and the client's address (an IPv6 client's /64).
+    """
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
 class Token(Base):
     """A bearer token of a logged-in app; only its SHA-256 is stored."""
 

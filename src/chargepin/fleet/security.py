@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -17,11 +18,22 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def verify_password(stored: str, password: str) -> bool:
+def verify_password(stored: str | None, password: str) -> bool:
+    """Whether `password` matches `stored`; with no account (None), False after the same work.
+
+    An unknown account still costs one argon2 verification with the same parameters, so the
+    answer's time does not say whether the account exists (issue 9: 117 ms against 1.5 ms).
+    """
     try:
-        return _hasher.verify(stored, password)
+        return _hasher.verify(stored or _unknown_account_hash(), password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+@cache
+def _unknown_account_hash() -> str:
+    """A hash of a random password nobody knows, made with the hasher's own parameters."""
+    return _hasher.hash(secrets.token_urlsafe(32))
 
 
 def new_token() -> str:

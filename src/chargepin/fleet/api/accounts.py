@@ -1,31 +1,32 @@
-"""Accounts: register, log in (bearer token), who am I."""
+"""Accounts: register, log in (bearer token), who am I, log out, end sessions, new password."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, EmailStr, Field
-from sqlalchemy import select
 
-from chargepin.fleet.deps import DB, CurrentUser
-from chargepin.fleet.errors import Conflict, Unauthorized
-from chargepin.fleet.models import Token, User
-from chargepin.fleet.security import (
-    MIN_PASSWORD,
-    hash_password,
-    new_token,
-    token_digest,
-    verify_password,
-)
+from chargepin.fleet import accounts
+from chargepin.fleet.deps import DB, CurrentUser, bearer_digest
+from chargepin.fleet.errors import Unauthorized
+from chargepin.fleet.security import MIN_PASSWORD
 from chargepin.fleet.times import utc_now
 
 router = APIRouter(tags=["accounts"])
 
+Password = Annotated[str, Field(min_length=MIN_PASSWORD, max_length=200)]
+
 
 class Credentials(BaseModel):
     email: EmailStr
-    password: str = Field(min_length=MIN_PASSWORD, max_length=200)
+    password: Password
+
+
+class PasswordChange(BaseModel):
+    old_password: Annotated[str, Field(min_length=1, max_length=200)]
+    new_password: Password
 
 
 class Account(BaseModel):
@@ -38,31 +39,77 @@ class SessionToken(BaseModel):
     expires_at: dt.datetime
 
 
+class SessionsEnded(BaseModel):
+    sessions_ended: int = Field(description="How many logins (bearer tokens) stopped working.")
+
+
+def _attempt(request: Request, email: str) -> accounts.Attempt:
+    return accounts.Attempt(email, request.client.host if request.client else None)
+
+
+def _token(authorization: str | None) -> bytes:
+    digest = bearer_digest(authorization)
+    if digest is None:  # CurrentUser has refused it already; kept for the type
+        raise Unauthorized("log in first: send Authorization: Bearer <token> from /login")
+    return digest
+
+
 @router.post("/register", status_code=201, response_model=Account)
-def register(body: Credentials, db: DB) -> Account:
-    """Create an account (argon2id password hash)."""
-    email = body.email.lower()
-    if db.scalar(select(User).where(User.email == email)) is not None:
-        raise Conflict(f"an account for {email} exists already; log in instead")
-    user = User(email=email, password_hash=hash_password(body.password))
-    db.add(user)
-    db.flush()
+def register(body: Credentials, db: DB, request: Request) -> Account:
+    """Create an account (argon2id password hash); 409 if the address has one (counted)."""
+    client = request.client.host if request.client else None
+    now = request.app.state.fleet.clock.now()
+    user = accounts.register(db, str(body.email), body.password, client, now)
     return Account(id=user.id, email=user.email)
 
 
 @router.post("/login", response_model=SessionToken)
 def login(body: Credentials, db: DB, request: Request) -> SessionToken:
-    """Exchange e-mail and password for a bearer token."""
-    user = db.scalar(select(User).where(User.email == body.email.lower()))
-    if user is None or not verify_password(user.password_hash, body.password):
-        raise Unauthorized("wrong e-mail or password")
-    token = new_token()
-    now = utc_now(request.app.state.fleet.clock)
-    expires = now + dt.timedelta(seconds=request.app.state.fleet.settings.token_lifetime)
-    db.add(Token(user_id=user.id, token_hash=token_digest(token), expires_at=expires))
-    return SessionToken(token=token, expires_at=expires)
+    """Exchange e-mail and password for a bearer token; wrong passwords are throttled (429)."""
+    state = request.app.state.fleet
+    user = accounts.check_password(
+        db, _attempt(request, str(body.email)), body.password, state.clock.now()
+    )
+    expires = utc_now(state.clock) + dt.timedelta(seconds=state.settings.token_lifetime)
+    return SessionToken(token=accounts.start_session(db, user, expires), expires_at=expires)
 
 
 @router.get("/me", response_model=Account)
 def me(user: CurrentUser) -> Account:
     return Account(id=user.id, email=user.email)
+
+
+@router.post("/logout", status_code=204)
+def logout(
+    db: DB, _user: CurrentUser, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    """End this login: its token stops working at once."""
+    accounts.end_session(db, _token(authorization))
+    return Response(status_code=204)
+
+
+@router.post("/sessions/revoke-all", response_model=SessionsEnded)
+def revoke_all(db: DB, user: CurrentUser) -> SessionsEnded:
+    """End every login of this account, this one included (a lost or stolen phone)."""
+    return SessionsEnded(sessions_ended=accounts.end_sessions(db, user))
+
+
+@router.post("/me/password", response_model=SessionsEnded)
+def change_password(
+    body: PasswordChange,
+    db: DB,
+    user: CurrentUser,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+) -> SessionsEnded:
+    """A new password, given the old one (throttled like a login); every other login ends."""
+    ended = accounts.change_password(
+        db,
+        user,
+        _attempt(request, user.email),
+        body.old_password,
+        body.new_password,
+        keep=_token(authorization),
+        now=request.app.state.fleet.clock.now(),
+    )
+    return SessionsEnded(sessions_ended=ended)
