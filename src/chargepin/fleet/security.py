@@ -25,13 +25,13 @@ def verify_password(stored: str | None, password: str) -> bool:
     answer's time does not say whether the account exists (issue 9: 117 ms against 1.5 ms).
     """
     try:
-        return _hasher.verify(stored or _unknown_account_hash(), password) and stored is not None
+        return _hasher.verify(stored or unknown_account_hash(), password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 
 
 @cache
-def _unknown_account_hash() -> str:
+def unknown_account_hash() -> str:
     """A hash of a random password nobody knows, made with the hasher's own parameters."""
     return _hasher.hash(secrets.token_urlsafe(32))
 
