@@ -6,10 +6,18 @@ to end a lost phone's login and no password change.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from fastapi.testclient import TestClient
 
+from chargepin.clock import FakeClock
 from chargepin.core.login_throttle import ACCOUNT_LOCKOUT
+from chargepin.lab.local_fleet import LocalFleet
+from chargepin.phone import fleet_flows
+from chargepin.phone.fleet_client import FleetClient, FleetRefused
 from tests.helpers.fleet_accounts import PASSWORD, login
+from tests.helpers.served_app import served
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -82,3 +90,29 @@ def test_a_new_password_must_be_long_enough(client: TestClient) -> None:
     answer = client.post("/me/password", json=body, headers=mine)
     assert answer.status_code == 422
     assert "new_password" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("everywhere", [False, True])
+async def test_the_phone_logs_out_and_forgets_its_login(
+    db_url: str, fleet_clock: FakeClock, tmp_path: Path, everywhere: bool
+) -> None:
+    """`chargepin phone logout [--everywhere]` over real HTTP: the token ends on the fleet,
+    the login file goes; with --everywhere the account's other logins end too."""
+    fleet = LocalFleet.start(db_url, fleet_clock)
+    login_file = tmp_path / "login.json"
+    try:
+        with served(fleet.app) as url:
+            await fleet_flows.login(login_file, url, "a@example.com", PASSWORD, register=True)
+            async with FleetClient(url) as other:
+                await other.login("a@example.com", PASSWORD)
+                ended = await fleet_flows.logout(login_file, everywhere)
+                assert ended == (2 if everywhere else 1)
+                assert not login_file.exists()
+                if everywhere:
+                    with pytest.raises(FleetRefused) as refused:
+                        await other.chargers()
+                    assert refused.value.status == 401
+                else:
+                    assert await other.chargers() == []
+    finally:
+        fleet.dispose()

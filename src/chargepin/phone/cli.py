@@ -237,6 +237,21 @@ def phone_login(
     typer.echo(f"logged in as {who}; login kept in {login_file}")
 
 
+@phone_app.command("logout")
+@reports_errors
+def phone_logout(
+    everywhere: Annotated[
+        bool, typer.Option(help="End every login of the account (a lost or stolen phone).")
+    ] = False,
+    login_file: LoginOption = DEFAULT_LOGIN,
+) -> None:
+    """End the fleet login on the service and forget it here."""
+    from chargepin.phone import fleet_flows
+
+    ended = asyncio.run(fleet_flows.logout(login_file, everywhere))
+    typer.echo(f"logged out ({ended} login{'s' if ended != 1 else ''} ended); {login_file} removed")
+
+
 def _describe_charger_info(info: object) -> str:
     from chargepin.phone.fleet_client import ChargerInfo
 

@@ -125,6 +125,24 @@ class FleetClient:
         self.token = str(body["token"])
         return self.token
 
+    async def logout(self) -> None:
+        """End this login on the fleet: the token stops working at once."""
+        await self._call("POST", "/logout")
+        self.token = None
+
+    async def end_all_sessions(self) -> int:
+        """End every login of this account, this one included (a lost phone); how many."""
+        body = await self._call("POST", "/sessions/revoke-all")
+        self.token = None
+        return int(body["sessions_ended"])
+
+    async def change_password(self, old: str, new: str) -> int:
+        """A new password; every other login of the account ends. How many ended."""
+        body = await self._call(
+            "POST", "/me/password", json={"old_password": old, "new_password": new}
+        )
+        return int(body["sessions_ended"])
+
     # ---------------------------------------------------------------- chargers
 
     async def claim(self, sticker_payload: str) -> ChargerInfo:

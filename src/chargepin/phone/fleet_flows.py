@@ -41,6 +41,21 @@ async def login(login_path: Path, fleet_url: str, email: str, password: str, reg
     return email
 
 
+async def logout(login_path: Path, everywhere: bool) -> int:
+    """End this login (or, `everywhere`, every login of the account) and forget it here.
+
+    The login file goes only once the fleet has ended the token; how many logins ended.
+    """
+    async with fleet_from(login_path) as fleet:
+        if everywhere:
+            ended = await fleet.end_all_sessions()
+        else:
+            await fleet.logout()
+            ended = 1
+    login_path.unlink()
+    return ended
+
+
 async def commission(login_path: Path, sticker_payload: str) -> ChargerInfo:
     """Scan the sticker: the first valid claim makes us the owner and shows the PIN."""
     async with fleet_from(login_path) as fleet:
