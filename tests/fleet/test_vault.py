@@ -78,8 +78,36 @@ def test_a_corrupt_key_file_is_a_clear_error(
     monkeypatch.delenv(ENV_KEY, raising=False)
     path = tmp_path / "vault.json"
     path.write_text("{not json")
+    path.chmod(0o600)
     with pytest.raises(VaultError, match="restore it from backup"):
         load_vault(path)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644])
+def test_a_key_file_others_can_read_is_refused_with_chmod_600(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int
+) -> None:
+    """Issue 9: a group/world-readable key file opens every PIN in any copy of the database."""
+    monkeypatch.delenv(ENV_KEY, raising=False)
+    path = tmp_path / "vault.json"
+    Vault.generate().save(path)
+    path.chmod(mode)
+    with pytest.raises(VaultError, match=f"mode {mode:04o}.*chmod 600 {path}"):
+        load_vault(path)
+    path.chmod(0o600)
+    assert load_vault(path)[1] is None
+
+
+def test_a_subkey_is_per_purpose_and_names_its_vault_key() -> None:
+    vault = Vault.generate()
+    kid, claim_key = vault.subkey("claim-code")
+    assert kid == key_id(vault.current)
+    assert claim_key not in (vault.current, vault.subkey("other")[1])
+    vault.rotate()
+    assert vault.subkey("claim-code", kid) == (kid, claim_key)  # older keys still derive
+    assert vault.subkey("claim-code")[0] != kid
+    with pytest.raises(VaultError, match="does not have"):
+        Vault.generate().subkey("claim-code", kid)
 
 
 def test_a_running_service_follows_a_rotation_of_its_key_file(

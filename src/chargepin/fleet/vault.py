@@ -10,9 +10,11 @@ charger's row does not decrypt.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import secrets
+import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +64,7 @@ class Vault:
     current: bytes
     keys: dict[bytes, bytes] = field(default_factory=dict)
     source: str = "memory"
+    _subkeys: dict[tuple[str, bytes], bytes] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.keys.setdefault(key_id(self.current), self.current)
@@ -116,6 +119,25 @@ class Vault:
                 self.current = fresh.current
         return self.keys.get(kid)
 
+    def subkey(self, purpose: str, kid: bytes | None = None) -> tuple[bytes, bytes]:
+        """(key id, key) of a key for one `purpose` derived from vault key `kid` (the current
+        one by default): HMAC-SHA256(vault key, label), so a key for hashing claim codes is
+        never the key that encrypts. Rotation adds keys and deletes none, so whatever was
+        keyed with an older vault key keeps verifying (it names that key's id)."""
+        kid = key_id(self.current) if kid is None else kid
+        cached = self._subkeys.get((purpose, kid))
+        if cached is not None:
+            return kid, cached
+        key = self.keys.get(kid) or self._reload_for(kid)
+        if key is None:
+            raise VaultError(
+                f"a {purpose} record was keyed with vault key {kid.hex()}, which this service "
+                "does not have; add that key to the key file (keys are never deleted by rotation)"
+            )
+        derived = hmac.new(key, b"chargepin/vault-subkey/" + purpose.encode(), "sha256").digest()
+        self._subkeys[(purpose, kid)] = derived
+        return kid, derived
+
     def needs_rotation(self, ciphertext: bytes) -> bool:
         return ciphertext[1 : 1 + KEY_ID_SIZE] != key_id(self.current)
 
@@ -144,6 +166,8 @@ class Vault:
 
     @classmethod
     def load_file(cls, path: Path) -> Vault:
+        """The keyring in `path`, refused when anyone but its owner may read it."""
+        _require_private(path)
         try:
             data = json.loads(path.read_text())
             keys = {
@@ -165,6 +189,26 @@ class Vault:
         self.current = secrets.token_bytes(32)
         self.keys[key_id(self.current)] = self.current
         return key_id(self.current)
+
+
+def _require_private(path: Path) -> None:
+    """VaultError when the key file is readable or writable by group or others.
+
+    Whoever reads it can open every charger secret and PIN in a copy of the database, so it is
+    refused like ssh refuses a private key with loose permissions, saying how to fix it.
+    """
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as error:
+        raise VaultError(
+            f"vault key file {path} is unreadable ({error}); restore it from backup: without "
+            "it the PINs and charger secrets cannot be decrypted"
+        ) from error
+    if mode & 0o077:
+        raise VaultError(
+            f"vault key file {path} is accessible by group or others (mode {mode:04o}); "
+            f"it must be private to the service's user: chmod 600 {path}"
+        )
 
 
 def load_vault(key_file: Path) -> tuple[Vault, str | None]:
