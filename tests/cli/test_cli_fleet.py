@@ -12,9 +12,9 @@ from sqlalchemy import select
 from chargepin.charger.store import StateStore
 from chargepin.core.provisioning import ProvisioningBundle, StickerPayload
 from chargepin.fleet import pins
+from chargepin.fleet.claims import code_matches
 from chargepin.fleet.models import Charger
 from chargepin.fleet.operations import open_database
-from chargepin.fleet.security import token_digest
 from chargepin.fleet.vault import ENV_KEY, Vault, key_id
 from tests.helpers.cli import invoke
 
@@ -159,7 +159,8 @@ def test_sticker_issues_a_new_code_and_prints_the_qr(fleet: dict[str, Path | str
     provision(fleet, count=1)
     (before,) = rows(fleet)
 
-    code, out, err = invoke("fleet", "sticker", "CP00000001", "--db", str(fleet["db"]))
+    keys = ("--vault-key-file", str(fleet["key"]))
+    code, out, err = invoke("fleet", "sticker", "CP00000001", "--db", str(fleet["db"]), *keys)
 
     assert code == 0, err
     payload_line = next(line for line in out.splitlines() if line.startswith("CHARGEPIN:"))
@@ -167,11 +168,17 @@ def test_sticker_issues_a_new_code_and_prints_the_qr(fleet: dict[str, Path | str
     assert payload.serial == "CP00000001"
     assert "█" in out or "▀" in out  # segno's terminal QR
     (after,) = rows(fleet)
-    assert after.claim_code_hash == token_digest(payload.claim_code) != before.claim_code_hash
+    vault = Vault.load_file(Path(fleet["key"]))
+    assert code_matches(vault, after.claim_code_hash, "CP00000001", payload.claim_code)
+    assert after.claim_code_hash != before.claim_code_hash
     assert "earlier stickers no longer work" in out
 
-    code, _, err = invoke("fleet", "sticker", "CP99999999", "--db", str(fleet["db"]))
+    code, _, err = invoke("fleet", "sticker", "CP99999999", "--db", str(fleet["db"]), *keys)
     assert code == 2 and "no charger CP99999999" in err
+    # The digest is keyed with the service's vault: a sticker made without it could never work.
+    missing = ("--vault-key-file", str(Path(fleet["key"]).with_name("missing.json")))
+    code, _, err = invoke("fleet", "sticker", "CP00000001", "--db", str(fleet["db"]), *missing)
+    assert code != 0 and "no vault key file" in err
 
 
 def test_rotate_key_reencrypts_every_secret_and_custom_pin(fleet: dict[str, Path | str]) -> None:

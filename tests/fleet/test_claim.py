@@ -41,8 +41,7 @@ def test_claiming_a_mandatory_charger_shows_its_pin_right_after_the_scan(
     assert info["message"] == "" and info["epoch"] == 0
     (reveal,) = reveals(client)
     assert (reveal.epoch, reveal.app_version) == (0, "2.3.0")
-    row = charger_row(client, made.serial)
-    assert row.claimed_at is not None and row.claim_code_hash is None
+    assert charger_row(client, made.serial).claimed_at is not None
     listed = client.get("/chargers", headers=owner).json()
     assert listed == [{"serial": made.serial, "model": MANDATORY.model, "role": "owner"}]
 
@@ -58,7 +57,7 @@ def test_claiming_an_optional_charger_says_the_pin_is_not_enabled(client: TestCl
     assert reveals(client) == []
 
 
-def test_a_claimed_charger_answers_409_with_what_to_do(client: TestClient) -> None:
+def test_a_claimed_charger_answers_409_to_its_own_sticker_only(client: TestClient) -> None:
     (made,) = provision(client)
     assert claim(client, login(client, "owner@example.com"), made).status_code == 201
     other = login(client, "neighbour@example.com")
@@ -66,8 +65,9 @@ def test_a_claimed_charger_answers_409_with_what_to_do(client: TestClient) -> No
     again = claim(client, other, made)
     assert again.status_code == 409
     assert again.json()["detail"] == "this charger already has an owner; ask them to invite you"
+    # Any other code is a wrong code, answered like one for an unknown serial (issue 9).
     guessed = client.post("/chargers/claim", json=wrong_sticker(made.serial), headers=other)
-    assert guessed.status_code == 409
+    assert guessed.status_code == 403
     with client.app.state.fleet.sessions() as db:  # type: ignore[attr-defined]
         assert len(list(db.scalars(select(Membership)))) == 1
 
@@ -82,29 +82,6 @@ def test_unknown_serials_and_wrong_codes_get_the_same_generic_answer(client: Tes
     assert unknown.status_code == wrong.status_code == 403
     assert unknown.json() == wrong.json()
     assert wrong.json()["detail"].startswith("this sticker code is not valid")
-
-
-def test_wrong_codes_lock_the_charger_for_everyone(
-    client: TestClient, fleet_clock: FakeClock
-) -> None:
-    (made,) = provision(client)
-    # Five different accounts: only the charger's count can reach the limit.
-    for n in range(5):
-        guesser = login(client, f"guesser{n}@example.com")
-        answer = client.post("/chargers/claim", json=wrong_sticker(made.serial), headers=guesser)
-        assert answer.status_code == 403
-    assert "try again in 5 min" in answer.json()["detail"]
-
-    owner = login(client, "owner@example.com")
-    locked = claim(client, owner, made)
-    assert locked.status_code == 429
-    assert locked.headers["Retry-After"] == "300"
-    assert "for this charger; try again in 5 min" in locked.json()["detail"]
-
-    fleet_clock.advance(299)
-    assert claim(client, owner, made).headers["Retry-After"] == "1"
-    fleet_clock.advance(1)
-    assert claim(client, owner, made).status_code == 201
 
 
 def test_wrong_codes_lock_the_account_across_chargers(

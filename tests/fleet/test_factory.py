@@ -19,8 +19,8 @@ from chargepin.core.provisioning import (
     StickerPayload,
 )
 from chargepin.fleet import factory, pins
+from chargepin.fleet.claims import code_matches
 from chargepin.fleet.models import Charger
-from chargepin.fleet.security import token_digest
 from tests.helpers.fleet_factory import MANDATORY, OPTIONAL, UNSUPPORTED, provision
 from tests.helpers.fleet_records import charger_row
 
@@ -37,7 +37,7 @@ def test_provision_makes_rows_with_vaulted_secrets_and_hashed_claim_codes(
         row = charger_row(client, item.serial)
         assert pins.charger_secret(vault, row) == item.secret
         assert item.secret not in row.secret_ct
-        assert row.claim_code_hash == token_digest(item.claim_code)
+        assert code_matches(vault, row.claim_code_hash, item.serial, item.claim_code)
         assert len(item.claim_code) == CLAIM_CODE_LENGTH
         assert set(item.claim_code) <= set(CLAIM_ALPHABET)
         assert (row.pin_enabled, row.epoch, row.claimed_at) == (True, 0, None)
@@ -128,6 +128,8 @@ def test_a_reissued_claim_code_replaces_the_old_one(client: TestClient) -> None:
     (made,) = provision(client)
     fleet = client.app.state.fleet  # type: ignore[attr-defined]
     with fleet.sessions() as db, db.begin():
-        payload = factory.reissue_claim_code(db, made.serial)
+        payload = factory.reissue_claim_code(db, fleet.vault, made.serial)
     assert payload.claim_code != made.claim_code
-    assert charger_row(client, made.serial).claim_code_hash == token_digest(payload.claim_code)
+    stored = charger_row(client, made.serial).claim_code_hash
+    assert code_matches(fleet.vault, stored, made.serial, payload.claim_code)
+    assert not code_matches(fleet.vault, stored, made.serial, made.claim_code)

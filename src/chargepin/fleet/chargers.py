@@ -1,130 +1,29 @@
-"""Chargers as their members see them: commissioning by sticker, Charger Info, PIN reveals.
+"""Chargers as their members see them: Charger Info, PIN reveals (commissioning: claims.py).
 
 PRODUCT.md: the installer scans the sticker and the PIN is shown right after the scan; Charger
 Info shows the PIN at any time to the owner and invited users; after a wrong PIN the
 troubleshooting screen shows the PIN of the epoch the charger now advertises. Every PIN that
 leaves the vault is audited (a PinReveal row: who, when, which app, which epoch).
-
-Claim codes are guessable only by trying, so wrong ones are counted with the core lockout
-machine per charger and per account, like wrong PINs on the charger itself.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 from dataclasses import dataclass, field
-from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, insert, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.orm import Session
 
-from chargepin.core.errors import InvalidSticker, format_duration
-from chargepin.core.lockout import LockoutConfig, LockoutState, check, record_failure
 from chargepin.core.pin import Pin
 from chargepin.core.policy import FirmwareVersion, PinMode, PinPolicy, pin_policy
-from chargepin.core.provisioning import StickerPayload
-from chargepin.fleet.access import OWNER
-from chargepin.fleet.db import transaction
-from chargepin.fleet.errors import Conflict, Forbidden, TooManyAttempts, Unprocessable
+from chargepin.fleet.errors import Conflict, Unprocessable
 from chargepin.fleet.models import Charger, Membership, PinReveal, User
 from chargepin.fleet.pins import ChargerFacts, active_pin
-from chargepin.fleet.security import token_digest
 from chargepin.fleet.times import aware, moment
 from chargepin.fleet.vault import Vault
 
-CLAIM_LOCKOUT = LockoutConfig(failures=5, window=60.0, duration=300.0)
-"""Wrong claim codes: 5 within 60 s lock claiming for 300 s (doubling on repeat, core rules)."""
-
-INVALID_STICKER = (
-    "this sticker code is not valid; scan the QR code on the charger's own sticker again"
-)
-
 MESSAGE_PIN_OFF = "PIN not enabled"
 MESSAGE_UPDATE_CHARGER = "update the charger"
-
-
-def _lockout(data: dict[str, Any] | None) -> LockoutState:
-    return LockoutState.from_dict(data) if data else LockoutState()
-
-
-def _refuse_if_locked(data: dict[str, Any] | None, now: float, whose: str) -> None:
-    decision = check(CLAIM_LOCKOUT, _lockout(data), now)
-    if not decision.allowed:
-        raise TooManyAttempts(
-            f"too many invalid sticker codes {whose}; try again in "
-            f"{format_duration(decision.retry_after)}",
-            retry_after=decision.retry_after,
-        )
-
-
-def _count_failure(
-    sessions: sessionmaker[Session], user_id: int, charger_id: int | None, now: float
-) -> str:
-    """Record a wrong claim in its own transaction (the request's rolls back); the lock note.
-
-    Rows are read FOR UPDATE so concurrent wrong guesses are all counted (PostgreSQL);
-    SQLite serialises writers anyway.
-    """
-    note = ""
-    with transaction(sessions) as db:
-        rows: list[User | Charger | None] = [db.get(User, user_id, with_for_update=True)]
-        if charger_id is not None:
-            rows.append(db.get(Charger, charger_id, with_for_update=True))
-        for row in rows:
-            if row is None:
-                continue
-            state = record_failure(CLAIM_LOCKOUT, _lockout(row.claim_lockout), now)
-            row.claim_lockout = state.to_dict()
-            decision = check(CLAIM_LOCKOUT, state, now)
-            if not decision.allowed:
-                wait = format_duration(decision.retry_after)
-                note = f"; too many invalid codes, try again in {wait}"
-    return note
-
-
-def claim(
-    db: Session,
-    sessions: sessionmaker[Session],
-    user: User,
-    payload: str,
-    now: float,
-) -> Charger:
-    """Make `user` the owner of the charger whose sticker `payload` was scanned.
-
-    Unknown serials and wrong codes get the same answer, so a sticker cannot be used to learn
-    which serials exist. An already claimed charger answers 409 whatever the code: its code
-    was used up (only its hash was ever stored, and that is cleared on the first claim).
-    """
-    try:
-        sticker = StickerPayload.parse(payload)
-    except InvalidSticker as error:
-        raise Unprocessable(str(error), code="invalid_sticker") from None
-    _refuse_if_locked(user.claim_lockout, now, "from this account")
-    charger = db.scalar(select(Charger).where(Charger.serial == sticker.serial))
-    if charger is None:
-        note = _count_failure(sessions, user.id, None, now)
-        raise Forbidden(INVALID_STICKER + note, code="invalid_sticker")
-    _refuse_if_locked(charger.claim_lockout, now, "for this charger")
-    if charger.claimed_at is not None:
-        raise Conflict("this charger already has an owner; ask them to invite you")
-    expected = charger.claim_code_hash or b""
-    if not hmac.compare_digest(expected, token_digest(sticker.claim_code)):
-        note = _count_failure(sessions, user.id, charger.id, now)
-        raise Forbidden(INVALID_STICKER + note, code="invalid_sticker")
-    claimed = cast(
-        CursorResult[Any],
-        db.execute(
-            update(Charger)
-            .where(Charger.id == charger.id, Charger.claimed_at.is_(None))
-            .values(claimed_at=moment(now), claim_code_hash=None)
-        ),
-    )
-    if claimed.rowcount != 1:  # someone else's claim committed first
-        raise Conflict("this charger already has an owner; ask them to invite you")
-    db.add(Membership(charger_id=charger.id, user_id=user.id, role=OWNER, created_at=moment(now)))
-    db.flush()
-    return charger
 
 
 def policy_of(charger: ChargerFacts) -> PinPolicy:

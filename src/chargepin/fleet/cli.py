@@ -125,13 +125,14 @@ def sticker(
     out: Annotated[
         Path | None, typer.Option(help="Also write <serial>.svg and <serial>.png here.")
     ] = None,
+    vault_key_file: KeyFileOption = None,
 ) -> None:
     """Show a new sticker for an unclaimed charger as a QR code (the previous one stops working)."""
     import segno
 
     from chargepin.fleet import operations
 
-    payload = operations.reprint_sticker(_settings(db), serial, out)
+    payload = operations.reprint_sticker(_settings(db, vault_key_file), serial, out)
     segno.make(payload.encode(), error="m").terminal(out=sys.stdout, compact=True)
     typer.echo(payload.encode())
     typer.echo(f"a new claim code was issued for {serial}; earlier stickers no longer work")

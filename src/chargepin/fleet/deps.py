@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from chargepin.core.errors import InvalidVersion
 from chargepin.core.limits import SERIAL_MAX_LENGTH, SERIAL_PATTERN
 from chargepin.core.policy import FirmwareVersion
-from chargepin.fleet.errors import Unauthorized, UpgradeRequired
+from chargepin.fleet.errors import FleetError, Unauthorized, UpgradeRequired
 from chargepin.fleet.models import Token, User
 from chargepin.fleet.security import token_digest
 from chargepin.fleet.times import aware, utc_now
@@ -25,10 +25,23 @@ def session(request: Request) -> Iterator[Session]:
     Used as `UnitOfWork` (scope "function"): FastAPI then runs the commit before the response
     is sent. With its default scope ("request") the commit ran after, so a client acting at once
     on a 201 (logging in after registering) could find nothing committed yet.
+
+    A FleetError with `keep_writes` (a wrong claim code, counted in this transaction) commits
+    before it is answered: the count is part of the refusal (issue 9: it used to be written on a
+    second connection from the pool, which 20 parallel claims ran dry).
     """
     state = request.app.state.fleet
-    with state.sessions() as db, db.begin():
-        yield db
+    with state.sessions() as db:
+        kept: FleetError | None = None
+        with db.begin():
+            try:
+                yield db
+            except FleetError as refusal:
+                if not refusal.keep_writes:
+                    raise
+                kept = refusal  # a refusal that counted itself: leave the block, it commits
+        if kept is not None:
+            raise kept  # then answer it (the app's FleetError handler)
 
 
 UnitOfWork = Depends(session, scope="function")

@@ -9,16 +9,21 @@ from chargepin.core.errors import ChargepinError
 
 
 class FleetError(ChargepinError):
-    """An expected failure of a request; `code` is stable, the message says what to do."""
+    """An expected failure of a request; `code` is stable, the message says what to do.
+
+    With `keep_writes` the refusal recorded its own cost (a counted wrong claim code): the
+    request's unit of work commits what was written, then answers (fleet/deps.py).
+    """
 
     status = 400
     code = "bad_request"
     headers: ClassVar[dict[str, str] | None] = None
 
-    def __init__(self, detail: str, *, code: str | None = None) -> None:
+    def __init__(self, detail: str, *, code: str | None = None, keep_writes: bool = False) -> None:
         super().__init__(detail)
         if code is not None:
             self.code = code
+        self.keep_writes = keep_writes
 
 
 class Unauthorized(FleetError):
@@ -62,8 +67,15 @@ class TooManyAttempts(FleetError):
     status = 429
     code = "too_many_attempts"
 
-    def __init__(self, detail: str, *, retry_after: float, code: str | None = None) -> None:
-        super().__init__(detail, code=code)
+    def __init__(
+        self,
+        detail: str,
+        *,
+        retry_after: float,
+        code: str | None = None,
+        keep_writes: bool = False,
+    ) -> None:
+        super().__init__(detail, code=code, keep_writes=keep_writes)
         self.retry_after = retry_after
 
     @property  # per instance: each lock has its own wait

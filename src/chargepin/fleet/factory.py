@@ -2,11 +2,11 @@
 
 `provision` is what the end-of-line process (and `chargepin fleet provision`) calls: it creates
 the chargers in the fleet database with a vaulted 32-byte secret, a serial and a one-time claim
-code (only its SHA-256 is kept), with the PIN on or off as the vendor's policy says. The secret
-and the claim code leave it once, in the returned values, for the bundle and the sticker
-(`write_outputs`). Rows are written with bulk inserts in batches and a single commit by the
-caller, because a factory run of a million chargers must not pay for one round trip and one
-fsync per charger (docs/PERFORMANCE.md).
+code (only its keyed digest is kept, fleet/claims.py), with the PIN on or off as the vendor's
+policy says. The secret and the claim code leave it once, in the returned values, for the
+bundle and the sticker (`write_outputs`). Rows are written with bulk inserts in batches and a
+single commit by the caller, because a factory run of a million chargers must not pay for one
+round trip and one fsync per charger (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from chargepin.core.errors import InvalidConfig, ProvisioningRefused
 from chargepin.core.keys import new_secret
 from chargepin.core.policy import FirmwareVersion, PinMode, PinPolicy, pin_policy
 from chargepin.core.provisioning import ProvisioningBundle, StickerPayload, new_claim_code
+from chargepin.fleet.claims import code_digest
 from chargepin.fleet.models import Charger
 from chargepin.fleet.pins import secret_context
-from chargepin.fleet.security import token_digest
 from chargepin.fleet.vault import Vault
 
 SERIAL_DIGITS = 8
@@ -142,7 +142,7 @@ def provision(
                     "firmware": firmware,
                     "produced": produced,
                     "secret_ct": vault.seal(secret, secret_context(serial)),
-                    "claim_code_hash": token_digest(code),
+                    "claim_code_hash": code_digest(vault, serial, code),
                     "pin_enabled": pin_enabled,
                     "epoch": 0,
                     "created_at": created_at,
@@ -153,7 +153,7 @@ def provision(
     return made
 
 
-def reissue_claim_code(db: Session, serial: str) -> StickerPayload:
+def reissue_claim_code(db: Session, vault: Vault, serial: str) -> StickerPayload:
     """A new claim code for an unclaimed charger (a reprinted sticker); the old one stops working.
 
     Only the code's hash is stored, so a sticker cannot be printed twice with the same code.
@@ -167,7 +167,7 @@ def reissue_claim_code(db: Session, serial: str) -> StickerPayload:
             "the owner invites further users from the app"
         )
     code = new_claim_code()
-    charger.claim_code_hash = token_digest(code)
+    charger.claim_code_hash = code_digest(vault, serial, code)
     return StickerPayload(serial, code)
 
 

@@ -106,8 +106,12 @@ class Charger(Base):
     firmware: Mapped[FirmwareVersion] = mapped_column(FirmwareColumn())
     produced: Mapped[dt.date] = mapped_column(Date)
     secret_ct: Mapped[bytes] = mapped_column(LargeBinary)
-    claim_code_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # fleet/claims.py code_digest: a keyed HMAC (41 bytes) or, from before issue 9, a bare
+    # SHA-256 (32); the declared 32 was never enforced (BYTEA, BLOB). Kept after the claim.
+    claim_code_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
     claimed_at: Mapped[dt.datetime | None]
+    # No longer read or written: the per-charger claim lock let strangers block commissioning
+    # (issue 9). Kept: dropping a column rebuilds the table on SQLite (see migration 0004).
     claim_lockout: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # The PIN state the charger is known to have (committed by a receipt or at the factory).
     pin_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -117,6 +121,15 @@ class Charger(Base):
     # A change a ticket was issued for, not yet confirmed by a receipt (DESIGN.md "nothing lost").
     pending: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ClaimSource(Base):
+    """Wrong claim codes from one source (an IPv4 address, an IPv6 /64): core/claims.py."""
+
+    __tablename__ = "claim_sources"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    claim_lockout: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class Membership(Base):

@@ -134,16 +134,31 @@ def provision_to_dir(
     return ProvisionRun(made, out, time.perf_counter() - started), created
 
 
+def existing_vault(settings: FleetSettings) -> Vault:
+    """The service's vault (environment or key file), VaultError if there is none yet: a key
+    made up here would key records the service cannot verify."""
+    if os.environ.get(ENV_KEY):
+        return load_vault(settings.vault_key_file)[0]
+    key_file = Path(os.environ.get(ENV_KEY_FILE) or settings.vault_key_file)
+    if not key_file.exists():
+        raise VaultError(
+            f"no vault key file at {key_file}; give the one the service uses with --vault-key-file"
+        )
+    return Vault.load_file(key_file)
+
+
 def reprint_sticker(settings: FleetSettings, serial: str, out: Path | None) -> StickerPayload:
     """A new sticker for an unclaimed charger (new claim code; the old sticker stops working).
 
-    Only the claim code's hash is stored, so a sticker can be shown again only by issuing a
-    new code. With `out`, the SVG and PNG files are written too.
+    Only the claim code's keyed digest is stored, so a sticker can be shown again only by
+    issuing a new code; the digest is keyed with the service's vault (fleet/claims.py), so this
+    needs the service's key, never a new one. With `out`, the SVG and PNG files are written too.
     """
+    vault = existing_vault(settings)
     engine, sessions = open_database(settings.db_url)
     try:
         with transaction(sessions) as db:
-            payload = factory.reissue_claim_code(db, serial)
+            payload = factory.reissue_claim_code(db, vault, serial)
             if out is not None:
                 out.mkdir(parents=True, exist_ok=True)
                 factory.write_sticker(payload, out)

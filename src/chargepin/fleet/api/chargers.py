@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from chargepin.core.limits import MAX_EPOCH
-from chargepin.fleet import chargers
+from chargepin.fleet import chargers, claims
 from chargepin.fleet.access import live_member_by_token, require_member, require_owner
 from chargepin.fleet.deps import (
     DB,
@@ -91,7 +91,8 @@ def claim(
     """Commission a charger by its sticker: the first valid claim makes the caller its owner."""
     state = request.app.state.fleet
     now = state.clock.now()
-    charger = chargers.claim(db, state.sessions, user, body.payload, now)
+    host = request.client.host if request.client else None
+    charger = claims.claim(db, state.vault, user, host, body.payload, now)
     return _info(chargers.charger_view(db, state.vault, charger, "owner", user, version, now))
 
 
