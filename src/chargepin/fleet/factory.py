@@ -27,7 +27,7 @@ from chargepin.core.errors import InvalidConfig, ProvisioningRefused
 from chargepin.core.keys import new_secret
 from chargepin.core.policy import FirmwareVersion, PinMode, PinPolicy, pin_policy
 from chargepin.core.provisioning import ProvisioningBundle, StickerPayload, new_claim_code
-from chargepin.fleet.claims import code_digest
+from chargepin.fleet.claims import code_digest, code_digester
 from chargepin.fleet.models import Charger
 from chargepin.fleet.pins import secret_context
 from chargepin.fleet.vault import Vault
@@ -128,6 +128,7 @@ def provision(
             "choose another prefix"
         )
     pin_enabled = policy.mode is PinMode.MANDATORY
+    claim_digest = code_digester(vault)
     made: list[Provisioned] = []
     for start in range(first, first + count, BATCH):
         rows: list[dict[str, Any]] = []
@@ -142,7 +143,7 @@ def provision(
                     "firmware": firmware,
                     "produced": produced,
                     "secret_ct": vault.seal(secret, secret_context(serial)),
-                    "claim_code_hash": code_digest(vault, serial, code),
+                    "claim_code_hash": claim_digest(serial, code),
                     "pin_enabled": pin_enabled,
                     "epoch": 0,
                     "created_at": created_at,
