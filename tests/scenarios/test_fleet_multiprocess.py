@@ -57,7 +57,7 @@ def test_factory_to_commissioning_to_pin_change_across_processes(bench: Bench) -
     [bundle] = out.glob("*.json")
     serial = json.loads(bundle.read_text())["serial"]
     bench.serial = serial
-    sticker = bench.run("fleet", "sticker", serial, "--db", db)
+    sticker = bench.run("fleet", "sticker", serial, "--db", db, "--vault-key-file", keys)
     assert sticker.returncode == 0, sticker.stderr
     payload = next(line for line in sticker.stdout.splitlines() if line.startswith("CHARGEPIN:"))
 
