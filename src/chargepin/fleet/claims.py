@@ -125,16 +125,21 @@ def _lock_account(db: Session, user_id: int) -> User:
 
 def _lock_source(db: Session, source: str) -> ClaimSource:
     """The source's row (created on first use), locked like the account's (taken after it:
-    one order everywhere, so two claims never wait for each other in a circle)."""
+    one order everywhere, so two claims never wait for each other in a circle).
+
+    On PostgreSQL a claim from the same source may delete the row (nothing left to remember)
+    while this one waits for its lock; the lock then finds no row, and the row is made again.
+    """
     insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
-    db.execute(
-        insert(ClaimSource)
-        .values(source=source, claim_lockout={})
-        .on_conflict_do_nothing(index_elements=["source"])
-    )
-    row = db.get(ClaimSource, source, with_for_update=True, populate_existing=True)
-    assert row is not None
-    return row
+    while True:
+        db.execute(
+            insert(ClaimSource)
+            .values(source=source, claim_lockout={})
+            .on_conflict_do_nothing(index_elements=["source"])
+        )
+        row = db.get(ClaimSource, source, with_for_update=True, populate_existing=True)
+        if row is not None:
+            return row
 
 
 def claim(
