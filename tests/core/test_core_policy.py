@@ -48,7 +48,23 @@ def test_parse_rejects_with_expected_form(text: str) -> None:
         FirmwareVersion.parse(text)
 
 
-@pytest.mark.parametrize("parts", [(), (1, 2, 3, 4, 5), (6, -1), (6, True), [6, 11]])
+@pytest.mark.parametrize("text", ["9" * 4301, "1234567", "6.1234567", "2." + "3" * 40])
+def test_parse_bounds_each_component_to_six_digits(text: str) -> None:
+    """Before, 4,301 digits raised ValueError (Python's int() limit), not InvalidVersion, and
+    long versions overflowed the fleet's String(32) columns."""
+    with pytest.raises(InvalidVersion, match="up to 6 digits") as refused:
+        FirmwareVersion.parse(text)
+    assert len(str(refused.value)) < 200
+
+
+def test_the_longest_version_fits_32_characters() -> None:
+    longest = FirmwareVersion.parse("999999.999999.999999.999999")
+    assert longest.parts == (999999,) * 4 and len(str(longest)) <= 32
+
+
+@pytest.mark.parametrize(
+    "parts", [(), (1, 2, 3, 4, 5), (6, -1), (6, True), [6, 11], (6, 1_000_000)]
+)
 def test_construction_validates(parts: object) -> None:
     with pytest.raises(InvalidVersion):
         FirmwareVersion(parts)  # type: ignore[arg-type]

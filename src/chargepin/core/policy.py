@@ -16,7 +16,14 @@ from enum import StrEnum
 from chargepin.core.errors import InvalidVersion
 
 _MAX_COMPONENTS = 4
-_VERSION_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*", re.ASCII)
+MAX_COMPONENT_DIGITS = 6
+"""Digits of one version component. With four components a version's text is at most 27
+characters, so it fits the fleet's String(32) columns; and no component ever reaches Python's
+4,300-digit limit for int() (an X-App-Version of 4,301 digits was a 500, issue 9)."""
+_VERSION_RE = re.compile(
+    rf"[0-9]{{1,{MAX_COMPONENT_DIGITS}}}(?:\.[0-9]{{1,{MAX_COMPONENT_DIGITS}}})*", re.ASCII
+)
+_SHOWN = 40  # characters of a rejected version quoted back in the error
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,23 +43,34 @@ class FirmwareVersion:
                 f"got {self.parts!r}; write it like 6.11 or 6.7.17"
             )
         for part in self.parts:
-            if isinstance(part, bool) or not isinstance(part, int) or part < 0:
+            if (
+                isinstance(part, bool)
+                or not isinstance(part, int)
+                or not 0 <= part < 10**MAX_COMPONENT_DIGITS
+            ):
                 raise InvalidVersion(
-                    f"firmware version components must be non-negative integers, "
-                    f"got {self.parts!r}; write it like 6.11 or 6.7.17"
+                    f"firmware version components must be integers of 0 to "
+                    f"{MAX_COMPONENT_DIGITS} digits, got {self.parts!r}; write it like 6.11 or "
+                    "6.7.17"
                 )
 
     @classmethod
     def parse(cls, text: str) -> FirmwareVersion:
-        """Parse "6.11" or "6.7.17": 1 to 4 dot-separated decimal numbers, nothing else."""
+        """Parse "6.11" or "6.7.17": 1 to 4 dot-separated decimal numbers of at most 6 digits."""
         if not isinstance(text, str):
             raise InvalidVersion(
                 f"firmware version must be text like 6.11, got {type(text).__name__}"
             )
         stripped = text.strip()
-        if not _VERSION_RE.fullmatch(stripped):
+        if len(stripped) > _MAX_COMPONENTS * (MAX_COMPONENT_DIGITS + 1) or not (
+            _VERSION_RE.fullmatch(stripped)
+        ):
+            shown = (
+                repr(text) if len(text) <= _SHOWN else f"{text[:_SHOWN]!r}... ({len(text)} chars)"
+            )
             raise InvalidVersion(
-                f"firmware version must be dot-separated numbers like 6.11 or 6.7.17, got {text!r}"
+                f"firmware version must be 1 to {_MAX_COMPONENTS} dot-separated numbers of up to "
+                f"{MAX_COMPONENT_DIGITS} digits, like 6.11 or 6.7.17, got {shown}"
             )
         return cls(tuple(int(part) for part in stripped.split(".")))
 

@@ -81,14 +81,25 @@ def current_user(
 
 
 def check_app_version(minimum: str, header: str | None) -> str:
-    """The calling app's version; 426 "update the app" below `minimum`."""
+    """The calling app's version; 426 "update the app" below `minimum` or when it is not one.
+
+    A version is 1 to 4 numbers of up to 6 digits (core.policy), so what is parsed, audited
+    (a String(32) column) and quoted back is bounded: 4,301 digits were a 500 on int(), 33+
+    characters a 500 on PostgreSQL (issue 9).
+    """
     try:
         version = FirmwareVersion.parse(header or "")
     except InvalidVersion:
         version = None
     if version is None or version < FirmwareVersion.parse(minimum):
+        if version is not None:
+            sent = str(version)
+        elif header:
+            sent = "not a version like 2.3.0"
+        else:
+            sent = "not sent"
         raise UpgradeRequired(
-            f"this app version ({header or 'unknown'}) cannot show charger PINs; "
+            f"this app's version (X-App-Version: {sent}) cannot show charger PINs; "
             f"update the app to {minimum} or newer"
         )
     return str(version)
