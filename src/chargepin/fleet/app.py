@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chargepin import __version__
 from chargepin.clock import Clock, SystemClock
@@ -61,13 +64,38 @@ def create_app(
         settings, engine, session_factory(engine), vault, clock or SystemClock()
     )
 
+    install_error_handlers(app)
+    app.include_router(accounts.router)
+    app.include_router(chargers.router)
+    app.include_router(members_api.router)
+    app.include_router(tickets_api.router)
+    app.include_router(factory_api.router)
+    return app
+
+
+def refusal_response(error: FleetError) -> JSONResponse:
+    """The one shape of every answer but a success: `{"error": code, "detail": what to do}`."""
+    return JSONResponse(
+        status_code=error.status,
+        content={"error": error.code, "detail": str(error)},
+        headers=error.headers,
+    )
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every refusal and failure answers `{"error", "detail"}`, the routing's own included."""
+
     @app.exception_handler(FleetError)
     async def fleet_error(_request: Request, error: FleetError) -> JSONResponse:
-        return JSONResponse(
-            status_code=error.status,
-            content={"error": error.code, "detail": str(error)},
-            headers=error.headers,
-        )
+        return refusal_response(error)
 
     @app.exception_handler(ChargepinError)
     async def rule_refused(_request: Request, error: ChargepinError) -> JSONResponse:
@@ -76,18 +104,53 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
-            for e in error.errors()
-        ]
+        problems = [_problem(e) for e in error.errors()]
         return JSONResponse(
             status_code=422,
             content={"error": "invalid_request", "detail": "; ".join(problems)},
         )
 
-    app.include_router(accounts.router)
-    app.include_router(chargers.router)
-    app.include_router(members_api.router)
-    app.include_router(tickets_api.router)
-    app.include_router(factory_api.router)
-    return app
+    @app.exception_handler(StarletteHTTPException)
+    async def routing_refused(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # Raised by the framework itself: no route, wrong method, a body it could not read.
+        detail = error.detail
+        if error.status_code == 404 and detail == "Not Found":
+            detail = "no such endpoint; the endpoints are listed at /docs"
+        elif error.status_code == 405:
+            allowed = (error.headers or {}).get("Allow", "")
+            detail = f"{request.method} is not allowed here; this endpoint accepts {allowed}"
+        return JSONResponse(
+            status_code=error.status_code,
+            content={"error": _HTTP_CODES.get(error.status_code, "http_error"), "detail": detail},
+            headers=error.headers,
+        )
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, error: Exception) -> JSONResponse:
+        return internal_error(request, error)
+
+
+def internal_error(request: Request, error: Exception) -> JSONResponse:
+    """500 naming an incident in the log, never the exception, SQL or a path (they help an
+    attacker, not the user)."""
+    incident = secrets.token_hex(4)
+    logger.error(
+        "incident %s: %s %s failed", incident, request.method, request.url.path, exc_info=error
+    )
+    return JSONResponse(
+        status_code=500,
+        content={
+            "error": "internal_error",
+            "detail": f"the fleet service failed on this request (incident {incident}, in its "
+            "log); try again later, and report the incident if it persists",
+        },
+    )
+
+
+def _problem(error: Any) -> str:
+    """One validation problem as `where: what`; a body that is not JSON says so."""
+    where = ".".join(str(p) for p in error.get("loc", ()))
+    if error.get("type") == "json_invalid":
+        position = error.get("loc", ("body", "?"))[-1]
+        return f"the body is not valid JSON (at character {position})"
+    return f"{where}: {error.get('msg', 'invalid')}"
