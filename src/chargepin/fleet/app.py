@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,7 +22,7 @@ from chargepin.fleet.api import accounts, chargers
 from chargepin.fleet.api import factory as factory_api
 from chargepin.fleet.api import members as members_api
 from chargepin.fleet.api import tickets as tickets_api
-from chargepin.fleet.db import make_engine, migrate, session_factory
+from chargepin.fleet.db import make_engine, migrate, refusal, session_factory
 from chargepin.fleet.errors import FleetError
 from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault, load_vault
@@ -49,7 +50,7 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app; migrations are applied before it serves anything."""
     settings = settings or FleetSettings.from_env()
-    engine = engine or make_engine(settings.db_url)
+    engine = engine or make_engine(settings.db_url, settings.db_lock_timeout)
     migrate(engine)
     if vault is None:
         vault, created = load_vault(settings.vault_key_file)
@@ -124,6 +125,17 @@ def install_error_handlers(app: FastAPI) -> None:
             content={"error": _HTTP_CODES.get(error.status_code, "http_error"), "detail": detail},
             headers=error.headers,
         )
+
+    @app.exception_handler(sa_exc.DBAPIError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def database_refused(request: Request, error: Exception) -> JSONResponse:
+        # Raised in a handler or by the commit before the response (deps.session): a write the
+        # database did not take is never answered 200.
+        answer = refusal(error)
+        if answer is None:
+            return internal_error(request, error)
+        logger.warning("%s %s refused by the database: %s", request.method, request.url.path, error)
+        return refusal_response(answer)
 
     @app.exception_handler(Exception)
     async def failed(request: Request, error: Exception) -> JSONResponse:

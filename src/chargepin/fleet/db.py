@@ -12,9 +12,14 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
+from chargepin.fleet.errors import Conflict, FleetError, ServiceBusy
+
 DEFAULT_URL = "sqlite:///chargepin-fleet.db"
+LOCK_TIMEOUT = 30.0
+"""Seconds a statement waits for another transaction's lock before the request gives up (503)."""
 
 
 def private_sqlite_file(url: str) -> None:
@@ -36,16 +41,19 @@ def private_sqlite_file(url: str) -> None:
         return
 
 
-def make_engine(url: str, **pool: Any) -> Engine:
+def make_engine(url: str, lock_timeout: float = LOCK_TIMEOUT, **pool: Any) -> Engine:
     """An engine for `url`; SQLite gets WAL, foreign keys, a busy timeout and a 0600 file.
 
-    `pool` goes to create_engine (pool_size, max_overflow, pool_timeout): every request uses
-    one connection of it, never two, so any size works (tests run the claims on a pool of one).
+    Both databases wait `lock_timeout` for a lock another writer holds (SQLite's busy timeout,
+    PostgreSQL's lock_timeout), then fail the statement: the request answers 503 (see
+    `refusal`) instead of hanging for as long as the other writer runs. `pool` goes to
+    create_engine (pool_size, max_overflow, pool_timeout): every request uses one connection
+    of it, never two, so any size works (tests run the claims on a pool of one).
     """
     if url.startswith("sqlite"):
         private_sqlite_file(url)
         engine = create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, **pool
+            url, connect_args={"timeout": lock_timeout, "check_same_thread": False}, **pool
         )
 
         @event.listens_for(engine, "connect")
@@ -57,7 +65,47 @@ def make_engine(url: str, **pool: Any) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **pool)
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql+psycopg"):
+        connect_args["options"] = f"-c lock_timeout={max(1, round(lock_timeout * 1000))}"
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
+
+
+_SQLITE_BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes, masked to 8 bits)
+_SQLITE_COLLISIONS = {1555, 2067, 787}  # constraint PRIMARYKEY, UNIQUE, FOREIGNKEY
+_PG_BUSY = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
+_PG_COLLISIONS = {"23505", "23503"}  # unique violation, foreign key violation
+
+
+def refusal(error: Exception) -> FleetError | None:
+    """What a database failure means to the caller, when it is not a bug: None otherwise.
+
+    Another writer holding the lock past the timeout, a deadlock or a serialization failure:
+    nothing was written, 503 with Retry-After. A unique or foreign-key violation: a concurrent
+    request changed the same thing first (one invitation accepted twice at once), 409.
+    Anything else is a fault of the service and stays a 500 (the app's handler).
+    """
+    if isinstance(error, sa_exc.TimeoutError):  # no pooled connection came free in time
+        return ServiceBusy("the service is busy (no free database connection); try again")
+    if not isinstance(error, sa_exc.DBAPIError):
+        return None
+    orig = error.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)
+    if sqlstate in _PG_BUSY or (
+        isinstance(sqlite_code, int) and (sqlite_code & 0xFF) in _SQLITE_BUSY
+    ):
+        return ServiceBusy(
+            "another change to the database was in progress and this one could not wait for "
+            "it; nothing was changed, try again"
+        )
+    if sqlstate in _PG_COLLISIONS or sqlite_code in _SQLITE_COLLISIONS:
+        return Conflict(
+            "a request made at the same time changed this first; nothing was changed: reload "
+            "and try again if it still applies",
+            code="concurrent_change",
+        )
+    return None
 
 
 def alembic_config(url: str) -> Config:

@@ -24,7 +24,8 @@ def session(request: Request) -> Iterator[Session]:
 
     Used as `UnitOfWork` (scope "function"): FastAPI then runs the commit before the response
     is sent. With its default scope ("request") the commit ran after, so a client acting at once
-    on a 201 (logging in after registering) could find nothing committed yet.
+    on a 201 (logging in after registering) could find nothing committed yet. A commit that
+    fails is then the response: the app maps the database's refusal (`db.refusal`) to 503 or 409.
 
     A FleetError with `keep_writes` (a wrong claim code, counted in this transaction) commits
     before it is answered: the count is part of the refusal (issue 9: it used to be written on a

@@ -7,6 +7,10 @@ from typing import ClassVar
 
 from chargepin.core.errors import ChargepinError
 
+BUSY_RETRY_AFTER = 5
+"""Seconds a client waits before retrying a request the database was too busy to commit. The
+request already waited the busy timeout (FleetSettings.db_lock_timeout) for the lock."""
+
 
 class FleetError(ChargepinError):
     """An expected failure of a request; `code` is stable, the message says what to do.
@@ -59,6 +63,15 @@ class Unprocessable(FleetError):
 
     status = 422
     code = "invalid_request"
+
+
+class ServiceBusy(FleetError):
+    """The database could not take the write now (another writer held its lock too long, or
+    a concurrent transaction won); nothing was changed. Retry-After says when to try again."""
+
+    status = 503
+    code = "busy"
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": str(BUSY_RETRY_AFTER)}
 
 
 class TooManyAttempts(FleetError):

@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from chargepin.core.errors import InvalidConfig
@@ -214,6 +215,27 @@ def accept(db: Session, user: User, code: str, now: dt.datetime) -> Accepted:
             f"this invitation is for {invitation.email}; log in with that account to accept it",
             code="wrong_account",
         )
+    # Take the invitation with a conditional write whose row count decides, as a claim does: of
+    # two accepts at once the second waits for the first's lock, then finds it taken (409). A
+    # check-then-set let both pass and the second fail its insert with a 500 (issue 9).
+    taken = cast(
+        CursorResult[Any],
+        db.execute(
+            update(Invitation)
+            .where(
+                Invitation.id == invitation.id,
+                Invitation.accepted_at.is_(None),
+                Invitation.revoked_at.is_(None),
+            )
+            .values(accepted_at=now)
+        ),
+    )
+    if taken.rowcount != 1:
+        raise Conflict(
+            "this invitation was used or withdrawn a moment ago; it works once: ask the owner "
+            "for a new one",
+            code="invitation_used",
+        )
     charger = db.get(Charger, invitation.charger_id)
     assert charger is not None  # foreign key, ON DELETE CASCADE
     member = db.scalar(
@@ -229,7 +251,6 @@ def accept(db: Session, user: User, code: str, now: dt.datetime) -> Accepted:
     else:
         # A new invitation is the only way back in after a revocation.
         member.role, member.revoked_at, member.created_at = USER, None, now
-    invitation.accepted_at = now
     return Accepted(charger.serial, USER)
 
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from chargepin.fleet.db import DEFAULT_URL
+from chargepin.fleet.db import DEFAULT_URL, LOCK_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -14,6 +14,8 @@ class FleetSettings:
     """Everything the service reads at start; environment variables override the defaults."""
 
     db_url: str = DEFAULT_URL
+    # How long a write waits for another writer's lock (a large `fleet provision`) before 503.
+    db_lock_timeout: float = LOCK_TIMEOUT
     vault_key_file: Path = Path("chargepin-vault-key.json")
     # PRODUCT.md: an app too old to know the PIN gets "update the app", never a silent failure.
     min_app_version: str = "2.0.0"
