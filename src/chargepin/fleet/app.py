@@ -22,6 +22,7 @@ from chargepin.fleet.api import accounts, chargers
 from chargepin.fleet.api import factory as factory_api
 from chargepin.fleet.api import members as members_api
 from chargepin.fleet.api import tickets as tickets_api
+from chargepin.fleet.body_limit import MAX_BODY_BYTES, BodyLimit
 from chargepin.fleet.db import make_engine, migrate, refusal, session_factory
 from chargepin.fleet.errors import FleetError
 from chargepin.fleet.settings import FleetSettings
@@ -66,6 +67,7 @@ def create_app(
     )
 
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(accounts.router)
     app.include_router(chargers.router)
     app.include_router(members_api.router)
