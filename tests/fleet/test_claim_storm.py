@@ -9,20 +9,17 @@ got 500 "QueuePool limit ... timed out" (SQLite and PostgreSQL).
 from __future__ import annotations
 
 import asyncio
-import socket
 import statistics
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from chargepin.clock import FakeClock
 from chargepin.core.provisioning import StickerPayload
 from chargepin.lab.local_fleet import LocalFleet
-from chargepin.lab.ports import LOOPBACK
+from tests.helpers.live_server import serve
 
 pytestmark = pytest.mark.slow
 
@@ -39,18 +36,10 @@ P99_BOUND = 1.0
 def served(db_url: str) -> Iterator[tuple[str, LocalFleet]]:
     """The fleet app behind uvicorn on a loopback socket; its base URL and the fleet."""
     fleet = LocalFleet.start(db_url, FakeClock())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind((LOOPBACK, 0))
-    sock.listen(256)  # connections queue in the kernel until uvicorn accepts them
-    server = uvicorn.Server(uvicorn.Config(fleet.app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        yield f"http://{LOOPBACK}:{sock.getsockname()[1]}", fleet
+        with serve(fleet.app) as url:
+            yield url, fleet
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
         fleet.dispose()
 
 

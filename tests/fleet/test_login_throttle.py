@@ -29,7 +29,7 @@ from chargepin.fleet.models import User
 from chargepin.fleet.security import unknown_account_hash
 from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import PASSWORD, login
-from tests.helpers.served_app import served
+from tests.helpers.live_server import serve
 
 WRONG = "not the password at all"
 
@@ -235,7 +235,7 @@ def test_a_parallel_burst_of_wrong_passwords_does_not_slip_past_the_limit(
         else [f"user{i}@example.com" for i in range(burst)]
     )
     limit = ACCOUNT_LOCKOUT.failures if spread == "one account" else SOURCE_LOCKOUT.failures
-    with served(fleet.app) as url, httpx.Client(base_url=url, timeout=60.0) as http:
+    with serve(fleet.app) as url, httpx.Client(base_url=url, timeout=60.0) as http:
         assert http.post("/register", json={"email": emails[0], "password": PASSWORD})
 
         def guess(email: str) -> int:

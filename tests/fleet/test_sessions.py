@@ -17,7 +17,7 @@ from chargepin.lab.local_fleet import LocalFleet
 from chargepin.phone import fleet_flows
 from chargepin.phone.fleet_client import FleetClient, FleetRefused
 from tests.helpers.fleet_accounts import PASSWORD, login
-from tests.helpers.served_app import served
+from tests.helpers.live_server import serve
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -101,7 +101,7 @@ async def test_the_phone_logs_out_and_forgets_its_login(
     fleet = LocalFleet.start(db_url, fleet_clock)
     login_file = tmp_path / "login.json"
     try:
-        with served(fleet.app) as url:
+        with serve(fleet.app) as url:
             await fleet_flows.login(login_file, url, "a@example.com", PASSWORD, register=True)
             async with FleetClient(url) as other:
                 await other.login("a@example.com", PASSWORD)
