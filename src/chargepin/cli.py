@@ -14,6 +14,7 @@ each of the phone's errors does. Tracebacks are for bugs only.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Annotated
 
@@ -74,53 +75,30 @@ def add_not_installed(parent: typer.Typer, name: str, extra: Extra, *, group: bo
     parent.command(name, context_settings=settings)(reports_errors(command))
 
 
+ROLES: tuple[tuple[str, Extra, str, bool], ...] = (
+    # name, extra, "module:attribute", a group (add_typer) or a command; in `--help` order:
+    # commands first, then groups.
+    ("radio", CHARGER, "chargepin.radio.cli:radio", False),
+    ("demo", LAB, "chargepin.lab.cli:demo", False),
+    ("charger", CHARGER, "chargepin.charger.cli:charger_app", True),
+    ("phone", PHONE, "chargepin.phone.cli:phone_app", True),
+    ("bench", LAB, "chargepin.lab.cli:bench_app", True),
+    ("fleet", FLEET, "chargepin.fleet.cli:fleet_app", True),
+    ("lab", LAB, "chargepin.lab.cli:lab_app", True),
+)
+"""Each role's entry point, imported only when its extra is installed."""
+
 _installed = {extra: extra.installed() for extra in EXTRAS}
-
-# Commands first, then groups: the order `chargepin --help` lists them in.
-if _installed[CHARGER]:
-    from chargepin.radio.cli import radio
-
-    app.command("radio")(radio)
-else:
-    add_not_installed(app, "radio", CHARGER, group=False)
-
-if _installed[LAB]:
-    from chargepin.lab.cli import bench_app, demo, lab_app
-
-    app.command("demo")(demo)
-else:
-    add_not_installed(app, "demo", LAB, group=False)
-
-if _installed[CHARGER]:
-    from chargepin.charger.cli import charger_app
-
-    app.add_typer(charger_app, name="charger")
-else:
-    add_not_installed(app, "charger", CHARGER)
-
-if _installed[PHONE]:
-    from chargepin.phone.cli import phone_app
-
-    app.add_typer(phone_app, name="phone")
-else:
-    add_not_installed(app, "phone", PHONE)
-
-if _installed[LAB]:
-    app.add_typer(bench_app, name="bench")
-else:
-    add_not_installed(app, "bench", LAB)
-
-if _installed[FLEET]:
-    from chargepin.fleet.cli import fleet_app
-
-    app.add_typer(fleet_app, name="fleet")
-else:
-    add_not_installed(app, "fleet", FLEET)
-
-if _installed[LAB]:
-    app.add_typer(lab_app, name="lab")
-else:
-    add_not_installed(app, "lab", LAB)
+for _name, _extra, _target, _group in ROLES:
+    if not _installed[_extra]:
+        add_not_installed(app, _name, _extra, group=_group)
+        continue
+    _module, _attribute = _target.split(":")
+    _entry = getattr(importlib.import_module(_module), _attribute)
+    if _group:
+        app.add_typer(_entry, name=_name)
+    else:
+        app.command(_name)(_entry)
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -133,13 +132,14 @@ def test_one_invitation_accepted_twice_at_once_gives_200_and_409(
     app = fleet_app(db_url, fleet_clock, lock_timeout=WAIT)
     engine = app.state.fleet.engine
     writes: list[str] = []
-    lock = threading.Lock()
+    written = threading.Condition()
 
     @sqlalchemy.event.listens_for(engine, "before_cursor_execute")
     def count_writes(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
         if statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
-            with lock:
+            with written:
                 writes.append(statement)
+                written.notify_all()
 
     with TestClient(app) as client:
         owner = login(client, "owner@example.com")
@@ -150,10 +150,9 @@ def test_one_invitation_accepted_twice_at_once_gives_200_and_409(
             with write_lock_held(db_url, "invitations", "memberships"):
                 writes.clear()
                 answers = [pool.submit(accept, base_url, guest, code) for _ in range(2)]
-                deadline = time.monotonic() + WAIT
-                while len(writes) < 2:  # both requests are at their first write, waiting
-                    assert time.monotonic() < deadline, "the accepts never reached their write"
-                    time.sleep(0.01)
+                with written:  # both requests are at their first write, waiting on the lock
+                    reached = written.wait_for(lambda: len(writes) >= 2, timeout=WAIT)
+                assert reached, "the accepts never reached their write"
             results = sorted((r.result().status_code, r.result().json()) for r in answers)
         members = client.get(f"/chargers/{charger.serial}/members", headers=owner).json()
     engine.dispose()
