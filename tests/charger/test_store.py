@@ -11,6 +11,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from chargepin.charger.errors import StateError
 from chargepin.charger.store import (
     EVENT_KINDS,
     MAX_EVENTS,
+    SCHEMA_VERSION,
     ChargerIdentity,
     LogEntry,
     StateStore,
@@ -91,7 +93,7 @@ def test_the_file_is_private_wal_and_synced(state_path: Path) -> None:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
 
 
 def test_classic_profile_and_disabled_pin(tmp_path: Path) -> None:
@@ -284,9 +286,65 @@ def test_open_a_sqlite_database_that_is_not_ours(tmp_path: Path, with_table: boo
 
 def test_open_a_newer_schema(state_path: Path) -> None:
     with sqlite3.connect(state_path) as connection:
-        connection.execute("PRAGMA user_version = 2")
-    with pytest.raises(StateError, match=r"schema version 2, newer.*upgrade chargepin"):
+        connection.execute("PRAGMA user_version = 3")
+    with pytest.raises(StateError, match=r"schema version 3, newer.*upgrade chargepin"):
         StateStore.open(state_path)
+
+
+def _as_schema_1(path: Path) -> None:
+    """Make `path` what chargepin wrote before re-keying: pin_config without a generation."""
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            """
+            CREATE TABLE pin_config_1 (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+                custom_pin TEXT,
+                epoch INTEGER NOT NULL CHECK (epoch >= 0));
+            INSERT INTO pin_config_1 SELECT id, enabled, custom_pin, epoch FROM pin_config;
+            DROP TABLE pin_config;
+            ALTER TABLE pin_config_1 RENAME TO pin_config;
+            PRAGMA user_version = 1;
+            """
+        )
+
+
+def test_a_schema_1_file_opens_in_generation_0_with_its_pin(state_path: Path) -> None:
+    with StateStore.open(state_path) as store:
+        store.advance_epoch()
+        store.advance_epoch()
+        pin = store.current_pin()
+    _as_schema_1(state_path)
+    with StateStore.open(state_path) as store:
+        assert store.generation == 0
+        assert store.epoch == 2
+        assert store.current_pin() == pin
+        version = store.keystore.connection.execute("PRAGMA user_version").fetchone()[0]
+        assert version == SCHEMA_VERSION
+        store.save_pin_state(store.pin_state.rekeyed())
+    with StateStore.open(state_path) as store:
+        assert store.generation == 1
+        assert store.current_pin() != pin
+
+
+def test_a_failed_upgrade_says_so_and_changes_nothing(state_path: Path) -> None:
+    # Says schema 1 but already has the column: the upgrade's ALTER fails and rolls back.
+    with sqlite3.connect(state_path) as connection:
+        connection.execute("PRAGMA user_version = 1")
+    before = state_path.read_bytes()
+    with pytest.raises(StateError, match=r"cannot upgrade .* schema version 1 to 2.*backup"):
+        StateStore.open(state_path)
+    assert state_path.read_bytes() == before
+
+
+def test_the_generation_never_goes_back(state_path: Path) -> None:
+    with StateStore.open(state_path) as store:
+        store.save_pin_state(store.pin_state.rekeyed().rekeyed())
+        with pytest.raises(StateError, match="generation cannot go back from 2 to 1"):
+            store.save_pin_state(replace(store.pin_state, generation=1))
+        with pytest.raises(StateError, match="generation must be a whole number"):
+            store.save_pin_state(replace(store.pin_state, generation=2**32))
+        assert store.generation == 2
 
 
 def test_open_with_a_missing_table(state_path: Path) -> None:

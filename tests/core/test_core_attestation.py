@@ -39,6 +39,57 @@ def test_vector_from_the_documented_recipe() -> None:
     assert attest(SECRET, SERIAL, STATE).hex() == VECTOR
 
 
+GENERATION_VECTOR = "772c36d1a493d0c7e22a7dc4e7206e78"
+"""docs/PROTOCOL.md, "Attestation": STATE in generation 3."""
+
+
+def test_generation_vector_from_the_documented_recipe() -> None:
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"chargepin/v1/attestation/CP-0001"
+    ).derive(SECRET)
+    message = (
+        b"state:" + (7).to_bytes(4, "big") + b"\x01" + STATE.fingerprint + (3).to_bytes(4, "big")
+    )
+    assert hmac.digest(key, message, hashlib.sha256)[:16].hex() == GENERATION_VECTOR
+    later = dataclasses.replace(STATE, generation=3)
+    assert attest(SECRET, SERIAL, later).hex() == GENERATION_VECTOR
+
+
+def test_a_tag_of_one_generation_does_not_vouch_for_another() -> None:
+    tag = attest(SECRET, SERIAL, STATE)
+    for generation in (1, 2**32 - 1):
+        with pytest.raises(AttestationInvalid):
+            verify(SECRET, SERIAL, dataclasses.replace(STATE, generation=generation), tag)
+
+
+def test_the_open_info_carries_the_generation_only_when_it_is_not_0() -> None:
+    info = OpenInfo(
+        serial=SERIAL,
+        model="m",
+        firmware="6.11.0",
+        pin_mode=PinModeCode.MANDATORY,
+        flags=InfoFlag.PIN_ENABLED,
+        epoch=7,
+        retry_after=0,
+        fingerprint=STATE.fingerprint,
+        attestation=attest(SECRET, SERIAL, STATE),
+    )
+    later = dataclasses.replace(
+        info,
+        generation=3,
+        attestation=attest(SECRET, SERIAL, dataclasses.replace(STATE, generation=3)),
+    )
+    assert len(later.encode()) == len(info.encode()) + 4
+    assert later.encode()[:-4][:-ATTESTATION_SIZE] == info.encode()[:-ATTESTATION_SIZE]
+    assert OpenInfo.decode(later.encode()) == later
+    assert OpenInfo.decode(info.encode()).generation == 0
+    assert verify(SECRET, SERIAL, OpenInfo.decode(later.encode()).state, later.attestation)
+    with pytest.raises(ProtocolError, match="generation 0 explicitly"):
+        OpenInfo.decode(info.encode() + bytes(4))
+    with pytest.raises(ProtocolError, match="only after an attestation"):
+        dataclasses.replace(later, attestation=b"").encode()
+
+
 def test_a_genuine_state_verifies() -> None:
     assert len(attest(SECRET, SERIAL, STATE)) == ATTESTATION_SIZE
     assert verify(SECRET, SERIAL, STATE, attest(SECRET, SERIAL, STATE)) == STATE

@@ -32,11 +32,24 @@ VECTORS = [
 ]
 
 
-def documented_epoch_pin(secret: bytes, serial: str, epoch: int) -> tuple[str, int]:
+# Generation > 0 (a re-key): the generation as 4 bytes BE after the counter (docs/PROTOCOL.md).
+GENERATION_VECTORS = [
+    (1, 0, "137952", "1eea0ecbf1899272"),
+    (1, 1, "812458", "2877debf4abd930e"),
+    (2, 0, "533595", "838ff616632a4e73"),
+    (2**32 - 1, 7, "978147", "bc2cb49b3e43b19e"),
+]
+
+
+def documented_epoch_pin(
+    secret: bytes, serial: str, epoch: int, generation: int = 0
+) -> tuple[str, int]:
     """The derivation as docs/PROTOCOL.md spells it out; returns (PIN, counter used)."""
     key = derive_key(secret, serial, "epoch-pin")
+    tail = generation.to_bytes(4, "big") if generation else b""
     for counter in range(100):
-        mac = hmac.digest(key, epoch.to_bytes(8, "big") + counter.to_bytes(4, "big"), "sha256")
+        message = epoch.to_bytes(8, "big") + counter.to_bytes(4, "big") + tail
+        mac = hmac.digest(key, message, "sha256")
         x = int.from_bytes(mac[:4], "big")
         if x >= 4_294_000_000:
             continue
@@ -51,6 +64,33 @@ def test_vectors(epoch: int, digits: str, fingerprint: str) -> None:
     pin = epoch_pin(SECRET, SERIAL, epoch)
     assert pin.digits == digits
     assert pin_fingerprint(SECRET, SERIAL, pin).hex() == fingerprint
+
+
+@pytest.mark.parametrize(("generation", "epoch", "digits", "fingerprint"), GENERATION_VECTORS)
+def test_generation_vectors(generation: int, epoch: int, digits: str, fingerprint: str) -> None:
+    pin = epoch_pin(SECRET, SERIAL, epoch, generation)
+    assert pin.digits == digits == documented_epoch_pin(SECRET, SERIAL, epoch, generation)[0]
+    assert pin_fingerprint(SECRET, SERIAL, pin).hex() == fingerprint
+
+
+def test_generation_0_is_the_original_sequence() -> None:
+    for epoch, digits, _fingerprint in VECTORS:
+        assert epoch_pin(SECRET, SERIAL, epoch, 0).digits == digits
+
+
+def test_a_new_generation_shares_nothing_with_the_harvested_one() -> None:
+    """Issue 9: 1,000 harvested PINs of generation 0 say nothing about generation 1's."""
+    harvested = [epoch_pin(SECRET, SERIAL, epoch, 0) for epoch in range(1000)]
+    fresh = [epoch_pin(SECRET, SERIAL, epoch, 1) for epoch in range(1000)]
+    same_place = sum(a == b for a, b in zip(harvested, fresh, strict=True))
+    assert same_place <= 2  # chance: 1,000 draws from ~900,000 PINs
+    assert len(set(fresh) & set(harvested)) <= 10
+
+
+@pytest.mark.parametrize("generation", [-1, 2**32, True, 1.0, "1"])
+def test_generation_must_be_a_u32(generation: object) -> None:
+    with pytest.raises(InvalidConfig, match="generation must be a whole number"):
+        epoch_pin(SECRET, SERIAL, 0, generation)  # type: ignore[arg-type]
 
 
 def test_vectors_cover_both_rejection_paths() -> None:

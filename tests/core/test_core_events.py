@@ -18,6 +18,7 @@ def test_the_stored_values_are_the_ones_state_files_hold() -> None:
         "pairing_refused",
         "pairing_admitted",
         "link_dropped",
+        "pin_rekeyed",
     ]
 
 

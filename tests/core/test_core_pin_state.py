@@ -30,7 +30,9 @@ CUSTOM = Pin("482915")
 
 def published(state: PinState, *, signed: bool = False) -> Observed:
     """What a charger in `state` shows in its open info (or signs in a receipt)."""
-    return Observed(state.epoch, state.fingerprint(SECRET, SERIAL), state.enabled, signed)
+    return Observed(
+        state.epoch, state.fingerprint(SECRET, SERIAL), state.enabled, signed, state.generation
+    )
 
 
 def test_the_live_pin_is_the_custom_one_or_the_epochs() -> None:
@@ -58,6 +60,10 @@ def test_a_rotation_moves_on_and_drops_the_custom_pin() -> None:
         (Action.LIST_PHONES, {}, PinState(True, 3, CUSTOM), PinState(True, 3, CUSTOM)),
         (Action.REMOVE_PHONE, {"all": "1"}, PinState(True, 3), PinState(True, 3)),
         (Action.ADMIT_PAIRING, {}, PinState(True, 3), PinState(True, 3)),
+        (Action.REKEY, {}, PinState(True, 3, CUSTOM), PinState(True, 3, None, 1)),
+        (Action.REKEY, {}, PinState(False, 3, None, 4), PinState(False, 3, None, 5)),
+        (Action.CHANGE_PIN, {}, PinState(True, 3, None, 2), PinState(True, 4, None, 2)),
+        (Action.ENABLE_PIN, {}, PinState(False, 3, None, 2), PinState(True, 3, None, 2)),
     ],
 )
 def test_what_each_action_does(
@@ -125,12 +131,19 @@ actions = st.sampled_from(
         (Action.CHANGE_PIN, {"next_epoch": "1"}),
         (Action.DISABLE_PIN, {}),
         (Action.REMOVE_PHONE, {"all": "1"}),
+        (Action.REKEY, {}),
     ]
 )
 
 
 @given(
-    start=st.builds(PinState, st.booleans(), st.integers(0, 1000), st.sampled_from([None, CUSTOM])),
+    start=st.builds(
+        PinState,
+        st.booleans(),
+        st.integers(0, 1000),
+        st.sampled_from([None, CUSTOM]),
+        st.integers(0, 3),
+    ),
     action=actions,
     rotations=st.integers(0, 3),
 )
@@ -148,3 +161,35 @@ def test_the_fleet_always_recognises_what_the_charger_did(
     assert outcome.committed.epoch == charger.epoch
     assert outcome.committed.live_pin(SECRET, SERIAL) == charger.live_pin(SECRET, SERIAL)
     assert outcome.committed.epoch >= start.epoch
+    assert outcome.committed.generation == charger.generation
+
+
+def test_a_rekey_moves_to_pins_nobody_has_seen() -> None:
+    before = PinState(True, 3, CUSTOM)
+    after = apply(Action.REKEY, {}, before)
+    assert (after.generation, after.epoch, after.custom_pin) == (1, 3, None)
+    old = {PinState(True, 3 + n).live_pin(SECRET, SERIAL) for n in range(50)}
+    assert after.live_pin(SECRET, SERIAL) == epoch_pin(SECRET, SERIAL, 3, 1)
+    assert after.rotated().generation == 1  # a rotation stays in the new generation
+    assert after.live_pin(SECRET, SERIAL) not in old | {CUSTOM}
+
+
+def test_the_generation_caps_at_a_u32() -> None:
+    with pytest.raises(InvalidConfig, match="generation must be a whole number"):
+        PinState(True, 0, None, 2**32 - 1).rekeyed()
+
+
+def test_a_charger_in_another_generation_is_not_the_committed_state() -> None:
+    committed = PinState(True, 3)
+    elsewhere = published(PinState(True, 3, None, 1))
+    assert not shows(SECRET, SERIAL, committed, elsewhere)
+    assert reconcile(SECRET, SERIAL, elsewhere, committed, None).live == "unknown"
+
+
+def test_a_rekey_whose_receipt_was_lost_is_committed_from_the_open_info() -> None:
+    committed = PinState(True, 3)
+    pending = apply(Action.REKEY, {}, committed)
+    outcome = reconcile(SECRET, SERIAL, published(pending.rotated()), committed, pending)
+    assert (outcome.live, outcome.committed) == ("pending", PinState(True, 4, None, 1))
+    receipt = published(pending, signed=True)
+    assert commit_receipt(committed, pending, receipt) == pending

@@ -65,6 +65,30 @@ def test_vector() -> None:
     assert verify_receipt(SECRET, SERIAL, blob) == receipt()
 
 
+REKEY_VECTOR_TAG = "a726865bdc5408b75845d0ae1c3fd3d9"
+"""docs/PROTOCOL.md, "Receipts": a rekey receipt in generation 1 (the "g" field appears)."""
+
+
+def test_rekey_vector() -> None:
+    blob = sign_receipt(SECRET, receipt(action=Action.REKEY, generation=1, bonds_removed=0))
+    assert blob[1:-16] == (
+        b'{"a":"rekey","b":0,"c":"000102030405060708090a0b0c0d0e0f",'
+        b'"f":"6b76e20887a22deb","g":1,"n":4,"p":true,"s":"CP-0001"}'
+    )
+    assert blob == signed_payload(blob[1:-16])
+    assert blob[-16:].hex() == REKEY_VECTOR_TAG
+    assert verify_receipt(SECRET, SERIAL, blob).generation == 1
+
+
+def test_generation_0_is_written_by_leaving_it_out() -> None:
+    assert b'"g"' not in sign_receipt(SECRET, receipt())
+    explicit = json.loads(sign_receipt(SECRET, receipt())[1:-16])
+    explicit["g"] = 0
+    payload = json.dumps(explicit, separators=(",", ":"), sort_keys=True).encode()
+    with pytest.raises(ReceiptInvalid, match="generation 0 is written by leaving"):
+        verify_receipt(SECRET, SERIAL, signed_payload(payload))
+
+
 @pytest.mark.parametrize("action", list(Action))
 @pytest.mark.parametrize(
     "changes",
@@ -73,6 +97,7 @@ def test_vector() -> None:
         {"pin_enabled": False, "fingerprint": b""},
         {"epoch": MAX_EPOCH, "bonds_removed": 0},
         {"serial": "Zählerschrank-7"},
+        {"generation": 2**32 - 1},
     ],
 )
 def test_round_trip(action: Action, changes: dict[str, Any]) -> None:

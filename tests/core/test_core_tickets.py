@@ -48,6 +48,7 @@ VALID_ARGS: list[tuple[Action, dict[str, str]]] = [
     (Action.REMOVE_PHONE, {"address": "F0:F1:F2:F3:F4:F5/P"}),
     (Action.REMOVE_PHONE, {"all": "1"}),
     (Action.ADMIT_PAIRING, {}),
+    (Action.REKEY, {}),
 ]
 
 BAD_ARGS: list[tuple[Action, dict[str, str], str]] = [

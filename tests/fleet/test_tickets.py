@@ -99,13 +99,13 @@ def test_enable_pin_on_an_optional_charger_then_the_receipt_commits(client: Test
         f"/chargers/{charger.serial}/receipts", json={"receipt": signed}, headers=owner
     )
     assert committed.status_code == 200, committed.text
-    assert committed.json() == {"pin_enabled": True, "epoch": 0}
+    assert committed.json() == {"pin_enabled": True, "epoch": 0, "generation": 0}
     assert charger_row(client, charger.serial).pending is None
     # The same receipt again is harmless.
     again = client.post(
         f"/chargers/{charger.serial}/receipts", json={"receipt": signed}, headers=owner
     )
-    assert again.json() == {"pin_enabled": True, "epoch": 0}
+    assert again.json() == {"pin_enabled": True, "epoch": 0, "generation": 0}
 
 
 def test_enable_pin_with_a_custom_pin(client: TestClient) -> None:
@@ -136,7 +136,7 @@ def test_change_pin_without_arguments_moves_to_the_next_epoch(client: TestClient
     response = client.post(
         f"/chargers/{charger.serial}/receipts", json={"receipt": signed}, headers=owner
     )
-    assert response.json() == {"pin_enabled": True, "epoch": 1}
+    assert response.json() == {"pin_enabled": True, "epoch": 1, "generation": 0}
     assert committed_pin(client, charger) == charger.pin(1)
 
 
@@ -301,11 +301,11 @@ def test_reconcile_commits_a_change_whose_receipt_never_arrived(client: TestClie
     ask(client, owner, charger, "change_pin", {"pin": "730418"})
     # Before the charger applied it: the committed PIN is live, the change stays pending.
     still = reconcile(client, owner, charger, 0, charger.pin(0), True)
-    assert still == {"pin_enabled": True, "epoch": 0, "live": "committed"}
+    assert still == {"pin_enabled": True, "epoch": 0, "generation": 0, "live": "committed"}
     assert charger_row(client, charger.serial).pending is not None
     # The charger applied it and the app crashed before handing in the receipt.
     applied = reconcile(client, owner, charger, 0, Pin("730418"), True)
-    assert applied == {"pin_enabled": True, "epoch": 0, "live": "pending"}
+    assert applied == {"pin_enabled": True, "epoch": 0, "generation": 0, "live": "pending"}
     assert charger_row(client, charger.serial).pending is None
     assert committed_pin(client, charger) == Pin("730418")
 
@@ -319,7 +319,7 @@ def test_reconcile_commits_a_next_epoch_change_even_after_later_rotations(
     ask(client, owner, charger, "change_pin")
     # Applied (epoch 1), then two failed attempts rotated the hardened charger to epoch 3.
     seen = reconcile(client, user, charger, 3, charger.pin(3), True)
-    assert seen == {"pin_enabled": True, "epoch": 3, "live": "pending"}
+    assert seen == {"pin_enabled": True, "epoch": 3, "generation": 0, "live": "pending"}
     assert committed_pin(client, charger) == charger.pin(3)
 
 
@@ -334,7 +334,7 @@ def test_reconcile_follows_rotation_and_drops_a_custom_pin(client: TestClient) -
     client.post(f"/chargers/{charger.serial}/receipts", json={"receipt": signed}, headers=owner)
     # A failed attempt: the charger moves to epoch 1 and forgets the custom PIN.
     moved = reconcile(client, owner, charger, 1, charger.pin(1), True)
-    assert moved == {"pin_enabled": True, "epoch": 1, "live": "committed"}
+    assert moved == {"pin_enabled": True, "epoch": 1, "generation": 0, "live": "committed"}
     assert committed_pin(client, charger) == charger.pin(1)
 
 
@@ -342,7 +342,7 @@ def test_reconcile_with_an_unknown_fingerprint_changes_nothing(client: TestClien
     owner = login(client, "owner@example.com")
     charger = add_charger(client, owner, MANDATORY)
     unknown = reconcile(client, owner, charger, 5, Pin("730418"), True)
-    assert unknown == {"pin_enabled": True, "epoch": 0, "live": "unknown"}
+    assert unknown == {"pin_enabled": True, "epoch": 0, "generation": 0, "live": "unknown"}
 
 
 def test_an_epoch_the_air_cannot_carry_or_a_serial_no_label_has_is_422(
@@ -372,7 +372,7 @@ def test_a_receipt_from_a_newer_epoch_is_taken_as_the_truth(client: TestClient) 
     response = client.post(
         f"/chargers/{charger.serial}/receipts", json={"receipt": signed}, headers=owner
     )
-    assert response.json() == {"pin_enabled": True, "epoch": 4}
+    assert response.json() == {"pin_enabled": True, "epoch": 4, "generation": 0}
 
 
 def reconcile(

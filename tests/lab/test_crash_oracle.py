@@ -42,10 +42,12 @@ def state(
     epoch: int = 0,
     lockout: LockoutState | None = None,
     bonds: tuple[str, ...] = (),
+    generation: int = 0,
 ) -> SecurityState:
     return SecurityState(
         pin_enabled=True,
         epoch=epoch,
+        generation=generation,
         pin=Pin("385172"),
         custom_pin=None,
         lockout=lockout or LockoutState(),
@@ -132,17 +134,18 @@ def test_a_pairing_with_a_wrong_pin_that_succeeded_is_reported() -> None:
 
 
 def test_a_file_restored_from_an_older_copy_is_reported_in_full() -> None:
-    before = state(failures=5, locks=1, epoch=5, lockout=LOCKED, bonds=(PHONE,))
+    before = state(failures=5, locks=1, epoch=5, lockout=LOCKED, bonds=(PHONE,), generation=2)
     violations = judge(before, disk(state()), Witness(), {}).violations
-    assert violations[:5] == (
+    assert violations[:6] == (
         "failures went backwards: 5 -> 0",
         "lockouts went backwards: 1 -> 0",
         "the epoch went backwards: 5 -> 0",
+        "the PIN generation went backwards: 2 -> 0",
         f"the lock until {NOW + 300:.3f} was shortened or lost (None)",
         f"bond {PHONE} was lost (the workload deletes none)",
     )
     # The differences then fall short of what the phones saw (none): said again, as counts.
-    assert violations[5:] == (
+    assert violations[6:] == (
         "the phones saw 0 wrong PINs refused, the file counts -5",
         "the phones saw 0 wrong PINs refused, the epoch moved -5",
     )

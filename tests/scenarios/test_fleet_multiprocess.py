@@ -105,3 +105,43 @@ def test_factory_to_commissioning_to_pin_change_across_processes(bench: Bench) -
     # A new phone of the owner pairs with the PIN the fleet now shows.
     newcomer = bench.phone("connect", 2, serial, "--login-file", str(login))
     assert "paired with the PIN" in newcomer.stdout, newcomer.stderr
+
+    # Revoking a member who saw the PIN, near the charger: the charger is re-keyed and
+    # Charger Info shows the new PIN (issue 9).
+    invited = bench.run("phone", "invite", serial, "member@example.com", "--login-file", str(login))
+    assert invited.returncode == 0, invited.stderr
+    code = invited.stdout.strip().rsplit(" ", 1)[-1]
+    member_login = directory / "member-login.json"
+    member = bench.run(
+        "phone",
+        "login",
+        "--fleet",
+        f"http://127.0.0.1:{port}",
+        "--email",
+        "member@example.com",
+        "--password",
+        PASSWORD,
+        "--register",
+        "--login-file",
+        str(member_login),
+    )
+    assert member.returncode == 0, member.stderr
+    accepted = bench.run("phone", "accept", code, "--login-file", str(member_login))
+    assert accepted.returncode == 0, accepted.stderr
+    seen = bench.run("phone", "charger-info", serial, "--login-file", str(member_login))
+    assert f"PIN {bench.charger_pin()}" in seen.stdout, seen.stderr
+    members = bench.run("phone", "members", serial, "--login-file", str(login))
+    assert members.returncode == 0, members.stderr
+    member_id = next(
+        line.split()[0] for line in members.stdout.splitlines() if "member@example.com" in line
+    )
+    before = bench.charger_pin()
+    revoked = bench.phone("revoke", 1, serial, member_id, "--login-file", str(login))
+    assert revoked.returncode == 0, revoked.stderr
+    assert "revoked at the fleet" in revoked.stdout and "re-keyed" in revoked.stdout
+    after = bench.charger_pin()
+    assert after != before
+    shown = bench.run("phone", "charger-info", serial, "--login-file", str(login))
+    assert f"PIN {after}" in shown.stdout, shown.stderr
+    refused = bench.run("phone", "charger-info", serial, "--login-file", str(member_login))
+    assert refused.returncode != 0 and "revoked" in refused.stderr

@@ -162,6 +162,7 @@ def _print_report(report: ChargerReport) -> None:
             ("on" if report.pin_enabled else "off") + (", custom" if report.custom_pin else ""),
         ),
         ("epoch", str(report.epoch)),
+        ("PIN generation", str(report.generation)),
         ("profile", str(report.profile)),
         ("lockout", lock_text),
     ]

@@ -178,8 +178,9 @@ class ChargerDaemon:
             attestation=attest(
                 self.store.secret,
                 identity.serial,
-                AttestedState(pin.epoch, pin.enabled, fingerprint),
+                AttestedState(pin.epoch, pin.enabled, fingerprint, pin.generation),
             ),
+            generation=pin.generation,
         )
 
     def _state_changed(self) -> None:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from chargepin.charger.store import StateStore
 from chargepin.core import pin_state
 from chargepin.core.action_policy import ActionNotAllowed, authorize
-from chargepin.core.epochs import pin_fingerprint
 from chargepin.core.errors import ChargepinError, TicketRejected
 from chargepin.core.events import EventKind
 from chargepin.core.pin_state import PIN_ACTIONS
@@ -47,16 +46,18 @@ class NeedsPairedLink(ChargepinError):
 
 def _receipt(store: StateStore, ticket: Ticket, bonds_removed: int = 0) -> bytes:
     identity = store.identity
+    state = store.pin_state
     return sign_receipt(
         store.secret,
         Receipt(
             serial=identity.serial,
             challenge=ticket.challenge,
             action=ticket.action,
-            epoch=store.epoch,
-            pin_enabled=store.pin_enabled,
-            fingerprint=pin_fingerprint(store.secret, identity.serial, store.current_pin()),
+            epoch=state.epoch,
+            pin_enabled=state.enabled,
+            fingerprint=state.fingerprint(store.secret, identity.serial),
             bonds_removed=bonds_removed,
+            generation=state.generation,
         ),
     )
 
@@ -106,6 +107,12 @@ def apply_ticket(
         return AdminOutcome(result, drop_all_links=forget, forget_all_bonds=forget)
     if action is Action.DISABLE_PIN:
         store.record_event(EventKind.PIN_DISABLED, "owner ticket", now)
+        return AdminOutcome(
+            AdminResult(ok=True, action=action.value, receipt=_receipt(store, ticket))
+        )
+    if action is Action.REKEY:
+        store.record_event(EventKind.PIN_REKEYED, f"generation {store.generation}", now)
+        # Bonds stay: the owner removes a revoked member's phones with remove_phone tickets.
         return AdminOutcome(
             AdminResult(ok=True, action=action.value, receipt=_receipt(store, ticket))
         )

@@ -223,6 +223,7 @@ class ChargerReport:
     pin_enabled: bool
     custom_pin: bool
     epoch: int
+    generation: int
     lockout: LockoutReport
     bonds: list[BondInfo]
     counters: dict[str, int]
@@ -242,6 +243,7 @@ class ChargerReport:
             "pin_enabled": self.pin_enabled,
             "custom_pin": self.custom_pin,
             "epoch": self.epoch,
+            "generation": self.generation,
             "profile": self.profile,
             "lockout": {
                 "locked": self.lockout.locked,
@@ -275,6 +277,7 @@ def charger_report(path: Path, clock: Clock | None = None) -> ChargerReport:
             pin_enabled=store.pin_enabled,
             custom_pin=store.custom_pin is not None,
             epoch=store.epoch,
+            generation=store.generation,
             lockout=LockoutReport(
                 locked=lockout.is_locked(config, state, now),
                 retry_after=lockout.retry_after(config, state, now),

@@ -26,7 +26,7 @@ from chargepin.core.addresses import static_address_problem
 from chargepin.core.errors import InvalidConfig
 from chargepin.core.events import EventKind
 from chargepin.core.keys import SECRET_SIZE
-from chargepin.core.limits import MAX_EPOCH, serial_problem
+from chargepin.core.limits import MAX_EPOCH, MAX_GENERATION, check_generation, serial_problem
 from chargepin.core.lockout import LockoutConfig, LockoutState
 from chargepin.core.pin import Pin
 from chargepin.core.pin_state import PinState
@@ -34,8 +34,17 @@ from chargepin.core.policy import FirmwareVersion
 from chargepin.core.profiles import ProfileName, profile_name
 from chargepin.radio.keystore import DAMAGED_VALUE, SqliteKeyStore
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """PRAGMA user_version of the database this module reads and writes."""
+
+_UPGRADES: Final[dict[int, tuple[str, ...]]] = {
+    # 1 -> 2: the PIN generation (a re-key moves to the next; every charger starts at 0).
+    1: (
+        "ALTER TABLE pin_config ADD COLUMN generation INTEGER NOT NULL DEFAULT 0 "
+        "CHECK (generation >= 0)",
+    ),
+}
+"""What brings a file of schema version N to N+1, applied in one transaction at open."""
 
 IRK_LENGTH: Final = 16
 """Bytes of the charger's Identity Resolving Key (Core spec Vol 3 Part H 2.4.2.1)."""
@@ -69,7 +78,8 @@ _SCHEMA = (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),
         custom_pin TEXT,
-        epoch INTEGER NOT NULL CHECK (epoch >= 0))""",
+        epoch INTEGER NOT NULL CHECK (epoch >= 0),
+        generation INTEGER NOT NULL DEFAULT 0 CHECK (generation >= 0))""",
     """CREATE TABLE lockout (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         state TEXT NOT NULL)""",
@@ -202,7 +212,9 @@ class StateStore:
                 "INSERT INTO settings VALUES (1, ?, ?)",
                 (profile, json.dumps(lockout.to_dict(), sort_keys=True)),
             )
-            connection.execute("INSERT INTO pin_config VALUES (1, ?, NULL, 0)", (int(pin_enabled),))
+            connection.execute(
+                "INSERT INTO pin_config VALUES (1, ?, NULL, 0, 0)", (int(pin_enabled),)
+            )
             connection.execute(
                 "INSERT INTO lockout VALUES (1, ?)",
                 (json.dumps(LockoutState().to_dict(), sort_keys=True),),
@@ -242,6 +254,7 @@ class StateStore:
             ) from error
         try:
             _configure(connection)
+            _upgrade(connection, target)
             _check_schema(connection, target)
             connection.execute("PRAGMA journal_mode = WAL")
             store = cls(connection, target)
@@ -355,10 +368,22 @@ class StateStore:
         return int(self._row("SELECT epoch FROM pin_config")[0])
 
     @property
+    def generation(self) -> int:
+        """The PIN generation (public: in the info characteristic when it is not 0)."""
+        return int(self._row("SELECT generation FROM pin_config")[0])
+
+    @property
     def pin_state(self) -> PinState:
-        """On or off, the epoch and the custom PIN, read together (core/pin_state.py)."""
-        enabled, custom, epoch = self._row("SELECT enabled, custom_pin, epoch FROM pin_config")
-        return PinState(bool(enabled), int(epoch), None if custom is None else Pin(str(custom)))
+        """On or off, the epoch, the custom PIN and the generation, read together."""
+        enabled, custom, epoch, generation = self._row(
+            "SELECT enabled, custom_pin, epoch, generation FROM pin_config"
+        )
+        return PinState(
+            bool(enabled),
+            int(epoch),
+            None if custom is None else Pin(str(custom)),
+            int(generation),
+        )
 
     def current_pin(self) -> Pin:
         """The PIN pairing must use now: the custom PIN if set, else the epoch's derived PIN."""
@@ -367,8 +392,9 @@ class StateStore:
     def save_pin_state(self, state: PinState) -> None:
         """Persist the PIN state core decided, in one transaction.
 
-        The epoch may stay or move forward but never back: an old epoch's PIN may already be
-        partly known to an attacker, and the fleet service must never see an epoch reused.
+        The epoch and the generation may stay or move forward but never back: an old epoch's
+        (or generation's) PIN may already be partly known to an attacker, and the fleet service
+        must never see one reused.
         """
         epoch = state.epoch
         if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCH:
@@ -376,17 +402,26 @@ class StateStore:
                 f"epoch must be a non-negative whole number up to {MAX_EPOCH} (a u32 on the "
                 f"air), got {epoch!r}"
             )
+        try:
+            generation = check_generation(state.generation)
+        except InvalidConfig as error:
+            raise StateError(str(error)) from None
         digits = None if state.custom_pin is None else state.custom_pin.digits
         with self.transaction():
-            current = self.epoch
-            if epoch < current:
+            current = self.pin_state
+            if epoch < current.epoch:
                 raise StateError(
-                    f"epoch cannot go back from {current} to {epoch}; an old epoch's PIN may "
-                    f"already be known: use epoch {current} or higher"
+                    f"epoch cannot go back from {current.epoch} to {epoch}; an old epoch's PIN "
+                    f"may already be known: use epoch {current.epoch} or higher"
+                )
+            if generation < current.generation:
+                raise StateError(
+                    f"generation cannot go back from {current.generation} to {generation}; its "
+                    "PINs may already be known"
                 )
             self._execute(
-                "UPDATE pin_config SET enabled = ?, custom_pin = ?, epoch = ?",
-                (int(state.enabled), digits, epoch),
+                "UPDATE pin_config SET enabled = ?, custom_pin = ?, epoch = ?, generation = ?",
+                (int(state.enabled), digits, epoch, generation),
             )
 
     def advance_epoch(self) -> int:
@@ -532,6 +567,8 @@ class StateStore:
             self.custom_pin  # noqa: B018
             if not 0 <= self.epoch <= MAX_EPOCH:
                 raise ValueError(f"epoch {self.epoch} is outside 0..{MAX_EPOCH}")
+            if not 0 <= self.generation <= MAX_GENERATION:
+                raise ValueError(f"generation {self.generation} is outside 0..{MAX_GENERATION}")
             self.pin_enabled  # noqa: B018
             self.counters()
             self.events(MAX_EVENTS)
@@ -557,6 +594,30 @@ def _configure(connection: sqlite3.Connection) -> None:
     connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     connection.execute("PRAGMA synchronous = FULL")
     connection.execute("PRAGMA foreign_keys = ON")
+
+
+def _upgrade(connection: sqlite3.Connection, path: Path) -> None:
+    """Bring an older chargepin state file to SCHEMA_VERSION, in one transaction (or not at all).
+
+    Only versions this module knows are touched; `_check_schema` then judges the result.
+    """
+    version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    if not 1 <= version < SCHEMA_VERSION:
+        return
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        for step in range(version, SCHEMA_VERSION):
+            for statement in _UPGRADES[step]:
+                connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except sqlite3.Error as error:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise StateError(
+            f"cannot upgrade {path} from schema version {version} to {SCHEMA_VERSION}: {error}; "
+            "check that the file is writable, or restore it from backup"
+        ) from error
 
 
 def _check_schema(connection: sqlite3.Connection, path: Path) -> None:

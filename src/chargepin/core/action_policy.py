@@ -27,8 +27,12 @@ def authorize(policy: PinPolicy, pin_enabled: bool, action: Action) -> None:
         Action.ENABLE_PIN,
         Action.CHANGE_PIN,
         Action.DISABLE_PIN,
+        Action.REKEY,
     ):
         raise ActionNotAllowed(action, policy.reason)
+    # A re-key is allowed on every charger with a PIN, on or off, whatever its firmware: the
+    # owner chooses nothing (the derived sequence moves on, as a hardened charger's does after a
+    # failed attempt), and revoking a member must work everywhere (DECISIONS.md, "Re-key").
     if action is Action.ENABLE_PIN and pin_enabled:
         raise ActionNotAllowed(action, "the PIN is already on; use change_pin to set another")
     if action is Action.CHANGE_PIN:

@@ -3,10 +3,11 @@
 DESIGN.md, "Attested charger state": the fleet believes what it learns of a charger through a
 phone (epoch, PIN on or off, PIN fingerprint) only when the charger authenticated it. The open
 info carries `attestation = HMAC-SHA256(derive_key(secret, serial, "attestation"), b"state:" +
-epoch (4 bytes BE) + on/off (1 byte) + fingerprint (8 bytes))[:16]`: bound to the charger (the
-key and the serial), the epoch, on/off and the live PIN's fingerprint. A phone can relay a
-state the charger really published, and nothing else; an old attestation claims an old epoch,
-which the fleet never moves back to.
+epoch (4 bytes BE) + on/off (1 byte) + fingerprint (8 bytes) [+ generation (4 bytes BE) when
+it is not 0])[:16]`: bound to the charger (the key and the serial), the epoch, on/off, the live
+PIN's fingerprint and the PIN generation (a generation-0 tag is what it was before re-keying).
+A phone can relay a state the charger really published, and nothing else; an old attestation
+claims an old epoch, which the fleet never moves back to.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from chargepin.core.epochs import FINGERPRINT_SIZE
 from chargepin.core.errors import ChargepinError
 from chargepin.core.keys import PURPOSE_ATTESTATION, derive_key
-from chargepin.core.limits import MAX_EPOCH
+from chargepin.core.limits import MAX_EPOCH, MAX_GENERATION
 
 ATTESTATION_SIZE = 16
 """Bytes of the MAC on the open info (128 bits: no forgery by trial within any lifetime)."""
@@ -35,6 +36,7 @@ class AttestedState:
     epoch: int
     pin_enabled: bool
     fingerprint: bytes
+    generation: int = 0
 
 
 def _message(state: AttestedState) -> bytes:
@@ -42,11 +44,14 @@ def _message(state: AttestedState) -> bytes:
         raise AttestationInvalid(f"epoch {state.epoch!r} is outside 0..{MAX_EPOCH}")
     if len(state.fingerprint) != FINGERPRINT_SIZE:
         raise AttestationInvalid(f"a PIN fingerprint is {FINGERPRINT_SIZE} bytes")
+    if isinstance(state.generation, bool) or not 0 <= state.generation <= MAX_GENERATION:
+        raise AttestationInvalid(f"generation {state.generation!r} is outside 0..{MAX_GENERATION}")
     return (
         b"state:"
         + state.epoch.to_bytes(4, "big")
         + bytes([int(bool(state.pin_enabled))])
         + state.fingerprint
+        + (state.generation.to_bytes(4, "big") if state.generation else b"")
     )
 
 

@@ -13,7 +13,7 @@ import hmac
 
 from chargepin.core.errors import InvalidConfig
 from chargepin.core.keys import PURPOSE_EPOCH_PIN, PURPOSE_FINGERPRINT, derive_key
-from chargepin.core.limits import MAX_EPOCH
+from chargepin.core.limits import MAX_EPOCH, check_generation
 from chargepin.core.pin import MAX_PASSKEY, PIN_LENGTH, Pin, weakness
 
 FINGERPRINT_SIZE = 8
@@ -24,23 +24,28 @@ _SAMPLE_LIMIT = (2**32 // _PIN_SPACE) * _PIN_SPACE
 """4,294,000,000: 32-bit samples at or above this are rejected so `x % 10**6` is uniform."""
 
 
-def epoch_pin(secret: bytes, serial: str, epoch: int) -> Pin:
-    """The PIN of `epoch` on charger `serial`: uniform over the non-weak PINs.
+def epoch_pin(secret: bytes, serial: str, epoch: int, generation: int = 0) -> Pin:
+    """The PIN of `epoch` in PIN `generation` on charger `serial`: uniform over the non-weak PINs.
 
     k = derive_key(secret, serial, "epoch-pin"); for counter 0, 1, 2, ...:
     x = first 4 bytes (big-endian) of HMAC-SHA256(k, epoch as 8 bytes BE + counter as 4 bytes
-    BE); skip x >= 4,294,000,000; the candidate is x % 10**6 as six digits; skip weak ones.
-    The epoch is at most MAX_EPOCH (u32 on the air); the 8-byte encoding is the published one.
+    BE [+ generation as 4 bytes BE when it is not 0]); skip x >= 4,294,000,000; the candidate
+    is x % 10**6 as six digits; skip weak ones. The epoch is at most MAX_EPOCH (u32 on the
+    air); the 8-byte encoding is the published one. Generation 0 is the original sequence (its
+    test vectors never change); a re-key moves to the next generation, a sequence of PINs
+    nobody has seen, whatever they harvested of the old one (DECISIONS.md, "Re-key").
     """
+    check_generation(generation)
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCH:
         raise InvalidConfig(
             f"epoch must be a whole number 0..{MAX_EPOCH} (a u32 on the air), got {epoch!r}; "
             "read it from the charger's info characteristic"
         )
     key = derive_key(secret, serial, PURPOSE_EPOCH_PIN)
+    tail = generation.to_bytes(4, "big") if generation else b""
     counter = 0
     while True:
-        message = epoch.to_bytes(8, "big") + counter.to_bytes(4, "big")
+        message = epoch.to_bytes(8, "big") + counter.to_bytes(4, "big") + tail
         x = int.from_bytes(hmac.digest(key, message, hashlib.sha256)[:4], "big")
         counter += 1
         if x >= _SAMPLE_LIMIT:

@@ -28,6 +28,8 @@ class EventKind(StrEnum):
     """A member's admit_pairing ticket let this link pair past a lockout."""
     LINK_DROPPED = "link_dropped"
     """An idle unencrypted link was dropped to keep a slot free."""
+    PIN_REKEYED = "pin_rekeyed"
+    """The owner moved the charger to the next PIN generation; the detail is the generation."""
 
 
 class PhoneReport(StrEnum):

@@ -19,6 +19,25 @@ MAX_EPOCH: Final = 2**32 - 1
 epoch as 8 bytes (`epochs.epoch_pin`); that encoding is wider and stays, with its test vectors.
 """
 
+MAX_GENERATION: Final = 2**32 - 1
+"""The highest PIN generation (a re-key moves to the next one): a u32 where it is on the air
+(the open info's tail, docs/PROTOCOL.md) and in the derivation (`epochs.epoch_pin`)."""
+
+
+def check_generation(generation: object) -> int:
+    """`generation` if it is a whole number 0..MAX_GENERATION, else InvalidConfig."""
+    if (
+        isinstance(generation, bool)
+        or not isinstance(generation, int)
+        or not 0 <= generation <= MAX_GENERATION
+    ):
+        raise InvalidConfig(
+            f"generation must be a whole number 0..{MAX_GENERATION}, got {generation!r}; "
+            "read it from the charger's info characteristic"
+        )
+    return generation
+
+
 CHALLENGE_SIZE: Final = 16
 """Octets of the single-use challenge a ticket is bound to (the Challenge characteristic)."""
 

@@ -17,6 +17,7 @@ from typing import Literal
 
 from chargepin.core.epochs import epoch_pin, pin_fingerprint
 from chargepin.core.errors import InvalidConfig
+from chargepin.core.limits import check_generation
 from chargepin.core.pin import Pin
 from chargepin.core.tickets import Action
 
@@ -28,12 +29,14 @@ class PinState:
     enabled: bool
     epoch: int
     custom_pin: Pin | None = None
+    generation: int = 0
+    """The PIN sequence the epochs index (`epochs.epoch_pin`); a re-key moves to the next."""
 
     def live_pin(self, secret: bytes, serial: str) -> Pin:
         """The PIN pairing uses in this state: the custom PIN if set, else the epoch's PIN."""
         if self.custom_pin is not None:
             return self.custom_pin
-        return epoch_pin(secret, serial, self.epoch)
+        return epoch_pin(secret, serial, self.epoch, self.generation)
 
     def fingerprint(self, secret: bytes, serial: str) -> bytes:
         """The keyed fingerprint of the live PIN, as the charger publishes it."""
@@ -52,11 +55,19 @@ class PinState:
             )
         if epoch == self.epoch:
             return self
-        return PinState(self.enabled, epoch, None)
+        return replace(self, epoch=epoch, custom_pin=None)
 
     def rotated(self) -> PinState:
         """The next epoch's PIN, custom PIN dropped."""
         return self.advanced_to(self.epoch + 1)
+
+    def rekeyed(self) -> PinState:
+        """The next generation's PIN at this epoch, custom PIN dropped (DECISIONS.md, "Re-key").
+
+        Every PIN of the old generation, past or future, says nothing about the new one: what
+        a revoked member harvested is worthless. On or off stays as it was.
+        """
+        return replace(self, generation=check_generation(self.generation + 1), custom_pin=None)
 
 
 def apply(action: Action, args: Mapping[str, str], state: PinState) -> PinState:
@@ -64,21 +75,24 @@ def apply(action: Action, args: Mapping[str, str], state: PinState) -> PinState:
 
     Only the PIN actions change it (core.action_policy.authorize has checked the action is allowed):
     enable_pin turns on the epoch's PIN or the custom `pin`; change_pin sets the custom `pin`
-    or, without one, moves to the next epoch; disable_pin turns the PIN off and keeps it.
+    or, without one, moves to the next epoch; disable_pin turns the PIN off and keeps it;
+    rekey moves to the next generation (`PinState.rekeyed`).
     """
     custom = args.get("pin")
     if action is Action.ENABLE_PIN:
-        return PinState(True, state.epoch, Pin.parse_strong(custom) if custom else None)
+        return replace(state, enabled=True, custom_pin=Pin.parse_strong(custom) if custom else None)
     if action is Action.CHANGE_PIN:
         if custom:
-            return PinState(True, state.epoch, Pin.parse_strong(custom))
+            return replace(state, enabled=True, custom_pin=Pin.parse_strong(custom))
         return replace(state.rotated(), enabled=True)
     if action is Action.DISABLE_PIN:
         return replace(state, enabled=False)
+    if action is Action.REKEY:
+        return state.rekeyed()
     return state
 
 
-PIN_ACTIONS = frozenset({Action.ENABLE_PIN, Action.CHANGE_PIN, Action.DISABLE_PIN})
+PIN_ACTIONS = frozenset({Action.ENABLE_PIN, Action.CHANGE_PIN, Action.DISABLE_PIN, Action.REKEY})
 """The actions `apply` changes the PIN state for: their tickets leave a pending change behind."""
 
 
@@ -95,6 +109,7 @@ class Observed:
     fingerprint: bytes
     pin_enabled: bool
     signed: bool = False
+    generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,11 +122,15 @@ class Reconciled:
 
 
 def shows(secret: bytes, serial: str, target: PinState, seen: Observed) -> bool:
-    """Whether the charger shows `target`: same on/off, and the live PIN's fingerprint.
+    """Whether the charger shows `target`: same on/off and generation, the live PIN's fingerprint.
 
     A derived PIN matches from the target's epoch on (the charger may have rotated since).
     """
-    if seen.pin_enabled != target.enabled or seen.epoch < target.epoch:
+    if (
+        seen.pin_enabled != target.enabled
+        or seen.epoch < target.epoch
+        or seen.generation != target.generation
+    ):
         return False
     at_seen = target if target.custom_pin is not None else replace(target, epoch=seen.epoch)
     return hmac.compare_digest(at_seen.fingerprint(secret, serial), seen.fingerprint)
@@ -157,5 +176,5 @@ def commit_receipt(committed: PinState, pending: PinState, receipt: Observed) ->
     The receipt says the epoch the change was applied in and the on/off it left; if the fleet
     has since seen the charger in a later epoch, it rotated after applying (custom PIN gone).
     """
-    applied = PinState(receipt.pin_enabled, receipt.epoch, pending.custom_pin)
+    applied = PinState(receipt.pin_enabled, receipt.epoch, pending.custom_pin, receipt.generation)
     return applied.advanced_to(max(committed.epoch, receipt.epoch))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from chargepin.core.attestation import ATTESTATION_SIZE, AttestedState
 from chargepin.core.errors import ChargepinError
-from chargepin.core.limits import MAX_EPOCH, MAX_STRING_OCTETS
+from chargepin.core.limits import MAX_EPOCH, MAX_GENERATION, MAX_STRING_OCTETS
 
 SERVICE_UUID = "4d2c0001-8f4a-4b7e-a3d1-5c9e2b7f6a10"
 INFO_UUID = "4d2c0002-8f4a-4b7e-a3d1-5c9e2b7f6a10"
@@ -104,15 +104,19 @@ class OpenInfo:
     retry_after: int
     fingerprint: bytes
     attestation: bytes = b""
-    """The charger's MAC on (epoch, PIN on/off, fingerprint): core.attestation. Empty from a
-    charger that does not attest (the fleet then believes none of it)."""
+    """The charger's MAC on (epoch, PIN on/off, fingerprint, generation): core.attestation.
+    Empty from a charger that does not attest (the fleet then believes none of it)."""
+    generation: int = 0
+    """The PIN generation (a re-key moves to the next). On the air after the attestation, as a
+    u32 LE, only when it is not 0: a generation-0 charger's info is unchanged."""
 
     _HEAD = struct.Struct("<BBBII8s")
+    _GENERATION = struct.Struct("<I")
 
     @property
     def state(self) -> AttestedState:
         """What the attestation vouches for."""
-        return AttestedState(self.epoch, self.pin_enabled, self.fingerprint)
+        return AttestedState(self.epoch, self.pin_enabled, self.fingerprint, self.generation)
 
     @property
     def pin_enabled(self) -> bool:
@@ -137,12 +141,17 @@ class OpenInfo:
         )
         if len(self.attestation) not in (0, ATTESTATION_SIZE):
             raise ProtocolError(f"an attestation is {ATTESTATION_SIZE} octets or absent")
+        if self.generation and not self.attestation:
+            raise ProtocolError("a generation is sent only after an attestation")
+        if not 0 <= self.generation <= MAX_GENERATION:
+            raise ProtocolError(f"generation {self.generation} does not fit a u32")
         return (
             head
             + _put_string(self.serial, "serial")
             + _put_string(self.model, "model")
             + _put_string(self.firmware, "firmware")
             + self.attestation
+            + (self._GENERATION.pack(self.generation) if self.generation else b"")
         )
 
     @classmethod
@@ -159,10 +168,18 @@ class OpenInfo:
         serial, offset = _take_string(data, cls._HEAD.size, "serial")
         model, offset = _take_string(data, offset, "model")
         firmware, offset = _take_string(data, offset, "firmware")
-        attestation = bytes(data[offset:])
+        tail = bytes(data[offset:])
+        generation = 0
+        if len(tail) == ATTESTATION_SIZE + cls._GENERATION.size:
+            (generation,) = cls._GENERATION.unpack_from(tail, ATTESTATION_SIZE)
+            if generation == 0:
+                raise ProtocolError("info sends generation 0 explicitly; it must leave it out")
+            tail = tail[:ATTESTATION_SIZE]
+        attestation = tail
         if len(attestation) not in (0, ATTESTATION_SIZE):
             raise ProtocolError(
                 f"info ends with {len(attestation)} octets; an attestation is {ATTESTATION_SIZE}"
+                f" (then a {cls._GENERATION.size}-octet generation when it is not 0)"
             )
         return cls(
             serial=serial,
@@ -174,6 +191,7 @@ class OpenInfo:
             retry_after=retry_after,
             fingerprint=fingerprint,
             attestation=attestation,
+            generation=generation,
         )
 
 

@@ -34,7 +34,13 @@ from chargepin.core.errors import (
     format_duration,
 )
 from chargepin.core.keys import PURPOSE_RECEIPT, PURPOSE_TICKET, derive_key
-from chargepin.core.limits import CHALLENGE_SIZE, MAX_EPOCH, MAX_STRING_OCTETS, require_now
+from chargepin.core.limits import (
+    CHALLENGE_SIZE,
+    MAX_EPOCH,
+    MAX_GENERATION,
+    MAX_STRING_OCTETS,
+    require_now,
+)
 from chargepin.core.pin import Pin, weakness
 
 TICKET_VERSION = 1
@@ -66,6 +72,9 @@ class Action(StrEnum):
     """Let the phone on this link pair while new pairings are locked out (a member's phone
     must not be shut out by a stranger keeping the lock up; docs/SECURITY.md). The only
     ticket a charger takes on a link that is not yet paired."""
+    REKEY = "rekey"
+    """Move to the next PIN generation: a sequence of PINs nobody has seen (after a revocation,
+    or when PINs may have leaked; DECISIONS.md, "Re-key")."""
 
 
 _ACTION_VALUES = frozenset(action.value for action in Action)
@@ -132,6 +141,7 @@ ARG_RULES: Mapping[Action, _ArgRule] = {
     Action.LIST_PHONES: _ArgRule(),
     Action.REMOVE_PHONE: _ArgRule(one_of=frozenset({"address", "all"})),
     Action.ADMIT_PAIRING: _ArgRule(),
+    Action.REKEY: _ArgRule(),
 }
 """The one table of which arguments each action takes."""
 
@@ -404,6 +414,8 @@ class Receipt:
     pin_enabled: bool
     fingerprint: bytes
     bonds_removed: int = 0
+    generation: int = 0
+    """The PIN generation the charger is in now (`PinState.generation`)."""
 
     def __post_init__(self) -> None:
         _require_serial(self.serial)
@@ -418,6 +430,7 @@ class Receipt:
         for name, value, top in (
             ("epoch", self.epoch, MAX_EPOCH),
             ("bonds_removed", self.bonds_removed, 2**32 - 1),
+            ("generation", self.generation, MAX_GENERATION),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
                 raise InvalidConfig(
@@ -460,18 +473,27 @@ def sign_payload(secret: bytes, serial: str, payload: bytes) -> bytes:
 
 
 def _receipt_payload(receipt: Receipt) -> bytes:
-    """The receipt's fields as canonical JSON (docs/PROTOCOL.md, "Receipts")."""
-    return _canonical_json(
-        {
-            "a": receipt.action.value,
-            "b": receipt.bonds_removed,
-            "c": receipt.challenge.hex(),
-            "f": receipt.fingerprint.hex(),
-            "n": receipt.epoch,
-            "p": receipt.pin_enabled,
-            "s": receipt.serial,
-        }
-    )
+    """The receipt's fields as canonical JSON (docs/PROTOCOL.md, "Receipts").
+
+    "g" (the generation) is there only when it is not 0, so a generation-0 receipt is byte for
+    byte what it was before re-keying existed (its test vectors stand).
+    """
+    fields: dict[str, Any] = {
+        "a": receipt.action.value,
+        "b": receipt.bonds_removed,
+        "c": receipt.challenge.hex(),
+        "f": receipt.fingerprint.hex(),
+        "n": receipt.epoch,
+        "p": receipt.pin_enabled,
+        "s": receipt.serial,
+    }
+    if receipt.generation:
+        fields["g"] = receipt.generation
+    return _canonical_json(fields)
+
+
+_RECEIPT_FIELDS = frozenset({"a", "b", "c", "f", "n", "p", "s"})
+"""The fields every receipt has; "g" is added when the generation is not 0."""
 
 
 def verify_receipt(secret: bytes, serial: str, blob: bytes) -> Receipt:
@@ -503,8 +525,10 @@ def verify_receipt(secret: bytes, serial: str, blob: bytes) -> Receipt:
         fields = json.loads(signed[1:].decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ReceiptInvalid("receipt payload is not JSON; report a charger bug") from None
-    if not isinstance(fields, dict) or set(fields) != {"a", "b", "c", "f", "n", "p", "s"}:
+    if not isinstance(fields, dict) or set(fields) - {"g"} != _RECEIPT_FIELDS:
         raise ReceiptInvalid("receipt payload does not have the receipt fields")
+    if fields.get("g", 1) == 0:
+        raise ReceiptInvalid('receipt generation 0 is written by leaving "g" out')
     if fields["s"] != serial:
         raise ReceiptInvalid(f"receipt is for charger {fields['s']!r}, expected {serial!r}")
     try:
@@ -516,6 +540,7 @@ def verify_receipt(secret: bytes, serial: str, blob: bytes) -> Receipt:
             pin_enabled=fields["p"],
             fingerprint=_hex_field(fields["f"]),
             bonds_removed=fields["b"],
+            generation=fields.get("g", 0),
         )
     except InvalidConfig as error:
         raise ReceiptInvalid(f"receipt content is invalid: {error}") from None

@@ -64,6 +64,7 @@ _LIVE_MEMBER = (
         Charger.firmware,
         Charger.produced,
         Charger.epoch,
+        Charger.generation,
         Charger.secret_ct,
         Charger.custom_pin_ct,
         Charger.pin_enabled,

@@ -59,6 +59,7 @@ def audit_reveal(
     charger_id: int,
     user_id: int,
     epoch: int,
+    generation: int,
     app_version: str,
     now: float,
 ) -> None:
@@ -73,6 +74,7 @@ def audit_reveal(
             "charger_id": charger_id,
             "user_id": user_id,
             "epoch": epoch,
+            "generation": generation,
             "app_version": app_version,
             "at": moment(now),
         },
@@ -100,7 +102,7 @@ def charger_view(
         if app_version is None:  # the router checks the version before asking for a PIN
             raise ValueError("a PIN reveal needs the app's version for the audit")
         pin = active_pin(vault, charger)
-        audit_reveal(db, charger.id, user.id, charger.epoch, app_version, now)
+        audit_reveal(db, charger.id, user.id, charger.epoch, charger.generation, app_version, now)
     return ChargerView(
         serial=charger.serial,
         model=charger.model,
@@ -149,7 +151,7 @@ def pin_for_epoch(
             code="epoch_not_attested",
         )
     pin = active_pin(vault, charger)
-    audit_reveal(db, charger.id, user_id, epoch, app_version, now)
+    audit_reveal(db, charger.id, user_id, epoch, charger.generation, app_version, now)
     return pin
 
 

@@ -14,15 +14,23 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from chargepin.core.errors import InvalidConfig
 from chargepin.core.events import PhoneReport
+from chargepin.core.policy import PinMode, pin_policy
 from chargepin.core.tickets import Action, check_args
 from chargepin.fleet.access import USER, require_member, require_owner
 from chargepin.fleet.errors import Conflict, FleetError, Forbidden, NotFound, Unprocessable
-from chargepin.fleet.models import Charger, Invitation, Membership, SecurityEvent, User
+from chargepin.fleet.models import (
+    Charger,
+    Invitation,
+    Membership,
+    PinReveal,
+    SecurityEvent,
+    User,
+)
 from chargepin.fleet.security import token_digest
 from chargepin.fleet.times import aware
 
@@ -89,6 +97,11 @@ class Revoked:
     email: str
     revoked_at: dt.datetime
     phones: tuple[str, ...]
+    pins_seen: int
+    """Reveals of this charger's PIN the member had in its current generation (audited)."""
+    rekey_offered: bool
+    """Whether the owner should re-key: the member saw a PIN that still belongs to the
+    charger's sequence (DECISIONS.md, "Re-key")."""
 
 
 @dataclass(frozen=True)
@@ -296,7 +309,34 @@ def revoke(db: Session, owner: User, serial: str, user_id: int, now: dt.datetime
     member, user = row
     if member.revoked_at is None:
         member.revoked_at = now
-    return Revoked(user.id, user.email, aware(member.revoked_at), phones_of(db, charger, user.id))
+    seen = pins_seen(db, charger, user.id)
+    has_pin = pin_policy(charger.model, charger.firmware, charger.produced).mode is not (
+        PinMode.UNSUPPORTED
+    )
+    return Revoked(
+        user.id,
+        user.email,
+        aware(member.revoked_at),
+        phones_of(db, charger, user.id),
+        seen,
+        has_pin and seen > 0,
+    )
+
+
+def pins_seen(db: Session, charger: Charger, user_id: int) -> int:
+    """How many times the member saw a PIN of the charger's current generation."""
+    return int(
+        db.scalar(
+            select(func.count())
+            .select_from(PinReveal)
+            .where(
+                PinReveal.charger_id == charger.id,
+                PinReveal.user_id == user_id,
+                PinReveal.generation == charger.generation,
+            )
+        )
+        or 0
+    )
 
 
 def phones_of(db: Session, charger: Charger, user_id: int) -> tuple[str, ...]:

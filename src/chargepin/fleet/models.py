@@ -117,6 +117,8 @@ class Charger(Base):
     pin_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     # A u32 (core.limits.MAX_EPOCH): PostgreSQL's INTEGER is signed 32-bit and stops at 2**31 - 1.
     epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The PIN generation (core.pin_state.PinState.generation): a re-key moves to the next; a u32.
+    generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     custom_pin_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     # A change a ticket was issued for, not yet confirmed by a receipt (DESIGN.md "nothing lost").
     pending: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
@@ -177,6 +179,7 @@ class PinReveal(Base):
     )
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     epoch: Mapped[int] = mapped_column(BigInteger)  # a u32, as Charger.epoch
+    generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     app_version: Mapped[str] = mapped_column(String(32))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

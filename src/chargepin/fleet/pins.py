@@ -29,6 +29,8 @@ class ChargerFacts(Protocol):
     @property
     def epoch(self) -> int: ...
     @property
+    def generation(self) -> int: ...
+    @property
     def secret_ct(self) -> bytes: ...
     @property
     def custom_pin_ct(self) -> bytes | None: ...
@@ -58,7 +60,10 @@ def custom_pin(vault: Vault, charger: ChargerFacts, ct: bytes | None) -> Pin | N
 def committed_state(vault: Vault, charger: ChargerFacts) -> PinState:
     """The PIN state the fleet has committed for this charger (core.pin_state)."""
     return PinState(
-        charger.pin_enabled, charger.epoch, custom_pin(vault, charger, charger.custom_pin_ct)
+        charger.pin_enabled,
+        charger.epoch,
+        custom_pin(vault, charger, charger.custom_pin_ct),
+        charger.generation,
     )
 
 

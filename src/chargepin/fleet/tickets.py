@@ -36,9 +36,10 @@ from chargepin.fleet.models import Charger, User
 from chargepin.fleet.vault import Vault
 
 OWNER_ACTIONS = frozenset(
-    {Action.ENABLE_PIN, Action.CHANGE_PIN, Action.DISABLE_PIN, Action.REMOVE_PHONE}
+    {Action.ENABLE_PIN, Action.CHANGE_PIN, Action.DISABLE_PIN, Action.REMOVE_PHONE, Action.REKEY}
 )
-"""PRODUCT.md: enabling, changing, disabling the PIN and removing phones is the owner's."""
+"""PRODUCT.md: enabling, changing, disabling the PIN and removing phones is the owner's; so is
+re-keying (DECISIONS.md, "Re-key")."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class FleetPinState:
     pin_enabled: bool
     epoch: int
     live: Live = "committed"
+    generation: int = 0
 
 
 def request_ticket(
@@ -98,6 +100,7 @@ def request_ticket(
             "action": action.value,
             "pin_enabled": target.enabled,
             "epoch": target.epoch,
+            "generation": target.generation,
             "custom_pin_ct": _hex(_seal(vault, charger, target.custom_pin)),
             "issued_at": now,
         }
@@ -119,7 +122,13 @@ def submit_receipt(
     except ReceiptInvalid as error:
         raise Unprocessable(str(error), code="receipt_invalid") from None
     charger = _locked(db, charger)
-    seen = Observed(receipt.epoch, receipt.fingerprint, receipt.pin_enabled, signed=True)
+    seen = Observed(
+        receipt.epoch,
+        receipt.fingerprint,
+        receipt.pin_enabled,
+        signed=True,
+        generation=receipt.generation,
+    )
     pending = _pending(vault, charger)
     if (
         pending is not None
@@ -155,7 +164,9 @@ def reconcile(
     except AttestationInvalid as error:
         raise Unprocessable(str(error), code="attestation_invalid") from None
     charger = _locked(db, charger)
-    seen = Observed(state.epoch, state.fingerprint, state.pin_enabled, signed=True)
+    seen = Observed(
+        state.epoch, state.fingerprint, state.pin_enabled, signed=True, generation=state.generation
+    )
     return _state(charger, _observe(vault, charger, secret, seen))
 
 
@@ -199,7 +210,10 @@ def _pending(vault: Vault, charger: Charger) -> PinState | None:
     if not data:
         return None
     custom = pins.custom_pin(vault, charger, _pending_ct(charger))
-    return PinState(bool(data["pin_enabled"]), int(data["epoch"]), custom)
+    # A pending change written before re-keying existed has no generation: it kept the one
+    # the charger was in, which a pending change never moved until then.
+    generation = int(data.get("generation", charger.generation))
+    return PinState(bool(data["pin_enabled"]), int(data["epoch"]), custom, generation)
 
 
 def _store(vault: Vault, charger: Charger, committed: PinState, pending: PinState | None) -> None:
@@ -207,6 +221,7 @@ def _store(vault: Vault, charger: Charger, committed: PinState, pending: PinStat
     charger.custom_pin_ct = _seal(vault, charger, committed.custom_pin)
     charger.pin_enabled = committed.enabled
     charger.epoch = committed.epoch  # core never moves it back
+    charger.generation = committed.generation  # nor this
     if pending is None:
         charger.pending = None
 
@@ -231,4 +246,4 @@ def _locked(db: Session, charger: Charger) -> Charger:
 
 
 def _state(charger: Charger, live: Live) -> FleetPinState:
-    return FleetPinState(charger.pin_enabled, charger.epoch, live)
+    return FleetPinState(charger.pin_enabled, charger.epoch, live, charger.generation)

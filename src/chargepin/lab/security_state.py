@@ -22,6 +22,7 @@ class SecurityState:
 
     pin_enabled: bool
     epoch: int
+    generation: int  # the PIN generation (a re-key moves it)
     pin: Pin  # the PIN pairing must use now
     custom_pin: Pin | None
     lockout: LockoutState
@@ -36,6 +37,7 @@ class SecurityState:
         return cls(
             pin_enabled=store.pin_enabled,
             epoch=store.epoch,
+            generation=store.generation,
             pin=store.current_pin(),
             custom_pin=store.custom_pin,
             lockout=store.lockout_state,
@@ -56,7 +58,14 @@ class SecurityState:
         return tuple(bond.address for bond in self.bonds)
 
     @property
-    def ticket_state(self) -> tuple[bool, int, Pin, Pin | None, tuple[BondInfo, ...]]:
+    def ticket_state(self) -> tuple[bool, int, int, Pin, Pin | None, tuple[BondInfo, ...]]:
         """What only an owner ticket may change: the PIN configuration and the bonds (a failed
         pairing moves the epoch and the lockout on its own)."""
-        return (self.pin_enabled, self.epoch, self.pin, self.custom_pin, self.bonds)
+        return (
+            self.pin_enabled,
+            self.epoch,
+            self.generation,
+            self.pin,
+            self.custom_pin,
+            self.bonds,
+        )

@@ -9,7 +9,7 @@ the demo and the end-to-end tests use the real fleet service instead.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from chargepin.charger.daemon import ChargerDaemon
@@ -19,7 +19,6 @@ from chargepin.clock import Clock, SystemClock
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.keys import new_secret
 from chargepin.core.pin import Pin
-from chargepin.core.pin_state import PinState
 from chargepin.core.policy import FirmwareVersion
 from chargepin.core.profiles import DEFAULT_PROFILE, ProfileName
 from chargepin.core.tickets import Action, issue_ticket, seal_ticket
@@ -64,7 +63,7 @@ def provision(path: Path, spec: ChargerSpec) -> StateStore:
     )
     store = StateStore.open(path)
     if spec.pin_enabled is not None and spec.pin_enabled != store.pin_enabled:
-        store.save_pin_state(PinState(spec.pin_enabled, store.epoch, None))
+        store.save_pin_state(replace(store.pin_state, enabled=spec.pin_enabled, custom_pin=None))
     return store
 
 

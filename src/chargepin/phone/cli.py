@@ -384,6 +384,72 @@ def phone_remove_device(
     )
 
 
+@phone_app.command("members")
+@reports_errors
+def phone_members(serial: SerialArgument, login_file: LoginOption = DEFAULT_LOGIN) -> None:
+    """List the charger's members, revoked ones included (owner only)."""
+    from chargepin.phone import fleet_flows
+
+    for member in asyncio.run(fleet_flows.members(login_file, serial)):
+        state = "revoked" if member["revoked"] else "active"
+        phones = ", ".join(member["phones"]) or "no phones"
+        typer.echo(f"{member['user_id']}  {member['email']}  {member['role']}  {state}  ({phones})")
+
+
+_plain_owner_command(
+    "rekey",
+    "Move the charger to a PIN sequence nobody has seen (after a revocation, or a leak).",
+    "rekey",
+)
+
+
+@phone_app.command("revoke")
+@reports_errors
+def phone_revoke(
+    serial: SerialArgument,
+    user_id: Annotated[int, typer.Argument(min=1, help="The member's user id (`phone members`).")],
+    transport: Annotated[
+        str | None,
+        typer.Option(
+            help="The radio, when the phone is near the charger: then the member's phones are "
+            "removed from it and the charger re-keyed at once."
+        ),
+    ] = None,
+    bonds: Annotated[
+        Path | None,
+        typer.Option(envvar="CHARGEPIN_BONDS", help="The phone's bonds (with --transport)."),
+    ] = None,
+    rekey: Annotated[
+        bool,
+        typer.Option(help="Re-key when the fleet offers it (the member saw PINs of this charger)."),
+    ] = True,
+    login_file: LoginOption = DEFAULT_LOGIN,
+    timeout: TimeoutOption = 5.0,
+) -> None:
+    """Revoke a member: at the fleet at once; near the charger, their phones and the PIN too."""
+    from chargepin.phone import fleet_flows
+
+    if transport is not None and bonds is None:
+        raise typer.BadParameter("--transport needs --bonds (the phone's bonds file)")
+    options = None if transport is None or bonds is None else _options(transport, bonds, timeout)
+    done = asyncio.run(fleet_flows.revoke(login_file, options, serial, user_id, rekey))
+    typer.echo(f"{done.email}: revoked at the fleet")
+    if not done.at_charger:
+        typer.echo(
+            "near the charger, run this again with --transport to remove their phones"
+            + (" and re-key it (they saw its PIN)" if done.rekey_offered else "")
+        )
+        return
+    for address in done.phones_removed:
+        typer.echo(f"phone {address}: removed from the charger")
+    for address in done.phones_not_paired:
+        typer.echo(f"phone {address}: not paired with the charger (nothing to remove)")
+    if done.rekeyed:
+        typer.echo("re-keyed: the charger uses a PIN nobody has seen; Charger Info shows it")
+    elif done.rekey_offered:
+        typer.echo("not re-keyed: they still know PINs of this charger (`phone rekey` to do it)")
+
+
 @phone_app.command("invite")
 @reports_errors
 def phone_invite(

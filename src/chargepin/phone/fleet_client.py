@@ -190,6 +190,7 @@ class FleetClient:
                     "fingerprint": info.fingerprint.hex(),
                     "pin_enabled": info.pin_enabled,
                     "attestation": info.attestation.hex(),
+                    "generation": info.generation,
                 },
             )
         )

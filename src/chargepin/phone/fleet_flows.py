@@ -106,6 +106,28 @@ async def owner_action(
             await connected.link.disconnect()
 
 
+async def revoke(
+    login_path: Path, options: PhoneOptions | None, serial: str, user_id: int, rekey: bool
+) -> owner_actions.Revocation:
+    """Revoke a member at the fleet; near the charger (`options`), remove their phones from it
+    and re-key it when the fleet offers that (`owner_actions.revoke_at_charger`)."""
+    async with fleet_from(login_path) as fleet:
+        answer = await fleet.revoke(serial, user_id)
+        if options is None:
+            return owner_actions.Revocation.at_fleet_only(answer)
+        async with open_phone(options) as phone:
+            connected = await troubleshooting.connect(phone, fleet, serial)
+            try:
+                return await owner_actions.revoke_at_charger(connected.link, fleet, answer, rekey)
+            finally:
+                await connected.link.disconnect()
+
+
+async def members(login_path: Path, serial: str) -> list[dict[str, Any]]:
+    async with fleet_from(login_path) as fleet:
+        return await fleet.members(serial)
+
+
 async def invite(login_path: Path, serial: str, email: str) -> str:
     async with fleet_from(login_path) as fleet:
         return await fleet.invite(serial, email)

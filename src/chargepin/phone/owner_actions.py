@@ -8,6 +8,7 @@ open info: nothing is lost.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from chargepin.core.protocol import AdminResult
@@ -35,3 +36,52 @@ async def apply(
 async def reconcile(link: ChargerLink, fleet: FleetClient) -> dict[str, Any]:
     """Tell the fleet what the charger publishes now (epoch, PIN on/off, PIN fingerprint)."""
     return await fleet.reconcile(await link.read_info())
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """What revoking a member did: at the fleet, and at the charger when the phone was near."""
+
+    email: str
+    phones_removed: tuple[str, ...]
+    """The member's phones the charger forgot (remove_phone tickets)."""
+    phones_not_paired: tuple[str, ...]
+    """The member's phones the charger did not know (nothing to remove)."""
+    rekey_offered: bool
+    rekeyed: bool
+    at_charger: bool
+    """False when no radio was used: the charger steps are still to do, near it."""
+
+    @classmethod
+    def at_fleet_only(cls, answer: dict[str, Any]) -> Revocation:
+        return cls(str(answer["email"]), (), (), bool(answer["rekey_offered"]), False, False)
+
+
+def _same_phone(a: str, b: str) -> bool:
+    return a.split("/")[0].upper() == b.split("/")[0].upper()
+
+
+async def revoke_at_charger(
+    link: ChargerLink, fleet: FleetClient, answer: dict[str, Any], rekey: bool
+) -> Revocation:
+    """The charger's part of a revocation the fleet answered (`FleetClient.revoke`).
+
+    PRODUCT.md: removing an invited user removes their phones. The re-key (when the fleet
+    offers it: the member saw PINs of the charger's sequence) moves the charger to a PIN
+    sequence nobody has seen; the remaining members' Charger Info shows the new PIN once the
+    receipt is in. Running it again is safe (issue 9): removed phones are no longer paired.
+    """
+    paired = (await apply(link, fleet, Action.LIST_PHONES)).phones
+    removed: list[str] = []
+    absent: list[str] = []
+    for address in answer["phones_to_remove"]:
+        if not any(_same_phone(address, known) for known in paired):
+            absent.append(address)
+            continue
+        await apply(link, fleet, Action.REMOVE_PHONE, {"address": address})
+        removed.append(address)
+    offered = bool(answer["rekey_offered"])
+    rekeyed = rekey and offered
+    if rekeyed:
+        await apply(link, fleet, Action.REKEY)
+    return Revocation(str(answer["email"]), tuple(removed), tuple(absent), offered, rekeyed, True)

@@ -67,6 +67,13 @@ class RevokedMember(BaseModel):
     phones_to_remove: list[str] = Field(
         description="submit a remove_phone ticket for each: the charger still knows these phones"
     )
+    pins_seen: int = Field(
+        description="how often the member saw a PIN of the charger's current generation"
+    )
+    rekey_offered: bool = Field(
+        description="the member knows PINs of the charger's sequence: offer the owner a rekey "
+        "ticket (a PIN sequence nobody has seen; Charger Info then shows the new PIN)"
+    )
 
 
 class SecurityEventReport(BaseModel):
@@ -155,13 +162,16 @@ def list_members(serial: SerialPath, user: CurrentUser, db: DB) -> list[Member]:
 def revoke(
     serial: SerialPath, user_id: UserIdPath, user: CurrentUser, db: DB, request: Request
 ) -> RevokedMember:
-    """Revoke a member (owner only); lists the phones to remove from the charger next."""
+    """Revoke a member (owner only); lists the phones to remove from the charger next, and
+    offers a re-key when the member saw PINs of the charger's sequence."""
     revoked = service.revoke(db, user, serial, user_id, _now(request))
     return RevokedMember(
         user_id=revoked.user_id,
         email=revoked.email,
         revoked_at=revoked.revoked_at,
         phones_to_remove=list(revoked.phones),
+        pins_seen=revoked.pins_seen,
+        rekey_offered=revoked.rekey_offered,
     )
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from chargepin.core.attestation import ATTESTATION_SIZE, AttestedState
 from chargepin.core.epochs import FINGERPRINT_SIZE
-from chargepin.core.limits import CHALLENGE_SIZE, MAX_EPOCH
+from chargepin.core.limits import CHALLENGE_SIZE, MAX_EPOCH, MAX_GENERATION
 from chargepin.core.tickets import Action
 from chargepin.fleet import tickets as service
 from chargepin.fleet.deps import DB, AppVersion, CurrentUser, SerialPath
@@ -44,6 +44,7 @@ class ReceiptRequest(BaseModel):
 class PinStateOut(BaseModel):
     pin_enabled: bool
     epoch: int
+    generation: int = Field(description="the PIN generation; a re-key moves to the next")
 
 
 class OpenInfoReport(BaseModel):
@@ -54,7 +55,14 @@ class OpenInfoReport(BaseModel):
     pin_enabled: bool
     attestation: str = Field(
         pattern=f"^[0-9a-fA-F]{{{2 * ATTESTATION_SIZE}}}$",
-        description="the charger's MAC on epoch, on/off and fingerprint (docs/PROTOCOL.md)",
+        description="the charger's MAC on epoch, on/off, fingerprint and generation "
+        "(docs/PROTOCOL.md)",
+    )
+    generation: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_GENERATION,
+        description="the PIN generation the info shows (0 when it shows none)",
     )
 
 
@@ -96,7 +104,9 @@ def submit_receipt(
     state = service.submit_receipt(
         db, request.app.state.fleet.vault, user, serial, bytes.fromhex(body.receipt)
     )
-    return PinStateOut(pin_enabled=state.pin_enabled, epoch=state.epoch)
+    return PinStateOut(
+        pin_enabled=state.pin_enabled, epoch=state.epoch, generation=state.generation
+    )
 
 
 @router.post("/chargers/{serial}/reconcile", response_model=ReconciledOut)
@@ -109,7 +119,14 @@ def reconcile(
         request.app.state.fleet.vault,
         user,
         serial,
-        AttestedState(body.epoch, body.pin_enabled, bytes.fromhex(body.fingerprint)),
+        AttestedState(
+            body.epoch, body.pin_enabled, bytes.fromhex(body.fingerprint), body.generation
+        ),
         bytes.fromhex(body.attestation),
     )
-    return ReconciledOut(pin_enabled=state.pin_enabled, epoch=state.epoch, live=state.live)
+    return ReconciledOut(
+        pin_enabled=state.pin_enabled,
+        epoch=state.epoch,
+        generation=state.generation,
+        live=state.live,
+    )

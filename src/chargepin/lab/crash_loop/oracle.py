@@ -155,6 +155,8 @@ def went_backwards(before: SecurityState, after: SecurityState) -> Iterator[str]
         yield f"lockouts went backwards: {before.locks} -> {after.locks}"
     if after.epoch < before.epoch:
         yield f"the epoch went backwards: {before.epoch} -> {after.epoch}"
+    if after.generation < before.generation:
+        yield f"the PIN generation went backwards: {before.generation} -> {after.generation}"
     previous = before.lockout.locked_until
     now = after.lockout.locked_until
     if previous is not None and (now is None or now < previous):
