@@ -54,6 +54,10 @@ ATTACKS: dict[str, tuple[str, int]] = {
         3,
     ),
     "replay": ("Captured tickets replayed, tampered with and moved to another charger.", 3),
+    "revoked-user": (
+        "A member harvests what the API gives, is revoked, and tries every way back in.",
+        1,
+    ),
 }
 """Each attack's command: its help line and its default number of trials."""
 
