@@ -67,6 +67,7 @@ def expected_reads(client: RawGattClient, paired: bool) -> dict[int, int | None]
     expected[client.value(protocol.ADMIN_RESULT_UUID).handle] = closed
     expected[client.value(protocol.STATUS_UUID).handle] = closed
     expected[client.cccd_of(protocol.STATUS_UUID).handle] = closed
+    expected[client.value(protocol.BOND_UUID).handle] = closed
     return expected
 
 
@@ -107,6 +108,7 @@ async def test_unpaired_phone_is_refused_everything_protected(
     assert await stranger.read(stranger.value(protocol.STATUS_UUID)) == NO_ENCRYPTION
     assert await stranger.read(stranger.cccd_of(protocol.STATUS_UUID)) == NO_ENCRYPTION
     assert await stranger.read(stranger.value(protocol.ADMIN_RESULT_UUID)) == NO_ENCRYPTION
+    assert await stranger.read(stranger.value(protocol.BOND_UUID)) == NO_ENCRYPTION
     notify_on = b"\x01\x00"
     assert await stranger.write(stranger.cccd_of(protocol.STATUS_UUID), notify_on) == NO_ENCRYPTION
     start = bytes([protocol.ControlOp.START])

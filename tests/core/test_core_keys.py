@@ -18,6 +18,7 @@ KEY_VECTORS = {
     "ticket": "ebe4d76e567c232bc963811a6efa631b3ac63f7d841b62ceee20d05f0b8488b8",
     "receipt": "7559d48c8703c94974aa0a828606a2e98cf590e4d24b70eb5d8189515d8333ec",
     "fingerprint": "0f5dde0eda9404a937bb113687fc110d78f0bd79b474bb27569c46442473cfba",
+    "pairing": "3fc42525493c0ea0f20a6d4f3afaa1d9267e949492bb1c310cc2bbf08a403958",
 }
 
 

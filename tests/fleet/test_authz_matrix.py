@@ -71,6 +71,12 @@ def _reconcile(charger: ChargerRecord) -> dict[str, Any]:
     return charger.open_info(0, charger.pin(0))
 
 
+def _bond(charger: ChargerRecord) -> dict[str, Any]:
+    """A fresh phone's bond statement, as the charger makes it after a pairing."""
+    address = ":".join(f"{octet:02X}" for octet in b"\xc0" + secrets.token_bytes(5))
+    return charger.bond_statement(address, 1, secrets.token_bytes(16))
+
+
 ENDPOINTS = [
     Endpoint("GET", "/me", lambda _c: None, user=200, owner=200, charger_scoped=False),
     Endpoint("POST", "/logout", lambda _c: None, 204, 204, False, ends_session=True),
@@ -120,6 +126,7 @@ ENDPOINTS = [
     Endpoint("POST", "/chargers/{serial}/tickets", _ticket("remove_phone", {"all": "1"}), 403, 200),
     Endpoint("POST", "/chargers/{serial}/receipts", _receipt, user=200, owner=200),
     Endpoint("POST", "/chargers/{serial}/reconcile", _reconcile, user=200, owner=200),
+    Endpoint("POST", "/chargers/{serial}/phones", _bond, user=200, owner=200),
     Endpoint("GET", "/chargers", lambda _c: None, user=200, owner=200, charger_scoped=False),
     Endpoint("GET", "/chargers/{serial}", lambda _c: None, user=200, owner=200),
     Endpoint("GET", "/chargers/{serial}/pin?epoch=0", lambda _c: None, user=200, owner=200),
@@ -225,7 +232,7 @@ def test_every_endpoint_for_every_caller(client: TestClient) -> None:
                 if not payload.get("detail"):
                     problems.append(f"{where}: refused without saying why")
     assert not problems, "\n".join(problems)
-    assert len(seen) == 21  # every route of the API but /register and /login
+    assert len(seen) == 22  # every route of the API but /register and /login
 
 
 def test_every_route_built_here_is_in_the_matrix() -> None:

@@ -28,12 +28,13 @@ def test_invite_accept_list_and_revoke(client: TestClient) -> None:
     assert accepted.status_code == 200, accepted.text
     assert accepted.json() == {"serial": charger.serial, "role": "user"}
 
-    reported = client.post(
-        f"/chargers/{charger.serial}/events",
-        json={"kind": "phone_address", "detail": PHONE.lower()},
+    relayed = client.post(
+        f"/chargers/{charger.serial}/phones",
+        json=charger.bond_statement(PHONE, 2, b"guest-phone-ltk!"),
         headers=guest,
     )
-    assert reported.status_code == 201, reported.text
+    assert relayed.status_code == 200, relayed.text
+    assert relayed.json()["address"] == PHONE
     listed = client.get(f"/chargers/{charger.serial}/members", headers=owner).json()
     assert [(m["email"], m["role"], m["revoked"]) for m in listed] == [
         ("owner@example.com", "owner", False),
@@ -209,8 +210,43 @@ def test_bad_events_get_422_with_the_reason(client: TestClient) -> None:
     assert "kind" in unknown.json()["detail"]
     address = client.post(
         f"/chargers/{charger.serial}/events",
-        json={"kind": "phone_address", "detail": "my phone"},
+        json={"kind": "phone_address", "detail": "F0:F1:F2:F3:F4:F5"},
         headers=owner,
     )
     assert address.status_code == 422
-    assert "F0:F1:F2:F3:F4:F5" in address.json()["detail"]
+    assert address.json()["error"] == "phone_address_unattested"
+    assert "bond statement" in address.json()["detail"]
+    for bad, reason in (
+        ({"statement": "01" + "00" * 35}, "did not make it"),
+        ({"statement": "zz"}, "statement"),
+        ({}, "statement"),
+    ):
+        refused = client.post(f"/chargers/{charger.serial}/phones", json=bad, headers=owner)
+        assert refused.status_code == 422, refused.text
+        assert reason in refused.text
+
+
+def test_a_newer_bond_of_an_address_moves_it_to_whoever_re_paired(client: TestClient) -> None:
+    """The charger's pairing count orders bonds of one address: a phone that re-paired under
+    it is the one the charger knows now; a bond is the first relayer's (core.bond_statement)."""
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner)
+    guest = login(client, "guest@example.com")
+    code = invite(client, owner, charger.serial, "guest@example.com")
+    assert client.post("/invitations/accept", json={"code": code}, headers=guest).is_success
+    phones = f"/chargers/{charger.serial}/phones"
+
+    def relay(headers: dict[str, str], sequence: int, ltk: bytes) -> int:
+        body = charger.bond_statement(PHONE, sequence, ltk)
+        return client.post(phones, json=body, headers=headers).status_code
+
+    assert relay(owner, 3, b"owner-bond-ltk!!") == 200
+    assert relay(owner, 3, b"owner-bond-ltk!!") == 200  # again: the same answer
+    assert relay(guest, 7, b"owner-bond-ltk!!") == 409  # the owner's bond, read later
+    assert relay(guest, 2, b"an-older-bond!!!") == 409  # an older bond of the address
+    members = client.get(f"/chargers/{charger.serial}/members", headers=owner).json()
+    assert [m["phones"] for m in members] == [[PHONE], []]
+    assert relay(guest, 8, b"a-newer-bond!!!!") == 200  # re-paired under the address since
+    assert relay(owner, 4, b"owner-bond-ltk!!") == 409
+    members = client.get(f"/chargers/{charger.serial}/members", headers=owner).json()
+    assert [m["phones"] for m in members] == [[], [PHONE]]

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from chargepin.core import bond_statement
 from chargepin.core.attestation import AttestedState, attest
+from chargepin.core.bond_statement import BondedPhone
 from chargepin.core.epochs import epoch_pin, pin_fingerprint
 from chargepin.core.keys import new_secret
 from chargepin.core.pin import Pin
@@ -59,6 +61,14 @@ class ChargerRecord:
             "pin_enabled": pin_enabled,
             "attestation": attest(self.secret, self.serial, state).hex(),
         }
+
+    def bond_statement(self, address: str, sequence: int, ltk: bytes) -> dict[str, str]:
+        """The body a phone relays from this charger's bond characteristic after pairing."""
+        bond = bond_statement.bond_id(self.secret, self.serial, ltk)
+        statement = bond_statement.make(
+            self.secret, self.serial, BondedPhone(address, sequence, bond)
+        )
+        return {"statement": statement.hex()}
 
 
 def add_charger(

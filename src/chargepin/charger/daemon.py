@@ -34,7 +34,7 @@ from chargepin.charger.owner_actions import (
 from chargepin.charger.pairing import PairingGuard
 from chargepin.charger.store import StateStore
 from chargepin.clock import Clock, SystemClock
-from chargepin.core import lockout, protocol
+from chargepin.core import bond_statement, lockout, protocol
 from chargepin.core.attestation import AttestedState, attest
 from chargepin.core.events import EventKind
 from chargepin.core.limits import CHALLENGE_SIZE
@@ -355,6 +355,28 @@ class ChargerDaemon:
         if len(value) <= connection.att_mtu - 1:
             link.result_read.set()  # read whole in this one response: safe to drop after it
         return value
+
+    async def read_bond(self, connection: Connection) -> bytes:
+        """The charger's statement that it holds a bond with this link's phone (issue 9).
+
+        Only on an encrypted link with a stored bond for the peer's identity address, and about
+        that address and bond as stored: nobody can make the charger vouch for a phone it has
+        not bonded. The sequence is the pairings counted so far (core.bond_statement). Not
+        gated by the lockout: it changes nothing and tells the phone only what it is.
+        """
+        if not connection.is_encrypted:
+            raise att.ATT_Error(att.ErrorCode.INSUFFICIENT_ENCRYPTION)
+        address = str(connection.peer_address)
+        keys = await self.store.keystore.get(address)
+        if keys is None or keys.ltk is None:
+            raise att.ATT_Error(att.ErrorCode.INSUFFICIENT_AUTHENTICATION)
+        secret, serial = self.store.secret, self.store.identity.serial
+        phone = bond_statement.BondedPhone(
+            address,
+            self.store.counters()[EventKind.PAIRING_OK],
+            bond_statement.bond_id(secret, serial, bytes(keys.ltk.value)),
+        )
+        return bond_statement.make(secret, serial, phone)
 
     async def read_status(self, connection: Connection) -> bytes:
         await self.require_protected(connection)

@@ -32,6 +32,8 @@ class ChargerHandlers(Protocol):
 
     async def write_control(self, connection: Connection, value: bytes) -> None: ...
 
+    async def read_bond(self, connection: Connection) -> bytes: ...
+
     async def require_protected(self, connection: Connection) -> None: ...
 
 
@@ -63,7 +65,7 @@ def _characteristic(
 
 
 def build_service(device: Device, handlers: ChargerHandlers) -> gatt.Service:
-    """The chargepin service with its seven characteristics and the protected CCCD."""
+    """The chargepin service with its characteristics and the protected CCCD."""
     props = gatt.Characteristic.Properties
 
     def cccd_read(bearer: att.Bearer, characteristic: gatt.Characteristic[bytes]) -> Any:
@@ -108,6 +110,7 @@ def build_service(device: Device, handlers: ChargerHandlers) -> gatt.Service:
             admin_result,
             status,
             _characteristic(protocol.CONTROL_UUID, props.WRITE, None, handlers.write_control),
+            _characteristic(protocol.BOND_UUID, props.READ, handlers.read_bond, None),
         ],
     )
 

@@ -36,7 +36,8 @@ class PhoneReport(StrEnum):
     """What a member's phone tells the fleet about a charger it met (`POST .../events`).
 
     Facts the phone read, not state the fleet believes: the owner sees them in the charger's
-    security events, and a phone address is what a later remove_phone ticket names.
+    security events. `phone_address` is refused (issue 9: a member named the owner's phone as
+    theirs); a member's phones come from the charger's bond statements (core.bond_statement).
     """
 
     FIRMWARE = "firmware"

@@ -27,6 +27,8 @@ PURPOSE_TICKET = "ticket"
 PURPOSE_RECEIPT = "receipt"
 PURPOSE_FINGERPRINT = "fingerprint"
 PURPOSE_ATTESTATION = "attestation"
+PURPOSE_PAIRING = "pairing"
+"""The bond statement: the charger vouches for a phone it bonded (core.bond_statement)."""
 
 
 def require_secret(secret: bytes) -> bytes:

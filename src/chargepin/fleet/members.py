@@ -4,7 +4,9 @@ PRODUCT.md: the owner invites by e-mail address; the invitee accepts with their 
 becomes a `user`; the owner can revoke, and "removing an invited user removes their phones". The
 fleet sends no e-mail: an invitation is a one-time code the owner passes on (message, QR, by
 voice); only its SHA-256 is stored. Phones report facts they read from the charger (firmware,
-wrong PINs, lockouts, their own Bluetooth address) as security events the owner can list.
+wrong PINs, lockouts) as security events the owner can list. A member's phones are what the
+charger vouched for (core.bond_statement, relayed by the phone after pairing), never an address
+a member names: those are the phones revoking the member lists for removal (issue 9).
 """
 
 from __future__ import annotations
@@ -17,27 +19,28 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
-from chargepin.core.errors import InvalidConfig
+from chargepin.core import bond_statement
+from chargepin.core.bond_statement import Attribution, BondStatementInvalid, Holder
 from chargepin.core.events import PhoneReport
 from chargepin.core.policy import PinMode, pin_policy
-from chargepin.core.tickets import Action, check_args
+from chargepin.fleet import pins
 from chargepin.fleet.access import USER, require_member, require_owner
 from chargepin.fleet.errors import Conflict, FleetError, Forbidden, NotFound, Unprocessable
 from chargepin.fleet.models import (
     Charger,
     Invitation,
     Membership,
+    PhoneBond,
     PinReveal,
     SecurityEvent,
     User,
 )
 from chargepin.fleet.security import token_digest
 from chargepin.fleet.times import aware
+from chargepin.fleet.vault import Vault
 
 INVITATION_CODE_BYTES = 12
 """96 random bits per invitation code: unguessable within an invitation's lifetime."""
-
-"""What a phone may report about a charger."""
 
 
 class InvitationInvalid(FleetError):
@@ -102,6 +105,16 @@ class Revoked:
     rekey_offered: bool
     """Whether the owner should re-key: the member saw a PIN that still belongs to the
     charger's sequence (DECISIONS.md, "Re-key")."""
+
+
+@dataclass(frozen=True)
+class PhoneView:
+    """A phone the charger vouched for, now listed as this member's."""
+
+    address: str
+    sequence: int
+    user_id: int
+    attested_at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -340,17 +353,58 @@ def pins_seen(db: Session, charger: Charger, user_id: int) -> int:
 
 
 def phones_of(db: Session, charger: Charger, user_id: int) -> tuple[str, ...]:
-    """The Bluetooth identity addresses the member's phones reported for this charger."""
+    """The identity addresses the charger vouched for as this member's phones, by bond order."""
     addresses = db.scalars(
-        select(SecurityEvent.detail)
-        .where(
-            SecurityEvent.charger_id == charger.id,
-            SecurityEvent.user_id == user_id,
-            SecurityEvent.kind == PhoneReport.PHONE_ADDRESS,
-        )
-        .order_by(SecurityEvent.id)
+        select(PhoneBond.address)
+        .where(PhoneBond.charger_id == charger.id, PhoneBond.user_id == user_id)
+        .order_by(PhoneBond.sequence, PhoneBond.id)
     )
-    return tuple(dict.fromkeys(addresses))
+    return tuple(addresses)
+
+
+def relay_bond(
+    db: Session, vault: Vault, user: User, serial: str, statement: bytes, now: dt.datetime
+) -> PhoneView:
+    """Record the phone a charger's bond statement vouches for as `user`'s (a live member).
+
+    The statement must verify under the charger's secret (422 otherwise). A bond another account
+    relayed first, or an older bond of an address another account holds, is 409
+    (core.bond_statement.attribute).
+    """
+    charger, _member = require_member(db, user, serial)
+    try:
+        phone = bond_statement.verify(pins.charger_secret(vault, charger), serial, statement)
+    except BondStatementInvalid as error:
+        raise Unprocessable(str(error), code="bond_statement_invalid") from None
+    row = db.scalar(
+        select(PhoneBond)
+        .where(PhoneBond.charger_id == charger.id, PhoneBond.address == phone.address)
+        .with_for_update()
+    )
+    held = None if row is None else Holder(row.user_id, row.sequence, row.bond)
+    verdict = bond_statement.attribute(held, user.id, phone)
+    if verdict is Attribution.STALE:
+        raise Conflict(
+            f"{phone.address} is another account's phone: that account relayed this bond "
+            "first, or the charger bonded the address again since; if this is your phone, "
+            "pair it again and relay the new statement",
+            code="bond_statement_stale",
+        )
+    if row is None:
+        row = PhoneBond(
+            charger_id=charger.id,
+            user_id=user.id,
+            address=phone.address,
+            sequence=phone.sequence,
+            bond=phone.bond,
+            attested_at=now,
+        )
+        db.add(row)
+    elif verdict is Attribution.RECORD:
+        row.user_id, row.sequence, row.bond = user.id, phone.sequence, phone.bond
+        row.attested_at = now
+    db.flush()
+    return PhoneView(row.address, row.sequence, row.user_id, aware(row.attested_at))
 
 
 def report_event(
@@ -363,13 +417,15 @@ def report_event(
             f"unknown event kind {kind!r}; use one of {', '.join(PhoneReport)}",
             code="invalid_event",
         )
-    detail = detail.strip()
     if kind == PhoneReport.PHONE_ADDRESS:
-        # The same address rule as the remove_phone ticket the owner will need it for.
-        try:
-            ((_name, detail),) = check_args(Action.REMOVE_PHONE, {"address": detail})
-        except InvalidConfig as error:
-            raise Unprocessable(f"phone_address: {error}", code="invalid_event") from None
+        # Issue 9: a member named the owner's phone as theirs. Only the charger can say.
+        raise Unprocessable(
+            "phone_address reports are no longer taken: a member's phones are the ones the "
+            f"charger vouches for; after pairing, read the charger's bond statement and POST it "
+            f"to /chargers/{serial}/phones",
+            code="phone_address_unattested",
+        )
+    detail = detail.strip()
     event = SecurityEvent(charger_id=charger.id, user_id=user.id, kind=kind, detail=detail, at=now)
     db.add(event)
     db.flush()
@@ -396,4 +452,4 @@ def _membership_of_email(db: Session, charger: Charger, email: str) -> Membershi
     )
 
 
-__all__ = ["accept", "events", "invite", "members", "revoke"]
+__all__ = ["accept", "events", "invite", "members", "relay_bond", "revoke"]

@@ -196,3 +196,22 @@ class SecurityEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(String(500))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PhoneBond(Base):
+    """A phone the charger said it bonded (core.bond_statement), and whose phone it is.
+
+    One row per charger and address: the first account to relay a bond holds it, a newer bond
+    of the address takes it over; these are the phones revoking that member lists for removal.
+    """
+
+    __tablename__ = "phone_bonds"
+    __table_args__ = (UniqueConstraint("charger_id", "address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(19))  # F0:F1:F2:F3:F4:F5, "/P" if public
+    sequence: Mapped[int] = mapped_column(BigInteger)  # a u32, the charger's pairing count
+    bond: Mapped[bytes] = mapped_column(LargeBinary(8))  # core.bond_statement.bond_id
+    attested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

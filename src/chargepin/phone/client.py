@@ -160,6 +160,11 @@ class ChargerLink:
         with _gatt_errors():
             await self.peer.subscribe(self._char(protocol.STATUS_UUID), on_value)
 
+    async def read_bond_statement(self) -> bytes:
+        """The charger's MACed statement of the bond it holds with this phone, to relay to the
+        fleet as read: only the fleet can verify it (core.bond_statement)."""
+        return await self._read(protocol.BOND_UUID)
+
     async def read_challenge(self) -> bytes:
         """A fresh single-use challenge to bind an owner ticket to this charger and moment."""
         return await self._read(protocol.CHALLENGE_UUID)

@@ -195,6 +195,15 @@ class FleetClient:
             )
         )
 
+    async def relay_bond(self, serial: str, statement: bytes) -> dict[str, Any]:
+        """Relay the charger's bond statement: the fleet lists the address as this account's
+        phone (what the owner removes when revoking us) only when the charger vouched for it."""
+        return dict(
+            await self._call(
+                "POST", f"/chargers/{serial}/phones", json={"statement": statement.hex()}
+            )
+        )
+
     async def report(self, serial: str, kind: str, detail: str) -> None:
         await self._call(
             "POST", f"/chargers/{serial}/events", json={"kind": kind, "detail": detail}

@@ -73,9 +73,10 @@ async def _connected(
     fleet: FleetClient, serial: str, link: ChargerLink, message: str | None
 ) -> Connected:
     """Keep the fleet in step with what the charger shows (a hardened charger rotates its PIN
-    after failed attempts, and Charger Info must show the PIN that works), and tell it which
-    phone this is, so removing a user can remove their phones."""
+    after failed attempts, and Charger Info must show the PIN that works), and relay the
+    charger's statement of the bond it just made, so revoking a user lists their phones (the
+    fleet believes the charger's statement, not an address the phone names)."""
     await owner_actions.reconcile(link, fleet)
     if link.paired_now:
-        await fleet.report(serial, PhoneReport.PHONE_ADDRESS, str(link.connection.self_address))
+        await fleet.relay_bond(serial, await link.read_bond_statement())
     return Connected(link, link.paired_now, message)

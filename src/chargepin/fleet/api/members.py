@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, EmailStr, Field
 
+from chargepin.core.bond_statement import STATEMENT_SIZE
 from chargepin.core.events import PhoneReport
 from chargepin.fleet import members as service
 from chargepin.fleet.deps import DB, CurrentUser, SerialPath
@@ -57,7 +58,9 @@ class Member(BaseModel):
     since: dt.datetime
     revoked: bool
     revoked_at: dt.datetime | None
-    phones: list[str] = Field(description="Bluetooth addresses this member's phones reported")
+    phones: list[str] = Field(
+        description="identity addresses the charger vouched for as this member's phones"
+    )
 
 
 class RevokedMember(BaseModel):
@@ -74,6 +77,22 @@ class RevokedMember(BaseModel):
         description="the member knows PINs of the charger's sequence: offer the owner a rekey "
         "ticket (a PIN sequence nobody has seen; Charger Info then shows the new PIN)"
     )
+
+
+class BondStatementRelay(BaseModel):
+    """The charger's bond statement as the phone read it after pairing (docs/PROTOCOL.md)."""
+
+    statement: str = Field(
+        pattern=f"^[0-9a-fA-F]{{{2 * STATEMENT_SIZE}}}$",
+        description=f"the bond characteristic's {STATEMENT_SIZE} octets, in hexadecimal",
+    )
+
+
+class PhoneOut(BaseModel):
+    address: str
+    sequence: int = Field(description="the charger's pairing count when it made the statement")
+    user_id: int
+    attested_at: dt.datetime
 
 
 class SecurityEventReport(BaseModel):
@@ -175,11 +194,27 @@ def revoke(
     )
 
 
+@router.post("/chargers/{serial}/phones", response_model=PhoneOut)
+def relay_bond(
+    serial: SerialPath, body: BondStatementRelay, user: CurrentUser, db: DB, request: Request
+) -> PhoneOut:
+    """Relay the charger's bond statement (member): its address becomes the caller's phone.
+
+    Only a statement the charger made counts (422 otherwise); an address the charger vouched
+    for more recently for another account stays theirs (409).
+    """
+    fleet = request.app.state.fleet
+    phone = service.relay_bond(
+        db, fleet.vault, user, serial, bytes.fromhex(body.statement), _now(request)
+    )
+    return PhoneOut(**vars(phone))
+
+
 @router.post("/chargers/{serial}/events", status_code=201, response_model=SecurityEventOut)
 def report_event(
     serial: SerialPath, body: SecurityEventReport, user: CurrentUser, db: DB, request: Request
 ) -> SecurityEventOut:
-    """Report what the phone saw (member); phone_address records this phone's identity address."""
+    """Report what the phone saw (member). phone_address is refused: relay the bond statement."""
     event = service.report_event(db, user, serial, body.kind, body.detail, _now(request))
     return SecurityEventOut(**vars(event))
 

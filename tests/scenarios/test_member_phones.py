@@ -1,0 +1,96 @@
+"""A member's phones are what the charger vouched for (issue 9, point 7): the real daemon on the
+virtual radio, the fleet service over real HTTP (ASGI), one fake clock.
+
+A member reported the owner's Bluetooth address as "their phone", and revoking the member told
+the owner to remove their own phone. Now the phone relays the charger's bond statement after
+pairing, and the fleet lists only addresses the charger vouched for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from chargepin.clock import FakeClock
+from chargepin.core import bond_statement
+from chargepin.core.bond_statement import BondedPhone
+from chargepin.core.keys import new_secret
+from chargepin.lab.local_fleet import LocalFleet
+from chargepin.lab.testbed import ChargerSpec, Testbed
+from chargepin.phone import troubleshooting
+from chargepin.phone.fleet_client import FleetRefused
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path, clock: FakeClock) -> AsyncIterator[LocalFleet]:
+    fleet = LocalFleet.start(f"sqlite:///{tmp_path / 'fleet.db'}", clock)
+    yield fleet
+    await fleet.close()
+
+
+@pytest.mark.slow
+async def test_member_cannot_list_the_owners_phone(bed: Testbed, fleet: LocalFleet) -> None:
+    [made] = fleet.provision("Pulsar Max", "6.11.2")
+    bundle = made.bundle
+    daemon = await bed.charger(
+        ChargerSpec(
+            serial=bundle.serial,
+            model=bundle.model,
+            firmware=bundle.firmware,
+            produced=bundle.produced,
+            secret=bundle.secret,
+        ),
+        name=bundle.serial,
+    )
+    serial = made.serial
+    owner = await fleet.account("owner@example.com")
+    await owner.claim(made.sticker.encode())
+    guest = await fleet.account("guest@example.com")
+    await guest.accept(await owner.invite(serial, "guest@example.com"))
+
+    # Honest pairings: each phone relays the charger's statement of the bond it just made.
+    owner_link = (await troubleshooting.connect(await bed.phone("owner-phone"), owner, serial)).link
+    guest_link = (await troubleshooting.connect(await bed.phone("guest-phone"), guest, serial)).link
+    owner_phone = str(owner_link.connection.self_address)
+    guest_phone = str(guest_link.connection.self_address)
+    bonded = {bond.address for bond in daemon.store.keystore.list_bonds()}
+    assert bonded == {owner_phone, guest_phone}
+    owner_statement = await owner_link.read_bond_statement()
+    guest_statement = await guest_link.read_bond_statement()
+    assert bond_statement.decode(owner_statement).address == owner_phone
+    assert bond_statement.decode(guest_statement).address == guest_phone
+
+    # 1. The seed's way: the member names the owner's address. Refused, saying what to do.
+    with pytest.raises(FleetRefused) as named:
+        await guest.report(serial, "phone_address", owner_phone)
+    assert named.value.status == 422 and named.value.code == "phone_address_unattested"
+    assert f"/chargers/{serial}/phones" in named.value.detail
+
+    # 2. A forged statement: the owner's address under the member's genuine MAC, or a statement
+    # MACed with another key (a charger of the member's own, say).
+    guest_says = bond_statement.decode(guest_statement)
+    claimed = BondedPhone(owner_phone, guest_says.sequence, guest_says.bond)
+    swapped = bond_statement.make(bundle.secret, serial, claimed)[:20] + guest_statement[20:]
+    own_key = bond_statement.make(new_secret(), serial, claimed)
+    for forged in (swapped, own_key):
+        with pytest.raises(FleetRefused) as refused:
+            await guest.relay_bond(serial, forged)
+        assert refused.value.status == 422 and "did not make it" in refused.value.detail
+
+    # 3. The owner's genuine statement, leaked to the member (read later, so with a higher
+    # sequence): the bond is the owner's, who relayed it first.
+    assert bond_statement.decode(owner_statement).sequence > 1
+    with pytest.raises(FleetRefused) as stale:
+        await guest.relay_bond(serial, owner_statement)
+    assert stale.value.status == 409 and stale.value.code == "bond_statement_stale"
+
+    # Revoking the member lists the member's phone, and only it.
+    members = {m["email"]: m for m in await owner.members(serial)}
+    assert members["owner@example.com"]["phones"] == [owner_phone]
+    assert members["guest@example.com"]["phones"] == [guest_phone]
+    revoked = await owner.revoke(serial, members["guest@example.com"]["user_id"])
+    assert revoked["phones_to_remove"] == [guest_phone]
+    await owner_link.disconnect()
+    await guest_link.disconnect()
