@@ -175,19 +175,23 @@ def chargers_of(db: Session, user: User) -> list[MemberCharger]:
 
 @dataclass(frozen=True)
 class Reveal:
+    id: int
     email: str
     epoch: int
     app_version: str
     at: dt.datetime
 
 
-def reveals_of(db: Session, charger: Charger, limit: int) -> list[Reveal]:
-    """The newest `limit` PIN reveals of `charger`, newest first (the owner's audit list)."""
-    rows = db.execute(
-        select(User.email, PinReveal.epoch, PinReveal.app_version, PinReveal.at)
+def reveals_of(db: Session, charger: Charger, limit: int, before: int | None) -> list[Reveal]:
+    """`limit` PIN reveals of `charger` below id `before` (all when None), newest first: the
+    owner's audit list, paged by keyset so nobody can push a reveal out of reach (issue 9: a
+    member revealed 1,000 times and only the newest 1,000 were shown)."""
+    query = (
+        select(PinReveal.id, User.email, PinReveal.epoch, PinReveal.app_version, PinReveal.at)
         .join(User, User.id == PinReveal.user_id)
         .where(PinReveal.charger_id == charger.id)
-        .order_by(PinReveal.id.desc())
-        .limit(limit)
     )
-    return [Reveal(email, epoch, version, aware(at)) for email, epoch, version, at in rows]
+    if before is not None:
+        query = query.where(PinReveal.id < before)
+    rows = db.execute(query.order_by(PinReveal.id.desc()).limit(limit))
+    return [Reveal(id_, email, epoch, ver, aware(at)) for id_, email, epoch, ver, at in rows]

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -127,3 +127,23 @@ SerialPath = Annotated[
 ]
 """A charger serial in a URL: what the factory can make (core.limits), else 422 before any
 look-up."""
+
+MAX_PAGE = 1000
+"""Entries one page of a list answers at most (the audit, the security events)."""
+MAX_ROW_ID = 2**63 - 1
+"""The largest row id any of our databases can hold (PostgreSQL's BIGINT)."""
+
+PageLimit = Annotated[
+    int, Query(ge=1, le=MAX_PAGE, description=f"entries on this page, 1 to {MAX_PAGE}")
+]
+BeforeCursor = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=MAX_ROW_ID,
+        description="the `id` of the last entry of the previous page: this page starts below "
+        "it (keyset paging: newer entries never shift the pages)",
+    ),
+]
+"""Keyset paging, newest first: new rows get higher ids, so a page below a given id is the same
+page however many rows arrive meanwhile (docs/FLEET.md, "Paging")."""

@@ -432,15 +432,16 @@ def report_event(
     return EventView(event.id, kind, detail, user.id, now)
 
 
-def events(db: Session, owner: User, serial: str, limit: int) -> list[EventView]:
-    """The charger's reported events, newest first."""
+def events(
+    db: Session, owner: User, serial: str, limit: int, before: int | None
+) -> list[EventView]:
+    """`limit` of the charger's reported events below id `before` (all when None), newest
+    first: keyset paging, so a member's flood of reports cannot hide the older ones."""
     charger = require_owner(db, owner, serial, "see the charger's security events")
-    rows = db.scalars(
-        select(SecurityEvent)
-        .where(SecurityEvent.charger_id == charger.id)
-        .order_by(SecurityEvent.at.desc(), SecurityEvent.id.desc())
-        .limit(limit)
-    )
+    query = select(SecurityEvent).where(SecurityEvent.charger_id == charger.id)
+    if before is not None:
+        query = query.where(SecurityEvent.id < before)
+    rows = db.scalars(query.order_by(SecurityEvent.id.desc()).limit(limit))
     return [EventView(e.id, e.kind, e.detail, e.user_id, aware(e.at)) for e in rows]
 
 

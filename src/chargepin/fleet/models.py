@@ -172,6 +172,7 @@ class PinReveal(Base):
     """Audit: every time a PIN left the vault, who saw which epoch's PIN, with which app."""
 
     __tablename__ = "pin_reveals"
+    __table_args__ = (Index("ix_pin_reveals_charger_id_id", "charger_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     charger_id: Mapped[int] = mapped_column(
@@ -188,7 +189,10 @@ class SecurityEvent(Base):
     """Facts a phone reported about a charger: firmware read, wrong PINs, lockouts seen."""
 
     __tablename__ = "security_events"
-    __table_args__ = (Index("ix_security_events_charger_id_at", "charger_id", "at"),)
+    __table_args__ = (
+        Index("ix_security_events_charger_id_at", "charger_id", "at"),
+        Index("ix_security_events_charger_id_id", "charger_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id", ondelete="CASCADE"))

@@ -477,6 +477,35 @@ def phone_invitations(serial: SerialArgument, login_file: LoginOption = DEFAULT_
         typer.echo(f"{invitation['id']}  {invitation['email']}  expires {invitation['expires_at']}")
 
 
+@phone_app.command("audit")
+@reports_errors
+def phone_audit(serial: SerialArgument, login_file: LoginOption = DEFAULT_LOGIN) -> None:
+    """Who saw the PIN: every reveal, newest first, back to the first (owner only)."""
+    from chargepin.phone import fleet_flows
+
+    reveals = asyncio.run(fleet_flows.audit(login_file, serial))
+    if not reveals:
+        typer.echo(f"nobody has seen the PIN of {serial} yet")
+    for reveal in reveals:
+        typer.echo(
+            f"{reveal['at']}  {reveal['email']}  epoch {reveal['epoch']}  "
+            f"app {reveal['app_version']}"
+        )
+
+
+@phone_app.command("events")
+@reports_errors
+def phone_events(serial: SerialArgument, login_file: LoginOption = DEFAULT_LOGIN) -> None:
+    """What members' phones reported about the charger, newest first (owner only)."""
+    from chargepin.phone import fleet_flows
+
+    reported = asyncio.run(fleet_flows.events(login_file, serial))
+    if not reported:
+        typer.echo(f"no security events reported for {serial}")
+    for event in reported:
+        typer.echo(f"{event['at']}  user {event['user_id']}  {event['kind']}  {event['detail']}")
+
+
 @phone_app.command("withdraw")
 @reports_errors
 def phone_withdraw(

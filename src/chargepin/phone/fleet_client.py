@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,32 @@ class FleetClient:
                 "POST", f"/chargers/{serial}/phones", json={"statement": statement.hex()}
             )
         )
+
+    async def pages(self, path: str, page_size: int = 100) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every page of a keyset-paged list (the audit, the security events), newest first:
+        each page asks for the entries below the last id seen, so entries added meanwhile
+        never shift or repeat one, and nothing old is out of reach (docs/FLEET.md, "Paging")."""
+        before: int | None = None
+        while True:
+            params = {"limit": page_size, **({} if before is None else {"before": before})}
+            page = list(await self._call("GET", path, params=params))
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            before = int(page[-1]["id"])
+
+    async def audit(self, serial: str, page_size: int = 100) -> list[dict[str, Any]]:
+        """Every PIN reveal of the charger, newest first (owner only), page by page."""
+        return [
+            e async for page in self.pages(f"/chargers/{serial}/reveals", page_size) for e in page
+        ]
+
+    async def events(self, serial: str, page_size: int = 100) -> list[dict[str, Any]]:
+        """Every security event phones reported for the charger, newest first (owner only)."""
+        return [
+            e async for page in self.pages(f"/chargers/{serial}/events", page_size) for e in page
+        ]
 
     async def report(self, serial: str, kind: str, detail: str) -> None:
         await self._call(

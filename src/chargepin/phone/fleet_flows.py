@@ -138,6 +138,18 @@ async def invitations(login_path: Path, serial: str) -> list[dict[str, Any]]:
         return await fleet.invitations(serial)
 
 
+async def audit(login_path: Path, serial: str) -> list[dict[str, Any]]:
+    """Every PIN reveal of the charger, newest first, fetched page by page (owner only)."""
+    async with fleet_from(login_path) as fleet:
+        return await fleet.audit(serial)
+
+
+async def events(login_path: Path, serial: str) -> list[dict[str, Any]]:
+    """Every security event phones reported, newest first, page by page (owner only)."""
+    async with fleet_from(login_path) as fleet:
+        return await fleet.events(serial)
+
+
 async def withdraw(login_path: Path, serial: str, invitation_id: int) -> dict[str, Any]:
     async with fleet_from(login_path) as fleet:
         return await fleet.withdraw(serial, invitation_id)

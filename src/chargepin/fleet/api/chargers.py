@@ -16,7 +16,9 @@ from chargepin.fleet.access import live_member_by_token, require_member, require
 from chargepin.fleet.deps import (
     DB,
     AppVersion,
+    BeforeCursor,
     CurrentUser,
+    PageLimit,
     SerialPath,
     bearer_digest,
     check_app_version,
@@ -63,6 +65,7 @@ class EpochPin(BaseModel):
 
 
 class PinRevealEntry(BaseModel):
+    id: int = Field(description="pass the last one as `before` for the next page")
     email: str
     epoch: int
     app_version: str
@@ -174,11 +177,16 @@ def charger_reveals(
     serial: SerialPath,
     db: DB,
     user: CurrentUser,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: PageLimit = 100,
+    before: BeforeCursor = None,
 ) -> list[PinRevealEntry]:
-    """The owner's audit list: who saw which epoch's PIN, when, with which app (newest first)."""
+    """The owner's audit list: who saw which epoch's PIN, when, with which app (newest first).
+
+    Paged: pass the last entry's `id` as `before` for the next page; a page shorter than
+    `limit` is the last.
+    """
     charger = require_owner(db, user, serial, "see who viewed the PIN")
     return [
-        PinRevealEntry(email=r.email, epoch=r.epoch, app_version=r.app_version, at=r.at)
-        for r in chargers.reveals_of(db, charger, limit)
+        PinRevealEntry(id=r.id, email=r.email, epoch=r.epoch, app_version=r.app_version, at=r.at)
+        for r in chargers.reveals_of(db, charger, limit, before)
     ]

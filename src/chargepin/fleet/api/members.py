@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, EmailStr, Field
 
 from chargepin.core.bond_statement import STATEMENT_SIZE
 from chargepin.core.events import PhoneReport
 from chargepin.fleet import members as service
-from chargepin.fleet.deps import DB, CurrentUser, SerialPath
+from chargepin.fleet.deps import DB, BeforeCursor, CurrentUser, PageLimit, SerialPath
 from chargepin.fleet.times import utc_now
 
 router = APIRouter(tags=["members"])
@@ -224,7 +224,13 @@ def list_events(
     serial: SerialPath,
     user: CurrentUser,
     db: DB,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: PageLimit = 100,
+    before: BeforeCursor = None,
 ) -> list[SecurityEventOut]:
-    """The charger's reported events, newest first (owner only)."""
-    return [SecurityEventOut(**vars(e)) for e in service.events(db, user, serial, limit)]
+    """The charger's reported events, newest first (owner only).
+
+    Paged: pass the last entry's `id` as `before` for the next page; a page shorter than
+    `limit` is the last.
+    """
+    events = service.events(db, user, serial, limit, before)
+    return [SecurityEventOut(**vars(e)) for e in events]

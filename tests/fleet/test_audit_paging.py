@@ -1,0 +1,131 @@
+"""The audit and the security events, paged by keyset (issue 9, point 7), over real HTTP.
+
+A member revealed the PIN 1,000 times and pushed every older reveal (the owner's own, their
+first one) out of the owner's view, which showed the newest 1,000. Both lists now page with
+`before` = the last id seen, newest first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from chargepin.clock import FakeClock
+from chargepin.lab.local_fleet import LocalFleet
+from tests.helpers.fleet_accounts import APP_VERSION, login
+from tests.helpers.fleet_factory import MANDATORY, claim, provision
+
+FLOOD = 1_001
+
+
+def _member(client: TestClient, owner: dict[str, str], serial: str, email: str) -> dict[str, str]:
+    invited = client.post(f"/chargers/{serial}/invitations", json={"email": email}, headers=owner)
+    assert invited.status_code == 201, invited.text
+    member = login(client, email)
+    accepted = client.post(
+        "/invitations/accept", json={"code": invited.json()["code"]}, headers=member
+    )
+    assert accepted.status_code == 200, accepted.text
+    return member
+
+
+def _all_pages(
+    client: TestClient, path: str, headers: dict[str, str], limit: int, between: Any = None
+) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    before: int | None = None
+    for _page in range(100):  # a cursor that is ignored would page forever
+        params: dict[str, int] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        response = client.get(path, params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page) <= limit
+        seen += page
+        if len(page) < limit:
+            return seen
+        before = page[-1]["id"]
+        if between is not None:
+            between()
+    raise AssertionError("100 pages and no end: the cursor does not move")
+
+
+@pytest.mark.slow
+def test_member_cannot_push_reveals_out_of_the_audit(client: TestClient) -> None:
+    (made,) = provision(client, MANDATORY)
+    owner = login(client, "owner@example.com")
+    assert claim(client, owner, made).status_code == 201  # the owner's first reveal
+    serial = made.serial
+    member = _member(client, owner, serial, "member@example.com")
+    pin = f"/chargers/{serial}/pin?epoch=0"
+    for _ in range(FLOOD):
+        assert client.get(pin, headers={**member, **APP_VERSION}).status_code == 200
+
+    audit = f"/chargers/{serial}/reveals"
+    newest = client.get(audit, params={"limit": 1000}, headers=owner).json()
+    assert {e["email"] for e in newest} == {"member@example.com"}  # the flood fills one page
+
+    # Paging back reaches the first reveal, and reveals made meanwhile shift nothing.
+    def reveal_meanwhile() -> None:
+        assert client.get(pin, headers={**member, **APP_VERSION}).status_code == 200
+
+    entries = _all_pages(client, audit, owner, limit=100, between=reveal_meanwhile)
+    ids = [e["id"] for e in entries]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)  # no repeats, in order
+    assert len(entries) == FLOOD + 1
+    assert (entries[-1]["email"], entries[-1]["epoch"]) == ("owner@example.com", 0)
+    assert ids == [e["id"] for e in newest] + ids[1000:]  # the first page was the newest 1,000
+
+    # The security events page the same way.
+    for n in range(250):
+        body = {"kind": "wrong_pin", "detail": f"epoch {n}"}
+        client.post(f"/chargers/{serial}/events", json=body, headers=member)
+    client.post(f"/chargers/{serial}/events", json={"kind": "locked"}, headers=owner)
+    events = _all_pages(client, f"/chargers/{serial}/events", owner, limit=100)
+    assert len(events) == 251 and events[0]["kind"] == "locked"
+    assert events[-1]["detail"] == "epoch 0"
+
+
+@pytest.mark.parametrize("path", ["reveals", "events"])
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("before=0", "before"),
+        ("before=9223372036854775808", "before"),
+        ("before=x", "before"),
+    ],
+)
+def test_paging_bounds_are_422_naming_the_parameter(
+    client: TestClient, path: str, query: str, problem: str
+) -> None:
+    (made,) = provision(client, MANDATORY)
+    owner = login(client, "owner@example.com")
+    claim(client, owner, made)
+    response = client.get(f"/chargers/{made.serial}/{path}?{query}", headers=owner)
+    assert response.status_code == 422, response.text
+    assert problem in response.json()["detail"]
+
+
+async def test_the_phone_library_pages_the_audit_back_to_the_first_reveal(
+    db_url: str, fleet_clock: FakeClock
+) -> None:
+    fleet = LocalFleet.start(db_url, fleet_clock)
+    try:
+        [made] = fleet.provision("Pulsar Max", "6.11.2")
+        owner = await fleet.account("owner@example.com")
+        await owner.claim(made.sticker.encode())
+        guest = await fleet.account("guest@example.com")
+        await guest.accept(await owner.invite(made.serial, "guest@example.com"))
+        for _ in range(130):
+            await guest.pin_of_epoch(made.serial, 0)
+        audit = await owner.audit(made.serial, page_size=50)
+        assert len(audit) == 131
+        assert audit[-1]["email"] == "owner@example.com"
+        assert len({e["id"] for e in audit}) == 131
+    finally:
+        await fleet.close()
