@@ -249,8 +249,14 @@ def test_migrate_brings_the_schema_up_to_date(fleet: dict[str, Path | str]) -> N
     assert invoke("fleet", "migrate", "--db", str(fleet["db"]))[0] == 0
 
 
+def test_prune_reports_what_it_deleted(fleet: dict[str, Path | str]) -> None:
+    code, out, err = invoke("fleet", "prune", "--db", str(fleet["db"]))
+    assert code == 0, err
+    assert "pruned 0 from login_throttles, 0 from claim_sources" in out
+
+
 def test_help_lists_the_fleet_commands() -> None:
     code, out, _ = invoke("fleet", "--help")
     assert code == 0
-    for command in ("serve", "migrate", "provision", "sticker", "rotate-key"):
+    for command in ("serve", "migrate", "provision", "sticker", "rotate-key", "prune"):
         assert command in out

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from chargepin.core.lockout import LockoutConfig, LockoutState, check, record_failure
+from chargepin.core.lockout import LockoutConfig, LockoutState, check, quiet_from, record_failure
 
 ACCOUNT_LOCKOUT = LockoutConfig(failures=5, window=60.0, duration=300.0)
 """Wrong claim codes from one account: 5 within 60 s lock it for 300 s (doubling, 24 h cap)."""
@@ -96,3 +96,8 @@ def decide(
                 Verdict.WRONG_CODE, account_after, source_after, started.retry_after, whose
             )
     return ClaimDecision(Verdict.WRONG_CODE, account_after, source_after)
+
+
+def source_forgotten_at(source: LockoutState) -> float | None:
+    """When a source's record may be deleted (None: now): `decide` reads only its lockout."""
+    return quiet_from(SOURCE_LOCKOUT, source)

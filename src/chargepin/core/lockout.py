@@ -268,6 +268,18 @@ def check_connection(
     return check(config, state, now)
 
 
+def quiet_from(config: LockoutConfig, state: LockoutState) -> float | None:
+    """The moment from which `state` decides exactly what a fresh state would, for ever; None
+    if it already does. Its failures have left the window, its lock has ended and its lockouts
+    no longer double the next one: a store may forget it then (the fleet prunes such rows).
+    """
+    horizons = [t + config.window for t in state.failures[-1:]]
+    horizons += [t + config.growth_window for t in state.recent_lockouts[-1:]]
+    if state.locked_until is not None:
+        horizons.append(state.locked_until)
+    return max(horizons, default=None)
+
+
 def record_failure(config: LockoutConfig, state: LockoutState, now: float) -> LockoutState:
     """The state after a failed (or aborted) PIN attempt at `now`.
 

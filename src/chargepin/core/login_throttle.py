@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chargepin.core.errors import InvalidConfig
-from chargepin.core.lockout import Decision, LockoutConfig, LockoutState, check, record_failure
+from chargepin.core.lockout import (
+    Decision,
+    LockoutConfig,
+    LockoutState,
+    check,
+    quiet_from,
+    record_failure,
+)
 
 ACCOUNT_LOCKOUT = LockoutConfig(failures=5, window=300.0, duration=300.0)
 """Wrong passwords for one account: 5 within 5 min lock it for 5 min, doubling to 24 h."""
@@ -86,3 +93,21 @@ def record_wrong_password(
 def record_probe(source: Throttle, now: float) -> Throttle:
     """The source's record after a failure that concerns no account (a registration probe)."""
     return Throttle(record_failure(SOURCE_LOCKOUT, source.lockout, now), now)
+
+
+def account_forgotten_at(account: Throttle) -> float | None:
+    """When an account's record may be deleted (None: now): its lockout is quiet. Its last
+    failure alone decides nothing (`decide` reads a source's, never an account's)."""
+    return quiet_from(ACCOUNT_LOCKOUT, account.lockout)
+
+
+def source_forgotten_at(source: Throttle) -> float | None:
+    """When a source's record may be deleted (None: now). Besides its own lockout, its last
+    failure matters while an account lock that began before it may last (`decide` refuses a
+    source that failed during the account's lock): at most ACCOUNT_LOCKOUT.cap after it.
+    Forgotten sooner, an attacker would get a guess per source per window instead of one per
+    account lock."""
+    horizons = [quiet_from(SOURCE_LOCKOUT, source.lockout)]
+    if source.last_failure is not None:
+        horizons.append(source.last_failure + ACCOUNT_LOCKOUT.cap)
+    return max((t for t in horizons if t is not None), default=None)

@@ -26,10 +26,13 @@ from chargepin.core.errors import format_duration
 from chargepin.core.lockout import Decision
 from chargepin.core.login_throttle import (
     Throttle,
+    account_forgotten_at,
     decide,
     record_probe,
     record_wrong_password,
+    source_forgotten_at,
 )
+from chargepin.fleet import pruning
 from chargepin.fleet.errors import Conflict, Forbidden, TooManyAttempts, Unauthorized
 from chargepin.fleet.models import LoginThrottle, Token, User
 from chargepin.fleet.security import hash_password, new_token, token_digest, verify_password
@@ -69,15 +72,17 @@ class Attempt:
         return account_key(self.email), source_key(self.source)
 
 
-def _read(db: Session, keys: Sequence[str], *, lock: bool) -> list[Throttle]:
+def _read(db: Session, keys: Sequence[str], now: float, *, lock: bool) -> list[Throttle]:
     """The records of `keys`; with `lock`, created if missing and locked FOR UPDATE in key
     order (concurrent attempts on the same rows then run one at a time; SQLite serialises
-    writers anyway, and the INSERT takes its write lock before anything is decided)."""
+    writers anyway, and the INSERT takes its write lock before anything is decided). A row
+    made here and never written (the password was right) may be forgotten at once."""
     if lock:
         dialect = db.get_bind().dialect.name
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        empty = {"state": {}, "forget_after": pruning.forget_after(None, now)}
         for key in sorted(keys):
-            db.execute(insert(LoginThrottle).values(key=key, state={}).on_conflict_do_nothing())
+            db.execute(insert(LoginThrottle).values(key=key, **empty).on_conflict_do_nothing())
     query = select(LoginThrottle).where(LoginThrottle.key.in_(keys)).order_by(LoginThrottle.key)
     if lock:  # and reload rows the unlocked read left in the session
         query = query.with_for_update().execution_options(populate_existing=True)
@@ -85,14 +90,21 @@ def _read(db: Session, keys: Sequence[str], *, lock: bool) -> list[Throttle]:
     return [Throttle.from_dict(rows.get(key)) for key in keys]
 
 
-def _write(db: Session, records: Mapping[str, Throttle]) -> None:
-    """Store records of rows `_read` locked."""
+def _forgotten_at(key: str, record: Throttle) -> float | None:
+    return (source_forgotten_at if key.startswith("source:") else account_forgotten_at)(record)
+
+
+def _write(db: Session, records: Mapping[str, Throttle], now: float) -> None:
+    """Store records of rows `_read` locked, with when each may be forgotten; forget up to a
+    batch of other rows that expired (fleet/pruning.py)."""
     for key, record in records.items():
         row = db.get(LoginThrottle, key)
         if row is None:  # unreachable after a locked read; kept total for clarity
             raise LookupError(f"login throttle row {key} was not locked first")
         row.state = record.to_dict()
+        row.forget_after = pruning.forget_after(_forgotten_at(key, record), now)
     db.flush()
+    pruning.prune(db, LoginThrottle, now, pruning.BATCH)
 
 
 def _refuse_unless(decision: Decision) -> None:
@@ -112,16 +124,16 @@ def check_password(db: Session, attempt: Attempt, password: str, now: float) -> 
     same answer as a wrong password.
     """
     keys = attempt.keys
-    account, source = _read(db, keys, lock=False)
+    account, source = _read(db, keys, now, lock=False)
     _refuse_unless(decide(account, source, now))  # cheap, before argon2
     user = db.scalar(select(User).where(User.email == attempt.email.lower()))
     correct = verify_password(None if user is None else user.password_hash, password)
-    account, source = _read(db, keys, lock=True)
+    account, source = _read(db, keys, now, lock=True)
     _refuse_unless(decide(account, source, now))  # the decision that counts: under the lock
     if correct and user is not None:
         return user
     account, source = record_wrong_password(account, source, now)
-    _write(db, dict(zip(keys, (account, source), strict=True)))
+    _write(db, dict(zip(keys, (account, source), strict=True)), now)
     db.commit()  # the count outlives the refusal
     raise Unauthorized(WRONG_CREDENTIALS)
 
@@ -134,7 +146,7 @@ def register(db: Session, email: str, password: str, source: str | None, now: fl
     it), and a source that probes addresses with it is locked like one guessing passwords.
     """
     key = source_key(source)
-    (record,) = _read(db, [key], lock=False)
+    (record,) = _read(db, [key], now, lock=False)
     _refuse_unless(decide(Throttle(), record, now))  # cheap, before argon2
     password_hash = hash_password(password)
     email = email.lower()
@@ -143,9 +155,9 @@ def register(db: Session, email: str, password: str, source: str | None, now: fl
         db.add(user)
         db.flush()
         return user
-    (record,) = _read(db, [key], lock=True)
+    (record,) = _read(db, [key], now, lock=True)
     _refuse_unless(decide(Throttle(), record, now))
-    _write(db, {key: record_probe(record, now)})
+    _write(db, {key: record_probe(record, now)}, now)
     db.commit()  # the count outlives the refusal
     raise Conflict(f"an account for {email} exists already; log in instead")
 

@@ -19,10 +19,17 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from chargepin.core.claims import SOURCE_LOCKOUT, ClaimDecision, Verdict, decide
+from chargepin.core.claims import (
+    SOURCE_LOCKOUT,
+    ClaimDecision,
+    Verdict,
+    decide,
+    source_forgotten_at,
+)
 from chargepin.core.errors import InvalidSticker, format_duration
 from chargepin.core.lockout import LockoutState
 from chargepin.core.provisioning import StickerPayload
+from chargepin.fleet import pruning
 from chargepin.fleet.access import OWNER
 from chargepin.fleet.errors import Conflict, Forbidden, TooManyAttempts, Unprocessable
 from chargepin.fleet.models import Charger, ClaimSource, Membership, User
@@ -123,7 +130,7 @@ def _lock_account(db: Session, user_id: int) -> User:
     return user
 
 
-def _lock_source(db: Session, source: str) -> ClaimSource:
+def _lock_source(db: Session, source: str, now: float) -> ClaimSource:
     """The source's row (created on first use), locked like the account's (taken after it:
     one order everywhere, so two claims never wait for each other in a circle).
 
@@ -134,7 +141,7 @@ def _lock_source(db: Session, source: str) -> ClaimSource:
     while True:
         db.execute(
             insert(ClaimSource)
-            .values(source=source, claim_lockout={})
+            .values(source=source, claim_lockout={}, forget_after=pruning.forget_after(None, now))
             .on_conflict_do_nothing(index_elements=["source"])
         )
         row = db.get(ClaimSource, source, with_for_update=True, populate_existing=True)
@@ -155,7 +162,7 @@ def claim(
     except InvalidSticker as error:
         raise Unprocessable(str(error), code="invalid_sticker") from None
     account = _lock_account(db, user.id)
-    source = _lock_source(db, source_of(host))
+    source = _lock_source(db, source_of(host), now)
     charger = db.scalar(select(Charger).where(Charger.serial == sticker.serial))
     if charger is None:
         code_digest(vault, sticker.serial, sticker.claim_code)  # as long as for a known serial
@@ -174,6 +181,9 @@ def claim(
         db.delete(source)  # nothing to remember: the table holds only sources that failed
     else:
         source.claim_lockout = decision.source.to_dict()
+        source.forget_after = pruning.forget_after(source_forgotten_at(decision.source), now)
+    db.flush()
+    pruning.prune(db, ClaimSource, now, pruning.BATCH)  # other sources gone quiet
     if decision.verdict is Verdict.CLAIM and charger is not None:
         return _take(db, charger, user, now)
     _refuse(decision)

@@ -151,6 +151,18 @@ def make_admin(
     typer.echo(f"{email} is now a factory (admin) account")
 
 
+@fleet_app.command("prune")
+@reports_errors
+def prune(db: DbOption = None) -> None:
+    """Delete login-throttle and claim-source rows that no longer decide anything."""
+    from chargepin.clock import SystemClock
+    from chargepin.fleet import operations
+
+    counts = operations.prune(_settings(db), SystemClock().now())
+    done = ", ".join(f"{count} from {table}" for table, count in counts.items())
+    typer.echo(f"pruned {done}")
+
+
 @fleet_app.command("rotate-key")
 @reports_errors
 def rotate_key(db: DbOption = None, vault_key_file: KeyFileOption = None) -> None:

@@ -79,6 +79,8 @@ class LoginThrottle(Base):
 
     key: Mapped[str] = mapped_column(String(80), primary_key=True)
     state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # From then on the row decides nothing (core.login_throttle.*_forgotten_at): pruned.
+    forget_after: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class Token(Base):
@@ -132,6 +134,8 @@ class ClaimSource(Base):
 
     source: Mapped[str] = mapped_column(String(64), primary_key=True)
     claim_lockout: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # From then on the row decides nothing (core.claims.source_forgotten_at): pruned.
+    forget_after: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class Membership(Base):

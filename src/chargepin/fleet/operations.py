@@ -71,6 +71,20 @@ def make_admin(settings: FleetSettings, email: str) -> None:
         engine.dispose()
 
 
+def prune(settings: FleetSettings, now: float) -> dict[str, int]:
+    """Delete every throttle row that decides nothing any more (fleet/pruning.py); per table,
+    how many. The service does this a batch at a time on every write of such a row; this is
+    for an operator who wants the tables small now (after an attack, before a backup)."""
+    from chargepin.fleet import pruning
+
+    engine, sessions = open_database(settings.db_url)
+    try:
+        with sessions() as db, db.begin():
+            return pruning.prune_all(db, now)
+    finally:
+        engine.dispose()
+
+
 def serve(settings: FleetSettings, host: str, port: int) -> None:
     """Run the fleet service with uvicorn on loopback until interrupted."""
     import uvicorn
