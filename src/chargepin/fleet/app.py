@@ -22,6 +22,7 @@ from chargepin.fleet.api import accounts, chargers
 from chargepin.fleet.api import factory as factory_api
 from chargepin.fleet.api import members as members_api
 from chargepin.fleet.api import tickets as tickets_api
+from chargepin.fleet.api.refusals import declare_refusals
 from chargepin.fleet.body_limit import MAX_BODY_BYTES, BodyLimit
 from chargepin.fleet.db import make_engine, migrate, refusal, session_factory
 from chargepin.fleet.errors import FleetError
@@ -73,6 +74,7 @@ def create_app(
     app.include_router(members_api.router)
     app.include_router(tickets_api.router)
     app.include_router(factory_api.router)
+    declare_refusals(app)
     return app
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, EmailStr, Field
 
 from chargepin.fleet import accounts
+from chargepin.fleet.api.refusals import THROTTLED
 from chargepin.fleet.deps import DB, CurrentUser, bearer_digest
 from chargepin.fleet.errors import Unauthorized
 from chargepin.fleet.security import MIN_PASSWORD
@@ -54,7 +55,7 @@ def _token(authorization: str | None) -> bytes:
     return digest
 
 
-@router.post("/register", status_code=201, response_model=Account)
+@router.post("/register", status_code=201, response_model=Account, responses=THROTTLED)
 def register(body: Credentials, db: DB, request: Request) -> Account:
     """Create an account (argon2id password hash); 409 if the address has one (counted)."""
     client = request.client.host if request.client else None
@@ -63,7 +64,7 @@ def register(body: Credentials, db: DB, request: Request) -> Account:
     return Account(id=user.id, email=user.email)
 
 
-@router.post("/login", response_model=SessionToken)
+@router.post("/login", response_model=SessionToken, responses=THROTTLED)
 def login(body: Credentials, db: DB, request: Request) -> SessionToken:
     """Exchange e-mail and password for a bearer token; wrong passwords are throttled (429)."""
     state = request.app.state.fleet
@@ -94,7 +95,7 @@ def revoke_all(db: DB, user: CurrentUser) -> SessionsEnded:
     return SessionsEnded(sessions_ended=accounts.end_sessions(db, user))
 
 
-@router.post("/me/password", response_model=SessionsEnded)
+@router.post("/me/password", response_model=SessionsEnded, responses=THROTTLED)
 def change_password(
     body: PasswordChange,
     db: DB,

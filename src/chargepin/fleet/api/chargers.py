@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from chargepin.core.limits import MAX_EPOCH
 from chargepin.fleet import chargers, claims
 from chargepin.fleet.access import live_member_by_token, require_member, require_owner
+from chargepin.fleet.api.refusals import THROTTLED
 from chargepin.fleet.deps import (
     DB,
     AppVersion,
@@ -87,7 +88,7 @@ def _info(view: chargers.ChargerView) -> ChargerInfoOut:
     )
 
 
-@router.post("/chargers/claim", status_code=201, response_model=ChargerInfoOut)
+@router.post("/chargers/claim", status_code=201, response_model=ChargerInfoOut, responses=THROTTLED)
 def claim(
     body: ClaimRequest, db: DB, user: CurrentUser, version: AppVersion, request: Request
 ) -> ChargerInfoOut:

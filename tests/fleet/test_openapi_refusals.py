@@ -1,0 +1,129 @@
+"""/openapi.json declares every refusal the service answers, in its `{error, detail}` shape.
+
+Issue 9, point 7: login and claims answered 429 with Retry-After, every body route could answer
+413 and the PIN routes 426, but the document declared none of them, and its 422 was FastAPI's
+own HTTPValidationError, a shape the service never sends. Each test also makes the service
+answer the refusal for real and checks the answer against the declaration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from chargepin.core.provisioning import StickerPayload
+from tests.helpers.fleet_accounts import login
+from tests.helpers.fleet_factory import provision
+
+ERROR_REF = "#/components/schemas/ErrorOut"
+THROTTLED = {
+    ("post", "/login"),
+    ("post", "/register"),
+    ("post", "/me/password"),
+    ("post", "/chargers/claim"),
+}
+"""The routes a throttle guards: what they answer when it refuses is 429 + Retry-After."""
+
+
+@pytest.fixture
+def document(client: TestClient) -> dict[str, Any]:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method, path, operation)
+        for path, methods in document["paths"].items()
+        for method, operation in methods.items()
+    ]
+
+
+def error_schema_of(response: dict[str, Any]) -> str:
+    return str(response["content"]["application/json"]["schema"]["$ref"])
+
+
+def test_every_throttled_route_declares_429_with_retry_after(document: dict[str, Any]) -> None:
+    declared = set()
+    for method, path, operation in operations(document):
+        if "429" in operation["responses"]:
+            declared.add((method, path))
+            refusal = operation["responses"]["429"]
+            assert error_schema_of(refusal) == ERROR_REF, path
+            assert refusal["headers"]["Retry-After"]["schema"]["type"] == "integer", path
+    assert declared == THROTTLED
+
+
+def test_every_body_route_declares_413_and_every_versioned_route_426(
+    document: dict[str, Any],
+) -> None:
+    versioned = set()
+    for method, path, operation in operations(document):
+        responses = operation["responses"]
+        if "requestBody" in operation:
+            assert error_schema_of(responses["413"]) == ERROR_REF, path
+        else:
+            assert "413" not in responses, path
+        headers = {
+            p["name"].lower() for p in operation.get("parameters", []) if p["in"] == "header"
+        }
+        if "x-app-version" in headers:
+            versioned.add((method, path))
+            assert error_schema_of(responses["426"]) == ERROR_REF, path
+        for status, response in responses.items():
+            if status.startswith(("4", "5")):
+                assert error_schema_of(response) == ERROR_REF, (path, status)
+    assert versioned >= {
+        ("post", "/chargers/claim"),
+        ("get", "/chargers/{serial}"),
+        ("get", "/chargers/{serial}/pin"),
+        ("post", "/chargers/{serial}/tickets"),
+    }
+    schema = document["components"]["schemas"]["ErrorOut"]
+    assert set(schema["required"]) == {"error", "detail"}
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+def _conforms(answer: Any, document: dict[str, Any], method: str, path: str) -> None:
+    """The real answer is declared for its route, in the declared shape and headers."""
+    declared = document["paths"][path][method]["responses"][str(answer.status_code)]
+    assert error_schema_of(declared) == ERROR_REF
+    assert set(answer.json()) == {"error", "detail"}
+    for header in declared.get("headers", {}):
+        assert int(answer.headers[header]) >= 1
+
+
+def test_the_refusals_the_service_answers_are_the_ones_declared(
+    client: TestClient, document: dict[str, Any]
+) -> None:
+    wrong = {"email": "someone@example.com", "password": "not the password at all"}
+    answers = [client.post("/login", json=wrong) for _ in range(6)]
+    assert answers[-1].status_code == 429
+    _conforms(answers[-1], document, "post", "/login")
+
+    headers = login(TestClient(client.app, client=("198.51.100.9", 40000)), "owner@example.com")
+    (made,) = provision(client)
+    body = {"payload": StickerPayload(made.serial, "0000000000ZZ").encode()}
+    claims = [client.post("/chargers/claim", json=body, headers=headers) for _ in range(6)]
+    assert claims[-1].status_code == 429
+    _conforms(claims[-1], document, "post", "/chargers/claim")
+
+    old_app = {**headers, "X-App-Version": "1.0"}
+    too_old = client.get(f"/chargers/{made.serial}/pin?epoch=0", headers=old_app)
+    assert too_old.status_code == 426
+    _conforms(too_old, document, "get", "/chargers/{serial}/pin")
+
+    big = client.post(
+        "/register",
+        content=b"{" + b" " * (65 * 1024) + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert big.status_code == 413
+    _conforms(big, document, "post", "/register")
+
+    invalid = client.post("/register", json={"email": "not an address"})
+    assert invalid.status_code == 422
+    _conforms(invalid, document, "post", "/register")
