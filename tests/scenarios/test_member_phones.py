@@ -12,11 +12,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete
 
+from chargepin.charger.daemon import ChargerDaemon
 from chargepin.clock import FakeClock
 from chargepin.core import bond_statement
 from chargepin.core.bond_statement import BondedPhone
 from chargepin.core.keys import new_secret
+from chargepin.fleet.factory import Provisioned
+from chargepin.fleet.models import PhoneBond
 from chargepin.lab.local_fleet import LocalFleet
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone import troubleshooting
@@ -30,11 +34,10 @@ async def fleet(tmp_path: Path, clock: FakeClock) -> AsyncIterator[LocalFleet]:
     await fleet.close()
 
 
-@pytest.mark.slow
-async def test_member_cannot_list_the_owners_phone(bed: Testbed, fleet: LocalFleet) -> None:
-    [made] = fleet.provision("Pulsar Max", "6.11.2")
+async def install(bed: Testbed, made: Provisioned) -> ChargerDaemon:
+    """`chargepin charger init --bundle`: the charger gets its identity and secret."""
     bundle = made.bundle
-    daemon = await bed.charger(
+    return await bed.charger(
         ChargerSpec(
             serial=bundle.serial,
             model=bundle.model,
@@ -44,6 +47,13 @@ async def test_member_cannot_list_the_owners_phone(bed: Testbed, fleet: LocalFle
         ),
         name=bundle.serial,
     )
+
+
+@pytest.mark.slow
+async def test_member_cannot_list_the_owners_phone(bed: Testbed, fleet: LocalFleet) -> None:
+    [made] = fleet.provision("Pulsar Max", "6.11.2")
+    bundle = made.bundle
+    daemon = await install(bed, made)
     serial = made.serial
     owner = await fleet.account("owner@example.com")
     await owner.claim(made.sticker.encode())
@@ -94,3 +104,37 @@ async def test_member_cannot_list_the_owners_phone(bed: Testbed, fleet: LocalFle
     assert revoked["phones_to_remove"] == [guest_phone]
     await owner_link.disconnect()
     await guest_link.disconnect()
+
+
+@pytest.mark.slow
+async def test_a_phone_is_listed_again_at_its_next_connection_and_once(
+    bed: Testbed, fleet: LocalFleet
+) -> None:
+    """Every connection relays the charger's statement: a relay that never reached the fleet
+    (or a bond from before phones were listed this way) is listed at the next connection; the
+    same phone logged in with a second account stays the first account's, and connects."""
+    [made] = fleet.provision("Pulsar Max", "6.11.2")
+    await install(bed, made)
+    serial = made.serial
+    owner = await fleet.account("owner@example.com")
+    await owner.claim(made.sticker.encode())
+    phone = await bed.phone("family-phone")
+    first = await troubleshooting.connect(phone, owner, serial)
+    address = str(first.link.connection.self_address)
+    await first.link.disconnect()
+    with fleet.state.sessions() as db, db.begin():
+        db.execute(delete(PhoneBond))  # the relay that never arrived
+    assert [m["phones"] for m in await owner.members(serial)] == [[]]
+
+    again = await troubleshooting.connect(phone, owner, serial)
+    assert not again.paired_now  # bonded: no PIN, and the statement relayed all the same
+    await again.link.disconnect()
+    assert [m["phones"] for m in await owner.members(serial)] == [[address]]
+
+    partner = await fleet.account("partner@example.com")
+    await partner.accept(await owner.invite(serial, "partner@example.com"))
+    shared = await troubleshooting.connect(phone, partner, serial)  # the bond relayed is owner's
+    assert not shared.paired_now
+    await shared.link.disconnect()
+    members = {m["email"]: m["phones"] for m in await owner.members(serial)}
+    assert members == {"owner@example.com": [address], "partner@example.com": []}

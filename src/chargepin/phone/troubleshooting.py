@@ -18,7 +18,10 @@ from chargepin.core.tickets import Action
 from chargepin.phone import owner_actions
 from chargepin.phone.client import ChargerLink, Phone
 from chargepin.phone.errors import WrongPin
-from chargepin.phone.fleet_client import FleetClient
+from chargepin.phone.fleet_client import FleetClient, FleetRefused
+
+BOND_HELD_BY_ANOTHER = "bond_statement_stale"
+"""The fleet's code for a bond another account relayed first (fleet/members.relay_bond)."""
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,18 @@ async def _connected(
 ) -> Connected:
     """Keep the fleet in step with what the charger shows (a hardened charger rotates its PIN
     after failed attempts, and Charger Info must show the PIN that works), and relay the
-    charger's statement of the bond it just made, so revoking a user lists their phones (the
-    fleet believes the charger's statement, not an address the phone names)."""
+    charger's statement of its bond with this phone, so revoking a user lists their phones
+    (the fleet believes the charger's statement, not an address the phone names).
+
+    On every connection, not only after pairing: a relay lost on the way, or a bond made
+    before the fleet listed phones this way, is listed at the next connection. A phone whose
+    bond another account relayed first (one phone, two accounts) is not this account's to
+    list: that 409 is no reason to refuse the user the link they have.
+    """
     await owner_actions.reconcile(link, fleet)
-    if link.paired_now:
+    try:
         await fleet.relay_bond(serial, await link.read_bond_statement())
+    except FleetRefused as refused:
+        if refused.code != BOND_HELD_BY_ANOTHER:
+            raise
     return Connected(link, link.paired_now, message)
