@@ -7,6 +7,7 @@ first one) out of the owner's view, which showed the newest 1,000. Both lists no
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +15,11 @@ from fastapi.testclient import TestClient
 
 from chargepin.clock import FakeClock
 from chargepin.lab.local_fleet import LocalFleet
+from chargepin.phone.fleet_client import Login
+from tests.helpers.cli import invoke
 from tests.helpers.fleet_accounts import APP_VERSION, login
 from tests.helpers.fleet_factory import MANDATORY, claim, provision
+from tests.helpers.live_server import serve
 
 FLOOD = 1_001
 
@@ -129,3 +133,35 @@ async def test_the_phone_library_pages_the_audit_back_to_the_first_reveal(
         assert len({e["id"] for e in audit}) == 131
     finally:
         await fleet.close()
+
+
+def test_the_cli_lists_the_whole_audit_and_every_event(
+    db_url: str, fleet_clock: FakeClock, tmp_path: Path
+) -> None:
+    """`chargepin phone audit` and `phone events` over a real uvicorn: every page, oldest last."""
+    fleet = LocalFleet.start(db_url, fleet_clock)
+    try:
+        client = TestClient(fleet.app)
+        (made,) = provision(client, MANDATORY)
+        owner = login(client, "owner@example.com")
+        assert claim(client, owner, made).status_code == 201
+        member = _member(client, owner, made.serial, "member@example.com")
+        for _ in range(150):
+            client.get(f"/chargers/{made.serial}/pin?epoch=0", headers={**member, **APP_VERSION})
+        for n in range(120):
+            body = {"kind": "wrong_pin", "detail": f"epoch {n}"}
+            client.post(f"/chargers/{made.serial}/events", json=body, headers=member)
+        login_file = tmp_path / "login.json"
+        with serve(fleet.app) as url:
+            Login(url, owner["Authorization"].removeprefix("Bearer ")).save(login_file)
+            code, out, err = invoke("phone", "audit", made.serial, "--login-file", str(login_file))
+            assert code == 0, err
+            lines = out.splitlines()
+            assert len(lines) == 151
+            assert "owner@example.com" in lines[-1] and "member@example.com" in lines[0]
+            code, out, err = invoke("phone", "events", made.serial, "--login-file", str(login_file))
+            assert code == 0, err
+            lines = out.splitlines()
+            assert len(lines) == 120 and lines[-1].endswith("epoch 0")
+    finally:
+        fleet.dispose()
