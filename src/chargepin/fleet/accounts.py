@@ -76,18 +76,26 @@ def _read(db: Session, keys: Sequence[str], now: float, *, lock: bool) -> list[T
     """The records of `keys`; with `lock`, created if missing and locked FOR UPDATE in key
     order (concurrent attempts on the same rows then run one at a time; SQLite serialises
     writers anyway, and the INSERT takes its write lock before anything is decided). A row
-    made here and never written (the password was right) may be forgotten at once."""
-    if lock:
-        dialect = db.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        empty = {"state": {}, "forget_after": pruning.forget_after(None, now)}
+    made here and never written (the password was right) may be forgotten at once.
+
+    On PostgreSQL another request may prune an expired row between the INSERT that found it
+    and the lock (fleet/pruning.py): the lock then finds no row, and the row is made again.
+    """
+    query = select(LoginThrottle).where(LoginThrottle.key.in_(keys)).order_by(LoginThrottle.key)
+    if not lock:
+        rows = {row.key: row.state for row in db.scalars(query)}
+        return [Throttle.from_dict(rows.get(key)) for key in keys]
+    dialect = db.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    empty = {"state": {}, "forget_after": pruning.forget_after(None, now)}
+    # ... and reload rows the unlocked read left in the session
+    query = query.with_for_update().execution_options(populate_existing=True)
+    while True:
         for key in sorted(keys):
             db.execute(insert(LoginThrottle).values(key=key, **empty).on_conflict_do_nothing())
-    query = select(LoginThrottle).where(LoginThrottle.key.in_(keys)).order_by(LoginThrottle.key)
-    if lock:  # and reload rows the unlocked read left in the session
-        query = query.with_for_update().execution_options(populate_existing=True)
-    rows = {row.key: row.state for row in db.scalars(query)}
-    return [Throttle.from_dict(rows.get(key)) for key in keys]
+        rows = {row.key: row.state for row in db.scalars(query)}
+        if rows.keys() >= set(keys):
+            return [Throttle.from_dict(rows[key]) for key in keys]
 
 
 def _forgotten_at(key: str, record: Throttle) -> float | None:
