@@ -29,6 +29,7 @@ PURPOSE_FINGERPRINT = "fingerprint"
 PURPOSE_ATTESTATION = "attestation"
 PURPOSE_PAIRING = "pairing"
 """The bond statement: the charger vouches for a phone it bonded (core.bond_statement)."""
+PURPOSE_PRESENCE = "presence"
 
 
 def require_secret(secret: bytes) -> bytes:

@@ -24,6 +24,8 @@ STATUS_UUID = "4d2c0006-8f4a-4b7e-a3d1-5c9e2b7f6a10"
 CONTROL_UUID = "4d2c0007-8f4a-4b7e-a3d1-5c9e2b7f6a10"
 BOND_UUID = "4d2c0009-8f4a-4b7e-a3d1-5c9e2b7f6a10"
 """The bond statement (core.bond_statement): readable on an encrypted link with a bond."""
+PRESENCE_UUID = "4d2c000a-8f4a-4b7e-a3d1-5c9e2b7f6a10"
+"""Open: write the fleet's nonce, read the proof (core.presence; docs/PROTOCOL.md)."""
 
 # Bluetooth SIG company identifier 0xFFFF is reserved for internal use and tests (Assigned
 # Numbers 7.1); a vendor shipping this sets its own.
