@@ -15,7 +15,7 @@ import pytest
 from bumble import att, gatt
 
 from chargepin.charger.daemon import ChargerDaemon
-from chargepin.core import protocol
+from chargepin.core import presence, protocol
 from chargepin.core.limits import CHALLENGE_SIZE
 from chargepin.core.protocol import AdminResult, ChargerStatus, ChargingState, OpenInfo
 from chargepin.core.tickets import Action, verify_receipt
@@ -24,6 +24,7 @@ from chargepin.lab.raw_gatt import RawGattClient
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone.client import ChargerLink, Phone, wait_disconnected
 from chargepin.phone.errors import PinNeeded
+from chargepin.radio.link_addresses import self_on_air
 from tests.helpers.timing import WITHIN
 
 ANSWER_WITHIN = WITHIN
@@ -68,6 +69,8 @@ def expected_reads(client: RawGattClient, paired: bool) -> dict[int, int | None]
     expected[client.value(protocol.STATUS_UUID).handle] = closed
     expected[client.cccd_of(protocol.STATUS_UUID).handle] = closed
     expected[client.value(protocol.BOND_UUID).handle] = closed
+    # Open, but a proof is only there once this link wrote a nonce.
+    expected[client.value(protocol.PRESENCE_UUID).handle] = protocol.AttAppError.BAD_COMMAND
     return expected
 
 
@@ -142,6 +145,35 @@ async def test_every_attribute_answers_a_read_promptly(bed: Testbed) -> None:
     assert ChargerStatus.decode(raw).state is ChargingState.IDLE
 
 
+async def test_each_link_reads_only_its_own_presence_proof(bed: Testbed) -> None:
+    """Issue 9.8: the proof is kept per link and binds the phone's address on that link, so a
+    second link (a fake charger relaying to the real one) neither reads nor reuses it."""
+    daemon = await bed.charger(ChargerSpec(serial=SERIAL))
+    first = await connect_unpaired(await bed.phone("first"))
+    second = await connect_unpaired(await bed.phone("second"))
+    nonce = bytes(range(16))
+    assert await first.write(first.value(protocol.PRESENCE_UUID), nonce) is None
+    assert await second.read(second.value(protocol.PRESENCE_UUID)) == (
+        protocol.AttAppError.BAD_COMMAND
+    )
+    assert await second.write(second.value(protocol.PRESENCE_UUID), nonce) is None
+    proofs = []
+    for client in (first, second):
+        raw = await client.read(client.value(protocol.PRESENCE_UUID))
+        assert isinstance(raw, bytes)
+        proofs.append(presence.PresenceProof.decode(raw))
+    secret, address = daemon.store.secret, self_on_air(first.connection)
+    assert presence.verify(secret, SERIAL, nonce, address, proofs[0]).epoch == daemon.store.epoch
+    with pytest.raises(presence.PresenceInvalid):  # the other link's proof, same nonce
+        presence.verify(secret, SERIAL, nonce, address, proofs[1])
+    for size in (0, 15, 17, 512):  # a wrong size clears the link's proof
+        answer = await first.write(first.value(protocol.PRESENCE_UUID), bytes(size))
+        assert answer == att.ErrorCode.INVALID_ATTRIBUTE_LENGTH
+        assert await first.read(first.value(protocol.PRESENCE_UUID)) == (
+            protocol.AttAppError.BAD_COMMAND
+        )
+
+
 async def test_every_attribute_answers_a_write_promptly(bed: Testbed) -> None:
     """From a stranger: protected points want encryption, everything else refuses.
 
@@ -151,6 +183,7 @@ async def test_every_attribute_answers_a_write_promptly(bed: Testbed) -> None:
     await bed.charger(ChargerSpec(serial=SERIAL))
     stranger = await connect_unpaired(await bed.phone("stranger"))
     admin = stranger.value(protocol.ADMIN_UUID).handle
+    presence = stranger.value(protocol.PRESENCE_UUID).handle
     protected = {
         stranger.value(protocol.CONTROL_UUID).handle,
         stranger.cccd_of(protocol.STATUS_UUID).handle,
@@ -164,6 +197,8 @@ async def test_every_attribute_answers_a_write_promptly(bed: Testbed) -> None:
             assert answer in (None, WRITE_NOT_PERMITTED)
         elif attribute.handle == admin:
             assert answer == protocol.AttAppError.TICKET_REJECTED
+        elif attribute.handle == presence:  # open to anyone: two bytes are no nonce
+            assert answer == att.ErrorCode.INVALID_ATTRIBUTE_LENGTH
         elif attribute.handle in protected:
             assert answer == NO_ENCRYPTION, f"write to handle {attribute.handle}"
         else:

@@ -23,7 +23,7 @@ from bumble.core import UUID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargepin.core import protocol
+from chargepin.core import presence, protocol
 from chargepin.core.limits import CHALLENGE_SIZE
 from chargepin.core.protocol import (
     MAX_CURRENT_A,
@@ -48,6 +48,7 @@ from chargepin.lab.strategies import (
     mutations,
 )
 from chargepin.phone.errors import CommandRefused
+from chargepin.radio.link_addresses import self_on_air
 from tests.helpers.timing import WITHIN
 
 FUZZ = settings(
@@ -243,6 +244,37 @@ def test_status_cccd_takes_only_notify_on_or_off(air: Air) -> None:
     check()
 
 
+# ------------------------------------------------------------------------------ presence point
+
+
+def test_presence_point_proves_any_16_octets_and_refuses_every_other_size(air: Air) -> None:
+    """Issue 9.8: a nonce is exactly 16 octets; anything else is refused and leaves no proof
+    behind, and every proof verifies for the writer's link only."""
+    point = air.table.value(protocol.PRESENCE_UUID)
+    serial = air.daemon.store.identity.serial
+    address = self_on_air(air.link.connection)
+
+    async def example(value: bytes) -> None:
+        code = await air.write(point, value)
+        answer = await air.read(point)
+        if len(value) == presence.NONCE_SIZE:
+            assert code is None and isinstance(answer, bytes)
+            proof = presence.PresenceProof.decode(answer)
+            state = presence.verify(air.daemon.store.secret, serial, value, address, proof)
+            assert state.epoch == air.daemon.store.epoch
+        else:
+            assert code == att.ErrorCode.INVALID_ATTRIBUTE_LENGTH
+            assert answer == AttAppError.BAD_COMMAND
+        await air.still_serving()
+
+    @FUZZ
+    @given(value=st.one_of(st.binary(min_size=16, max_size=16), st.binary(max_size=600)))
+    def check(value: bytes) -> None:
+        air.run(example(value))
+
+    check()
+
+
 # ------------------------------------------------------------------------------ read-only table
 
 
@@ -256,12 +288,13 @@ def test_gatt_table_has_the_attributes_this_file_fuzzes(air: Air) -> None:
         protocol.ADMIN_RESULT_UUID,
         protocol.STATUS_UUID,
         protocol.CONTROL_UUID,
+        protocol.PRESENCE_UUID,
     ):
         assert types.count(UUID(uuid)) == 1
     assert gatt.GATT_DEVICE_NAME_CHARACTERISTIC in types
     assert gatt.GATT_DATABASE_HASH_CHARACTERISTIC in types
     assert types.count(CCCD) == 2  # Service Changed and status
-    assert len(air.table.writable_by_design()) == 4
+    assert len(air.table.writable_by_design()) == 5
 
 
 def test_read_only_attributes_refuse_any_write_and_keep_their_value(air: Air) -> None:

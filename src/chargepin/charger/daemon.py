@@ -34,7 +34,7 @@ from chargepin.charger.owner_actions import (
 from chargepin.charger.pairing import PairingGuard
 from chargepin.charger.store import StateStore
 from chargepin.clock import Clock, SystemClock
-from chargepin.core import bond_statement, lockout, protocol
+from chargepin.core import bond_statement, lockout, presence, protocol
 from chargepin.core.attestation import AttestedState, attest
 from chargepin.core.events import EventKind
 from chargepin.core.limits import CHALLENGE_SIZE
@@ -42,6 +42,7 @@ from chargepin.core.links import AccessRefusal, protected_access
 from chargepin.core.policy import PinMode, pin_policy
 from chargepin.core.profiles import security_profile
 from chargepin.radio.bumble_fixes import guard_pairing, harden_gatt_server
+from chargepin.radio.link_addresses import peer_on_air
 from chargepin.radio.virtual import HciEndpoints
 
 logger = logging.getLogger(__name__)
@@ -390,6 +391,37 @@ class ChargerDaemon:
         except ValueError as error:
             logger.info("control write refused: %s", error)
             raise att.ATT_Error(protocol.AttAppError.BAD_COMMAND) from error
+
+    def write_presence(self, connection: Connection, value: bytes) -> None:
+        """Prove this charger is who it says, to the phone on this link, on the fleet's nonce.
+
+        Open to any link (the phone must check before it pairs); the proof is kept for this
+        link only and binds the address this link's phone uses on the air (core.presence), so
+        no other link can read it or use it. The MAC costs microseconds: no throttle needed.
+        """
+        link = self.links.of(connection)
+        if len(value) != presence.NONCE_SIZE:
+            link.presence = None
+            raise att.ATT_Error(att.ErrorCode.INVALID_ATTRIBUTE_LENGTH)
+        identity = self.store.identity
+        pin = self.store.pin_state
+        state = AttestedState(
+            pin.epoch,
+            pin.enabled,
+            pin.fingerprint(self.store.secret, identity.serial),
+            pin.generation,
+        )
+        proof = presence.prove(
+            self.store.secret, identity.serial, bytes(value), peer_on_air(connection), state
+        )
+        link.presence = proof.encode()
+
+    def read_presence(self, connection: Connection) -> bytes:
+        """This link's proof for the nonce it wrote last (BAD_COMMAND before any nonce)."""
+        link = self.links.of(connection)
+        if link.presence is None:
+            raise att.ATT_Error(protocol.AttAppError.BAD_COMMAND)
+        return link.presence
 
     def _on_status_change(self, status: protocol.ChargerStatus) -> None:
         if self._stopping:

@@ -33,6 +33,9 @@ class ChargerHandlers(Protocol):
     async def write_control(self, connection: Connection, value: bytes) -> None: ...
 
     async def read_bond(self, connection: Connection) -> bytes: ...
+    def write_presence(self, connection: Connection, value: bytes) -> None: ...
+
+    def read_presence(self, connection: Connection) -> bytes: ...
 
     async def require_protected(self, connection: Connection) -> None: ...
 
@@ -111,6 +114,12 @@ def build_service(device: Device, handlers: ChargerHandlers) -> gatt.Service:
             status,
             _characteristic(protocol.CONTROL_UUID, props.WRITE, None, handlers.write_control),
             _characteristic(protocol.BOND_UUID, props.READ, handlers.read_bond, None),
+            _characteristic(
+                protocol.PRESENCE_UUID,
+                props.READ | props.WRITE,
+                handlers.read_presence,
+                handlers.write_presence,
+            ),
         ],
     )
 

@@ -39,6 +39,7 @@ class LinkState:
     challenge: bytes | None = None
     challenge_at: float = 0.0
     admin_result: protocol.AdminResult | None = None
+    presence: bytes | None = None  # this link's proof for the nonce it wrote (core.presence)
     smp_timer: asyncio.TimerHandle | None = None
     idle_timer: asyncio.TimerHandle | None = None
     result_read: asyncio.Event = field(default_factory=asyncio.Event)

@@ -53,11 +53,13 @@ class GattTable:
         raise LookupError(f"no CCCD after handle {value.handle}")
 
     def writable_by_design(self) -> set[int]:
-        """Handles a client may write: the admin and control points and the two CCCDs."""
+        """Handles a client may write: the admin, control and presence points and the two
+        CCCDs."""
         service_changed = self.value(gatt.GATT_SERVICE_CHANGED_CHARACTERISTIC)
         return {
             self.value(protocol.ADMIN_UUID).handle,
             self.value(protocol.CONTROL_UUID).handle,
+            self.value(protocol.PRESENCE_UUID).handle,
             self.cccd_of(self.value(protocol.STATUS_UUID)).handle,
             self.cccd_of(service_changed).handle,
         }

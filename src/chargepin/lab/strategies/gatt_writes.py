@@ -10,6 +10,7 @@ from bumble import att, gatt
 from hypothesis import strategies as st
 
 from chargepin.core import protocol
+from chargepin.core.presence import NONCE_SIZE
 from chargepin.core.protocol import (
     MAX_CURRENT_A,
     MIN_CURRENT_A,
@@ -110,12 +111,16 @@ def gatt_writes(table: GattTable, serial: str, mtu: int) -> st.SearchStrategy[Ga
     special = {
         table.value(protocol.ADMIN_UUID).handle: junk_tickets(serial),
         table.value(protocol.CONTROL_UUID).handle: CONTROL_VALUES,
+        # Nonces (16 octets) and everything around them.
+        table.value(protocol.PRESENCE_UUID).handle: st.one_of(
+            st.binary(min_size=NONCE_SIZE, max_size=NONCE_SIZE), st.binary(max_size=64)
+        ),
     }
     for handle in table.writable_by_design():
         special.setdefault(handle, CCCD_VALUES)
 
     writable = [a for a in table.attributes if a.handle in special]
-    # Half the writes go to the four writable attributes, where the code paths are.
+    # Half the writes go to the writable attributes, where the code paths are.
     attributes = st.one_of(st.sampled_from(writable), st.sampled_from(table.attributes))
 
     @st.composite
@@ -161,6 +166,11 @@ def expected_answers(
         # Unpaired links may write an admit_pairing ticket, so junk from the stranger is opened
         # (and refused) too; a valid ticket of another action would get 0x0F.
         return frozenset({protocol.AttAppError.TICKET_REJECTED})
+    if write.handle == table.value(protocol.PRESENCE_UUID).handle:
+        # Open to any link (issue 9.8): a nonce is 16 octets, anything else is refused.
+        if len(write.value) == NONCE_SIZE:
+            return frozenset({None})
+        return frozenset({codes.INVALID_ATTRIBUTE_LENGTH})
     if write.handle == table.value(protocol.CONTROL_UUID).handle:
         if not owner:
             return frozenset({codes.INSUFFICIENT_ENCRYPTION})
