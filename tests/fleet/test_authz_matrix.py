@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from chargepin.core.presence import PROOF_SIZE
 from chargepin.core.tickets import Action, Receipt, sign_receipt
 from tests.helpers.fleet_accounts import APP_VERSION, PASSWORD, login
 from tests.helpers.fleet_records import MANDATORY, ChargerRecord, add_charger
@@ -127,6 +128,18 @@ ENDPOINTS = [
     Endpoint("POST", "/chargers/{serial}/receipts", _receipt, user=200, owner=200),
     Endpoint("POST", "/chargers/{serial}/reconcile", _reconcile, user=200, owner=200),
     Endpoint("POST", "/chargers/{serial}/phones", _bond, user=200, owner=200),
+    Endpoint("POST", "/chargers/{serial}/presence/nonces", lambda _c: None, user=201, owner=201),
+    Endpoint(
+        "POST",
+        "/chargers/{serial}/presence/pin",
+        lambda _c: {  # a nonce nobody was issued: members are told so, nobody gets a PIN
+            "nonce": secrets.token_bytes(16).hex(),
+            "proof": secrets.token_bytes(PROOF_SIZE).hex(),
+            "address": "C0:11:22:33:44:55",
+        },
+        user=422,
+        owner=422,
+    ),
     Endpoint("GET", "/chargers", lambda _c: None, user=200, owner=200, charger_scoped=False),
     Endpoint("GET", "/chargers/{serial}", lambda _c: None, user=200, owner=200),
     Endpoint("GET", "/chargers/{serial}/pin?epoch=0", lambda _c: None, user=200, owner=200),
@@ -232,12 +245,12 @@ def test_every_endpoint_for_every_caller(client: TestClient) -> None:
                 if not payload.get("detail"):
                     problems.append(f"{where}: refused without saying why")
     assert not problems, "\n".join(problems)
-    assert len(seen) == 22  # every route of the API but /register and /login
+    assert len(seen) == 24  # every route of the API but /register and /login
 
 
 def test_every_route_built_here_is_in_the_matrix() -> None:
     """A new route must be added to ENDPOINTS (only /register and /login need no account)."""
-    from chargepin.fleet.api import accounts, chargers, factory, members, tickets
+    from chargepin.fleet.api import accounts, chargers, factory, members, presence, tickets
 
     built = {
         (method, route.path)
@@ -246,6 +259,7 @@ def test_every_route_built_here_is_in_the_matrix() -> None:
             chargers.router,
             factory.router,
             members.router,
+            presence.router,
             tickets.router,
         )
         for route in router.routes

@@ -21,6 +21,7 @@ from chargepin.core.errors import ChargepinError
 from chargepin.fleet.api import accounts, chargers
 from chargepin.fleet.api import factory as factory_api
 from chargepin.fleet.api import members as members_api
+from chargepin.fleet.api import presence as presence_api
 from chargepin.fleet.api import tickets as tickets_api
 from chargepin.fleet.api.refusals import declare_refusals
 from chargepin.fleet.body_limit import MAX_BODY_BYTES, BodyLimit
@@ -73,6 +74,7 @@ def create_app(
     app.include_router(chargers.router)
     app.include_router(members_api.router)
     app.include_router(tickets_api.router)
+    app.include_router(presence_api.router)
     app.include_router(factory_api.router)
     declare_refusals(app)
     return app

@@ -189,6 +189,25 @@ class PinReveal(Base):
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class PresenceNonce(Base):
+    """A nonce the fleet issued a member for a device to prove it is the charger (issue 9.8).
+
+    Single use (`used_at`), good for core.presence.NONCE_TTL after `issued_at`, bound to the
+    member and the charger. In the database, not in a worker's memory: the nonce may come back
+    to any worker. Only its SHA-256 is kept.
+    """
+
+    __tablename__ = "presence_nonces"
+    __table_args__ = (Index("ix_presence_nonces_charger_id_user_id", "charger_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    nonce_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    issued_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+
+
 class SecurityEvent(Base):
     """Facts a phone reported about a charger: firmware read, wrong PINs, lockouts seen."""
 

@@ -163,6 +163,14 @@ def reconcile(
         verify(secret, serial, state, attestation)
     except AttestationInvalid as error:
         raise Unprocessable(str(error), code="attestation_invalid") from None
+    return follow_proven(db, vault, charger, secret, state)
+
+
+def follow_proven(
+    db: Session, vault: Vault, charger: Charger, secret: bytes, state: AttestedState
+) -> FleetPinState:
+    """Match a state the charger proved (an attestation or a presence proof, both verified by
+    the caller) against committed and pending, as `reconcile` does."""
     charger = _locked(db, charger)
     seen = Observed(
         state.epoch, state.fingerprint, state.pin_enabled, signed=True, generation=state.generation
