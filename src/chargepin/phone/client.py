@@ -22,6 +22,7 @@ from bumble.pairing import PairingConfig, PairingDelegate
 from chargepin.core import protocol, smp
 from chargepin.core.attempts import Refusal
 from chargepin.core.pin import Pin
+from chargepin.core.presence import PresenceInvalid, PresenceProof
 from chargepin.core.protocol import AdminResult, ChargerStatus, ControlCommand, OpenInfo
 from chargepin.phone.errors import (
     AccessDenied,
@@ -32,6 +33,7 @@ from chargepin.phone.errors import (
     ChargerTimeout,
     CommandRefused,
     LinkLost,
+    NotThisCharger,
     PairingRefused,
     PhoneError,
     PinNeeded,
@@ -46,6 +48,9 @@ logger = logging.getLogger(__name__)
 PinSource = Pin | str | Callable[[OpenInfo], Awaitable[Pin | str | None]] | None
 AdmitSource = Callable[[bytes], Awaitable[bytes]] | None
 """Where an ADMIT_PAIRING ticket comes from, given the charger's challenge (the fleet)."""
+VouchedPin = Callable[["ChargerLink"], Awaitable[Pin]] | None
+"""The app's pairing path: the PIN for this link, only after the device on it proved it is the
+charger (phone/presence.py); it raises instead of answering for an impostor."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +199,22 @@ class ChargerLink:
                 "the charger did not take the admission ticket (expired or not for this "
                 "charger); connect again",
             ) from error
+
+    async def prove_presence(self, nonce: bytes) -> PresenceProof:
+        """Write the fleet's nonce and read back the device's proof that it is the charger it
+        advertises (core.presence); NotThisCharger when it has none or answers garbage."""
+        serial = self.info.serial
+        if protocol.PRESENCE_UUID not in self._chars:
+            raise NotThisCharger(serial, "it has no presence characteristic")
+        try:
+            await self._write(protocol.PRESENCE_UUID, nonce)
+            return PresenceProof.decode(await self._read(protocol.PRESENCE_UUID))
+        except (PresenceInvalid, AccessDenied, CommandRefused) as error:
+            raise NotThisCharger(serial, str(error)) from error
+        except PhoneError as error:
+            if isinstance(error, LinkLost):
+                raise
+            raise NotThisCharger(serial, str(error)) from error
 
     async def disconnect(self) -> None:
         await _hang_up(self.connection, 0.0)
@@ -435,25 +456,37 @@ class Phone:
             await self._hang_up(connection)
 
     async def connect(
-        self, target: str, pin: PinSource = None, admit: AdmitSource = None
+        self,
+        target: str,
+        pin: PinSource = None,
+        admit: AdmitSource = None,
+        *,
+        vouched: VouchedPin = None,
     ) -> ChargerLink:
         """Connect and secure: the bond if we have one, else pair with the PIN from `pin`.
 
         With `admit`, a phone that must pair while the charger is locked out first writes the
         ADMIT_PAIRING ticket `admit(challenge)` gives (a member's, from the fleet service).
+        With `vouched` (the app's path) the PIN comes from `vouched(link)`, which answers only
+        once the device proved it is the charger; `pin` is then not used.
         """
         charger, connection, peer, chars = await self._find_and_open(target)
         try:
             info = OpenInfo.decode(bytes(await chars[protocol.INFO_UUID].read_value()))
             link = ChargerLink(connection, peer, info, chars)
-            await self._secure(link, charger, pin, admit)
+            await self._secure(link, charger, pin, admit, vouched)
         except BaseException:
             await self._hang_up(connection)
             raise
         return link
 
     async def _secure(
-        self, link: ChargerLink, charger: FoundCharger, pin: PinSource, admit: AdmitSource
+        self,
+        link: ChargerLink,
+        charger: FoundCharger,
+        pin: PinSource,
+        admit: AdmitSource,
+        vouched: VouchedPin = None,
     ) -> None:
         connection = link.connection
         # Locked: be admitted first (a classic charger's lock shuts out bonded phones too).
@@ -472,7 +505,7 @@ class Phone:
                 await self.bonds.delete(charger.address)
         if admission is not None:
             await link.admit(await admission(await link.read_challenge()))
-        await self._pair(link, charger, pin)
+        await self._pair(link, charger, pin, vouched)
 
     async def _encrypt(self, connection: Connection, charger: FoundCharger) -> None:
         """Encrypt with our bond. A charger holding another key for us (a pairing it never
@@ -495,11 +528,20 @@ class Phone:
                 "with the PIN"
             ) from None
 
-    async def _pair(self, link: ChargerLink, charger: FoundCharger, source: PinSource) -> None:
+    async def _pair(
+        self,
+        link: ChargerLink,
+        charger: FoundCharger,
+        source: PinSource,
+        vouched: VouchedPin = None,
+    ) -> None:
         info = link.info
         self._pin = None
         if info.pin_enabled:
-            self._pin = await _resolve_pin(source, info)
+            if vouched is not None:
+                self._pin = await vouched(link)
+            else:
+                self._pin = await _resolve_pin(source, info)
             if self._pin is None:
                 raise PinNeeded(info.serial)
             if self._pin.passkey == 0:

@@ -115,3 +115,19 @@ class LinkLost(PhoneError):
         "connect again",
     ) -> None:
         super().__init__(message)
+
+
+class NotThisCharger(PhoneError):
+    """The device advertising as charger `serial` did not prove it is that charger: the app
+    never typed the PIN into it (issue 9 point 8, core.presence)."""
+
+    exit_code = 16
+
+    def __init__(self, serial: str, why: str) -> None:
+        super().__init__(
+            f"this device is not charger {serial}; the PIN was not sent to it ({why}). "
+            "Move closer to the charger and try again; if this repeats, tell the owner: "
+            "something nearby imitates the charger"
+        )
+        self.serial = serial
+        self.why = why

@@ -17,6 +17,7 @@ import httpx
 
 from chargepin import __version__
 from chargepin.core.pin import Pin
+from chargepin.core.presence import PresenceProof
 from chargepin.core.protocol import OpenInfo
 from chargepin.phone.errors import PhoneError
 
@@ -161,6 +162,23 @@ class FleetClient:
     async def pin_of_epoch(self, serial: str, epoch: int) -> Pin:
         """The PIN the charger uses in `epoch` (troubleshooting after a wrong PIN)."""
         body = await self._call("GET", f"/chargers/{serial}/pin", params={"epoch": epoch})
+        return Pin(str(body["pin"]))
+
+    async def presence_nonce(self, serial: str) -> bytes:
+        """A fresh single-use nonce for a device to prove it is charger `serial`."""
+        body = await self._call("POST", f"/chargers/{serial}/presence/nonces")
+        return bytes.fromhex(str(body["nonce"]))
+
+    async def pin_for_presence(
+        self, serial: str, nonce: bytes, proof: PresenceProof, address: str
+    ) -> Pin:
+        """The PIN to type into the device that answered `nonce` with `proof` on the link
+        where this phone is `address`; FleetRefused (presence_invalid) for an impostor."""
+        body = await self._call(
+            "POST",
+            f"/chargers/{serial}/presence/pin",
+            json={"nonce": nonce.hex(), "proof": proof.encode().hex(), "address": address},
+        )
         return Pin(str(body["pin"]))
 
     async def ticket(

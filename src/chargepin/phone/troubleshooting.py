@@ -2,8 +2,10 @@
 troubleshooting path after a wrong PIN (PRODUCT.md: "a troubleshooting screen shows the correct
 PIN; retry works").
 
-The charger advertises its PIN epoch; the app asks the fleet for the PIN of that epoch, so a
-hardened charger that moved to a new epoch after a failed attempt is followed, never guessed.
+The device first proves it is the charger, on the fleet's nonce, for the epoch it is in; the
+fleet then answers the PIN of that epoch (phone/presence.py), so a hardened charger that moved
+to a new epoch after a failed attempt is followed, and a device imitating the charger never
+receives a passkey to learn bits from (issue 9 point 8).
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from dataclasses import dataclass
 
 from chargepin.core.events import PhoneReport
 from chargepin.core.pin import Pin
-from chargepin.core.protocol import OpenInfo
 from chargepin.core.tickets import Action
 from chargepin.phone import owner_actions
 from chargepin.phone.client import ChargerLink, Phone
 from chargepin.phone.errors import WrongPin
 from chargepin.phone.fleet_client import FleetClient, FleetRefused
+from chargepin.phone.presence import vouched_pin
 
 BOND_HELD_BY_ANOTHER = "bond_statement_stale"
 """The fleet's code for a bond another account relayed first (fleet/members.relay_bond)."""
@@ -41,34 +43,41 @@ async def connect(
     typed_pin: Pin | str | None = None,
     show: Callable[[str], None] = lambda _message: None,
 ) -> Connected:
-    """Bonded: no PIN. Otherwise the PIN of the advertised epoch (or what the user typed);
-    on a wrong PIN, show the now-correct PIN and retry once."""
+    """Bonded: no PIN. Otherwise the PIN of the epoch the device proved (or what the user
+    typed), typed only into a device that proved it is charger `serial` (phone/presence.py:
+    NotThisCharger otherwise, and no passkey is sent); on a wrong PIN, show the now-correct
+    PIN and retry once."""
+    typed = None if typed_pin is None else Pin.parse(str(typed_pin))
 
-    async def from_fleet(info: OpenInfo) -> Pin:
-        await fleet.reconcile(info)  # the fleet reveals only the epoch the charger attested
-        return await fleet.pin_of_epoch(serial, info.epoch)
+    async def first(link: ChargerLink) -> Pin:
+        pin = await vouched_pin(link, fleet, serial)
+        return pin if typed is None else typed
 
     async def admission(challenge: bytes) -> bytes:
         """A stranger keeping the charger locked must not shut a member's new phone out."""
         return await fleet.ticket(serial, challenge, Action.ADMIT_PAIRING.value)
 
     try:
-        link = await phone.connect(
-            serial,
-            pin=typed_pin if typed_pin is not None else from_fleet,
-            admit=admission,
-        )
+        link = await phone.connect(serial, admit=admission, vouched=first)
     except WrongPin as failure:
         await fleet.report(serial, PhoneReport.WRONG_PIN, f"epoch now {failure.epoch}")
         if failure.locked_for > 0:  # the retry below is admitted past the lock
             await fleet.report(serial, "locked", f"{failure.locked_for:.0f} s")
         if failure.info is not None:
             await fleet.reconcile(failure.info)
-        pin = await fleet.pin_of_epoch(serial, failure.epoch)
-        message = f"That PIN did not work. The charger's PIN is now {pin}; trying again with it."
-        show(message)
-        link = await phone.connect(serial, pin=pin, admit=admission)
-        return await _connected(fleet, serial, link, message)
+        shown: list[str] = []
+
+        async def retry(link: ChargerLink) -> Pin:
+            """The PIN of the epoch the charger proves now (a hardened one moved on)."""
+            pin = await vouched_pin(link, fleet, serial)
+            shown.append(
+                f"That PIN did not work. The charger's PIN is now {pin}; trying again with it."
+            )
+            show(shown[0])
+            return pin
+
+        link = await phone.connect(serial, admit=admission, vouched=retry)
+        return await _connected(fleet, serial, link, shown[0] if shown else None)
     return await _connected(fleet, serial, link, None)
 
 
