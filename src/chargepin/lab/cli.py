@@ -58,6 +58,10 @@ ATTACKS: dict[str, tuple[str, int]] = {
         "A member harvests what the API gives, is revoked, and tries every way back in.",
         1,
     ),
+    "impersonate": (
+        "A fake charger learns passkey bits from the app: before and after the presence proof.",
+        3,
+    ),
 }
 """Each attack's command: its help line and its default number of trials."""
 
