@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from chargepin.core.attestation import AttestedState
+from chargepin.core.keys import PURPOSE_PRESENCE, derive_key
 from chargepin.core.presence import (
     NONCE_SIZE,
     NONCE_TTL,
@@ -157,3 +158,10 @@ def test_a_nonce_is_spent_once_and_only_within_its_lifetime() -> None:
     # A clock that went back by more than a lifetime does not make an old nonce young again.
     early = issued - NONCE_TTL - 1
     assert nonce_refusal(issued_at=issued, used=False, now=early) is NonceRefusal.EXPIRED
+
+
+def test_the_presence_key_is_the_documented_one() -> None:
+    """docs/PROTOCOL.md, "Test vectors", derived keys."""
+    assert derive_key(SECRET, SERIAL, PURPOSE_PRESENCE).hex() == (
+        "95586a2cf39303ca437f92c9031da2211df4698916450956374bfe11980f0485"
+    )
