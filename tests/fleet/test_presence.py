@@ -6,8 +6,10 @@ daemon calls); tests/scenarios/test_impersonation.py does the same with the real
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -16,9 +18,11 @@ from chargepin.clock import FakeClock
 from chargepin.core.attestation import AttestedState
 from chargepin.core.presence import MAX_LIVE_NONCES, NONCE_TTL, PROOF_SIZE, prove
 from chargepin.fleet.models import PinReveal, PresenceNonce
+from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import APP_VERSION, login
 from tests.helpers.fleet_answers import assert_error_shape
 from tests.helpers.fleet_records import MANDATORY, ChargerRecord, add_charger
+from tests.helpers.live_server import serve
 
 PHONE = "C0:11:22:33:44:55"
 """The phone's address on its link to the charger."""
@@ -242,3 +246,28 @@ def test_the_proven_epoch_is_followed_and_its_pin_answered(client: TestClient) -
     assert answer.status_code == 200, answer.text
     assert answer.json()["epoch"] == 1 and answer.json()["pin"] == charger.pin(1).digits
     assert client.get(f"/chargers/{charger.serial}", headers=owner).json()["epoch"] == 1
+
+
+@pytest.mark.slow
+async def test_one_nonce_sent_twenty_times_at_once_gets_one_pin(db_url: str) -> None:
+    """Through a real uvicorn, in parallel: the nonce is spent in one statement, so exactly one
+    request gets the PIN; the others are told it was used (or, on SQLite, that the database was
+    busy), never a second PIN and never a 500."""
+    fleet = LocalFleet.start(db_url, FakeClock())
+    try:
+        with TestClient(fleet.app) as setup:
+            owner = login(setup, "owner@example.com")
+            charger = add_charger(setup, owner, MANDATORY)
+            body = proof_body(charger, nonce(setup, charger.serial, owner))
+        with serve(fleet.app) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
+                path = f"/chargers/{charger.serial}/presence/pin"
+                answers = await asyncio.gather(
+                    *(http.post(path, json=body, headers=owner) for _ in range(20))
+                )
+    finally:
+        fleet.dispose()
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(200) == 1, statuses
+    assert set(statuses) <= {200, 409, 503}, statuses
+    assert sum(charger.pin(0).digits in a.text for a in answers) == 1
