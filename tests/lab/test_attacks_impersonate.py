@@ -46,6 +46,11 @@ async def test_before_the_fake_learns_the_pin_after_it_learns_nothing(profile: s
     assert after["nonces_relayed"] == impersonate.AFTER_ATTEMPTS
     assert {a["outcome"] for a in after["attempts"]} == {"not_this_charger"}
     assert not after["pin_known"]
+    # The residual risk, measured (docs/SECURITY.md): a relay that copies the victim's address
+    # gets the real charger's proof for it, and the bits leak again.
+    residual = trial["residual_address_copying_relay"]
+    assert residual["pin_known"] and residual["pairs_with_real_charger"]
+    assert s["residual_pin_known"] == 1
 
 
 def test_cli_writes_the_impersonate_report(tmp_path: Path) -> None:

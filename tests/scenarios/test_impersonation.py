@@ -56,8 +56,8 @@ def nonces_issued(fleet: LocalFleet) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("relay", [False, True], ids=["forged-proof", "relayed-proof"])
-async def test_fake_charger_learns_no_passkey_bits(relay: bool) -> None:
+@pytest.mark.parametrize("relay", ["none", "own"], ids=["forged-proof", "relayed-proof"])
+async def test_fake_charger_learns_no_passkey_bits(relay: impersonate.RelayMode) -> None:
     """The fake copies the real charger's advertising and open info (its attestation too) and
     learns passkey bits as the responder. The old pairing path leaks bits to it (the control:
     this test can fail); the app's path refuses before any pairing starts, whether the fake
@@ -67,7 +67,7 @@ async def test_fake_charger_learns_no_passkey_bits(relay: bool) -> None:
         assert place.victim is not None and place.victim_fleet is not None
         phone, fleet, serial = place.victim, place.victim_fleet, place.serial
         leaky = impersonate.BitLearner(rng)
-        await place.fake(leaky, relay=False)
+        await place.fake(leaky)
         pin = await fleet.pin_of_epoch(serial, 0)
         with pytest.raises(WrongPin):  # the old path: the fleet's PIN typed into the fake
             await phone.connect(serial, pin=pin)
@@ -81,7 +81,7 @@ async def test_fake_charger_learns_no_passkey_bits(relay: bool) -> None:
                 await troubleshooting.connect(phone, fleet, serial)
         assert learner.pairing_requests == 0 and learner.rounds_seen == 0
         assert learner.known_bits == 0
-        assert fake.relayed == (3 if relay else 0)
+        assert fake.relayed == (3 if relay == "own" else 0)
         assert await phone.bonds.get_all() == []
         # The real charger saw no failed attempt: its PIN and epoch did not move.
         assert place.daemon is not None and place.daemon.store.epoch == 0

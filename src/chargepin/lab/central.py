@@ -78,11 +78,12 @@ class PairingOutcome:
 class BareCentral:
     """One Bumble Device acting as a central, with per-test pairing settings."""
 
-    def __init__(self, radio: VirtualRadio, name: str = "bare") -> None:
+    def __init__(self, radio: VirtualRadio, name: str = "bare", address: str | None = None) -> None:
+        """`address`: the random address to use (an attacker may copy anyone's); else new."""
         endpoints = radio.attach(name)
         config = DeviceConfiguration(
             name=name,
-            address=hci.Address(random_static_address()),
+            address=hci.Address(address or random_static_address()),
             irk=secrets.token_bytes(16),
         )
         self.device = Device.from_config_with_hci(config, endpoints.source, endpoints.sink)

@@ -22,6 +22,9 @@ to that one and guesses the known bits right next time (`LearningSession`).
   and returns the real charger's proof (the best it can do without the secret); the proof binds
   the relay's address on that link, the fleet refuses it, the app raises NotThisCharger and
   never starts pairing. Measured: the same numbers (all zero).
+- residual (reported, not part of the verdict): a real-time relay that connects to the real
+  charger from the victim's own address. The proof then verifies and the bits leak again:
+  measured, so docs/SECURITY.md can say what the address binding does not buy.
 
 Per profile: the real charger never sees the victim's failed attempts (they are with the fake),
 so even the hardened one does not rotate, and the learnt PIN pairs with it in both profiles.
@@ -38,7 +41,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bumble import att, crypto, gatt, hci, smp
 from bumble.core import UUID
@@ -63,6 +66,7 @@ from chargepin.phone import troubleshooting
 from chargepin.phone.client import Phone
 from chargepin.phone.errors import NotThisCharger, PhoneError, WrongPin
 from chargepin.phone.fleet_client import FleetClient
+from chargepin.radio.link_addresses import peer_on_air
 from chargepin.radio.virtual import VirtualRadio
 
 NAME = "impersonate"
@@ -83,6 +87,7 @@ class BitLearner:
         self.known_bits = 0
         self.rounds_seen = 0
         self.pairing_requests = 0
+        self.pairings_completed = 0
 
     def guess(self) -> int:
         """The passkey the fake 'displays': the known bits, the rest the prior's best."""
@@ -178,7 +183,11 @@ class FakeCharger:
         def failed(_reason: int) -> None:
             asyncio.get_running_loop().create_task(self._drop(connection))
 
+        def paired(_keys: Any) -> None:
+            self.learner.pairings_completed += 1
+
         connection.on(connection.EVENT_PAIRING_FAILURE, failed)
+        connection.on(connection.EVENT_PAIRING, paired)
 
     async def _drop(self, connection: Connection) -> None:
         with contextlib.suppress(Exception):
@@ -205,6 +214,8 @@ class FakeCharger:
                 char(protocol.ADMIN_RESULT_UUID, props.READ),
                 char(protocol.STATUS_UUID, props.READ | props.NOTIFY),
                 char(protocol.CONTROL_UUID, props.WRITE, write=lambda _c, _v: None),
+                # No bond the real charger would vouch for: what it answers without one.
+                char(protocol.BOND_UUID, props.READ, read=_no_bond),
                 char(
                     protocol.PRESENCE_UUID,
                     props.READ | props.WRITE,
@@ -219,7 +230,7 @@ class FakeCharger:
         if self.relay is None:
             self._proofs[connection.handle] = secrets.token_bytes(PROOF_SIZE)
             return
-        self._proofs[connection.handle] = await self.relay(bytes(value))
+        self._proofs[connection.handle] = await self.relay(bytes(value), peer_on_air(connection))
         self.relayed += 1
 
     def _read_presence(self, connection: Connection) -> bytes:
@@ -249,8 +260,14 @@ class FakeCharger:
         self.radio.detach(self.endpoints)
 
 
-Relay = Callable[[bytes], Awaitable[bytes]]
-"""Forward a nonce to the real charger and return its answer."""
+def _no_bond(_connection: Connection) -> bytes:
+    raise att.ATT_Error(att.ErrorCode.INSUFFICIENT_AUTHENTICATION)
+
+
+RelayMode = Literal["none", "own", "spoof"]
+
+Relay = Callable[[bytes, str], Awaitable[bytes]]
+"""Forward a nonce written by the victim at an address to the real charger; its answer."""
 
 
 @dataclass
@@ -258,6 +275,7 @@ class VictimAttempt:
     """One pairing the victim's app ran (or refused to run) with the fake charger."""
 
     outcome: str  # "wrong_pin", "paired_with_fake", "not_this_charger", other error names
+    pairings: int  # pairings the victim ran in it (the app's flow retries once by itself)
     bits_learnt: int
     known_bits: int
     passkey_rounds: int
@@ -329,25 +347,33 @@ class Scene:
         await self.victim_fleet.claim(made.sticker.encode())
         self.victim = await self.victim_air.phone("victim", pairing_timeout=10.0)
 
-    async def central(self, name: str) -> BareCentral:
-        central = BareCentral(self.charger_air.radio, name)
+    async def central(self, name: str, address: str | None = None) -> BareCentral:
+        central = BareCentral(self.charger_air.radio, name, address)
         await central.start()
         self.centrals.append(central)
         return central
 
-    async def fake(self, learner: BitLearner, relay: bool) -> FakeCharger:
+    async def fake(self, learner: BitLearner, relay: RelayMode = "none") -> FakeCharger:
         """Copy the real charger's open info (any phone in its range may read it) and start a
-        fake charger with it on the victim's air; with `relay`, its presence point forwards
-        the victim's nonce to the real charger over the attacker's own link."""
+        fake charger with it on the victim's air. Its presence point makes up a proof
+        ("none"), or forwards the victim's nonce to the real charger over the attacker's own
+        link ("own": the proof binds the attacker's address) or from a radio that copies the
+        victim's address ("spoof": the residual risk, docs/SECURITY.md)."""
         daemon = self.daemon
         assert daemon is not None
         spy = await self.central("attacker-spy")
         link = await spy.connect(daemon)
         info = await spy.read_info(link)
         await spy.hang_up(link)
+        spoofers: dict[str, BareCentral] = {}
 
-        async def forward(nonce: bytes) -> bytes:
-            connection = await spy.connect(daemon)
+        async def forward(nonce: bytes, victim: str) -> bytes:
+            central = spy
+            if relay == "spoof":
+                if victim not in spoofers:
+                    spoofers[victim] = await self.central("attacker-spoof", address=victim)
+                central = spoofers[victim]
+            connection = await central.connect(daemon)
             try:
                 peer = Peer(connection)
                 await peer.request_mtu(protocol.PREFERRED_MTU)
@@ -357,9 +383,11 @@ class Scene:
                 await point.write_value(nonce, with_response=True)
                 return bytes(await point.read_value())
             finally:
-                await spy.hang_up(connection)
+                await central.hang_up(connection)
 
-        fake = FakeCharger(self.victim_air.radio, info, learner, forward if relay else None)
+        fake = FakeCharger(
+            self.victim_air.radio, info, learner, None if relay == "none" else forward
+        )
         await fake.start()
         self.fakes.append(fake)
         return fake
@@ -405,18 +433,23 @@ async def scene(profile: ProfileName, rng: random.Random) -> AsyncIterator[Scene
 
 async def _victim_attempt(learner: BitLearner, attempt: Any, fake: FakeCharger) -> VictimAttempt:
     before_bits, before_rounds = learner.known_bits, learner.rounds_seen
+    before_pairings = learner.pairing_requests
+    before_completed = learner.pairings_completed
     started = time.perf_counter()
     try:
         await attempt()
-        outcome = "paired_with_fake"
+        outcome = "connected"
     except WrongPin:
         outcome = "wrong_pin"
     except NotThisCharger:
         outcome = "not_this_charger"
-    except PhoneError as error:
+    except PhoneError as error:  # after a pairing, the fake cannot vouch for the bond
         outcome = type(error).__name__
+    if learner.pairings_completed > before_completed:
+        outcome = "paired_with_fake"  # every guessed bit was right
     return VictimAttempt(
         outcome=outcome,
+        pairings=learner.pairing_requests - before_pairings,
         bits_learnt=learner.known_bits - before_bits,
         known_bits=learner.known_bits,
         passkey_rounds=learner.rounds_seen - before_rounds,
@@ -429,7 +462,7 @@ async def before(place: Scene) -> Side:
     assert place.victim is not None and place.victim_fleet is not None
     fleet, serial, phone = place.victim_fleet, place.serial, place.victim
     learner = BitLearner(place.rng)
-    fake = await place.fake(learner, relay=False)
+    fake = await place.fake(learner)
     side = Side()
 
     async def old_app_pin(info: protocol.OpenInfo) -> Pin:
@@ -455,26 +488,37 @@ async def before(place: Scene) -> Side:
     return side
 
 
-async def after(place: Scene) -> Side:
-    """The real app flow with the defence, against a fake that relays the nonce."""
+async def after(place: Scene, relay: RelayMode = "own") -> Side:
+    """The real app flow with the defence, against a fake that relays the nonce to the real
+    charger ("own": from the attacker's address, AFTER_ATTEMPTS times), or the residual risk
+    ("spoof": copying the victim's address, until the PIN is known or BUDGET pairings)."""
     assert place.victim is not None and place.victim_fleet is not None
     fleet, serial, phone = place.victim_fleet, place.serial, place.victim
     learner = BitLearner(place.rng)
-    fake = await place.fake(learner, relay=True)
+    fake = await place.fake(learner, relay=relay)
     side = Side()
 
     async def attempt() -> None:
         connected = await troubleshooting.connect(phone, fleet, serial)
         await connected.link.disconnect()
 
-    for _ in range(AFTER_ATTEMPTS):
+    def more() -> bool:
+        if relay == "own":
+            return len(side.attempts) < AFTER_ATTEMPTS
+        done = side.attempts and side.attempts[-1].outcome == "paired_with_fake"
+        return learner.pin is None and not done and learner.pairing_requests < BUDGET
+
+    while more():
         side.attempts.append(await _victim_attempt(learner, attempt, fake))
     side.pairing_requests_seen = learner.pairing_requests
     side.nonces_relayed = fake.relayed
-    side.pin_known = learner.pin is not None
-    if side.pin_known:
-        side.pin_known_after = len(side.attempts)
+    learnt = learner.pin
+    side.pin_known = learnt is not None
+    if learnt is not None:
+        side.pin_known_after = learner.pairing_requests
+        side.pairs_with_real_charger = await place.pairs_with_real_charger(learnt)
     await place.drop_fakes()
+    await phone.forget(fake.device.random_address.to_string(False))
     return side
 
 
@@ -483,16 +527,26 @@ async def run(profile: ProfileName, trials: int, seed: int) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     befores: list[Side] = []
     afters: list[Side] = []
+    residuals: list[Side] = []
     for _ in range(trials):
         async with scene(profile, rng) as place:
             old = await before(place)
             new = await after(place)
+            residual = await after(place, relay="spoof")
             assert place.daemon is not None
             epoch = place.daemon.store.epoch
         befores.append(old)
         afters.append(new)
-        results.append({"before": old.to_dict(), "after": new.to_dict(), "charger_epoch": epoch})
-    summary = _summary(befores, afters)
+        residuals.append(residual)
+        results.append(
+            {
+                "before": old.to_dict(),
+                "after": new.to_dict(),
+                "residual_address_copying_relay": residual.to_dict(),
+                "charger_epoch": epoch,
+            }
+        )
+    summary = _summary(befores, afters, residuals)
     as_expected = (
         summary["before_pin_known"] == trials
         and summary["before_bits_per_attempt_median"] > 0
@@ -518,9 +572,10 @@ async def run(profile: ProfileName, trials: int, seed: int) -> dict[str, Any]:
     }
 
 
-def _summary(befores: list[Side], afters: list[Side]) -> dict[str, Any]:
+def _summary(befores: list[Side], afters: list[Side], residuals: list[Side]) -> dict[str, Any]:
     per_attempt = [float(a.bits_learnt) for s in befores for a in s.attempts]
     to_pin = [float(s.pin_known_after) for s in befores if s.pin_known_after is not None]
+    relayed_to_pin = [float(s.pin_known_after) for s in residuals if s.pin_known_after]
     return {
         "trials": len(befores),
         "budget_victim_attempts": BUDGET,
@@ -538,6 +593,10 @@ def _summary(befores: list[Side], afters: list[Side]) -> dict[str, Any]:
             a.outcome == "not_this_charger" for s in afters for a in s.attempts
         ),
         "after_pin_known": sum(s.pin_known for s in afters),
+        # Not part of the verdict: the documented residual risk, measured.
+        "residual_pin_known": sum(s.pin_known for s in residuals),
+        "residual_pairings_to_pin_median": median(relayed_to_pin),
+        "residual_pairs_with_real_charger": sum(s.pairs_with_real_charger for s in residuals),
     }
 
 
