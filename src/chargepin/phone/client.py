@@ -209,11 +209,9 @@ class ChargerLink:
         try:
             await self._write(protocol.PRESENCE_UUID, nonce)
             return PresenceProof.decode(await self._read(protocol.PRESENCE_UUID))
-        except (PresenceInvalid, AccessDenied, CommandRefused) as error:
-            raise NotThisCharger(serial, str(error)) from error
-        except PhoneError as error:
-            if isinstance(error, LinkLost):
-                raise
+        except LinkLost:
+            raise  # the link went, not the proof: connect again
+        except (PresenceInvalid, PhoneError) as error:  # an ATT error, garbage
             raise NotThisCharger(serial, str(error)) from error
 
     async def disconnect(self) -> None:
