@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from chargepin.clock import FakeClock
 from chargepin.core.attestation import AttestedState
+from chargepin.core.pin import Pin
 from chargepin.core.presence import MAX_LIVE_NONCES, NONCE_TTL, PROOF_SIZE, prove
 from chargepin.fleet.models import PinReveal, PresenceNonce
 from chargepin.lab.local_fleet import LocalFleet
@@ -271,3 +272,20 @@ async def test_one_nonce_sent_twenty_times_at_once_gets_one_pin(db_url: str) -> 
     assert statuses.count(200) == 1, statuses
     assert set(statuses) <= {200, 409, 503}, statuses
     assert sum(charger.pin(0).digits in a.text for a in answers) == 1
+
+
+def test_a_pin_the_charger_proved_it_does_not_use_is_not_answered(client: TestClient) -> None:
+    """The proof names the live PIN's fingerprint: the fleet never hands out a PIN that would
+    fail on this charger (a custom PIN it never heard of), and it stays unchanged."""
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner, MANDATORY)
+    value = nonce(client, charger.serial, owner)
+    state = AttestedState(0, True, charger.fingerprint(Pin("730418")))
+    proof = prove(charger.secret, charger.serial, value, PHONE, state)
+    body = {"nonce": value.hex(), "proof": proof.encode().hex(), "address": PHONE}
+    answer = ask_pin(client, charger.serial, body, owner)
+    assert_error_shape(answer, 409, "pin_not_recognised")
+    assert charger.pin(0).digits not in answer.text and "730418" not in answer.text
+    fleet = client.app.state.fleet  # type: ignore[attr-defined]
+    with fleet.sessions() as db:
+        assert list(db.scalars(select(PinReveal))) == []

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from chargepin.core.epochs import pin_fingerprint
 from chargepin.core.pin import Pin
 from chargepin.core.presence import (
     MAX_LIVE_NONCES,
@@ -158,4 +159,11 @@ def pin_for_presence(
         raise Unprocessable(str(error), code=PRESENCE_INVALID, keep_writes=True) from None
     follow_proven(db, vault, charger, secret, state)
     pin = pin_for_epoch(db, vault, charger, user.id, state.epoch, app_version, now)
+    if pin_fingerprint(secret, serial, pin) != state.fingerprint:
+        # Never a PIN the charger proved it does not use: typing it would be a failed attempt.
+        raise Conflict(
+            "the charger proved a PIN the fleet does not know (a change it has not heard of "
+            "yet); the owner's phone reconciles it when it next connects, then try again",
+            code="pin_not_recognised",
+        )
     return VouchedPin(state.epoch, pin)
