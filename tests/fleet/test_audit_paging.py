@@ -14,12 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chargepin.clock import FakeClock
+from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from chargepin.phone.fleet_client import Login
 from tests.helpers.cli import invoke
 from tests.helpers.fleet_accounts import APP_VERSION, login
 from tests.helpers.fleet_factory import MANDATORY, claim, provision
-from tests.helpers.live_server import serve
 
 FLOOD = 1_001
 

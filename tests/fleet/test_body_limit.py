@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 
 from chargepin.clock import FakeClock
 from chargepin.fleet.body_limit import MAX_BODY_BYTES
+from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_answers import assert_error_shape
-from tests.helpers.live_server import serve
 
 MB = 1024 * 1024
 

@@ -18,8 +18,8 @@ import pytest
 
 from chargepin.clock import FakeClock
 from chargepin.core.provisioning import StickerPayload
+from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
-from tests.helpers.live_server import serve
 
 pytestmark = pytest.mark.slow
 

@@ -25,9 +25,9 @@ from chargepin.clock import FakeClock
 from chargepin.fleet.app import create_app
 from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault
+from chargepin.lab.live_server import serve
 from tests.helpers.fleet_accounts import login
 from tests.helpers.fleet_records import add_charger
-from tests.helpers.live_server import serve
 
 WAIT = 20.0  # the longest a test polls for a real event
 

@@ -27,9 +27,9 @@ from chargepin.fleet.db import transaction
 from chargepin.fleet.errors import Conflict, Unauthorized
 from chargepin.fleet.models import User
 from chargepin.fleet.security import unknown_account_hash
+from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import PASSWORD, login
-from tests.helpers.live_server import serve
 
 WRONG = "not the password at all"
 

@@ -19,11 +19,11 @@ from chargepin.core.attestation import AttestedState
 from chargepin.core.pin import Pin
 from chargepin.core.presence import MAX_LIVE_NONCES, NONCE_TTL, PROOF_SIZE, prove
 from chargepin.fleet.models import PinReveal, PresenceNonce
+from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import APP_VERSION, login
 from tests.helpers.fleet_answers import assert_error_shape
 from tests.helpers.fleet_records import MANDATORY, ChargerRecord, add_charger
-from tests.helpers.live_server import serve
 
 PHONE = "C0:11:22:33:44:55"
 """The phone's address on its link to the charger."""

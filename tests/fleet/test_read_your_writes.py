@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from chargepin.clock import FakeClock
+from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import PASSWORD
-from tests.helpers.live_server import serve
 
 ROUNDS = 1000
 

@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 
 from chargepin.clock import FakeClock
 from chargepin.core.login_throttle import ACCOUNT_LOCKOUT
+from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from chargepin.phone import fleet_flows
 from chargepin.phone.fleet_client import FleetClient, FleetRefused
 from tests.helpers.fleet_accounts import PASSWORD, login
-from tests.helpers.live_server import serve
 
 NEW_PASSWORD = "a brand new passphrase"
 

@@ -1,10 +1,11 @@
-"""An ASGI app served by a real uvicorn on 127.0.0.1, in a thread of the test's process.
+"""An ASGI app served by a real uvicorn on 127.0.0.1, in a thread of the caller's process.
 
-In-process so that the test keeps the app's fake clock and database; a real server so that
-what crosses a socket (framing, Content-Length, chunked bodies, requests truly in parallel, the
-client's address in the ASGI scope) is what a phone would see. httpx's own tests serve their
-apps the same way. The socket listens before the server starts, so a request made at once
-waits in the kernel's backlog instead of racing the start-up: nothing sleeps.
+For the tests and `chargepin lab attack fleet-http`. In-process so that the caller keeps the
+app's clock and database; a real server so that what crosses a socket (framing, Content-Length,
+chunked bodies, requests truly in parallel, the client's address in the ASGI scope) is what a
+phone, or an attacker, would see. httpx's own tests serve their apps the same way. The socket
+listens before the server starts, so a request made at once waits in the kernel's backlog
+instead of racing the start-up: nothing sleeps.
 """
 
 from __future__ import annotations
