@@ -1,9 +1,11 @@
-"""Shared fixtures: a virtual radio testbed with a fake clock (the only fake in the suite)."""
+"""Shared fixtures: a virtual radio testbed with a fake clock (the only fake in the suite), and
+the fleet's database (a SQLite file; PostgreSQL too when CHARGEPIN_TEST_POSTGRES names a server)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,33 @@ async def bed(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Testbed]:
         yield testbed
     finally:
         await testbed.close()
+
+
+def database_urls() -> list[str]:
+    """SQLite always; PostgreSQL too when CHARGEPIN_TEST_POSTGRES names a server (CI sets it)."""
+    urls = ["sqlite"]
+    if os.environ.get("CHARGEPIN_TEST_POSTGRES"):
+        urls.append("postgresql")
+    return urls
+
+
+@pytest.fixture(params=database_urls())
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fleet.db'}"
+        return
+    import uuid
+
+    import sqlalchemy
+
+    base = os.environ["CHARGEPIN_TEST_POSTGRES"]  # postgresql+psycopg://user@127.0.0.1:5432
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()

@@ -88,6 +88,26 @@ for _name, (_summary, _trials) in ATTACKS.items():
     _attack_command(_name, _summary, _trials)
 
 
+@attack_app.command("fleet-http")
+@reports_errors
+def fleet_http(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="An empty database to attack (postgresql+psycopg://...); a fresh SQLite file if "
+            "omitted.",
+        ),
+    ] = None,
+    json_path: JsonOption = None,
+    seed: SeedOption = 1,
+) -> None:
+    """Issue 9's attacks on the fleet service over HTTP: what each gets, against its limit."""
+    from chargepin.lab.attacks.fleet_http import run_fleet_http
+
+    raise typer.Exit(run_fleet_http(database_url, json_path, seed))
+
+
 @lab_app.command("fuzz")
 @reports_errors
 def fuzz(

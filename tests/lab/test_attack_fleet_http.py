@@ -1,0 +1,67 @@
+"""`chargepin lab attack fleet-http` end to end: issue 9's HTTP attacks against the real fleet
+service (uvicorn on 127.0.0.1), on a fresh SQLite file and on PostgreSQL when the suite has one.
+
+Every row must hold; the run's exit code must say so. The rows' numbers are the report's
+(docs/SECURITY.md); what is asserted here is that each attack ran and met its limit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from chargepin.clock import FakeClock
+from chargepin.lab.attacks.fleet_http import ATTACKS
+from chargepin.lab.local_fleet import PASSWORD, LocalFleet
+from tests.helpers.cli import invoke
+
+ROWS = 16
+"""Rows of the report: one per attack, the storm and the X-App-Version attacks give two each."""
+
+
+@pytest.mark.slow
+def test_every_issue_9_http_attack_is_held(db_url: str, tmp_path: Path) -> None:
+    report_path = tmp_path / "fleet-http.json"
+    # SQLite: the command's own fresh file (no option); PostgreSQL: the empty database given.
+    database = [] if db_url.startswith("sqlite") else ["--database-url", db_url]
+
+    code, stdout, stderr = invoke(
+        "lab", "attack", "fleet-http", *database, "--seed", "3", "--json", str(report_path)
+    )
+
+    report = json.loads(report_path.read_text())
+    failed = [row for row in report["rows"] if not row["held"]]
+    assert not failed, json.dumps(failed, indent=1)
+    assert code == 0, stdout + stderr
+    assert report["all_held"] is True
+    assert report["database"] == ("sqlite" if db_url.startswith("sqlite") else "postgresql")
+    assert len(ATTACKS) == 14 and len(report["rows"]) == ROWS
+    assert {row["issue"].split(",")[0] for row in report["rows"]} == {
+        "9.1",
+        "9.2",
+        "9.3",
+        "9.4",
+        "9.5",
+        "9.6",
+        "9.7",
+    }
+    assert report["command"].startswith("chargepin lab attack fleet-http")
+    assert "NOT HELD" not in stdout
+
+
+def test_a_database_that_already_has_accounts_is_refused(tmp_path: Path) -> None:
+    """The attacks lock accounts and addresses: a used database would skew every row."""
+    url = f"sqlite:///{tmp_path / 'used.db'}"
+    fleet = LocalFleet.start(url, FakeClock())
+    with TestClient(fleet.app) as client:
+        credentials = {"email": "someone@example.com", "password": PASSWORD}
+        assert client.post("/register", json=credentials).status_code == 201
+    fleet.dispose()
+
+    code, _stdout, stderr = invoke("lab", "attack", "fleet-http", "--database-url", url)
+
+    assert code == 2
+    assert "already has accounts" in stderr and "empty database" in stderr
