@@ -9,6 +9,7 @@ IntegrityError (500).
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault
 from chargepin.lab.live_server import serve
 from tests.helpers.fleet_accounts import login
-from tests.helpers.fleet_records import add_charger
+from tests.helpers.fleet_records import add_charger, charger_row
 
 WAIT = 20.0  # the longest a test polls for a real event
 
@@ -111,6 +112,35 @@ def test_a_login_whose_token_cannot_be_committed_is_503_not_a_dead_token(
         assert refused.status_code == 503, refused.text
         assert set(refused.json()) == {"error", "detail"}
         assert "Retry-After" in refused.headers
+        app.state.fleet.engine.dispose()
+
+
+def test_a_custom_pin_ticket_that_cannot_commit_is_503_not_a_ticket(
+    db_url: str, fleet_clock: FakeClock
+) -> None:
+    """With another writer holding the lock, a custom-PIN ticket answered 200 and its pending
+    state was lost: the charger applied a PIN the fleet did not know, and Charger Info showed one
+    the charger did not use. Now no ticket leaves unless its pending change is committed."""
+    app = fleet_app(db_url, fleet_clock, lock_timeout=0.5)
+    with TestClient(app) as client:
+        owner = login(client, "owner@example.com")
+        charger = add_charger(client, owner)
+        tickets = f"/chargers/{charger.serial}/tickets"
+        body = {"action": "change_pin", "args": {"pin": "730418"}}
+
+        with write_lock_held(db_url, "chargers"):
+            refused = client.post(
+                tickets, json={**body, "challenge": secrets.token_hex(16)}, headers=owner
+            )
+
+        assert refused.status_code == 503, refused.text
+        assert set(refused.json()) == {"error", "detail"}  # no ticket for the phone to write
+        assert charger_row(client, charger.serial).pending is None
+        retried = client.post(
+            tickets, json={**body, "challenge": secrets.token_hex(16)}, headers=owner
+        )
+        assert retried.status_code == 200, retried.text
+        assert charger_row(client, charger.serial).pending is not None
         app.state.fleet.engine.dispose()
 
 

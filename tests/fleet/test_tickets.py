@@ -361,6 +361,22 @@ def test_an_epoch_the_air_cannot_carry_or_a_serial_no_label_has_is_422(
         assert "serial" in refused.json()["detail"]
 
 
+@pytest.mark.parametrize("epoch", [2**63 - 1, 2**63, 2**64])
+def test_a_member_reconciling_an_epoch_of_2_to_the_63_gets_422_not_a_200_then_an_overflow(
+    client: TestClient, epoch: int
+) -> None:
+    """Issue 9: `epoch = 2**63` raised OverflowError after the 200 was sent (and 2**63 - 1 was
+    committed). Now an epoch past the u32 the air carries is 422, before any look-up or write."""
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner, MANDATORY)
+    user = member(client, owner, charger)
+    report = {**charger.open_info(0, charger.pin(0)), "epoch": epoch}
+    response = client.post(f"/chargers/{charger.serial}/reconcile", json=report, headers=user)
+    assert response.status_code == 422, response.text
+    assert f"less than or equal to {MAX_EPOCH}" in response.json()["detail"]
+    assert charger_row(client, charger.serial).epoch == 0
+
+
 def test_a_receipt_from_a_newer_epoch_is_taken_as_the_truth(client: TestClient) -> None:
     owner = login(client, "owner@example.com")
     charger = add_charger(client, owner, MANDATORY)
