@@ -69,6 +69,8 @@ RSS_GROWTH_LIMIT = 64 * 1024 * 1024
 """Bytes the process may grow by while refusing two 300 MB bodies: the 64 KiB limit, plus
 what the allocator keeps of ordinary requests, far below the body."""
 SEND_CHUNK = 1024 * 1024
+NO_ANSWER = 0
+"""The status recorded when the service closed the connection without an answer."""
 BODY_DEADLINE = 60.0
 """Seconds the lab keeps sending a huge body before it calls the attack a failure."""
 
@@ -101,11 +103,21 @@ class World:
 
 def count(statuses: Sequence[int]) -> str:
     """`5 x 403, 45 x 429`: statuses and how often, in order of status."""
-    return ", ".join(f"{n} x {status}" for status, n in sorted(Counter(statuses).items()))
+    return ", ".join(
+        f"{n} x {status or 'no answer'}" for status, n in sorted(Counter(statuses).items())
+    )
 
 
 def server_errors(statuses: Sequence[int]) -> int:
     return sum(1 for status in statuses if status >= 500)
+
+
+async def status_of(request: Awaitable[httpx.Response]) -> int:
+    """The answer's status, or NO_ANSWER when the service dropped the connection instead."""
+    try:
+        return (await request).status_code
+    except httpx.TransportError:
+        return NO_ANSWER
 
 
 def ms(seconds: float) -> str:
@@ -606,12 +618,15 @@ async def huge_app_versions(world: World) -> list[Row]:
     ):
         statuses = []
         for path in (f"/chargers/{world.victim.serial}", f"/chargers/{world.victim.serial}/pin"):
-            answer = await world.owner.get(
-                path,
-                params={"epoch": 0} if path.endswith("/pin") else None,
-                headers={**world.owner_headers, "X-App-Version": version},
+            statuses.append(
+                await status_of(
+                    world.owner.get(
+                        path,
+                        params={"epoch": 0} if path.endswith("/pin") else None,
+                        headers={**world.owner_headers, "X-App-Version": version},
+                    )
+                )
             )
-            statuses.append(answer.status_code)
         rows.append(
             Row(
                 "9.7",
@@ -749,13 +764,29 @@ ATTACKS: tuple[Callable[[World], Awaitable[Row | list[Row]]], ...] = (
 )
 
 
+def broken(run: Callable[[World], Awaitable[Row | list[Row]]], error: Exception) -> Row:
+    """The row of an attack the service did not answer to the end."""
+    what = (run.__doc__ or run.__name__).splitlines()[0]
+    return Row(
+        "9",
+        what,
+        f"the service did not answer: {type(error).__name__} {str(error)[:120]}",
+        "an answer to every request",
+        False,
+        {"error": repr(error)[:500]},
+    )
+
+
 async def attack(url: str, seed: int) -> list[Row]:
     """Every attack against the service on `url`, in order; their rows."""
     rows: list[Row] = []
     async with target(url, seed) as attacked:
         world = await setup(attacked)
         for run in ATTACKS:
-            result = await run(world)
+            try:
+                result = await run(world)
+            except httpx.HTTPError as error:  # the service hung up or timed out: not held
+                result = broken(run, error)
             rows.extend(result if isinstance(result, list) else [result])
     return rows
 
