@@ -10,11 +10,8 @@ IntegrityError (500).
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -27,6 +24,7 @@ from chargepin.fleet.app import create_app
 from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault
 from chargepin.lab.live_server import serve
+from chargepin.lab.write_lock import write_lock_held
 from tests.helpers.fleet_accounts import login
 from tests.helpers.fleet_records import add_charger, charger_row
 
@@ -39,29 +37,6 @@ def fleet_app(db_url: str, clock: FakeClock, lock_timeout: float) -> FastAPI:
         vault=Vault.generate(),
         clock=clock,
     )
-
-
-@contextmanager
-def write_lock_held(db_url: str, *tables: str) -> Iterator[None]:
-    """Another connection holds the write lock until the block ends (SQLite: the database's,
-    PostgreSQL: `tables`' in EXCLUSIVE mode, which still lets readers in)."""
-    if db_url.startswith("sqlite"):
-        connection = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            connection.execute("ROLLBACK")
-            connection.close()
-        return
-    engine = sqlalchemy.create_engine(db_url)
-    try:
-        with engine.connect() as connection, connection.begin() as transaction:
-            connection.exec_driver_sql(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
-            yield
-            transaction.rollback()
-    finally:
-        engine.dispose()
 
 
 def invite(client: TestClient, owner: dict[str, str], serial: str, email: str) -> dict[str, Any]:

@@ -29,8 +29,10 @@ from chargepin.core.epochs import epoch_pin, pin_fingerprint
 from chargepin.core.errors import ChargepinError
 from chargepin.core.lockout import LockoutState
 from chargepin.core.provisioning import CLAIM_ALPHABET, CLAIM_CODE_LENGTH, StickerPayload
+from chargepin.fleet.app import create_app
 from chargepin.fleet.factory import Provisioned
-from chargepin.fleet.models import User
+from chargepin.fleet.models import Charger, User
+from chargepin.fleet.settings import FleetSettings
 from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import PASSWORD, LocalFleet
 
@@ -40,6 +42,8 @@ REQUEST_TIMEOUT = 60.0
 """Seconds any one request may take before the lab gives up on it (a hung service)."""
 MODEL, FIRMWARE = "Pulsar Max", "6.11.2"
 """A mandatory-PIN charger: Charger Info always carries a PIN, the full reveal path."""
+IMPATIENT_LOCK_TIMEOUT = 1.0
+"""Seconds the second service waits for a held write lock before it answers 503."""
 FIRST_SOURCE = 2
 """127.0.0.1 is left to whatever else runs on the machine; sources start at 127.0.0.2."""
 
@@ -68,6 +72,7 @@ class Target:
     base_url: str
     fleet: LocalFleet
     rng: random.Random
+    db_url: str
     sources: Sources = field(default_factory=Sources)
     clients: list[httpx.AsyncClient] = field(default_factory=list)
 
@@ -77,14 +82,17 @@ class Target:
         assert url.hostname is not None and url.port is not None
         return url.hostname, url.port
 
-    def client(self, source: str | None = None, connections: int = 10) -> httpx.AsyncClient:
-        """An HTTP client whose connections come from `source` (a fresh address by default)."""
+    def client(
+        self, source: str | None = None, connections: int = 10, base_url: str | None = None
+    ) -> httpx.AsyncClient:
+        """An HTTP client whose connections come from `source` (a fresh address by default),
+        to the service (or to the one at `base_url`)."""
         transport = httpx.AsyncHTTPTransport(
             local_address=source or self.sources.next(),
             limits=httpx.Limits(max_connections=connections),
         )
         client = httpx.AsyncClient(
-            base_url=self.base_url, transport=transport, timeout=REQUEST_TIMEOUT
+            base_url=base_url or self.base_url, transport=transport, timeout=REQUEST_TIMEOUT
         )
         self.clients.append(client)
         return client
@@ -123,6 +131,25 @@ class Target:
             if user is None:
                 raise LabSetupError(f"no account {email} in the database")
             return LockoutState.from_dict(user.claim_lockout or {})
+
+    def pending_change(self, serial: str) -> object:
+        """The PIN change the fleet holds as pending for `serial` (the referee's read)."""
+        with self.fleet.state.sessions() as db:
+            return db.scalar(select(Charger.pending).where(Charger.serial == serial))
+
+    @contextlib.contextmanager
+    def impatient(self) -> Iterator[str]:
+        """A second service on the same database and vault that waits IMPATIENT_LOCK_TIMEOUT
+        for another writer's lock instead of 30 s; its base URL. (The attacked service keeps
+        the default: its parallel claims on SQLite wait for each other's write lock.)"""
+        state = self.fleet.state
+        settings = FleetSettings(db_url=self.db_url, db_lock_timeout=IMPATIENT_LOCK_TIMEOUT)
+        app = create_app(settings, vault=state.vault, clock=state.clock)
+        try:
+            with serve(app) as base_url:
+                yield base_url
+        finally:
+            app.state.fleet.engine.dispose()
 
     def users(self) -> int:
         """Accounts in the database (the referee's read, not the attacker's)."""
@@ -172,7 +199,7 @@ async def target(url: str, seed: int) -> AsyncIterator[Target]:
     fleet = LocalFleet.start(url, SystemClock())
     try:
         with serve(fleet.app) as base_url:
-            attacked = Target(base_url, fleet, random.Random(seed))
+            attacked = Target(base_url, fleet, random.Random(seed), url)
             if attacked.users():
                 raise LabSetupError(
                     f"the database at {url} already has accounts; the attacks lock accounts and "

@@ -42,6 +42,7 @@ from chargepin.fleet.body_limit import MAX_BODY_BYTES
 from chargepin.lab.bench import machine_info, percentile
 from chargepin.lab.fleet_attacker import Target, database, expect, open_info, target
 from chargepin.lab.local_fleet import PASSWORD
+from chargepin.lab.write_lock import write_lock_held
 
 FUTURE_EPOCHS = 999
 """Epochs past the attested one a member asks the PIN of (the issue's harvest: e ... e+999)."""
@@ -606,6 +607,75 @@ async def double_accept(world: World) -> Row:
     )
 
 
+async def writes_under_a_held_lock(world: World) -> Row:
+    """Writes while another writer holds the database (a long `fleet provision`): the owner
+    withdraws an invitation and asks for a custom-PIN ticket."""
+    attacked = world.target
+    serial, owner_headers = world.victim.serial, world.owner_headers
+    invitation = expect(
+        "invite",
+        await world.owner.post(
+            f"/chargers/{serial}/invitations",
+            json={"email": "late@lab.example"},
+            headers=owner_headers,
+        ),
+        201,
+    ).json()
+    late = attacked.client()
+    late_headers = await attacked.account(late, "late@lab.example")
+    withdraw = f"/chargers/{serial}/invitations/{invitation['id']}"
+    ticket = {
+        "challenge": attacked.rng.randbytes(16).hex(),
+        "action": "change_pin",
+        "args": {"pin": "730418"},
+    }
+    with attacked.impatient() as url:
+        owner = attacked.client(base_url=url)
+        with write_lock_held(attacked.db_url, "invitations"):
+            withdrawn = await owner.delete(withdraw, headers=owner_headers)
+        with write_lock_held(attacked.db_url, "chargers"):
+            ticketed = await owner.post(
+                f"/chargers/{serial}/tickets", json=ticket, headers=owner_headers
+            )
+        await owner.aclose()
+    listed = expect(
+        "invitations",
+        await world.owner.get(f"/chargers/{serial}/invitations", headers=owner_headers),
+        200,
+    ).json()
+    still_open = invitation["id"] in [i["id"] for i in listed]
+    pending = attacked.pending_change(serial)
+    retried = await world.owner.delete(withdraw, headers=owner_headers)
+    code = {"code": invitation["code"]}
+    late_accept = await late.post("/invitations/accept", json=code, headers=late_headers)
+    no_ticket = "ticket" not in ticketed.text
+    return Row(
+        "9.4",
+        "the owner withdraws an invitation and asks for a custom-PIN ticket while another writer "
+        "holds the database",
+        f"withdrawal {withdrawn.status_code} (invitation still open: "
+        f"{'yes' if still_open else 'no'}; the retry {retried.status_code}, the code then "
+        f"{late_accept.status_code}); ticket {ticketed.status_code} "
+        f"({'no ticket' if no_ticket else 'a ticket'}, "
+        f"{'nothing' if pending is None else 'a change'} pending)",
+        "503 for a write not committed, never 200 (before: 200, the withdrawn code still worked, "
+        "the ticket's pending PIN lost)",
+        withdrawn.status_code == 503
+        and ticketed.status_code == 503
+        and still_open
+        and no_ticket
+        and pending is None
+        and retried.status_code == 200
+        and late_accept.status_code == 404,
+        {
+            "withdrawal": withdrawn.status_code,
+            "ticket": ticketed.status_code,
+            "retry": retried.status_code,
+            "withdrawn_code": late_accept.status_code,
+        },
+    )
+
+
 # ------------------------------------------------------------------ point 7: the rest
 
 
@@ -758,6 +828,7 @@ ATTACKS: tuple[Callable[[World], Awaitable[Row | list[Row]]], ...] = (
     register_probe,
     read_your_writes,
     double_accept,
+    writes_under_a_held_lock,
     huge_app_versions,
     huge_bodies,
     error_answers,
