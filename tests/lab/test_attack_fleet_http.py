@@ -18,7 +18,7 @@ from chargepin.lab.attacks.fleet_http import ATTACKS
 from chargepin.lab.local_fleet import PASSWORD, LocalFleet
 from tests.helpers.cli import invoke
 
-ROWS = 17
+ROWS = 18
 """Rows of the report: one per attack, the storm and the X-App-Version attacks give two each."""
 
 
@@ -38,7 +38,7 @@ def test_every_issue_9_http_attack_is_held(db_url: str, tmp_path: Path) -> None:
     assert code == 0, stdout + stderr
     assert report["all_held"] is True
     assert report["database"] == ("sqlite" if db_url.startswith("sqlite") else "postgresql")
-    assert len(ATTACKS) == 15 and len(report["rows"]) == ROWS
+    assert len(ATTACKS) == 16 and len(report["rows"]) == ROWS
     assert {row["issue"].split(",")[0] for row in report["rows"]} == {
         "9.1",
         "9.2",
