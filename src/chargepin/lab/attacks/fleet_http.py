@@ -220,6 +220,8 @@ async def forged_reconcile(world: World) -> Row:
         "epoch -1": {**genuine, "epoch": -1},
         "the live tag, the next epoch": {**genuine, "epoch": 1},
         "the live tag, the PIN off": {**genuine, "pin_enabled": False},
+        "the live tag, generation 1 (a re-key that never happened)": {**genuine, "generation": 1},
+        "generation 2**63": {**genuine, "generation": 2**63},
         "a made-up tag": {**genuine, "attestation": world.target.rng.randbytes(16).hex()},
         "another charger's genuine state": other,
     }
@@ -242,7 +244,7 @@ async def forged_reconcile(world: World) -> Row:
     return Row(
         "9.2",
         f"a member reconciles {len(texts)} forged or overflowing states (2**63-1 with the live "
-        "fingerprint, 2**63, 2**31, another charger's tag, ...)",
+        "fingerprint, 2**63, 2**31, a generation never reached, another charger's tag, ...)",
         f"accepted {len(accepted)}, 5xx {errors} ({count(list(statuses.values()))}); Charger "
         f"Info {'unchanged' if before == after else f'moved {before[0]} -> {after[0]}'}; "
         f"the genuine state: {control.status_code}",
