@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from chargepin.clock import FakeClock
+from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.processes import Bench
 
 
@@ -18,3 +20,11 @@ def bench(tmp_path: Path) -> Iterator[Bench]:
         yield processes
     finally:
         processes.close()
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path, clock: FakeClock) -> AsyncIterator[LocalFleet]:
+    """The real fleet app on a SQLite file in this process, on the test's clock."""
+    fleet = LocalFleet.start(f"sqlite:///{tmp_path / 'fleet.db'}", clock)
+    yield fleet
+    await fleet.close()

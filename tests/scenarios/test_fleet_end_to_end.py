@@ -4,44 +4,15 @@ real Bluetooth stack. One fake clock for everything, so tickets and lockouts agr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from chargepin.charger.daemon import ChargerDaemon
-from chargepin.clock import FakeClock
 from chargepin.core.pin import Pin
 from chargepin.core.tickets import Action
-from chargepin.fleet.factory import Provisioned
 from chargepin.lab.local_fleet import LocalFleet
-from chargepin.lab.testbed import ChargerSpec, Testbed
+from chargepin.lab.testbed import Testbed
 from chargepin.phone import owner_actions, troubleshooting
 from chargepin.phone.errors import ChargerLocked, PinNeeded, WrongPin
 from chargepin.phone.fleet_client import FleetRefused
-
-
-@pytest.fixture
-async def fleet(tmp_path: Path, clock: FakeClock) -> AsyncIterator[LocalFleet]:
-    fleet = LocalFleet.start(f"sqlite:///{tmp_path / 'fleet.db'}", clock)
-    yield fleet
-    await fleet.close()
-
-
-async def install(bed: Testbed, made: Provisioned, profile: str = "hardened") -> ChargerDaemon:
-    """`chargepin charger init --bundle`: the charger gets its identity and secret."""
-    bundle = made.bundle
-    return await bed.charger(
-        ChargerSpec(
-            serial=bundle.serial,
-            model=bundle.model,
-            firmware=bundle.firmware,
-            produced=bundle.produced,
-            secret=bundle.secret,
-            profile=profile,
-        ),
-        name=bundle.serial,
-    )
 
 
 @pytest.mark.parametrize("profile", ["hardened", "classic"])
@@ -49,7 +20,7 @@ async def test_factory_commissioning_pairing_invitation_and_troubleshooting(
     bed: Testbed, fleet: LocalFleet, profile: str
 ) -> None:
     [made] = fleet.provision("Pulsar Max", "6.11.2")
-    daemon = await install(bed, made, profile)
+    daemon = await bed.install(made.bundle, profile)
     owner = await fleet.account("owner@example.com")
 
     # Commissioning: scan the sticker, the PIN is shown right away.
@@ -104,7 +75,7 @@ async def test_an_invited_users_new_phone_gets_past_a_strangers_lockout(
     """A stranger keeps the charger locked; the invited user's new phone is admitted with a
     ticket from the fleet, pairs with the fleet's PIN and is served; the stranger stays out."""
     [made] = fleet.provision("Pulsar Max", "6.11.2")
-    daemon = await install(bed, made, profile)
+    daemon = await bed.install(made.bundle, profile)
     owner = await fleet.account("owner@example.com")
     await owner.claim(made.sticker.encode())
     owner_phone = await bed.phone("owner-phone")
@@ -140,7 +111,7 @@ async def test_enabling_the_pin_on_an_optional_class_charger(
     bed: Testbed, fleet: LocalFleet
 ) -> None:
     [made] = fleet.provision("Pulsar Plus", "6.8.0")
-    daemon = await install(bed, made)
+    daemon = await bed.install(made.bundle)
     owner = await fleet.account("owner@example.com")
     info = await owner.claim(made.sticker.encode())
     assert not info.pin_enabled and info.pin is None and "not enabled" in info.message.lower()
@@ -162,7 +133,7 @@ async def test_a_pin_change_whose_receipt_never_reached_the_fleet_is_not_lost(
     bed: Testbed, fleet: LocalFleet
 ) -> None:
     [made] = fleet.provision("Pulsar Max", "6.11.2")
-    daemon = await install(bed, made)
+    daemon = await bed.install(made.bundle)
     owner = await fleet.account("owner@example.com")
     await owner.claim(made.sticker.encode())
     phone = await bed.phone()
@@ -198,7 +169,7 @@ async def test_a_revoked_member_holds_no_pin_the_charger_uses_after_the_owner_ch
     owner's "new PIN" (next epoch) and one deliberate wrong pairing the hardened charger used a
     PIN they held. Now the fleet reveals only the epoch the charger attested."""
     [made] = fleet.provision("Pulsar Max", "6.11.2")
-    daemon = await install(bed, made)
+    daemon = await bed.install(made.bundle)
     owner = await fleet.account("owner@example.com")
     await owner.claim(made.sticker.encode())
     owner_phone = await bed.phone("owner-phone")

@@ -6,48 +6,21 @@ pairs, with and without the phone's address privacy, and after a wrong PIN.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from chargepin.charger.daemon import ChargerDaemon
-from chargepin.clock import FakeClock
 from chargepin.core.pin import Pin
-from chargepin.fleet.factory import Provisioned
 from chargepin.fleet.models import PresenceNonce
 from chargepin.lab.attacks import impersonate
 from chargepin.lab.local_fleet import LocalFleet
-from chargepin.lab.testbed import ChargerSpec, Testbed
+from chargepin.lab.testbed import Testbed
 from chargepin.phone import troubleshooting
 from chargepin.phone.client import ChargerLink
 from chargepin.phone.errors import NotThisCharger, WrongPin
 from chargepin.phone.fleet_client import FleetClient, FleetRefused
 from chargepin.phone.presence import vouched_pin
 from chargepin.radio.link_addresses import self_on_air
-
-
-@pytest.fixture
-async def fleet(tmp_path: Path, clock: FakeClock) -> AsyncIterator[LocalFleet]:
-    fleet = LocalFleet.start(f"sqlite:///{tmp_path / 'fleet.db'}", clock)
-    yield fleet
-    await fleet.close()
-
-
-async def install(bed: Testbed, made: Provisioned, profile: str = "hardened") -> ChargerDaemon:
-    bundle = made.bundle
-    return await bed.charger(
-        ChargerSpec(
-            serial=bundle.serial,
-            model=bundle.model,
-            firmware=bundle.firmware,
-            produced=bundle.produced,
-            secret=bundle.secret,
-            profile=profile,
-        ),
-        name=bundle.serial,
-    )
 
 
 def nonces_issued(fleet: LocalFleet) -> int:
@@ -92,8 +65,8 @@ async def test_a_genuine_proof_of_another_charger_gets_no_pin(
 ) -> None:
     """A real charger of the same fleet answers a nonce issued for another one: refused."""
     first, second = fleet.provision("Pulsar Max", "6.11.2", count=2)
-    await install(bed, first)
-    await install(bed, second)
+    await bed.install(first.bundle)
+    await bed.install(second.bundle)
     owner = await fleet.account("owner@example.com")
     for made in (first, second):
         await owner.claim(made.sticker.encode())
@@ -130,7 +103,7 @@ async def test_the_real_charger_proves_itself_and_pairs(
     private address per connection), and after the phone forgot a charger that still knows its
     IRK (the charger resolves the address; the proof still names the one on the air)."""
     [made] = fleet.provision("Pulsar Max", "6.11.2")
-    daemon = await install(bed, made)
+    daemon = await bed.install(made.bundle)
     owner = await fleet.account("owner@example.com")
     await owner.claim(made.sticker.encode())
     phone = await bed.phone("owner-phone", privacy=privacy)
@@ -157,7 +130,7 @@ async def test_after_a_wrong_pin_the_retry_proves_the_new_epoch(
     """The troubleshooting flow: a typed wrong PIN moves the hardened charger on; the retry's
     proof attests the new epoch and the fleet answers its PIN."""
     [made] = fleet.provision("Pulsar Max", "6.11.2")
-    daemon = await install(bed, made)
+    daemon = await bed.install(made.bundle)
     owner: FleetClient = await fleet.account("owner@example.com")
     await owner.claim(made.sticker.encode())
     shown: list[str] = []

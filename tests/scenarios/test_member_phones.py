@@ -8,52 +8,24 @@ pairing, and the fleet lists only addresses the charger vouched for.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import delete
 
-from chargepin.charger.daemon import ChargerDaemon
-from chargepin.clock import FakeClock
 from chargepin.core import bond_statement
 from chargepin.core.bond_statement import BondedPhone
 from chargepin.core.keys import new_secret
-from chargepin.fleet.factory import Provisioned
 from chargepin.fleet.models import PhoneBond
 from chargepin.lab.local_fleet import LocalFleet
-from chargepin.lab.testbed import ChargerSpec, Testbed
+from chargepin.lab.testbed import Testbed
 from chargepin.phone import troubleshooting
 from chargepin.phone.fleet_client import FleetRefused
-
-
-@pytest.fixture
-async def fleet(tmp_path: Path, clock: FakeClock) -> AsyncIterator[LocalFleet]:
-    fleet = LocalFleet.start(f"sqlite:///{tmp_path / 'fleet.db'}", clock)
-    yield fleet
-    await fleet.close()
-
-
-async def install(bed: Testbed, made: Provisioned) -> ChargerDaemon:
-    """`chargepin charger init --bundle`: the charger gets its identity and secret."""
-    bundle = made.bundle
-    return await bed.charger(
-        ChargerSpec(
-            serial=bundle.serial,
-            model=bundle.model,
-            firmware=bundle.firmware,
-            produced=bundle.produced,
-            secret=bundle.secret,
-        ),
-        name=bundle.serial,
-    )
 
 
 @pytest.mark.slow
 async def test_member_cannot_list_the_owners_phone(bed: Testbed, fleet: LocalFleet) -> None:
     [made] = fleet.provision("Pulsar Max", "6.11.2")
     bundle = made.bundle
-    daemon = await install(bed, made)
+    daemon = await bed.install(made.bundle)
     serial = made.serial
     owner = await fleet.account("owner@example.com")
     await owner.claim(made.sticker.encode())
@@ -114,7 +86,7 @@ async def test_a_phone_is_listed_again_at_its_next_connection_and_once(
     (or a bond from before phones were listed this way) is listed at the next connection; the
     same phone logged in with a second account stays the first account's, and connects."""
     [made] = fleet.provision("Pulsar Max", "6.11.2")
-    await install(bed, made)
+    await bed.install(made.bundle)
     serial = made.serial
     owner = await fleet.account("owner@example.com")
     await owner.claim(made.sticker.encode())

@@ -4,26 +4,15 @@ who is still a member, and nothing is lost when the receipt is."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from chargepin.charger.daemon import ChargerDaemon
-from chargepin.clock import FakeClock
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.tickets import Action
 from chargepin.lab.local_fleet import LocalFleet
-from chargepin.lab.testbed import ChargerSpec, Testbed
+from chargepin.lab.testbed import Testbed
 from chargepin.phone import owner_actions, troubleshooting
 from chargepin.phone.fleet_client import FleetClient, FleetRefused
-
-
-@pytest.fixture
-async def fleet(tmp_path: Path, clock: FakeClock) -> AsyncIterator[LocalFleet]:
-    fleet = LocalFleet.start(f"sqlite:///{tmp_path / 'fleet.db'}", clock)
-    yield fleet
-    await fleet.close()
 
 
 async def _commissioned(
@@ -32,16 +21,7 @@ async def _commissioned(
     """A charger, its owner (bonded phone) and one invited member."""
     [made] = fleet.provision("Pulsar Max", firmware)
     bundle = made.bundle
-    daemon = await bed.charger(
-        ChargerSpec(
-            serial=bundle.serial,
-            model=bundle.model,
-            firmware=bundle.firmware,
-            produced=bundle.produced,
-            secret=bundle.secret,
-        ),
-        name=bundle.serial,
-    )
+    daemon = await bed.install(bundle)
     owner = await fleet.account("owner@example.com")
     await owner.claim(made.sticker.encode())
     code = await owner.invite(made.serial, "member@example.com")

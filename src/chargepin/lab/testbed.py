@@ -21,6 +21,7 @@ from chargepin.core.keys import new_secret
 from chargepin.core.pin import Pin
 from chargepin.core.policy import FirmwareVersion
 from chargepin.core.profiles import DEFAULT_PROFILE, ProfileName
+from chargepin.core.provisioning import ProvisioningBundle
 from chargepin.core.tickets import Action, issue_ticket, seal_ticket
 from chargepin.phone.client import ChargerLink, Phone
 from chargepin.phone.identity import load_identity
@@ -41,6 +42,20 @@ class ChargerSpec:
     overrides: LockoutOverrides | None = None
     pin_enabled: bool | None = None  # None: as the factory leaves it (the PIN policy decides)
     secret: bytes = field(default_factory=new_secret)
+
+    @classmethod
+    def from_bundle(
+        cls, bundle: ProvisioningBundle, profile: ProfileName = DEFAULT_PROFILE
+    ) -> ChargerSpec:
+        """What `chargepin charger init --bundle` provisions: the factory's identity and secret."""
+        return cls(
+            serial=bundle.serial,
+            model=bundle.model,
+            firmware=bundle.firmware,
+            produced=bundle.produced,
+            secret=bundle.secret,
+            profile=profile,
+        )
 
 
 def provision(path: Path, spec: ChargerSpec) -> StateStore:
@@ -102,6 +117,12 @@ class Testbed:
         self.daemons: list[ChargerDaemon] = []
         self.phones: list[Phone] = []
         self._controllers: dict[int, HciEndpoints] = {}
+
+    async def install(
+        self, bundle: ProvisioningBundle, profile: ProfileName = DEFAULT_PROFILE
+    ) -> ChargerDaemon:
+        """A charger from the factory's bundle (`charger init --bundle`), named by its serial."""
+        return await self.charger(ChargerSpec.from_bundle(bundle, profile), name=bundle.serial)
 
     async def charger(
         self, spec: ChargerSpec | None = None, name: str = "charger"

@@ -61,7 +61,7 @@ from chargepin.lab.attacks.common import median, quiet_bumble
 from chargepin.lab.attacks.online import PASSKEY_BITS, best_guess
 from chargepin.lab.central import BareCentral
 from chargepin.lab.local_fleet import LocalFleet
-from chargepin.lab.testbed import ChargerSpec, Testbed
+from chargepin.lab.testbed import Testbed
 from chargepin.phone import troubleshooting
 from chargepin.phone.client import Phone
 from chargepin.phone.errors import NotThisCharger, PhoneError, WrongPin
@@ -332,17 +332,7 @@ class Scene:
         [made] = self.fleet.provision("Pulsar Max", "6.11.2")
         bundle = made.bundle
         self.serial = bundle.serial
-        self.daemon = await self.charger_air.charger(
-            ChargerSpec(
-                serial=bundle.serial,
-                model=bundle.model,
-                firmware=bundle.firmware,
-                produced=bundle.produced,
-                secret=bundle.secret,
-                profile=self.profile,
-            ),
-            name=bundle.serial,
-        )
+        self.daemon = await self.charger_air.install(bundle, self.profile)
         self.victim_fleet = await self.fleet.account("victim@example.com")
         await self.victim_fleet.claim(made.sticker.encode())
         self.victim = await self.victim_air.phone("victim", pairing_timeout=10.0)

@@ -40,7 +40,7 @@ from chargepin.core.profiles import PROFILES, ProfileName
 from chargepin.core.tickets import Action
 from chargepin.lab.attacks.common import quiet_bumble
 from chargepin.lab.local_fleet import LocalFleet
-from chargepin.lab.testbed import ChargerSpec, Testbed
+from chargepin.lab.testbed import Testbed
 from chargepin.phone import owner_actions, troubleshooting
 from chargepin.phone.client import Phone
 from chargepin.phone.errors import ChargerLocked, PhoneError, WrongPin
@@ -117,18 +117,7 @@ class RevokedUserLab:
     async def run(self, rekey: bool) -> Run:
         [made] = self.fleet.provision(MODEL, FIRMWARE)
         self.serial = made.serial
-        bundle = made.bundle
-        daemon = await self.bed.charger(
-            ChargerSpec(
-                serial=bundle.serial,
-                model=bundle.model,
-                firmware=bundle.firmware,
-                produced=bundle.produced,
-                secret=bundle.secret,
-                profile=self.profile,
-            ),
-            name=f"charger-{'rekeyed' if rekey else 'kept'}",
-        )
+        daemon = await self.bed.install(made.bundle, self.profile)
         owner = await self.fleet.account(f"owner-{rekey}@example.com")
         await owner.claim(made.sticker.encode())
         owner_phone = await self._phone("owner")
