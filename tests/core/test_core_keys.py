@@ -19,6 +19,7 @@ KEY_VECTORS = {
     "receipt": "7559d48c8703c94974aa0a828606a2e98cf590e4d24b70eb5d8189515d8333ec",
     "fingerprint": "0f5dde0eda9404a937bb113687fc110d78f0bd79b474bb27569c46442473cfba",
     "pairing": "3fc42525493c0ea0f20a6d4f3afaa1d9267e949492bb1c310cc2bbf08a403958",
+    "csms-password": "f22611a43024f293f32e8bd410fc7e772bce5c388cc02ccb4f94e2479dedc78e",
 }
 
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from typing import Any
 
 from bumble import att, hci
@@ -39,8 +39,10 @@ from chargepin.core.attestation import AttestedState, attest
 from chargepin.core.events import EventKind
 from chargepin.core.limits import CHALLENGE_SIZE
 from chargepin.core.links import AccessRefusal, protected_access
+from chargepin.core.ocpp_events import EventFacts, Origin
 from chargepin.core.policy import PinMode, pin_policy
 from chargepin.core.profiles import security_profile
+from chargepin.core.tickets import Action
 from chargepin.radio.bumble_fixes import guard_pairing, harden_gatt_server
 from chargepin.radio.link_addresses import peer_on_air
 from chargepin.radio.virtual import HciEndpoints
@@ -264,9 +266,14 @@ class ChargerDaemon:
     def read_info(self, connection: Connection) -> bytes:
         return self.info().encode()
 
+    @staticmethod
+    def new_challenge() -> bytes:
+        """A fresh single-use challenge for a ticket (a link, GATT or OCPP, keeps its own)."""
+        return secrets.token_bytes(CHALLENGE_SIZE)
+
     def read_challenge(self, connection: Connection) -> bytes:
         link = self.links.of(connection)
-        link.challenge = secrets.token_bytes(CHALLENGE_SIZE)
+        link.challenge = self.new_challenge()
         link.challenge_at = self.clock.now()
         return link.challenge
 
@@ -288,10 +295,11 @@ class ChargerDaemon:
         if len(value) > protocol.MAX_TICKET_SIZE:
             link.admin_result = rejected("malformed", f"ticket is {len(value)} octets, too long")
             raise att.ATT_Error(att.ErrorCode.INVALID_ATTRIBUTE_LENGTH)
-        bonded = [name for name, _ in await self.store.keystore.get_all()]
         only = None if refusal is None else UNPAIRED_ACTIONS
         try:
-            outcome = apply_ticket(self.store, bytes(value), challenge, now, bonded, only)
+            outcome = await self.apply_owner_ticket(
+                bytes(value), challenge, now, Origin.BLE, str(connection.peer_address), only
+            )
         except NeedsPairedLink as error:
             assert refusal is not None
             link.admin_result = rejected("needs_pairing", str(error), error.action.value)
@@ -299,21 +307,15 @@ class ChargerDaemon:
                 self.links.drop(connection, hci.HCI_ErrorCode.AUTHENTICATION_FAILURE_ERROR)
             raise att.ATT_Error(ACCESS_ERRORS[refusal]) from error
         except TicketRejected as error:
-            self.store.record_event(
-                EventKind.TICKET_REJECTED, f"{error.reason}: {error.detail}", now
-            )
             link.admin_result = rejected(error.reason, error.detail)
             raise att.ATT_Error(protocol.AttAppError.TICKET_REJECTED) from error
         except ActionNotAllowed as error:
-            self.store.record_event(EventKind.TICKET_REJECTED, f"not_allowed: {error.reason}", now)
             link.admin_result = rejected("not_allowed", error.reason, error.action.value)
             raise att.ATT_Error(protocol.AttAppError.NOT_ALLOWED) from error
         link.admin_result = outcome.result
         if outcome.admit_link:
             self.pairing.admit(connection, link)
             return
-        await self._apply_bond_changes(outcome, bonded)
-        self._state_changed()
         if outcome.drop_all_links or outcome.forget_bonds:
             link.result_read.clear()
             grace = self._drop_after_grace(link, outcome)
@@ -321,7 +323,58 @@ class ChargerDaemon:
             self._grace_tasks.add(task)
             task.add_done_callback(self._grace_tasks.discard)
 
-    async def _apply_bond_changes(self, outcome: AdminOutcome, bonded: list[str]) -> None:
+    async def apply_owner_ticket(
+        self,
+        blob: bytes,
+        challenge: bytes | None,
+        now: float,
+        origin: Origin,
+        writer: str | None,
+        only: Collection[Action] | None = None,
+    ) -> AdminOutcome:
+        """Apply an owner's ticket, whichever way it came (GATT admin point, OCPP DataTransfer).
+
+        One code path: owner_actions.apply_ticket decides, and its state change, its events and
+        the bonds it forgets commit in one transaction. A refusal is logged (and reported to the
+        CSMS when it is a replay or a malformed ticket) and raised again for the caller to show.
+        Dropping the links concerned is the caller's: the GATT writer first reads its receipt.
+        """
+        bonded = [name for name, _ in await self.store.keystore.get_all()]
+        try:
+            with self.store.transaction():
+                outcome = apply_ticket(self.store, blob, challenge, now, bonded, only, origin)
+                # SqliteKeyStore's coroutines never suspend: nothing else runs in this transaction.
+                await self._apply_bond_changes(outcome)
+        except TicketRejected as error:
+            self.store.record_event(
+                EventKind.TICKET_REJECTED,
+                f"{error.reason}: {error.detail}",
+                now,
+                EventFacts(origin=origin, phone=writer, reason=error.reason),
+            )
+            raise
+        except ActionNotAllowed as error:
+            self.store.record_event(
+                EventKind.TICKET_REJECTED,
+                f"not_allowed: {error.reason}",
+                now,
+                EventFacts(origin=origin, phone=writer, reason="not_allowed"),
+            )
+            raise
+        if not outcome.admit_link:
+            self._state_changed()
+        return outcome
+
+    def drop_links_now(self, outcome: AdminOutcome) -> None:
+        """Drop the links an applied ticket concerns (no writer waits for a receipt on air)."""
+        for connection in list(self.device.connections.values()):
+            removed = str(connection.peer_address) in outcome.forget_bonds
+            if outcome.drop_all_links or removed:
+                self.links.drop(
+                    connection, hci.HCI_ErrorCode.REMOTE_USER_TERMINATED_CONNECTION_ERROR
+                )
+
+    async def _apply_bond_changes(self, outcome: AdminOutcome) -> None:
         keystore = self.store.keystore
         if outcome.forget_all_bonds:
             await keystore.delete_all()
@@ -337,12 +390,7 @@ class ChargerDaemon:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(writer.result_read.wait(), RESULT_READ_GRACE)
         await asyncio.sleep(0)  # the read response is queued after the callback returns
-        for connection in list(self.device.connections.values()):
-            removed = str(connection.peer_address) in outcome.forget_bonds
-            if outcome.drop_all_links or removed:
-                self.links.drop(
-                    connection, hci.HCI_ErrorCode.REMOTE_USER_TERMINATED_CONNECTION_ERROR
-                )
+        self.drop_links_now(outcome)
 
     async def read_admin_result(self, connection: Connection) -> bytes:
         # Only the link that wrote the ticket sees its result, so encryption is enough: after

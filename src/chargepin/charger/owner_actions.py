@@ -7,13 +7,14 @@ consequences this returns (drop links, forget bonds). State changes go through t
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chargepin.charger.store import StateStore
 from chargepin.core import pin_state
 from chargepin.core.action_policy import ActionNotAllowed, authorize
 from chargepin.core.errors import ChargepinError, TicketRejected
 from chargepin.core.events import EventKind
+from chargepin.core.ocpp_events import EventFacts, Origin
 from chargepin.core.pin_state import PIN_ACTIONS
 from chargepin.core.policy import pin_policy
 from chargepin.core.protocol import AdminResult
@@ -74,9 +75,28 @@ def apply_ticket(
     now: float,
     bonded: list[str],
     only: Collection[Action] | None = None,
+    origin: Origin = Origin.BLE,
 ) -> AdminOutcome:
     """Open, authorise and apply one ticket; raises TicketRejected or ActionNotAllowed, and
-    NeedsPairedLink (nothing applied) when its action is not among `only`."""
+    NeedsPairedLink (nothing applied) when its action is not among `only`.
+
+    The state change and its events commit in one transaction (the caller's, if it holds one:
+    the daemon adds the bond removals to it). `origin` says which way the ticket came (the
+    GATT admin point or OCPP DataTransfer) for the security events.
+    """
+    with store.transaction():
+        return _apply(store, blob, challenge, now, bonded, only, EventFacts(origin=origin))
+
+
+def _apply(
+    store: StateStore,
+    blob: bytes,
+    challenge: bytes | None,
+    now: float,
+    bonded: list[str],
+    only: Collection[Action] | None,
+    facts: EventFacts,
+) -> AdminOutcome:
     identity = store.identity
     ticket = open_ticket(store.secret, identity.serial, blob, now, challenge)
     if only is not None and ticket.action not in only:
@@ -85,19 +105,19 @@ def apply_ticket(
     authorize(policy, store.pin_enabled, ticket.action)
     action = ticket.action
     if action is Action.ADMIT_PAIRING:
-        store.record_event(EventKind.PAIRING_ADMITTED, "member ticket", now)
+        store.record_event(EventKind.PAIRING_ADMITTED, "member ticket", now, facts)
         return AdminOutcome(AdminResult(ok=True, action=action.value), admit_link=True)
     if action in PIN_ACTIONS:
         store.save_pin_state(pin_state.apply(action, dict(ticket.args), store.pin_state))
     if action is Action.ENABLE_PIN:
-        store.record_event(EventKind.PIN_ENABLED, "owner ticket", now)
+        store.record_event(EventKind.PIN_ENABLED, "owner ticket", now, facts)
         result = AdminResult(ok=True, action=action.value, receipt=_receipt(store, ticket))
         # PRODUCT.md: enabling interrupts the Bluetooth connection; the next one needs the PIN.
         return AdminOutcome(result, drop_all_links=True, forget_unauthenticated_bonds=True)
     if action is Action.CHANGE_PIN:
         forget = ticket.arg("forget_bonds") == "1"
         store.record_event(
-            EventKind.PIN_CHANGED, "forget all bonds" if forget else "bonds kept", now
+            EventKind.PIN_CHANGED, "forget all bonds" if forget else "bonds kept", now, facts
         )
         result = AdminResult(
             ok=True,
@@ -106,12 +126,12 @@ def apply_ticket(
         )
         return AdminOutcome(result, drop_all_links=forget, forget_all_bonds=forget)
     if action is Action.DISABLE_PIN:
-        store.record_event(EventKind.PIN_DISABLED, "owner ticket", now)
+        store.record_event(EventKind.PIN_DISABLED, "owner ticket", now, facts)
         return AdminOutcome(
             AdminResult(ok=True, action=action.value, receipt=_receipt(store, ticket))
         )
     if action is Action.REKEY:
-        store.record_event(EventKind.PIN_REKEYED, f"generation {store.generation}", now)
+        store.record_event(EventKind.PIN_REKEYED, f"generation {store.generation}", now, facts)
         # Bonds stay: the owner removes a revoked member's phones with remove_phone tickets.
         return AdminOutcome(
             AdminResult(ok=True, action=action.value, receipt=_receipt(store, ticket))
@@ -127,7 +147,9 @@ def apply_ticket(
         if not targets:
             raise ActionNotAllowed(action, f"no paired phone {address}; list the phones first")
     for target in targets:
-        store.record_event(EventKind.BOND_REMOVED, target, now)
+        store.record_event(
+            EventKind.BOND_REMOVED, target, now, replace(facts, phone=target.split("/")[0])
+        )
     return AdminOutcome(
         AdminResult(
             ok=True,

@@ -21,6 +21,7 @@ from chargepin.clock import Clock
 from chargepin.core import attempts, pairing_attempt
 from chargepin.core.attempts import AttemptKind, PairingRequest, Refusal
 from chargepin.core.events import EventKind
+from chargepin.core.ocpp_events import EventFacts
 from chargepin.core.pairing_attempt import (
     AttemptEvent,
     Count,
@@ -57,6 +58,11 @@ class _PasskeyDisplay(PairingDelegate):
 
     async def confirm(self, auto: bool = False) -> bool:
         return False  # Just Works never reaches here while the PIN is on; refuse if it does
+
+
+def phone_name(connection: Connection) -> str:
+    """The phone's address as the security events name it (techInfo `phone`)."""
+    return str(connection.peer_address)
 
 
 class PairingGuard:
@@ -147,7 +153,7 @@ class PairingGuard:
         answer: Refusal | None = None
         for action in actions:
             if isinstance(action, Count):
-                self._count(action.kind, f"{connection.peer_address} {action.kind.value}")
+                self._count(action.kind, connection)
             elif isinstance(action, LogRefusal):
                 self._store.record_event(
                     EventKind.PAIRING_REFUSED,
@@ -169,14 +175,17 @@ class PairingGuard:
             elif isinstance(action, LogSuccess):
                 how = "passkey" if action.authenticated else "just-works"
                 self._store.record_event(
-                    EventKind.PAIRING_OK, f"{connection.peer_address} {how}", self._clock.now()
+                    EventKind.PAIRING_OK,
+                    f"{connection.peer_address} {how}",
+                    self._clock.now(),
+                    EventFacts(phone=phone_name(connection), with_pin=action.authenticated),
                 )
                 self._state_changed()
             elif isinstance(action, Drop):
                 self._links.drop(connection, DROP_REASONS[action.reason])
         return answer
 
-    def _count(self, kind: AttemptKind, detail: str) -> None:
+    def _count(self, kind: AttemptKind, connection: Connection) -> None:
         """Count the attempt and rotate the PIN if the profile says so: one durable commit.
 
         This runs synchronously in the SMP handler, before the Pairing Failed PDU is sent, so
@@ -185,13 +194,21 @@ class PairingGuard:
         """
         now = self._clock.now()
         store = self._store
+        detail = f"{connection.peer_address} {kind.value}"
+        facts = EventFacts(phone=phone_name(connection), reason=kind.value)
         with store.transaction():
             pin = store.pin_state
             outcome = attempts.failed_attempt(self._profile, store.lockout_state, pin, kind, now)
-            store.record_event(EventKind.PAIRING_FAILED, detail, now)
+            store.record_event(EventKind.PAIRING_FAILED, detail, now, facts)
             store.save_lockout_state(outcome.lockout)
             if outcome.pin != pin:
                 store.save_pin_state(outcome.pin)
             if outcome.locked_now:
-                store.record_event(EventKind.LOCKED, f"{outcome.retry_after:.0f} s", now)
+                duration = round(outcome.retry_after)
+                store.record_event(
+                    EventKind.LOCKED,
+                    f"{outcome.retry_after:.0f} s",
+                    now,
+                    EventFacts(phone=facts.phone, duration=duration),
+                )
         self._state_changed()

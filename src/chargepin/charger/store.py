@@ -14,7 +14,7 @@ import datetime
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,20 +22,37 @@ from types import TracebackType
 from typing import Any, Final
 
 from chargepin.charger.errors import StateError
+from chargepin.core import csms_auth, ocpp_events
 from chargepin.core.addresses import static_address_problem
 from chargepin.core.errors import InvalidConfig
 from chargepin.core.events import EventKind
 from chargepin.core.keys import SECRET_SIZE
 from chargepin.core.limits import MAX_EPOCH, MAX_GENERATION, check_generation, serial_problem
 from chargepin.core.lockout import LockoutConfig, LockoutState
+from chargepin.core.ocpp_events import EventFacts, SecurityEvent
 from chargepin.core.pin import Pin
 from chargepin.core.pin_state import PinState
 from chargepin.core.policy import FirmwareVersion
 from chargepin.core.profiles import ProfileName, profile_name
 from chargepin.radio.keystore import DAMAGED_VALUE, SqliteKeyStore
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """PRAGMA user_version of the database this module reads and writes."""
+
+_OCPP_QUEUE_TABLE: Final = """CREATE TABLE ocpp_queue (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        first_at REAL NOT NULL,
+        type TEXT NOT NULL,
+        info TEXT NOT NULL,
+        storm_key TEXT,
+        count INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1))"""
+"""Security events for the CSMS, oldest first; AUTOINCREMENT: an id (eventId) is never reused."""
+
+_CSMS_CREDENTIALS_TABLE: Final = """CREATE TABLE csms_credentials (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        password TEXT NOT NULL)"""
+"""The Basic auth password a CSMS set (SecurityCtrlr.BasicAuthPassword); no row: the derived one."""
 
 _UPGRADES: Final[dict[int, tuple[str, ...]]] = {
     # 1 -> 2: the PIN generation (a re-key moves to the next; every charger starts at 0).
@@ -43,6 +60,8 @@ _UPGRADES: Final[dict[int, tuple[str, ...]]] = {
         "ALTER TABLE pin_config ADD COLUMN generation INTEGER NOT NULL DEFAULT 0 "
         "CHECK (generation >= 0)",
     ),
+    # 2 -> 3: OCPP (issue 10): the security events waiting for the CSMS, the rotated password.
+    2: (_OCPP_QUEUE_TABLE, _CSMS_CREDENTIALS_TABLE),
 }
 """What brings a file of schema version N to N+1, applied in one transaction at open."""
 
@@ -91,9 +110,18 @@ _SCHEMA = (
     """CREATE TABLE counters (
         kind TEXT PRIMARY KEY,
         count INTEGER NOT NULL CHECK (count >= 0))""",
+    _OCPP_QUEUE_TABLE,
+    _CSMS_CREDENTIALS_TABLE,
 )
 _SINGLE_ROW_TABLES = ("identity", "settings", "pin_config", "lockout")
-_TABLES = (*_SINGLE_ROW_TABLES, "events", "counters", _BONDS_TABLE)
+_TABLES = (
+    *_SINGLE_ROW_TABLES,
+    "events",
+    "counters",
+    "ocpp_queue",
+    "csms_credentials",
+    _BONDS_TABLE,
+)
 
 
 @dataclass(frozen=True)
@@ -123,6 +151,19 @@ class LogEntry:
     detail: str
 
 
+@dataclass(frozen=True)
+class QueuedEvent:
+    """A security event waiting for the CSMS (core.ocpp_events), as the station sends it."""
+
+    id: int
+    at: float
+    """The last occurrence (a merged event stands for `count` of them since `first_at`)."""
+    first_at: float
+    type: str
+    tech_info: str
+    count: int
+
+
 class StateStore:
     """The charger's state in one SQLite file; the daemon's only source of truth.
 
@@ -137,6 +178,9 @@ class StateStore:
         self._connection = connection
         self._path = path
         self._depth = 0
+        self._queued = False
+        self._queue_listeners: list[Callable[[], None]] = []
+        self._in_flight: int | None = None
         self._identity, self._secret = self._load_identity()
         self._keystore = SqliteKeyStore(connection, _BONDS_TABLE)
 
@@ -314,16 +358,21 @@ class StateStore:
             yield
         except BaseException:
             self._depth = 0
+            self._queued = False
             if self._connection.in_transaction:
                 self._connection.execute("ROLLBACK")
             raise
         self._depth = 0
+        queued, self._queued = self._queued, False
         try:
             self._connection.execute("COMMIT")
         except sqlite3.Error as error:
             if self._connection.in_transaction:
                 self._connection.execute("ROLLBACK")
             raise self._write_error(error) from error
+        if queued:
+            for listener in list(self._queue_listeners):
+                listener()
 
     # -- identity and configuration ----------------------------------------------------------
 
@@ -454,12 +503,17 @@ class StateStore:
 
     # -- events ------------------------------------------------------------------------------
 
-    def record_event(self, kind: EventKind | str, detail: str, now: float) -> None:
-        """Append an event to the log and count it, in one transaction.
+    def record_event(
+        self, kind: EventKind | str, detail: str, now: float, facts: EventFacts | None = None
+    ) -> None:
+        """Append an event to the log, count it and queue what the CSMS is told, in one transaction.
 
         `kind` is an EventKind (or its value): a kind no reader knows would be counted where
         `charger info` never shows it. The log keeps the last MAX_EVENTS entries so an attack
-        cannot fill the disk; the counters are kept separately and never drop.
+        cannot fill the disk; the counters are kept separately and never drop. The security
+        event for the CSMS (core.ocpp_events) is queued in the same transaction, which is the
+        caller's when it holds one: the state change and its report commit together or not at
+        all.
         """
         try:
             known = EventKind(kind)
@@ -479,6 +533,117 @@ class StateStore:
             )
             self._execute(
                 "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (MAX_EVENTS,)
+            )
+            report = ocpp_events.security_event(known, facts or EventFacts(), self.epoch)
+            if report is not None:
+                self.queue_security_event(report, now)
+
+    # -- the OCPP queue ------------------------------------------------------------------------
+
+    def queue_security_event(self, event: SecurityEvent, now: float) -> None:
+        """Queue `event` for the CSMS where core.ocpp_events.place says (append, merge, drop)."""
+        with self.transaction():
+            length = int(self._row("SELECT COUNT(*) FROM ocpp_queue")[0])
+            tail_row = self._connection.execute(
+                "SELECT id, type, storm_key, first_at FROM ocpp_queue ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            tail = None
+            if tail_row is not None:
+                tail = ocpp_events.QueueTail(
+                    type=str(tail_row[1]),
+                    storm_key=tail_row[2],
+                    first_at=float(tail_row[3]),
+                    in_flight=tail_row[0] == self._in_flight,
+                )
+            placement = ocpp_events.place(event, now, length, tail)
+            if placement is ocpp_events.Placement.DROP:
+                event = ocpp_events.dropped_summary()
+                placement = ocpp_events.Placement.APPEND
+                if tail is not None and tail.type == event.type and not tail.in_flight:
+                    placement = ocpp_events.Placement.MERGE
+            if placement is ocpp_events.Placement.MERGE:
+                assert tail_row is not None
+                self._execute(
+                    "UPDATE ocpp_queue SET count = count + 1, at = ?, info = ? WHERE id = ?",
+                    (float(now), _info_text(event), tail_row[0]),
+                )
+            else:
+                self._execute(
+                    "INSERT INTO ocpp_queue (at, first_at, type, info, storm_key, count)"
+                    " VALUES (?, ?, ?, ?, ?, 1)",
+                    (float(now), float(now), event.type.value, _info_text(event), event.storm_key),
+                )
+            self._queued = True
+
+    def queued_events(self, limit: int = 100) -> list[QueuedEvent]:
+        """The oldest `limit` events waiting for the CSMS, in the order they must be sent."""
+        rows = self._connection.execute(
+            "SELECT id, at, first_at, type, info, count FROM ocpp_queue ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            QueuedEvent(
+                id=int(row_id),
+                at=float(at),
+                first_at=float(first_at),
+                type=str(kind),
+                tech_info=ocpp_events.tech_info(
+                    json.loads(info), int(count), float(first_at), str(kind)
+                ),
+                count=int(count),
+            )
+            for row_id, at, first_at, kind, info, count in rows
+        ]
+
+    def queue_length(self) -> int:
+        """How many events wait for the CSMS."""
+        return int(self._row("SELECT COUNT(*) FROM ocpp_queue")[0])
+
+    def sending(self, event_id: int | None) -> None:
+        """Mark the event the station has sent and awaits the answer to (None: none).
+
+        A new identical failure is then queued after it rather than counted in it: the count
+        would leave the queue with the answered event and never reach the CSMS.
+        """
+        self._in_flight = event_id
+
+    def acknowledge(self, event_id: int) -> None:
+        """The CSMS answered event `event_id`: forget it (only now; a resend keeps its eventId)."""
+        with self.transaction():
+            self._execute("DELETE FROM ocpp_queue WHERE id = ?", (event_id,))
+        if self._in_flight == event_id:
+            self._in_flight = None
+
+    def on_queued(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after every commit that queued an event; returns the remover."""
+        self._queue_listeners.append(listener)
+        return lambda: self._queue_listeners.remove(listener)
+
+    # -- the CSMS password ---------------------------------------------------------------------
+
+    @property
+    def csms_password(self) -> str:
+        """The Basic auth password for the CSMS: the one a CSMS set, else the derived one."""
+        row = self._connection.execute("SELECT password FROM csms_credentials").fetchone()
+        if row is not None:
+            return str(row[0])
+        return csms_auth.csms_password(self._secret, self._identity.serial)
+
+    @property
+    def csms_password_rotated(self) -> bool:
+        """Whether a CSMS replaced the derived password (SetVariables BasicAuthPassword)."""
+        return self._connection.execute("SELECT 1 FROM csms_credentials").fetchone() is not None
+
+    def set_csms_password(self, password: str) -> None:
+        """Keep `password` as the Basic auth password from the next connection on (durable)."""
+        problem = csms_auth.password_problem(password)
+        if problem is not None:
+            raise StateError(problem)
+        with self.transaction():
+            self._execute(
+                "INSERT INTO csms_credentials (id, password) VALUES (1, ?)"
+                " ON CONFLICT (id) DO UPDATE SET password = excluded.password",
+                (password,),
             )
 
     def events(self, limit: int = 100) -> list[LogEntry]:
@@ -587,6 +752,10 @@ class StateStore:
                 f"delete that row of table {_BONDS_TABLE} (the phone then pairs again) or "
                 "restore the file from backup"
             )
+
+
+def _info_text(event: SecurityEvent) -> str:
+    return json.dumps(dict(event.info), separators=(",", ":"), sort_keys=False)
 
 
 def _configure(connection: sqlite3.Connection) -> None:

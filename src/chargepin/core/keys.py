@@ -30,6 +30,8 @@ PURPOSE_ATTESTATION = "attestation"
 PURPOSE_PAIRING = "pairing"
 """The bond statement: the charger vouches for a phone it bonded (core.bond_statement)."""
 PURPOSE_PRESENCE = "presence"
+PURPOSE_CSMS_PASSWORD = "csms-password"
+"""The OCPP Basic auth password the charger presents to its CSMS (core.csms_auth)."""
 
 
 def require_secret(secret: bytes) -> bytes:
