@@ -33,7 +33,7 @@ class Extra:
         return not self.missing()
 
 
-CHARGER = Extra("charger", ("bumble",))
+CHARGER = Extra("charger", ("bumble", "ocpp", "websockets"))
 PHONE = Extra("phone", ("bumble", "httpx"))
 FLEET = Extra(
     "fleet",

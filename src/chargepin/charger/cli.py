@@ -16,9 +16,11 @@ from rich.table import Table
 
 from chargepin.charger import (
     ChargerReport,
+    CsmsOptions,
     LockoutOverrides,
     Provisioned,
     charger_report,
+    csms_password,
     current_pin,
     factory_identity,
     provision_charger,
@@ -201,8 +203,27 @@ def charger_run(
     advertising_interval: Annotated[
         float, typer.Option(min=20.0, help="Advertising interval in ms (20 ms connects fastest).")
     ] = 20.0,
+    csms: Annotated[
+        str | None,
+        typer.Option(
+            help="OCPP 2.0.1 CSMS to report to, e.g. wss://csms.example.com/ocpp/ (the serial "
+            "is appended) or a URL ending in /SERIAL."
+        ),
+    ] = None,
+    csms_ca: Annotated[
+        Path | None,
+        typer.Option(help="PEM file of the private CA that signed the CSMS's certificate."),
+    ] = None,
+    insecure_csms: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-csms",
+            help="Allow ws:// (password in clear) to a CSMS beyond loopback: trusted networks.",
+        ),
+    ] = False,
 ) -> None:
     """Run the charger daemon until SIGINT or SIGTERM; prints `READY address=.. serial=..`."""
+    options = None if csms is None else CsmsOptions(csms, csms_ca, insecure_csms)
 
     def on_ready(daemon: ChargerDaemon) -> None:
         announce_ready(f"address={daemon.address} serial={daemon.store.identity.serial}")
@@ -214,5 +235,17 @@ def charger_run(
             advertising_interval=advertising_interval,
             on_ready=on_ready,
             stop=stop,
+            csms=options,
         )
     )
+
+
+@charger_app.command("csms-password")
+@reports_errors
+def charger_csms_password(state: StateOption) -> None:
+    """Print the Basic auth password the charger gives its OCPP CSMS (username: the serial).
+
+    To enrol the charger in another CSMS; a CSMS that rotated it with SetVariables gets the
+    rotated one here too.
+    """
+    typer.echo(csms_password(state))

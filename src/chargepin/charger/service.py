@@ -21,6 +21,7 @@ from chargepin.charger.store import IRK_LENGTH, ChargerIdentity, StateStore
 from chargepin.clock import Clock, SystemClock
 from chargepin.core import lockout, profiles
 from chargepin.core.addresses import random_static_address
+from chargepin.core.csms_link import CsmsEndpoint, csms_endpoint
 from chargepin.core.errors import InvalidConfig, ProvisioningRefused
 from chargepin.core.keys import SECRET_SIZE, new_secret
 from chargepin.core.lockout import LockoutConfig
@@ -296,6 +297,24 @@ def current_pin(path: Path) -> Pin:
         return store.current_pin()
 
 
+@dataclass(frozen=True)
+class CsmsOptions:
+    """`--csms URL [--csms-ca FILE] [--insecure-csms]`, checked once the serial is known."""
+
+    url: str
+    ca_file: Path | None = None
+    insecure: bool = False
+
+    def endpoint(self, serial: str) -> CsmsEndpoint:
+        """The checked endpoint (core.csms_link), or InvalidConfig saying what to change."""
+        if self.ca_file is not None and not self.ca_file.is_file():
+            raise InvalidConfig(f"--csms-ca {self.ca_file}: no such file (a PEM CA certificate)")
+        endpoint = csms_endpoint(self.url, serial, insecure=self.insecure)
+        if self.ca_file is not None and endpoint.security_profile < 2:
+            raise InvalidConfig("--csms-ca is for a wss:// CSMS; this URL is ws://")
+        return endpoint
+
+
 async def run_charger(
     state: Path,
     transport: str,
@@ -303,12 +322,14 @@ async def run_charger(
     advertising_interval: float,
     on_ready: Callable[[ChargerDaemon], None],
     stop: asyncio.Event,
+    csms: CsmsOptions | None = None,
 ) -> None:
     """Run the charger daemon on `transport` until `stop` is set, then shut it down cleanly.
 
-    The state file is opened before the radio so that a wrong path fails without touching the
-    controller. `on_ready` is called once the charger advertises (connectable); on the way out
-    the daemon disconnects every phone and the store is closed, whatever happened.
+    The state file is opened (and the CSMS options checked) before the radio so that a wrong
+    path fails without touching the controller. `on_ready` is called once the charger
+    advertises (connectable); with `csms` the OCPP link runs beside it as its own task. On the
+    way out the link stops, the daemon disconnects every phone and the store is closed.
     """
     # Imported here so that provisioning and inspecting a state file do not load the whole
     # Bluetooth stack (half a second on a charger's board, on every service command).
@@ -317,13 +338,28 @@ async def run_charger(
 
     store = StateStore.open(state)
     try:
+        endpoint = None if csms is None else csms.endpoint(store.identity.serial)
         async with open_hci(transport) as endpoints:
             daemon = ChargerDaemon(store, endpoints, advertising_interval=advertising_interval)
+            link = None
             try:
                 await daemon.start()
+                if endpoint is not None and csms is not None:
+                    from chargepin.charger.ocpp_station import StationConfig, StationLink
+
+                    link = StationLink(daemon, StationConfig(endpoint, csms.ca_file))
+                    link.start()
                 on_ready(daemon)
                 await stop.wait()
             finally:
+                if link is not None:
+                    await link.stop()
                 await daemon.stop()
     finally:
         store.close()
+
+
+def csms_password(path: Path) -> str:
+    """The Basic auth password the charger presents to its CSMS (derived, or the one a CSMS set)."""
+    with StateStore.open(path) as store:
+        return store.csms_password

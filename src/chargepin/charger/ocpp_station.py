@@ -1,0 +1,502 @@
+"""The charger as an OCPP 2.0.1 Charging Station: its link to a CSMS, beside the Bluetooth side.
+
+`StationLink` is one task next to the daemon: it connects (Basic auth, subprotocol
+`ocpp2.0.1`), sends BootNotification, Heartbeat at the CSMS's interval, the connector's
+StatusNotification and StartupOfTheDevice, then the security events of the state file's queue in
+order, deleting each only once the CSMS answered it. On any failure it closes and reconnects
+with doubling back-off and jitter (core.csms_link); Bluetooth never waits for it. `Station` is
+one connection's `ocpp` ChargePoint: what the CSMS may ask (DataTransfer with our vendor id,
+the device model), answered through the same functions as the GATT side (docs/OCPP.md).
+
+The `ocpp` package's receive loop is replaced (`Station.start`): it dropped unparseable frames
+without a word, queued every stray CallResult without bound, and one exception ended the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, CallError, CallResult, unpack
+from ocpp.routing import on
+from ocpp.v201 import ChargePoint, call
+from ocpp.v201.enums import (
+    Action,
+    BootReasonEnumType,
+    ConnectorStatusEnumType,
+    DataTransferStatusEnumType,
+    RegistrationStatusEnumType,
+)
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+from websockets.typing import Subprotocol
+
+from chargepin.charger.owner_actions import (
+    ActionNotAllowed,
+    NeedsPairedLink,
+    TicketRejected,
+    rejected,
+)
+from chargepin.core import ocpp_events
+from chargepin.core.csms_auth import basic_authorization
+from chargepin.core.csms_link import SUBPROTOCOL, CsmsEndpoint, reconnect_delay
+from chargepin.core.events import EventKind
+from chargepin.core.ocpp_events import EventFacts, Origin
+from chargepin.core.protocol import MAX_TICKET_SIZE, AdminResult, ChargingState
+from chargepin.core.tickets import Action as TicketAction
+
+if TYPE_CHECKING:
+    from chargepin.charger.daemon import ChargerDaemon
+
+logger = logging.getLogger(__name__)
+
+VENDOR: Final = "chargepin"
+"""BootNotification chargingStation.vendorName."""
+
+MAX_FRAME: Final = 64 * 1024
+"""Largest frame taken from the CSMS; a bigger one closes the link (1009) and it reconnects."""
+
+MAX_STRAY_RESULTS: Final = 4
+"""CallResults waiting for `call` at most; beyond, a CSMS's stray answers are dropped."""
+
+OCPP_ACTIONS: Final = frozenset(TicketAction) - {TicketAction.ADMIT_PAIRING}
+"""Tickets the OCPP link applies: all but admit_pairing, which admits a Bluetooth link."""
+
+CHALLENGE_LIFETIME: Final = 120.0
+"""Seconds a DataTransfer challenge stays usable (as the GATT one)."""
+
+
+@dataclass(frozen=True)
+class StationTimings:
+    """How long the link waits for things; the tests shorten them."""
+
+    response_timeout: float = 30.0
+    """An unanswered CALL after this many seconds means the link is dead: reconnect."""
+    open_timeout: float = 10.0
+    backoff_min: float = 1.0
+    backoff_max: float = 300.0
+    default_heartbeat: float = 300.0
+    """Heartbeat interval when the CSMS gives 0 or nonsense."""
+    ping_interval: float | None = 30.0
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    """Where and how to connect: the checked endpoint and the TLS trust."""
+
+    endpoint: CsmsEndpoint
+    ca_file: Path | None = None
+    timings: StationTimings = StationTimings()
+    boot_reason: BootReasonEnumType = BootReasonEnumType.power_up
+
+
+def ssl_context(config: StationConfig) -> ssl.SSLContext | None:
+    """TLS for wss:// (profile 2): the system's CAs, or only `--csms-ca` when it is given."""
+    if config.endpoint.security_profile < 2:
+        return None
+    context = ssl.create_default_context(
+        cafile=str(config.ca_file) if config.ca_file is not None else None
+    )
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # OCPP 2.0.1 A00.FR.310
+    return context
+
+
+class Station(ChargePoint):  # type: ignore[misc]  # the ocpp package has no type hints
+    """One OCPP connection's Charging Station: answers the CSMS's calls, makes ours.
+
+    The DataTransfer challenge belongs to this connection: a reconnect forgets it.
+    """
+
+    def __init__(self, daemon: ChargerDaemon, connection: ClientConnection, timeout: float):
+        super().__init__(
+            daemon.store.identity.serial,
+            connection,
+            response_timeout=timeout,
+            logger=logging.getLogger("chargepin.charger.ocpp_wire"),
+        )
+        self.daemon = daemon
+        self._challenge: bytes | None = None
+        self._challenge_at = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.malformed = 0
+        """Frames from the CSMS that were not OCPP-J at all (answered when possible)."""
+
+    # -- the receive loop ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Route every frame until the connection closes; a bad frame never ends the loop."""
+        async for frame in self._connection:
+            await self.route_message(frame)
+
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        """One frame: a CALL to answer, or the answer to our outstanding CALL."""
+        if isinstance(raw_msg, bytes):
+            self.malformed += 1
+            logger.warning("%s: a binary frame from the CSMS ignored (OCPP-J is text)", self.id)
+            return
+        try:
+            message = unpack(raw_msg)
+        except OCPPError as error:
+            self.malformed += 1
+            logger.warning("%s: a frame from the CSMS is not OCPP-J: %s", self.id, error)
+            await self._answer_unparseable(raw_msg)
+            return
+        if isinstance(message, Call):
+            if not isinstance(message.unique_id, str) or not isinstance(message.action, str):
+                self.malformed += 1
+                return
+            try:
+                await self._handle_call(message)
+            except OCPPError as error:
+                await self._send(message.create_call_error(error).to_json())
+            except Exception:
+                # The ocpp package raises more than OCPPError on odd payloads: answer, go on.
+                logger.exception("%s: handling %s failed", self.id, message.action)
+                await self._send(message.create_call_error(Exception()).to_json())
+        elif (
+            isinstance(message, CallResult | CallError)
+            and self._call_lock.locked()
+            and self._response_queue.qsize() < MAX_STRAY_RESULTS
+        ):
+            # Only while our CALL waits, and never many: a CSMS's stray answers cost nothing.
+            self._response_queue.put_nowait(message)
+
+    async def _answer_unparseable(self, raw: str) -> None:
+        """OCPP-J 4.2.3: a CALL we cannot read gets RpcFrameworkError if its id can be found."""
+        with contextlib.suppress(ValueError, TypeError, IndexError, RecursionError):
+            frame = json.loads(raw)
+            if isinstance(frame, list) and frame[0] == 2 and isinstance(frame[1], str):
+                error = [4, frame[1][:36], "RpcFrameworkError", "not an OCPP-J CALL", {}]
+                await self._send(json.dumps(error, separators=(",", ":")))
+
+    # -- what the CSMS may ask -----------------------------------------------------------------
+
+    @on(Action.data_transfer)  # type: ignore[untyped-decorator]
+    async def on_data_transfer(
+        self, vendor_id: str, message_id: str | None = None, data: Any = None, **_: Any
+    ) -> Any:
+        """Owner actions: `challenge` and `ticket` under our vendor id (docs/OCPP.md)."""
+        from ocpp.v201 import call_result
+
+        if vendor_id != ocpp_events.VENDOR_ID:
+            return call_result.DataTransfer(status=DataTransferStatusEnumType.unknown_vendor_id)
+        if message_id == "challenge":
+            self._challenge = self.daemon.new_challenge()
+            self._challenge_at = self.daemon.clock.now()
+            return call_result.DataTransfer(
+                status=DataTransferStatusEnumType.accepted, data=self._challenge.hex()
+            )
+        if message_id == "ticket":
+            result = await self._ticket(data)
+            status = (
+                DataTransferStatusEnumType.accepted
+                if result.ok
+                else DataTransferStatusEnumType.rejected
+            )
+            return call_result.DataTransfer(status=status, data=admin_result_data(result))
+        return call_result.DataTransfer(status=DataTransferStatusEnumType.unknown_message_id)
+
+    async def _ticket(self, data: Any) -> AdminResult:
+        """Apply the ticket in `data` (hex) against this connection's challenge, consumed."""
+        daemon = self.daemon
+        now = daemon.clock.now()
+        challenge, self._challenge = self._challenge, None
+        if challenge is not None and now - self._challenge_at > CHALLENGE_LIFETIME:
+            challenge = None
+        blob = _ticket_bytes(data)
+        if blob is None:
+            detail = (
+                f"the ticket must be the hex of at most {MAX_TICKET_SIZE} octets, as the app "
+                "writes them over Bluetooth"
+            )
+            daemon.store.record_event(
+                EventKind.TICKET_REJECTED,
+                f"malformed: {detail}",
+                now,
+                EventFacts(origin=Origin.OCPP, reason="malformed"),
+            )
+            return rejected("malformed", detail)
+        try:
+            outcome = await daemon.apply_owner_ticket(
+                blob, challenge, now, Origin.OCPP, None, OCPP_ACTIONS
+            )
+        except NeedsPairedLink as error:
+            return rejected(
+                "not_allowed",
+                f"{error.action.value} admits a phone's Bluetooth link; it has no use over OCPP",
+                error.action.value,
+            )
+        except TicketRejected as error:
+            return rejected(error.reason, error.detail)
+        except ActionNotAllowed as error:
+            return rejected("not_allowed", error.reason, error.action.value)
+        daemon.drop_links_now(outcome)
+        return outcome.result
+
+    # -- what the station sends ----------------------------------------------------------------
+
+    async def boot(self, reason: BootReasonEnumType) -> tuple[bool, float]:
+        """BootNotification; (accepted, interval the CSMS gave)."""
+        identity = self.daemon.store.identity
+        response = await self.call(
+            call.BootNotification(
+                charging_station={
+                    "model": identity.model[:20],
+                    "vendor_name": VENDOR,
+                    "firmware_version": str(identity.firmware)[:50],
+                    "serial_number": identity.serial[:25],
+                },
+                reason=reason,
+            ),
+            suppress=False,
+        )
+        accepted = response.status == RegistrationStatusEnumType.accepted
+        return accepted, float(response.interval)
+
+    async def heartbeat(self) -> None:
+        await self.call(call.Heartbeat(), suppress=False)
+
+    async def status(self) -> None:
+        """StatusNotification for EVSE 1 connector 1 (the one charging point the daemon drives)."""
+        idle = self.daemon.evse.status.state is ChargingState.IDLE
+        await self.call(
+            call.StatusNotification(
+                timestamp=ocpp_events.timestamp(self.daemon.clock.now()),
+                connector_status=(
+                    ConnectorStatusEnumType.available if idle else ConnectorStatusEnumType.occupied
+                ),
+                evse_id=1,
+                connector_id=1,
+            ),
+            suppress=False,
+        )
+
+    async def send_event(self, event_id: int, event_type: str, at: float, info: str) -> None:
+        """One queued security event; raises if the CSMS did not answer it."""
+        await self.call(
+            call.SecurityEventNotification(
+                type=event_type,
+                timestamp=ocpp_events.timestamp(at),
+                tech_info=info,
+                custom_data=ocpp_events.custom_data(self.id, event_id),
+            ),
+            suppress=False,
+        )
+
+    def spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def _ticket_bytes(data: Any) -> bytes | None:
+    if not isinstance(data, str) or not 0 < len(data) <= 2 * MAX_TICKET_SIZE:
+        return None
+    try:
+        return bytes.fromhex(data)
+    except ValueError:
+        return None
+
+
+def admin_result_data(result: AdminResult) -> dict[str, Any]:
+    """DataTransfer data of an owner action's result (docs/OCPP.md): the GATT AdminResult."""
+    if result.ok:
+        return {
+            "ok": True,
+            "action": result.action,
+            "receipt": result.receipt.hex(),
+            "phones": list(result.phones),
+        }
+    return {"ok": False, "reason": result.reason, "detail": result.detail, "action": result.action}
+
+
+class StationLink:
+    """The OCPP link's life: connect, boot, serve and send, reconnect; beside the daemon."""
+
+    def __init__(
+        self,
+        daemon: ChargerDaemon,
+        config: StationConfig,
+        *,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.daemon = daemon
+        self.config = config
+        self._rng = rng
+        self._wake = asyncio.Event()
+        self._remove_listener = daemon.store.on_queued(self._wake.set)
+        self.connected = asyncio.Event()
+        self.connections = 0
+        """Connections that reached an accepted BootNotification (for tests and reports)."""
+        self.station: Station | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the link task (returns at once: Bluetooth never waits for the CSMS)."""
+        self.daemon.store.queue_security_event(
+            ocpp_events.startup_event(
+                self.daemon.store.epoch, str(self.daemon.store.identity.firmware)
+            ),
+            self.daemon.clock.now(),
+        )
+        self._task = asyncio.get_running_loop().create_task(self.run())
+
+    async def stop(self) -> None:
+        self._remove_listener()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def run(self) -> None:
+        """Connect, serve until the link fails, wait, again; forever (until cancelled)."""
+        failures = 0
+        while True:
+            try:
+                booted = await self._session()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, WebSocketException, OCPPError, LinkFailed) as error:
+                logger.warning("OCPP link to %s: %s", self.config.endpoint.host, _describe(error))
+                booted = False
+            except Exception:
+                logger.exception("OCPP link to %s failed", self.config.endpoint.host)
+                booted = False
+            failures = 0 if booted else failures + 1
+            timings = self.config.timings
+            delay = reconnect_delay(failures, self._rng(), timings.backoff_min, timings.backoff_max)
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> bool:
+        """One connection: True if it got as far as an accepted boot before it ended."""
+        config, store = self.config, self.daemon.store
+        timings = config.timings
+        headers = {"Authorization": basic_authorization(store.identity.serial, store.csms_password)}
+        async with connect(
+            config.endpoint.url,
+            subprotocols=[Subprotocol(SUBPROTOCOL)],
+            additional_headers=headers,
+            ssl=ssl_context(config),
+            open_timeout=timings.open_timeout,
+            ping_interval=timings.ping_interval,
+            ping_timeout=timings.ping_interval,
+            max_size=MAX_FRAME,
+            max_queue=16,
+            proxy=None,
+            user_agent_header=f"chargepin/{store.identity.firmware}",
+        ) as websocket:
+            if websocket.subprotocol != SUBPROTOCOL:
+                raise LinkFailed(
+                    f"the CSMS did not accept the subprotocol {SUBPROTOCOL} "
+                    f"(answered {websocket.subprotocol!r}); it is not an OCPP 2.0.1 CSMS"
+                )
+            station = Station(self.daemon, websocket, timings.response_timeout)
+            self.station = station
+            receiver = asyncio.get_running_loop().create_task(station.start())
+            try:
+                return await self._serve(station, receiver)
+            finally:
+                self.station = None
+                self.connected.clear()
+                receiver.cancel()
+                station.cancel_tasks()
+                with contextlib.suppress(BaseException):
+                    await receiver
+
+    async def _serve(self, station: Station, receiver: asyncio.Task[None]) -> bool:
+        timings = self.config.timings
+        accepted, interval = await _until_closed(station.boot(self.config.boot_reason), receiver)
+        while not accepted:
+            # Pending or Rejected: only BootNotification again, after the interval (B02, B03).
+            await _until_closed(asyncio.sleep(_interval(interval, timings)), receiver)
+            accepted, interval = await _until_closed(
+                station.boot(BootReasonEnumType.unknown), receiver
+            )
+        self.connections += 1
+        heartbeat = _interval(interval, timings)
+        await _until_closed(station.status(), receiver)
+        self.connected.set()
+        last_call = asyncio.get_running_loop().time()
+        while True:
+            sent = await self._send_queue(station, receiver)
+            if sent:
+                last_call = asyncio.get_running_loop().time()
+            wait = heartbeat - (asyncio.get_running_loop().time() - last_call)
+            if wait <= 0:
+                await _until_closed(station.heartbeat(), receiver)
+                last_call = asyncio.get_running_loop().time()
+                continue
+            self._wake.clear()
+            if self.daemon.store.queue_length():
+                continue
+            waiter = asyncio.get_running_loop().create_task(self._wake.wait())
+            try:
+                await _until_closed(asyncio.wait_for(asyncio.shield(waiter), wait), receiver)
+            except TimeoutError:
+                pass
+            finally:
+                waiter.cancel()
+
+    async def _send_queue(self, station: Station, receiver: asyncio.Task[None]) -> int:
+        """Send the queue in order, each deleted once answered; how many were sent."""
+        store, sent = self.daemon.store, 0
+        while True:
+            batch = store.queued_events(limit=16)
+            if not batch:
+                return sent
+            for event in batch:
+                store.sending(event.id)
+                try:
+                    await _until_closed(
+                        station.send_event(event.id, event.type, event.at, event.tech_info),
+                        receiver,
+                    )
+                except OCPPError as error:
+                    if error.code == "InternalError":
+                        raise  # the CSMS's trouble, not the event's: send it again later
+                    # The CSMS read it and refuses it: the same bytes would be refused forever.
+                    logger.warning("the CSMS refused event %s: %s", event.id, error)
+                finally:
+                    store.sending(None)
+                store.acknowledge(event.id)
+                sent += 1
+
+
+class LinkFailed(Exception):
+    """The CSMS answered in a way the link cannot go on with."""
+
+
+async def _until_closed(awaitable: Any, receiver: asyncio.Task[None]) -> Any:
+    """Await `awaitable`, but give up (LinkFailed) as soon as the receive loop ends."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task, receiver}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    raise LinkFailed("the CSMS closed the connection")
+
+
+def _interval(seconds: float, timings: StationTimings) -> float:
+    if not 0 < seconds <= 86_400:
+        return timings.default_heartbeat
+    return seconds
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text[:300]

@@ -1,0 +1,355 @@
+"""The charger as an OCPP 2.0.1 Charging Station, against a CSMS made with the `ocpp` package.
+
+The real daemon on the virtual radio, its `StationLink` over a real WebSocket on 127.0.0.1 to
+tests/helpers/ocpp_csms.py (the `ocpp` package's own ChargePoint as the CSMS, its schema
+validation on). Only the clock is fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from ocpp.exceptions import OCPPError
+from ocpp.v201 import call
+from websockets.asyncio.server import ServerConnection
+
+from chargepin.charger.daemon import ChargerDaemon
+from chargepin.charger.ocpp_station import StationConfig, StationLink, StationTimings
+from chargepin.clock import FakeClock
+from chargepin.core.csms_auth import csms_password
+from chargepin.core.csms_link import csms_endpoint
+from chargepin.core.events import EventKind
+from chargepin.core.tickets import Action, verify_receipt
+from chargepin.lab.testbed import ChargerSpec, Testbed
+from chargepin.phone.errors import WrongPin
+from tests.helpers.ocpp_csms import TestCsms, data_transfer
+from tests.helpers.pins import wrong_pin
+
+SERIAL = "CP-OCPP-1"
+FAST = StationTimings(
+    response_timeout=2.0, open_timeout=2.0, backoff_min=0.05, backoff_max=0.4, ping_interval=None
+)
+
+
+@dataclass
+class Rig:
+    bed: Testbed
+    daemon: ChargerDaemon
+    csms: TestCsms
+    link: StationLink
+
+    @property
+    def received(self) -> Any:
+        return self.csms.of(SERIAL)
+
+    async def events_of(self, event_type: str, count: int = 1) -> list[dict[str, Any]]:
+        def arrived() -> bool:
+            return len([e for e in self.received.events if e["type"] == event_type]) >= count
+
+        await self.csms.wait_for(arrived)
+        return [e for e in self.received.events if e["type"] == event_type]
+
+
+def start_link(
+    daemon: ChargerDaemon, csms: TestCsms, timings: StationTimings = FAST
+) -> StationLink:
+    endpoint = csms_endpoint(csms.url(), daemon.store.identity.serial)
+    link = StationLink(daemon, StationConfig(endpoint, timings=timings))
+    link.start()
+    return link
+
+
+@pytest.fixture
+async def rig(bed: Testbed) -> AsyncIterator[Rig]:
+    daemon = await bed.charger(ChargerSpec(serial=SERIAL))
+    csms = TestCsms({SERIAL: csms_password(daemon.store.secret, SERIAL)})
+    await csms.start()
+    link = start_link(daemon, csms)
+    try:
+        await asyncio.wait_for(link.connected.wait(), 10)
+        yield Rig(bed, daemon, csms, link)
+    finally:
+        await link.stop()
+        await csms.stop()
+
+
+async def test_boot_status_and_startup_on_connect(rig: Rig) -> None:
+    [boot] = rig.received.boots
+    identity = rig.daemon.store.identity
+    assert boot == {
+        "reason": "PowerUp",
+        "model": identity.model,
+        "vendor_name": "chargepin",
+        "firmware_version": str(identity.firmware),
+        "serial_number": SERIAL,
+    }
+    [status] = rig.received.statuses
+    assert (status["evse_id"], status["connector_id"], status["connector_status"]) == (
+        1,
+        1,
+        "Available",
+    )
+    [startup] = await rig.events_of("StartupOfTheDevice")
+    # The `ocpp` package hands its handlers snake_case keys, customData's own included.
+    assert startup["custom_data"]["vendor_id"] == "org.chargepin"
+    assert startup["custom_data"]["event_id"].startswith(f"{SERIAL}:")
+    await rig.csms.wait_for(lambda: rig.daemon.store.queue_length() == 0)
+
+
+async def test_a_wrong_pin_over_bluetooth_arrives_as_maintenance_login_failed(
+    rig: Rig, clock: FakeClock
+) -> None:
+    attacker = await rig.bed.phone("attacker")
+    epoch = rig.daemon.store.epoch
+    with pytest.raises(WrongPin):
+        await attacker.connect(SERIAL, pin=wrong_pin(rig.daemon.store.current_pin()))
+    [failed] = await rig.events_of("MaintenanceLoginFailed")
+    info = json.loads(failed["tech_info"])
+    assert info["origin"] == "ble"
+    assert info["epoch"] == epoch
+    assert info["reason"] == "wrong_pin"
+    assert info["phone"]
+    assert len(failed["tech_info"]) <= 255
+
+
+async def test_heartbeats_follow_the_csms_interval(bed: Testbed) -> None:
+    daemon = await bed.charger(ChargerSpec(serial=SERIAL))
+    csms = TestCsms({SERIAL: csms_password(daemon.store.secret, SERIAL)})
+    csms.heartbeat = 1
+    await csms.start()
+    link = start_link(daemon, csms)
+    try:
+        await csms.wait_for(lambda: csms.of(SERIAL).heartbeats >= 2, timeout=6)
+    finally:
+        await link.stop()
+        await csms.stop()
+
+
+async def test_events_queued_while_the_csms_is_down_arrive_in_order_once(bed: Testbed) -> None:
+    daemon = await bed.charger(ChargerSpec(serial=SERIAL))
+    csms = TestCsms({SERIAL: csms_password(daemon.store.secret, SERIAL)})  # not started yet
+    link = start_link(daemon, csms)
+    try:
+        store = daemon.store
+        kinds = [EventKind.PIN_DISABLED, EventKind.PIN_ENABLED, EventKind.PIN_CHANGED]
+        for index in range(30):
+            store.record_event(kinds[index % 3], f"owner ticket {index}", 1000.0 + index)
+        await asyncio.sleep(0.5)  # a few failed connection attempts
+        assert store.queue_length() == 31  # the startup event and the 30
+        await csms.start()
+        await csms.wait_for(lambda: store.queue_length() == 0, timeout=15)
+        events = csms.of(SERIAL).unique_events()
+        assert events[0]["type"] == "StartupOfTheDevice"
+        changes = [json.loads(e["tech_info"])["change"] for e in events[1:]]
+        assert changes == [kinds[index % 3].value for index in range(30)]
+        ids = [int(e["custom_data"]["event_id"].split(":")[1]) for e in events]
+        assert ids == sorted(ids) and len(set(ids)) == 31
+    finally:
+        await link.stop()
+        await csms.stop()
+
+
+async def test_a_rotated_password_is_kept_and_used_next_time(rig: Rig) -> None:
+    await rig.daemon.store_set_password_for_test() if False else None
+    rig.daemon.store.set_csms_password("rotated-by-the-csms-0001")
+    rig.csms.passwords[SERIAL] = "rotated-by-the-csms-0001"
+    boots = len(rig.received.boots)
+    await rig.csms.stop()
+    await rig.csms.start()
+    await rig.csms.wait_for(lambda: len(rig.received.boots) > boots, timeout=10)
+
+
+async def test_a_wrong_password_is_refused_and_bluetooth_goes_on(bed: Testbed) -> None:
+    daemon = await bed.charger(ChargerSpec(serial=SERIAL))
+    csms = TestCsms({SERIAL: "not-the-chargers-password"})
+    await csms.start()
+    link = start_link(daemon, csms)
+    try:
+        await csms.wait_for(lambda: len(csms.refused) >= 3, timeout=10)
+        assert csms.of(SERIAL).boots == []
+        phone = await bed.phone("owner")
+        await phone.connect(SERIAL, pin=str(daemon.store.current_pin()))
+        assert daemon.store.counters()[EventKind.PAIRING_OK] == 1
+    finally:
+        await link.stop()
+        await csms.stop()
+
+
+# ----------------------------------------------------------------------- owner actions
+
+
+async def challenge(rig: Rig) -> bytes:
+    response = await rig.csms.ask(SERIAL, data_transfer("challenge"))
+    assert response.status == "Accepted"
+    value = bytes.fromhex(response.data)
+    assert len(value) == 16
+    return value
+
+
+async def test_a_ticket_over_data_transfer_applies_and_returns_a_verifiable_receipt(
+    rig: Rig,
+) -> None:
+    authority = rig.bed.authority(rig.daemon)
+    epoch = rig.daemon.store.epoch
+    ticket = authority.ticket(await challenge(rig), Action.CHANGE_PIN, {"next_epoch": "1"})
+    response = await rig.csms.ask(SERIAL, data_transfer("ticket", ticket.hex()))
+    assert response.status == "Accepted", response.data
+    assert response.data["ok"] is True and response.data["action"] == "change_pin"
+    receipt = verify_receipt(
+        rig.daemon.store.secret, SERIAL, bytes.fromhex(response.data["receipt"])
+    )
+    assert receipt.action is Action.CHANGE_PIN and receipt.epoch == epoch + 1
+    assert rig.daemon.store.epoch == epoch + 1
+    [change] = await rig.events_of("ReconfigurationOfSecurityParameters")
+    assert json.loads(change["tech_info"])["origin"] == "ocpp"
+
+    # The same ticket again: its challenge is spent. Refused, and reported as a replay.
+    replay = await rig.csms.ask(SERIAL, data_transfer("ticket", ticket.hex()))
+    assert replay.status == "Rejected"
+    assert replay.data["ok"] is False and replay.data["reason"] == "challenge"
+    [attack] = await rig.events_of("AttemptedReplayAttacks")
+    assert json.loads(attack["tech_info"])["reason"] == "challenge"
+    assert rig.daemon.store.epoch == epoch + 1
+
+
+async def test_a_challenge_is_bound_to_its_connection(rig: Rig) -> None:
+    authority = rig.bed.authority(rig.daemon)
+    ticket = authority.ticket(await challenge(rig), Action.LIST_PHONES)
+    # The connection drops and comes back: the challenge it had is gone with it.
+    connections = rig.link.connections
+    await rig.csms.stop()
+    await rig.csms.start()
+    await rig.csms.wait_for(lambda: rig.link.connections > connections and SERIAL in rig.csms.peers)
+    response = await rig.csms.ask(SERIAL, data_transfer("ticket", ticket.hex()))
+    assert response.data["reason"] == "challenge"
+
+
+async def test_removing_a_phone_over_ocpp_forgets_the_bond_and_drops_its_link(rig: Rig) -> None:
+    phone = await rig.bed.phone("member")
+    link = await phone.connect(SERIAL, pin=str(rig.daemon.store.current_pin()))
+    address = str(link.connection.self_address)
+    authority = rig.bed.authority(rig.daemon)
+    ticket = authority.ticket(await challenge(rig), Action.REMOVE_PHONE, {"address": address})
+    response = await rig.csms.ask(SERIAL, data_transfer("ticket", ticket.hex()))
+    assert response.status == "Accepted", response.data
+    assert [p.split("/")[0] for p in response.data["phones"]] == [address.split("/")[0]]
+    assert await rig.daemon.store.keystore.get_all() == []
+    for _ in range(100):
+        if not rig.daemon.device.connections:
+            break
+        await asyncio.sleep(0.02)
+    assert not rig.daemon.device.connections
+    [removed] = await rig.events_of("org.chargepin.PhoneRemoved")
+    assert json.loads(removed["tech_info"])["phone"] == address.split("/")[0]
+
+
+@pytest.mark.parametrize(
+    "data",
+    ["zz", "", "00" * 10_000, 12, {"ticket": "00"}, ["00"], None, "0" * 3],
+)
+async def test_malformed_ticket_data_is_rejected_and_reported(rig: Rig, data: Any) -> None:
+    response = await rig.csms.ask(SERIAL, data_transfer("ticket", data))
+    assert response.status == "Rejected"
+    assert response.data["ok"] is False and response.data["reason"] == "malformed"
+    await rig.events_of("InvalidMessages")
+    # The link still works.
+    assert (await rig.csms.ask(SERIAL, data_transfer("challenge"))).status == "Accepted"
+
+
+async def test_unknown_vendor_and_message_ids(rig: Rig) -> None:
+    unknown_message = await rig.csms.ask(SERIAL, data_transfer("open-sesame"))
+    assert unknown_message.status == "UnknownMessageId"
+    unknown_vendor = await rig.csms.ask(SERIAL, data_transfer("challenge", vendor="com.other"))
+    assert unknown_vendor.status == "UnknownVendorId"
+
+
+async def test_schema_invalid_calls_get_a_call_error_and_the_link_goes_on(rig: Rig) -> None:
+    with pytest.raises(OCPPError) as error:
+        await rig.csms.peers[SERIAL].call(
+            call.DataTransfer(vendor_id="x" * 300), suppress=False, skip_schema_validation=True
+        )
+    assert error.value.code in ("FormatViolation", "TypeConstraintViolation")
+    assert (await rig.csms.ask(SERIAL, data_transfer("challenge"))).status == "Accepted"
+
+
+# --------------------------------------------------------------------------- attacks
+
+
+async def hostile(bed: Testbed, behave: Any) -> tuple[ChargerDaemon, TestCsms, StationLink]:
+    daemon = await bed.charger(ChargerSpec(serial=SERIAL))
+    csms = TestCsms({SERIAL: csms_password(daemon.store.secret, SERIAL)})
+    csms.on_connect = behave
+    await csms.start()
+    return daemon, csms, start_link(daemon, csms)
+
+
+async def still_serves_bluetooth(bed: Testbed, daemon: ChargerDaemon) -> None:
+    phone = await bed.phone("owner")
+    await phone.connect(SERIAL, pin=str(daemon.store.current_pin()))
+
+
+async def test_a_csms_that_never_answers(bed: Testbed) -> None:
+    calls: list[str] = []
+
+    async def silent(connection: ServerConnection) -> None:
+        async for frame in connection:
+            calls.append(str(frame))
+
+    daemon, csms, link = await hostile(bed, silent)
+    try:
+        # Each boot times out (response_timeout), the link reconnects and boots again.
+        await csms.wait_for(lambda: False, timeout=0.01) if False else None
+        for _ in range(100):
+            if len(calls) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert len(calls) >= 2 and all('"BootNotification"' in c for c in calls)
+        await still_serves_bluetooth(bed, daemon)
+        assert daemon.store.queue_length() >= 1  # nothing was answered: nothing deleted
+    finally:
+        await link.stop()
+        await csms.stop()
+
+
+async def test_a_csms_that_answers_garbage_floods_and_sends_huge_frames(bed: Testbed) -> None:
+    rounds: list[int] = []
+
+    async def garbage(connection: ServerConnection) -> None:
+        rounds.append(len(rounds))
+        frame = json.loads(await connection.recv())
+        junk = [
+            "not json",
+            b"\x00\xff binary",
+            "[]",
+            "[9]",
+            '[2, "x"]',
+            '[2, "id-1", "GetVariables", 5]',
+            '[2, "id-2", "Reset", {"type": "Immediate"}]',
+            '[3, "nobody-asked", {}]',
+            json.dumps([4, frame[1], "Garbage", "x", {}]),
+            "[" * 10_000 + "]" * 10_000,
+        ]
+        for item in junk:
+            await connection.send(item)
+        for index in range(300):  # a flood of calls
+            await connection.send(json.dumps([2, f"f{index}", "DataTransfer", {"vendorId": "x"}]))
+        await connection.send("x" * 200_000)  # larger than the station takes
+        async for _ in connection:
+            pass
+
+    daemon, csms, link = await hostile(bed, garbage)
+    try:
+        for _ in range(200):
+            if len(rounds) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert len(rounds) >= 2  # it reconnected after each round of abuse
+        await still_serves_bluetooth(bed, daemon)
+    finally:
+        await link.stop()
+        await csms.stop()
