@@ -353,3 +353,122 @@ async def test_a_csms_that_answers_garbage_floods_and_sends_huge_frames(bed: Tes
     finally:
         await link.stop()
         await csms.stop()
+
+
+# ----------------------------------------------------------------------- device model
+
+
+def variable(component: str, name: str) -> dict[str, Any]:
+    return {"component": {"name": component}, "variable": {"name": name}}
+
+
+async def get(rig: Rig, *names: tuple[str, str]) -> list[dict[str, Any]]:
+    response = await rig.csms.ask(
+        SERIAL, call.GetVariables(get_variable_data=[variable(c, n) for c, n in names])
+    )
+    return list(response.get_variable_result)
+
+
+async def set_(rig: Rig, component: str, name: str, value: str) -> dict[str, Any]:
+    response = await rig.csms.ask(
+        SERIAL,
+        call.SetVariables(
+            set_variable_data=[{**variable(component, name), "attribute_value": value}]
+        ),
+    )
+    [result] = response.set_variable_result
+    return dict(result)
+
+
+async def test_get_variables_reads_the_state_and_never_a_secret(rig: Rig) -> None:
+    results = await get(
+        rig,
+        ("BluetoothPin", "Enabled"),
+        ("BluetoothPin", "Mandatory"),
+        ("BluetoothPin", "PinClass"),
+        ("BluetoothPin", "Epoch"),
+        ("BluetoothPin", "FailedAttempts"),
+        ("BluetoothPin", "LockedUntil"),
+        ("BluetoothPin", "Pin"),
+        ("SecurityCtrlr", "BasicAuthPassword"),
+        ("SecurityCtrlr", "Identity"),
+        ("SecurityCtrlr", "SecurityProfile"),
+        ("BluetoothPin", "Colour"),
+        ("Teapot", "Enabled"),
+    )
+    answers = [(r["attribute_status"], r.get("attribute_value")) for r in results]
+    assert answers == [
+        ("Accepted", "true"),
+        ("Accepted", "true"),
+        ("Accepted", "mandatory"),
+        ("Accepted", str(rig.daemon.store.epoch)),
+        ("Accepted", "0"),
+        ("Accepted", None),  # not locked: no value
+        ("Rejected", None),  # WriteOnly
+        ("Rejected", None),
+        ("Accepted", SERIAL),
+        ("Accepted", "1"),
+        ("UnknownVariable", None),
+        ("UnknownComponent", None),
+    ]
+
+
+async def test_set_variables_follows_the_ticket_rules(rig: Rig) -> None:
+    store = rig.daemon.store
+    # A mandatory-class charger: the PIN cannot be turned off, by ticket or by setting.
+    refused = await set_(rig, "BluetoothPin", "Enabled", "false")
+    assert refused["attribute_status"] == "Rejected"
+    assert refused["attribute_status_info"]["reason_code"] == "NotAllowed"
+    assert store.pin_enabled
+    weak = await set_(rig, "BluetoothPin", "Pin", "123456")
+    assert weak["attribute_status"] == "Rejected"
+    assert "easy to guess" in weak["attribute_status_info"]["additional_info"]
+    assert (await set_(rig, "BluetoothPin", "Epoch", "9"))["attribute_status"] == "Rejected"
+    accepted = await set_(rig, "BluetoothPin", "Pin", "385172")
+    assert accepted["attribute_status"] == "Accepted"
+    assert str(store.current_pin()) == "385172"
+    [change] = await rig.events_of("ReconfigurationOfSecurityParameters")
+    assert json.loads(change["tech_info"])["origin"] == "ocpp"
+
+
+async def test_a_password_set_by_the_csms_is_used_from_the_next_connection(rig: Rig) -> None:
+    short = await set_(rig, "SecurityCtrlr", "BasicAuthPassword", "short")
+    assert short["attribute_status"] == "Rejected"
+    result = await set_(rig, "SecurityCtrlr", "BasicAuthPassword", "a-password-the-csms-chose")
+    assert result["attribute_status"] == "Accepted"
+    assert rig.daemon.store.csms_password == "a-password-the-csms-chose"
+    # The CSMS now expects the new password only; the charger reconnects with it.
+    rig.csms.passwords[SERIAL] = "a-password-the-csms-chose"
+    connections = rig.link.connections
+    await rig.csms.stop()
+    await rig.csms.start()
+    await rig.csms.wait_for(lambda: rig.link.connections > connections)
+    assert rig.csms.refused == []
+
+
+async def test_get_base_report_is_answered_with_notify_report(rig: Rig) -> None:
+    response = await rig.csms.ask(
+        SERIAL, call.GetBaseReport(request_id=7, report_base="FullInventory")
+    )
+    assert response.status == "Accepted"
+    await rig.csms.wait_for(lambda: len(rig.received.reports) >= 1)
+    [report] = rig.received.reports
+    assert report["request_id"] == 7 and report["tbc"] is False
+    by_name = {
+        (d["component"]["name"], d["variable"]["name"]): d["variable_attribute"][0]
+        for d in report["report_data"]
+    }
+    assert by_name[("BluetoothPin", "Enabled")] == {
+        "type": "Actual",
+        "mutability": "ReadWrite",
+        "persistent": True,
+        "constant": False,
+        "value": "true",
+    }
+    assert "value" not in by_name[("BluetoothPin", "Pin")]
+    assert "value" not in by_name[("SecurityCtrlr", "BasicAuthPassword")]
+    assert by_name[("BluetoothPin", "Pin")]["mutability"] == "WriteOnly"
+    summary = await rig.csms.ask(
+        SERIAL, call.GetBaseReport(request_id=8, report_base="SummaryInventory")
+    )
+    assert summary.status == "NotSupported"

@@ -28,6 +28,7 @@ from chargepin.charger.owner_actions import (
     AdminOutcome,
     NeedsPairedLink,
     TicketRejected,
+    apply_setting,
     apply_ticket,
     rejected,
 )
@@ -363,6 +364,20 @@ class ChargerDaemon:
             raise
         if not outcome.admit_link:
             self._state_changed()
+        return outcome
+
+    async def apply_owner_setting(
+        self, action: Action, args: dict[str, str], now: float
+    ) -> AdminOutcome:
+        """Apply an owner action that came as an OCPP setting (SetVariables on BluetoothPin),
+        with the ticket rules and the same consequences for the links as a ticket's."""
+        bonded = [name for name, _ in await self.store.keystore.get_all()]
+        with self.store.transaction():
+            outcome = apply_setting(self.store, action, args, now, bonded, Origin.OCPP)
+            # SqliteKeyStore's coroutines never suspend: nothing else runs in this transaction.
+            await self._apply_bond_changes(outcome)
+        self._state_changed()
+        self.drop_links_now(outcome)
         return outcome
 
     def drop_links_now(self, outcome: AdminOutcome) -> None:

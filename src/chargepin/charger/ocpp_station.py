@@ -27,14 +27,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallError, CallResult, unpack
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call
 from ocpp.v201.enums import (
     Action,
     BootReasonEnumType,
     ConnectorStatusEnumType,
     DataTransferStatusEnumType,
+    GenericDeviceModelStatusEnumType,
     RegistrationStatusEnumType,
+    ReportBaseEnumType,
 )
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
@@ -46,11 +48,12 @@ from chargepin.charger.owner_actions import (
     TicketRejected,
     rejected,
 )
-from chargepin.core import ocpp_events
+from chargepin.core import device_model, lockout, ocpp_events
 from chargepin.core.csms_auth import basic_authorization
 from chargepin.core.csms_link import SUBPROTOCOL, CsmsEndpoint, reconnect_delay
 from chargepin.core.events import EventKind
 from chargepin.core.ocpp_events import EventFacts, Origin
+from chargepin.core.policy import pin_policy
 from chargepin.core.protocol import MAX_TICKET_SIZE, AdminResult, ChargingState
 from chargepin.core.tickets import Action as TicketAction
 
@@ -58,6 +61,11 @@ if TYPE_CHECKING:
     from chargepin.charger.daemon import ChargerDaemon
 
 logger = logging.getLogger(__name__)
+
+wire_logger = logging.getLogger("chargepin.charger.ocpp_wire")
+"""The `ocpp` package logs every frame at INFO: tickets and BasicAuthPassword writes included.
+Kept at WARNING so that no password lands in a log by a debug setting elsewhere."""
+wire_logger.setLevel(logging.WARNING)
 
 VENDOR: Final = "chargepin"
 """BootNotification chargingStation.vendorName."""
@@ -116,14 +124,21 @@ class Station(ChargePoint):  # type: ignore[misc]  # the ocpp package has no typ
     The DataTransfer challenge belongs to this connection: a reconnect forgets it.
     """
 
-    def __init__(self, daemon: ChargerDaemon, connection: ClientConnection, timeout: float):
+    def __init__(
+        self,
+        daemon: ChargerDaemon,
+        connection: ClientConnection,
+        timeout: float,
+        security_profile: int = 1,
+    ):
         super().__init__(
             daemon.store.identity.serial,
             connection,
             response_timeout=timeout,
-            logger=logging.getLogger("chargepin.charger.ocpp_wire"),
+            logger=wire_logger,
         )
         self.daemon = daemon
+        self.security_profile = security_profile
         self._challenge: bytes | None = None
         self._challenge_at = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -242,6 +257,131 @@ class Station(ChargePoint):  # type: ignore[misc]  # the ocpp package has no typ
         daemon.drop_links_now(outcome)
         return outcome.result
 
+    # -- the device model (core.device_model) ---------------------------------------------------
+
+    def snapshot(self) -> device_model.Snapshot:
+        """The charger's state as the device model reads it, now."""
+        daemon = self.daemon
+        store, now, config = daemon.store, daemon.clock.now(), daemon.profile.lockout
+        state = store.lockout_state
+        identity = store.identity
+        locked = lockout.is_locked(config, state, now)
+        return device_model.Snapshot(
+            pin_enabled=store.pin_enabled,
+            pin_class=pin_policy(identity.model, identity.firmware, identity.produced).mode,
+            profile=store.profile,
+            epoch=store.epoch,
+            failed_attempts=len(state.prune(config, now).failures),
+            locked_until=now + lockout.retry_after(config, state, now) if locked else None,
+            bonded_phones=tuple(bond.address for bond in store.keystore.list_bonds()),
+            identity=identity.serial,
+            security_profile=self.security_profile,
+        )
+
+    @on(Action.get_variables)  # type: ignore[untyped-decorator]
+    def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:
+        """GetVariables (B06): WriteOnly variables (Pin, BasicAuthPassword) answer Rejected."""
+        from ocpp.v201 import call_result
+
+        snapshot = self.snapshot()
+        results = []
+        for item in get_variable_data:
+            component, variable = item["component"], item["variable"]
+            attribute_type = item.get("attribute_type")
+            read = device_model.read(snapshot, _name(component), _name(variable), attribute_type)
+            result: dict[str, Any] = {
+                "attribute_status": read.status.value,
+                "attribute_type": attribute_type or device_model.ACTUAL,
+                "component": component,
+                "variable": variable,
+            }
+            if read.value is not None:
+                result["attribute_value"] = read.value
+            if read.reason is not None:
+                result["attribute_status_info"] = {"reason_code": read.reason}
+            results.append(result)
+        return call_result.GetVariables(get_variable_result=results)
+
+    @on(Action.set_variables)  # type: ignore[untyped-decorator]
+    async def on_set_variables(self, set_variable_data: list[dict[str, Any]], **_: Any) -> Any:
+        """SetVariables (B05): BluetoothPin.Enabled and .Pin with the ticket rules,
+        SecurityCtrlr.BasicAuthPassword kept for the next connection."""
+        from ocpp.v201 import call_result
+
+        results = []
+        for item in set_variable_data:
+            component, variable = item["component"], item["variable"]
+            attribute_type = item.get("attribute_type")
+            write = device_model.parse_write(
+                _name(component), _name(variable), attribute_type, str(item["attribute_value"])
+            )
+            status, reason, detail = await self._write(write)
+            result: dict[str, Any] = {
+                "attribute_status": status.value,
+                "attribute_type": attribute_type or device_model.ACTUAL,
+                "component": component,
+                "variable": variable,
+            }
+            if reason:
+                result["attribute_status_info"] = {
+                    "reason_code": reason[:20],
+                    "additional_info": detail[:512],
+                }
+            results.append(result)
+        return call_result.SetVariables(set_variable_result=results)
+
+    async def _write(self, write: device_model.Write) -> tuple[device_model.SetStatus, str, str]:
+        accepted = device_model.SetStatus.ACCEPTED
+        refused = device_model.SetStatus.REJECTED
+        if isinstance(write, device_model.Refused):
+            return write.status, write.reason, write.detail
+        if isinstance(write, device_model.NewPassword):
+            self.daemon.store.set_csms_password(write.password)
+            return accepted, "", ""
+        try:
+            await self.daemon.apply_owner_setting(
+                write.action, dict(write.args), self.daemon.clock.now()
+            )
+        except ActionNotAllowed as error:
+            return refused, "NotAllowed", error.reason
+        except TicketRejected as error:
+            return refused, "InvalidValue", error.detail
+        return accepted, "", ""
+
+    @on(Action.get_base_report)  # type: ignore[untyped-decorator]
+    def on_get_base_report(self, request_id: int, report_base: str, **_: Any) -> Any:
+        """GetBaseReport (B07): Full or Configuration inventory, then NotifyReport."""
+        from ocpp.v201 import call_result
+
+        status = (
+            GenericDeviceModelStatusEnumType.accepted
+            if report_base in _REPORTS
+            else GenericDeviceModelStatusEnumType.not_supported
+        )
+        return call_result.GetBaseReport(status=status)
+
+    @after(Action.get_base_report)  # type: ignore[untyped-decorator]
+    def after_get_base_report(self, request_id: int, report_base: str, **_: Any) -> None:
+        if report_base in _REPORTS:
+            self.spawn(self._notify_report(request_id, report_base))
+
+    async def _notify_report(self, request_id: int, report_base: str) -> None:
+        configuration_only = report_base == ReportBaseEnumType.configuration_inventory
+        data = device_model.report(self.snapshot(), configuration_only)
+        try:
+            await self.call(
+                call.NotifyReport(
+                    request_id=request_id,
+                    generated_at=ocpp_events.timestamp(self.daemon.clock.now()),
+                    seq_no=0,
+                    tbc=False,
+                    report_data=data,
+                ),
+                suppress=False,
+            )
+        except (OCPPError, TimeoutError, WebSocketException) as error:
+            logger.warning("NotifyReport %s not delivered: %s", request_id, _describe(error))
+
     # -- what the station sends ----------------------------------------------------------------
 
     async def boot(self, reason: BootReasonEnumType) -> tuple[bool, float]:
@@ -300,6 +440,19 @@ class Station(ChargePoint):  # type: ignore[misc]  # the ocpp package has no typ
     def cancel_tasks(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+
+_REPORTS: Final = frozenset(
+    {ReportBaseEnumType.full_inventory, ReportBaseEnumType.configuration_inventory}
+)
+"""The base reports the charger makes (SummaryInventory is optional: NotSupported)."""
+
+
+def _name(element: Any) -> str:
+    name = element.get("name") if isinstance(element, dict) else None
+    if not isinstance(name, str) or element.get("instance") or element.get("evse"):
+        return ""  # no variable of ours has an instance or an EVSE: unknown
+    return name
 
 
 def _ticket_bytes(data: Any) -> bytes | None:
@@ -403,7 +556,12 @@ class StationLink:
                     f"the CSMS did not accept the subprotocol {SUBPROTOCOL} "
                     f"(answered {websocket.subprotocol!r}); it is not an OCPP 2.0.1 CSMS"
                 )
-            station = Station(self.daemon, websocket, timings.response_timeout)
+            station = Station(
+                self.daemon,
+                websocket,
+                timings.response_timeout,
+                config.endpoint.security_profile,
+            )
             self.station = station
             receiver = asyncio.get_running_loop().create_task(station.start())
             try:
@@ -468,7 +626,7 @@ class StationLink:
                     if error.code == "InternalError":
                         raise  # the CSMS's trouble, not the event's: send it again later
                     # The CSMS read it and refuses it: the same bytes would be refused forever.
-                    logger.warning("the CSMS refused event %s: %s", event.id, error)
+                    logger.warning("the CSMS refused event %s: %s", event.id, _describe(error))
                 finally:
                     store.sending(None)
                 store.acknowledge(event.id)

@@ -6,19 +6,26 @@ consequences this returns (drop links, forget bonds). State changes go through t
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 
 from chargepin.charger.store import StateStore
 from chargepin.core import pin_state
 from chargepin.core.action_policy import ActionNotAllowed, authorize
-from chargepin.core.errors import ChargepinError, TicketRejected
+from chargepin.core.errors import ChargepinError, InvalidConfig, TicketRejected
 from chargepin.core.events import EventKind
 from chargepin.core.ocpp_events import EventFacts, Origin
 from chargepin.core.pin_state import PIN_ACTIONS
 from chargepin.core.policy import pin_policy
 from chargepin.core.protocol import AdminResult
-from chargepin.core.tickets import Action, Receipt, Ticket, open_ticket, sign_receipt
+from chargepin.core.tickets import (
+    Action,
+    Receipt,
+    Ticket,
+    check_args,
+    open_ticket,
+    sign_receipt,
+)
 
 
 @dataclass(frozen=True)
@@ -101,48 +108,87 @@ def _apply(
     ticket = open_ticket(store.secret, identity.serial, blob, now, challenge)
     if only is not None and ticket.action not in only:
         raise NeedsPairedLink(ticket.action)
+    return _carry_out(
+        store,
+        ticket.action,
+        dict(ticket.args),
+        now,
+        bonded,
+        facts,
+        lambda removed: _receipt(store, ticket, bonds_removed=removed),
+    )
+
+
+def apply_setting(
+    store: StateStore,
+    action: Action,
+    args: Mapping[str, str],
+    now: float,
+    bonded: list[str],
+    origin: Origin = Origin.OCPP,
+) -> AdminOutcome:
+    """Apply an owner action that arrived as a setting (OCPP SetVariables on BluetoothPin)
+    with the ticket rules: the arguments checked as a ticket's, the PIN class and firmware
+    (core.action_policy), the same state change and events. No receipt: the CSMS's own
+    authenticated connection vouches for the request, and its answer is the confirmation."""
+    try:
+        checked = dict(check_args(action, args))
+    except InvalidConfig as error:
+        raise TicketRejected("bad_args", str(error)) from None
+    with store.transaction():
+        return _carry_out(
+            store, action, checked, now, bonded, EventFacts(origin=origin), lambda _: b""
+        )
+
+
+def _carry_out(
+    store: StateStore,
+    action: Action,
+    args: Mapping[str, str],
+    now: float,
+    bonded: list[str],
+    facts: EventFacts,
+    sign: Callable[[int], bytes],
+) -> AdminOutcome:
+    """Authorise and apply `action`; `sign(bonds_removed)` makes the receipt."""
+    identity = store.identity
     policy = pin_policy(identity.model, identity.firmware, identity.produced)
-    authorize(policy, store.pin_enabled, ticket.action)
-    action = ticket.action
+    authorize(policy, store.pin_enabled, action)
     if action is Action.ADMIT_PAIRING:
         store.record_event(EventKind.PAIRING_ADMITTED, "member ticket", now, facts)
         return AdminOutcome(AdminResult(ok=True, action=action.value), admit_link=True)
     if action in PIN_ACTIONS:
-        store.save_pin_state(pin_state.apply(action, dict(ticket.args), store.pin_state))
+        store.save_pin_state(pin_state.apply(action, dict(args), store.pin_state))
     if action is Action.ENABLE_PIN:
         store.record_event(EventKind.PIN_ENABLED, "owner ticket", now, facts)
-        result = AdminResult(ok=True, action=action.value, receipt=_receipt(store, ticket))
+        result = AdminResult(ok=True, action=action.value, receipt=sign(0))
         # PRODUCT.md: enabling interrupts the Bluetooth connection; the next one needs the PIN.
         return AdminOutcome(result, drop_all_links=True, forget_unauthenticated_bonds=True)
     if action is Action.CHANGE_PIN:
-        forget = ticket.arg("forget_bonds") == "1"
+        forget = args.get("forget_bonds") == "1"
         store.record_event(
             EventKind.PIN_CHANGED, "forget all bonds" if forget else "bonds kept", now, facts
         )
         result = AdminResult(
             ok=True,
             action=action.value,
-            receipt=_receipt(store, ticket, bonds_removed=len(bonded) if forget else 0),
+            receipt=sign(len(bonded) if forget else 0),
         )
         return AdminOutcome(result, drop_all_links=forget, forget_all_bonds=forget)
     if action is Action.DISABLE_PIN:
         store.record_event(EventKind.PIN_DISABLED, "owner ticket", now, facts)
-        return AdminOutcome(
-            AdminResult(ok=True, action=action.value, receipt=_receipt(store, ticket))
-        )
+        return AdminOutcome(AdminResult(ok=True, action=action.value, receipt=sign(0)))
     if action is Action.REKEY:
         store.record_event(EventKind.PIN_REKEYED, f"generation {store.generation}", now, facts)
         # Bonds stay: the owner removes a revoked member's phones with remove_phone tickets.
-        return AdminOutcome(
-            AdminResult(ok=True, action=action.value, receipt=_receipt(store, ticket))
-        )
+        return AdminOutcome(AdminResult(ok=True, action=action.value, receipt=sign(0)))
     if action is Action.LIST_PHONES:
         return AdminOutcome(AdminResult(ok=True, action=action.value, phones=tuple(bonded)))
     # REMOVE_PHONE
-    if ticket.arg("all") == "1":
+    if args.get("all") == "1":
         targets = tuple(bonded)
     else:
-        address = ticket.arg("address") or ""
+        address = args.get("address") or ""
         targets = tuple(a for a in bonded if a.split("/")[0] == address.split("/")[0].upper())
         if not targets:
             raise ActionNotAllowed(action, f"no paired phone {address}; list the phones first")
@@ -154,11 +200,18 @@ def _apply(
         AdminResult(
             ok=True,
             action=action.value,
-            receipt=_receipt(store, ticket, bonds_removed=len(targets)),
+            receipt=sign(len(targets)),
             phones=targets,
         ),
         forget_bonds=targets,
     )
 
 
-__all__ = ["ActionNotAllowed", "AdminOutcome", "TicketRejected", "apply_ticket", "rejected"]
+__all__ = [
+    "ActionNotAllowed",
+    "AdminOutcome",
+    "TicketRejected",
+    "apply_setting",
+    "apply_ticket",
+    "rejected",
+]
