@@ -472,3 +472,38 @@ async def test_get_base_report_is_answered_with_notify_report(rig: Rig) -> None:
         SERIAL, call.GetBaseReport(request_id=8, report_base="SummaryInventory")
     )
     assert summary.status == "NotSupported"
+
+
+async def test_the_back_off_starts_again_after_an_accepted_boot(bed: Testbed) -> None:
+    """A CSMS that accepts the boot and hangs up: reconnections stay at the shortest wait.
+
+    Without the reset the waits would double (0.05, 0.1, ... 1.6 s: 6 connections in 3 s).
+    """
+    accepted: list[float] = []
+
+    async def accept_then_hang_up(connection: ServerConnection) -> None:
+        frame = json.loads(await connection.recv())
+        boot = {"currentTime": "2026-01-01T00:00:00Z", "interval": 300, "status": "Accepted"}
+        await connection.send(json.dumps([3, frame[1], boot]))
+        accepted.append(asyncio.get_running_loop().time())
+        await connection.recv()  # the StatusNotification: the station took the boot
+        await connection.close()
+
+    timings = StationTimings(
+        response_timeout=2.0,
+        open_timeout=2.0,
+        backoff_min=0.05,
+        backoff_max=1.6,
+        ping_interval=None,
+    )
+    daemon = await bed.charger(ChargerSpec(serial=SERIAL))
+    csms = TestCsms({SERIAL: csms_password(daemon.store.secret, SERIAL)})
+    csms.on_connect = accept_then_hang_up
+    await csms.start()
+    link = start_link(daemon, csms, timings)
+    try:
+        await asyncio.sleep(3.0)
+        assert len(accepted) >= 10, accepted
+    finally:
+        await link.stop()
+        await csms.stop()

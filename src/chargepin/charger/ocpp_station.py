@@ -518,23 +518,23 @@ class StationLink:
         """Connect, serve until the link fails, wait, again; forever (until cancelled)."""
         failures = 0
         while True:
+            before = self.connections
             try:
-                booted = await self._session()
+                await self._session()
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, WebSocketException, OCPPError, LinkFailed) as error:
                 logger.warning("OCPP link to %s: %s", self.config.endpoint.host, _describe(error))
-                booted = False
             except Exception:
                 logger.exception("OCPP link to %s failed", self.config.endpoint.host)
-                booted = False
-            failures = 0 if booted else failures + 1
+            # A connection that got as far as an accepted boot starts the back-off again.
+            failures = 0 if self.connections > before else failures + 1
             timings = self.config.timings
             delay = reconnect_delay(failures, self._rng(), timings.backoff_min, timings.backoff_max)
             await asyncio.sleep(delay)
 
-    async def _session(self) -> bool:
-        """One connection: True if it got as far as an accepted boot before it ended."""
+    async def _session(self) -> None:
+        """One connection, until it fails (it never ends otherwise)."""
         config, store = self.config, self.daemon.store
         timings = config.timings
         headers = {"Authorization": basic_authorization(store.identity.serial, store.csms_password)}
@@ -565,7 +565,7 @@ class StationLink:
             self.station = station
             receiver = asyncio.get_running_loop().create_task(station.start())
             try:
-                return await self._serve(station, receiver)
+                await self._serve(station, receiver)
             finally:
                 self.station = None
                 self.connected.clear()
@@ -574,7 +574,7 @@ class StationLink:
                 with contextlib.suppress(BaseException):
                     await receiver
 
-    async def _serve(self, station: Station, receiver: asyncio.Task[None]) -> bool:
+    async def _serve(self, station: Station, receiver: asyncio.Task[None]) -> None:
         timings = self.config.timings
         accepted, interval = await _until_closed(station.boot(self.config.boot_reason), receiver)
         while not accepted:
