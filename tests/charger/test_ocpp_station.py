@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone.errors import WrongPin
 from tests.helpers.ocpp_csms import TestCsms, data_transfer
 from tests.helpers.pins import wrong_pin
+from tests.helpers.tls import private_ca
 
 SERIAL = "CP-OCPP-1"
 FAST = StationTimings(
@@ -507,3 +509,41 @@ async def test_the_back_off_starts_again_after_an_accepted_boot(bed: Testbed) ->
     finally:
         await link.stop()
         await csms.stop()
+
+
+async def test_wss_with_a_private_ca_and_nothing_without_it(
+    bed: Testbed, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Security profile 2: the CSMS's certificate is checked against --csms-ca; a charger that
+    does not trust the CA never sends its password (no boot, the CSMS sees no request)."""
+    ca_file, server_tls = private_ca(tmp_path)
+    daemon = await bed.charger(ChargerSpec(serial=SERIAL))
+    csms = TestCsms({SERIAL: csms_password(daemon.store.secret, SERIAL)}, tls=server_tls)
+    await csms.start()
+    endpoint = csms_endpoint(csms.url(), SERIAL)
+    assert endpoint.security_profile == 2
+    untrusting = StationLink(daemon, StationConfig(endpoint, timings=FAST))
+    untrusting.start()
+    try:
+        await asyncio.sleep(1.0)
+        assert csms.of(SERIAL).boots == [] and csms.refused == []
+        assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+    finally:
+        await untrusting.stop()
+    trusting = StationLink(daemon, StationConfig(endpoint, ca_file=ca_file, timings=FAST))
+    trusting.start()
+    try:
+        await asyncio.wait_for(trusting.connected.wait(), 10)
+        assert csms.of(SERIAL).boots[0]["serial_number"] == SERIAL
+        results = await get_from(csms, ("SecurityCtrlr", "SecurityProfile"))
+        assert results[0]["attribute_value"] == "2"
+    finally:
+        await trusting.stop()
+        await csms.stop()
+
+
+async def get_from(csms: TestCsms, *names: tuple[str, str]) -> list[dict[str, Any]]:
+    response = await csms.ask(
+        SERIAL, call.GetVariables(get_variable_data=[variable(c, n) for c, n in names])
+    )
+    return list(response.get_variable_result)

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import hmac
 import json
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -93,8 +94,14 @@ class TestCsms:
 
     __test__ = False
 
-    def __init__(self, passwords: dict[str, str], port: int | None = None) -> None:
+    def __init__(
+        self,
+        passwords: dict[str, str],
+        port: int | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.passwords = dict(passwords)
+        self.tls = tls
         self.port = port if port is not None else free_ports(1)[0]
         self.received: dict[str, Received] = {}
         self.peers: dict[str, CsmsPeer] = {}
@@ -107,7 +114,8 @@ class TestCsms:
         self._changed = asyncio.Condition()
 
     def url(self, serial: str = "") -> str:
-        return f"ws://127.0.0.1:{self.port}/ocpp/{serial}"
+        scheme = "wss" if self.tls is not None else "ws"
+        return f"{scheme}://127.0.0.1:{self.port}/ocpp/{serial}"
 
     async def start(self) -> TestCsms:
         self._server = await serve(
@@ -116,6 +124,7 @@ class TestCsms:
             self.port,
             subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
             process_request=self._check_auth,
+            ssl=self.tls,
         )
         return self
 
