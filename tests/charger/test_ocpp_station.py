@@ -320,10 +320,17 @@ async def test_a_csms_that_never_answers(bed: Testbed) -> None:
 
 async def test_a_csms_that_answers_garbage_floods_and_sends_huge_frames(bed: Testbed) -> None:
     rounds: list[int] = []
+    survived: list[int] = []
 
     async def garbage(connection: ServerConnection) -> None:
         rounds.append(len(rounds))
         frame = json.loads(await connection.recv())
+        if len(rounds) == 1:  # the first boot is answered with an error code OCPP does not have
+            await connection.send(json.dumps([4, frame[1], "Garbage", "x", {}]))
+            await connection.wait_closed()
+            return
+        boot = {"currentTime": "2026-01-01T00:00:00Z", "interval": 300, "status": "Accepted"}
+        await connection.send(json.dumps([3, frame[1], boot]))
         junk = [
             "not json",
             b"\x00\xff binary",
@@ -333,13 +340,19 @@ async def test_a_csms_that_answers_garbage_floods_and_sends_huge_frames(bed: Tes
             '[2, "id-1", "GetVariables", 5]',
             '[2, "id-2", "Reset", {"type": "Immediate"}]',
             '[3, "nobody-asked", {}]',
-            json.dumps([4, frame[1], "Garbage", "x", {}]),
+            '[4, "nobody-asked", "Garbage", "x", {}]',
             "[" * 10_000 + "]" * 10_000,
         ]
         for item in junk:
             await connection.send(item)
         for index in range(300):  # a flood of calls
             await connection.send(json.dumps([2, f"f{index}", "DataTransfer", {"vendorId": "x"}]))
+        # Still the same connection: the station answers a real call after all that.
+        await connection.send(json.dumps([2, "after", "DataTransfer", {"vendorId": "x"}]))
+        async for answer in connection:
+            if '"after"' in str(answer):
+                survived.append(len(rounds))
+                break
         await connection.send("x" * 200_000)  # larger than the station takes
         async for _ in connection:
             pass
@@ -347,10 +360,11 @@ async def test_a_csms_that_answers_garbage_floods_and_sends_huge_frames(bed: Tes
     daemon, csms, link = await hostile(bed, garbage)
     try:
         for _ in range(200):
-            if len(rounds) >= 2:
+            if len(rounds) >= 3:
                 break
             await asyncio.sleep(0.05)
-        assert len(rounds) >= 2  # it reconnected after each round of abuse
+        assert survived  # the garbage and the flood did not end the connection
+        assert len(rounds) >= 3  # the boot's garbage answer and the oversized frame did
         await still_serves_bluetooth(bed, daemon)
     finally:
         await link.stop()

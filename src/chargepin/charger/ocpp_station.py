@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from ocpp.exceptions import OCPPError
+from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from ocpp.messages import Call, CallError, CallResult, unpack
 from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call
@@ -160,9 +160,10 @@ class Station(ChargePoint):  # type: ignore[misc]  # the ocpp package has no typ
             return
         try:
             message = unpack(raw_msg)
-        except OCPPError as error:
+        except (OCPPError, RecursionError, ValueError) as error:
+            # RecursionError: json.loads on a frame of 10,000 nested brackets.
             self.malformed += 1
-            logger.warning("%s: a frame from the CSMS is not OCPP-J: %s", self.id, error)
+            logger.warning("%s: a frame from the CSMS is not OCPP-J: %s", self.id, _describe(error))
             await self._answer_unparseable(raw_msg)
             return
         if isinstance(message, Call):
@@ -523,7 +524,14 @@ class StationLink:
                 await self._session()
             except asyncio.CancelledError:
                 raise
-            except (OSError, TimeoutError, WebSocketException, OCPPError, LinkFailed) as error:
+            except (
+                OSError,
+                TimeoutError,
+                WebSocketException,
+                OCPPError,
+                UnknownCallErrorCodeError,
+                LinkFailed,
+            ) as error:
                 logger.warning("OCPP link to %s: %s", self.config.endpoint.host, _describe(error))
             except Exception:
                 logger.exception("OCPP link to %s failed", self.config.endpoint.host)
@@ -622,8 +630,8 @@ class StationLink:
                         station.send_event(event.id, event.type, event.at, event.tech_info),
                         receiver,
                     )
-                except OCPPError as error:
-                    if error.code == "InternalError":
+                except (OCPPError, UnknownCallErrorCodeError) as error:
+                    if isinstance(error, OCPPError) and error.code == "InternalError":
                         raise  # the CSMS's trouble, not the event's: send it again later
                     # The CSMS read it and refuses it: the same bytes would be refused forever.
                     logger.warning("the CSMS refused event %s: %s", event.id, _describe(error))
@@ -640,6 +648,8 @@ class LinkFailed(Exception):
 async def _until_closed(awaitable: Any, receiver: asyncio.Task[None]) -> Any:
     """Await `awaitable`, but give up (LinkFailed) as soon as the receive loop ends."""
     task = asyncio.ensure_future(awaitable)
+    # Whatever ends first, the call's outcome is collected (never "exception never retrieved").
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
     done, _ = await asyncio.wait({task, receiver}, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         return task.result()
