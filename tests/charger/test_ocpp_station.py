@@ -359,7 +359,7 @@ async def test_a_csms_that_answers_garbage_floods_and_sends_huge_frames(bed: Tes
 
     daemon, csms, link = await hostile(bed, garbage)
     try:
-        for _ in range(200):
+        for _ in range(600):  # a loaded machine validates the flood's 300 calls slowly
             if len(rounds) >= 3:
                 break
             await asyncio.sleep(0.05)
