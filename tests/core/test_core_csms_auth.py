@@ -10,9 +10,14 @@ import pytest
 
 from chargepin.core.csms_auth import (
     basic_authorization,
+    basic_credentials,
     check_password,
     csms_password,
+    digest_matches,
+    new_password,
+    password_matches,
     password_problem,
+    rotated_password_digest,
 )
 from chargepin.core.errors import InvalidConfig
 from chargepin.core.keys import derive_key, new_secret
@@ -67,3 +72,50 @@ def test_basic_authorization_header() -> None:
         basic_authorization("CP:0001", VECTOR)
     with pytest.raises(InvalidConfig, match="16 to 40"):
         basic_authorization("CP-0001", "short")
+
+
+# The CSMS's side: reading a Basic header and checking what it carries.
+
+
+def header(text: str) -> str:
+    return "Basic " + base64.b64encode(text.encode()).decode()
+
+
+def test_basic_credentials_reads_serial_and_password() -> None:
+    assert basic_credentials(header(f"CP-0001:{VECTOR}")) == ("CP-0001", VECTOR)
+    # The password may hold colons (RFC 7617: the first colon separates).
+    assert basic_credentials(header("CP-0001:a:b")) == ("CP-0001", "a:b")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "Bearer abc",
+        "Basic",
+        "Basic !!!not-base64!!!",
+        "Basic " + base64.b64encode(b"\xff\xfe:x").decode(),  # not UTF-8
+        header("no-colon"),
+        header("bad serial!:x"),  # not a serial
+        header(":password"),  # empty username
+        header("CP-1:" + "x" * 600),  # too long to be ours
+    ],
+)
+def test_basic_credentials_refuses_anything_else(value: str | None) -> None:
+    assert basic_credentials(value) is None
+
+
+def test_password_and_digest_checks() -> None:
+    assert password_matches(VECTOR, VECTOR)
+    assert not password_matches(VECTOR[:-1] + "x", VECTOR)
+    assert not password_matches("", VECTOR)
+    digest = rotated_password_digest("a rotated password of forty characters..")
+    assert digest_matches("a rotated password of forty characters..", digest)
+    assert not digest_matches(VECTOR, digest)
+
+
+def test_a_new_password_is_40_fresh_characters_of_the_same_alphabet() -> None:
+    made = {new_password() for _ in range(100)}
+    assert len(made) == 100
+    assert all(len(p) == 40 and p.replace("-", "").replace("_", "").isalnum() for p in made)

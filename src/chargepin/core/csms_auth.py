@@ -10,13 +10,16 @@ it; the charger then keeps the new one in its state file (charger/store.py).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import re
+import secrets
 from typing import Final
 
 from chargepin.core.errors import InvalidConfig
 from chargepin.core.keys import PURPOSE_CSMS_PASSWORD, derive_key
+from chargepin.core.limits import serial_problem
 
 PASSWORD_MIN: Final = 16
 PASSWORD_MAX: Final = 40
@@ -76,3 +79,56 @@ def basic_authorization(identity: str, password: str) -> str:
     check_password(password)
     token = base64.b64encode(f"{identity}:{password}".encode()).decode("ascii")
     return f"Basic {token}"
+
+
+# ---------------------------------------------------------------- the CSMS's side (the fleet)
+
+MAX_AUTH_HEADER: Final = 512
+"""An Authorization header longer than this is refused unread (a serial and a password are
+far shorter)."""
+
+
+def new_password() -> str:
+    """A fresh 40-character password for SetVariables `SecurityCtrlr.BasicAuthPassword`: 30
+    random octets in base64url, the same alphabet and length as the derived one."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(DERIVED_OCTETS)).decode("ascii")
+
+
+def rotated_password_digest(password: str) -> bytes:
+    """What a CSMS stores of a password it set on a charger: SHA-256 of its UTF-8 octets.
+
+    A rotated password is 40 random characters (240 bits), so a fast hash is enough: nobody can
+    search that space, and the check stays cheap on every connect.
+    """
+    return hashlib.sha256(password.encode("utf-8")).digest()
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """(username, password) of an `Authorization: Basic ...` header, or None if it is not one.
+
+    The username is a charger serial (core.limits) and may not hold a colon (RFC 7617); anything
+    malformed is None, never an exception: the caller refuses the handshake.
+    """
+    if not header or len(header) > MAX_AUTH_HEADER:
+        return None
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, colon, password = decoded.partition(":")
+    if not colon or serial_problem(username) is not None:
+        return None
+    return username, password
+
+
+def password_matches(presented: str, expected: str) -> bool:
+    """Constant-time comparison of two passwords (as UTF-8 octets)."""
+    return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
+
+
+def digest_matches(presented: str, digest: bytes) -> bool:
+    """Constant-time check of a presented password against a stored rotated digest."""
+    return hmac.compare_digest(rotated_password_digest(presented), digest)
