@@ -46,6 +46,8 @@ FLEET = Extra(
         "segno",
         "uvicorn",
         "psycopg",
+        "ocpp",
+        "websockets",
     ),
 )
 LAB = Extra(

@@ -144,6 +144,10 @@ ENDPOINTS = [
     Endpoint("GET", "/chargers/{serial}", lambda _c: None, user=200, owner=200),
     Endpoint("GET", "/chargers/{serial}/pin?epoch=0", lambda _c: None, user=200, owner=200),
     Endpoint("GET", "/chargers/{serial}/reveals", lambda _c: None, user=403, owner=200),
+    Endpoint("GET", "/chargers/{serial}/security-events", lambda _c: None, 403, 200),
+    Endpoint("GET", "/chargers/{serial}/connection", lambda _c: None, 403, 200),
+    Endpoint("GET", "/chargers/{serial}/commands", lambda _c: None, 403, 200),
+    Endpoint("POST", "/chargers/{serial}/commands", lambda _c: {"action": "rekey"}, 403, 202),
     Endpoint(
         "POST",
         "/chargers/claim",
@@ -245,18 +249,27 @@ def test_every_endpoint_for_every_caller(client: TestClient) -> None:
                 if not payload.get("detail"):
                     problems.append(f"{where}: refused without saying why")
     assert not problems, "\n".join(problems)
-    assert len(seen) == 24  # every route of the API but /register and /login
+    assert len(seen) == 28  # every route of the API but /register and /login
 
 
 def test_every_route_built_here_is_in_the_matrix() -> None:
     """A new route must be added to ENDPOINTS (only /register and /login need no account)."""
-    from chargepin.fleet.api import accounts, chargers, factory, members, presence, tickets
+    from chargepin.fleet.api import (
+        accounts,
+        chargers,
+        csms,
+        factory,
+        members,
+        presence,
+        tickets,
+    )
 
     built = {
         (method, route.path)
         for router in (
             accounts.router,
             chargers.router,
+            csms.router,
             factory.router,
             members.router,
             presence.router,

@@ -19,12 +19,14 @@ from chargepin import __version__
 from chargepin.clock import Clock, SystemClock
 from chargepin.core.errors import ChargepinError
 from chargepin.fleet.api import accounts, chargers
+from chargepin.fleet.api import csms as csms_api
 from chargepin.fleet.api import factory as factory_api
 from chargepin.fleet.api import members as members_api
 from chargepin.fleet.api import presence as presence_api
 from chargepin.fleet.api import tickets as tickets_api
 from chargepin.fleet.api.refusals import declare_refusals
 from chargepin.fleet.body_limit import MAX_BODY_BYTES, BodyLimit
+from chargepin.fleet.csms import route as csms_route
 from chargepin.fleet.db import make_engine, migrate, refusal, session_factory
 from chargepin.fleet.errors import FleetError
 from chargepin.fleet.settings import FleetSettings
@@ -68,6 +70,8 @@ def create_app(
         settings, engine, session_factory(engine), vault, clock or SystemClock()
     )
 
+    app.state.csms = csms_route.Hub()
+
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(accounts.router)
@@ -76,6 +80,8 @@ def create_app(
     app.include_router(tickets_api.router)
     app.include_router(presence_api.router)
     app.include_router(factory_api.router)
+    app.include_router(csms_api.router)
+    app.include_router(csms_route.router)
     declare_refusals(app)
     return app
 

@@ -23,8 +23,10 @@ from chargepin.core import bond_statement
 from chargepin.core.bond_statement import Attribution, BondStatementInvalid, Holder
 from chargepin.core.events import PhoneReport
 from chargepin.core.policy import PinMode, pin_policy
+from chargepin.core.tickets import Action
 from chargepin.fleet import pins
 from chargepin.fleet.access import USER, require_member, require_owner
+from chargepin.fleet.csms import outbox
 from chargepin.fleet.errors import Conflict, FleetError, Forbidden, NotFound, Unprocessable
 from chargepin.fleet.models import (
     Charger,
@@ -105,6 +107,10 @@ class Revoked:
     rekey_offered: bool
     """Whether the owner should re-key: the member saw a PIN that still belongs to the
     charger's sequence (DECISIONS.md, "Re-key")."""
+    charger_id: int = 0
+    commands: tuple[int, ...] = ()
+    """The outbox commands that carry the revocation to the charger over OCPP (remove_phone
+    for each phone, the re-key when asked): fleet/csms/outbox.py."""
 
 
 @dataclass(frozen=True)
@@ -303,11 +309,16 @@ def members(db: Session, owner: User, serial: str) -> list[MemberView]:
     ]
 
 
-def revoke(db: Session, owner: User, serial: str, user_id: int, now: dt.datetime) -> Revoked:
-    """Revoke a user's access; lists the phones the owner should remove from the charger next.
+def revoke(
+    db: Session, owner: User, serial: str, user_id: int, now: dt.datetime, *, rekey: bool = False
+) -> Revoked:
+    """Revoke a user's access; the member's phones (and the re-key, when asked) are queued for
+    the charger in the outbox, delivered over OCPP at once if it is connected, else when it
+    connects (fleet/csms/outbox.py). The answer still lists the phones, for an app near the
+    charger to remove over Bluetooth.
 
-    The fleet cannot reach the charger: the app submits remove_phone tickets for `phones`.
-    Revoking twice answers the same phones again, so an app that lost the first answer can retry.
+    Revoking twice answers the same phones again and queues nothing already queued, so an app
+    that lost the first answer can retry.
     """
     charger = require_owner(db, owner, serial, "revoke people")
     if user_id == owner.id:
@@ -326,13 +337,30 @@ def revoke(db: Session, owner: User, serial: str, user_id: int, now: dt.datetime
     has_pin = pin_policy(charger.model, charger.firmware, charger.produced).mode is not (
         PinMode.UNSUPPORTED
     )
+    if rekey and not has_pin:
+        raise Conflict(
+            f"charger {serial} has no PIN to re-key (its firmware does not support one); "
+            "revoke without rekey",
+            code="action_not_allowed",
+        )
+    phones = phones_of(db, charger, user.id)
+    queued = outbox.open_commands(db, charger.id)
+    commands = [
+        outbox.enqueue(db, charger, Action.REMOVE_PHONE.value, {"address": a}, owner.id, now).id
+        for a in phones
+        if (Action.REMOVE_PHONE.value, (("address", a),)) not in queued
+    ]
+    if rekey and (Action.REKEY.value, ()) not in queued:
+        commands.append(outbox.enqueue(db, charger, Action.REKEY.value, {}, owner.id, now).id)
     return Revoked(
         user.id,
         user.email,
         aware(member.revoked_at),
-        phones_of(db, charger, user.id),
+        phones,
         seen,
         has_pin and seen > 0,
+        charger.id,
+        tuple(commands),
     )
 
 

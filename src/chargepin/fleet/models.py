@@ -125,6 +125,9 @@ class Charger(Base):
     # A change a ticket was issued for, not yet confirmed by a receipt (DESIGN.md "nothing lost").
     pending: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # SHA-256 of an OCPP Basic auth password the fleet set on the charger (core.csms_auth);
+    # None: the password derived from the secret.
+    csms_password_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class ClaimSource(Base):
@@ -242,3 +245,70 @@ class PhoneBond(Base):
     sequence: Mapped[int] = mapped_column(BigInteger)  # a u32, the charger's pairing count
     bond: Mapped[bytes] = mapped_column(LargeBinary(8))  # core.bond_statement.bond_id
     attested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CsmsConnection(Base):
+    """The connection registry: which fleet process holds a charger's OCPP WebSocket.
+
+    One row per charger, written at the upgrade and by every Heartbeat; `connection_id` names
+    the socket, so a newer connection (anywhere) takes the row over and the older one learns it
+    lost it at its next write. A charger is online while `last_seen` is within the grace period
+    (fleet/csms/registry.py); the row outlives the socket so the owner sees when it was last up.
+    """
+
+    __tablename__ = "csms_connections"
+
+    charger_id: Mapped[int] = mapped_column(
+        ForeignKey("chargers.id", ondelete="CASCADE"), primary_key=True
+    )
+    connection_id: Mapped[str] = mapped_column(String(32))
+    process: Mapped[str] = mapped_column(String(128))
+    connected_at: Mapped[dt.datetime]
+    last_seen: Mapped[dt.datetime]
+    booted_at: Mapped[dt.datetime | None]
+    closed_at: Mapped[dt.datetime | None]
+    connector_status: Mapped[str | None] = mapped_column(String(20))
+
+
+class StationSecurityEvent(Base):
+    """A SecurityEventNotification a charger sent over OCPP; one per `event_id` and charger."""
+
+    __tablename__ = "station_security_events"
+    __table_args__ = (
+        UniqueConstraint("charger_id", "event_id"),
+        Index("ix_station_security_events_charger_id_id", "charger_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id", ondelete="CASCADE"))
+    # customData.eventId ("<serial>:<queue id>"); None from a station that sends none.
+    event_id: Mapped[str | None] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(50))
+    tech_info: Mapped[str | None] = mapped_column(String(255))
+    occurred_at: Mapped[dt.datetime]
+    received_at: Mapped[dt.datetime]
+
+
+class CsmsCommand(Base):
+    """The outbox: an owner's decision on its way to a charger over OCPP.
+
+    waiting -> sent -> applied (the charger's receipt verified and committed) or failed (the
+    charger's reason). Durable: a fleet restart or a lost socket leaves it waiting or sent, and
+    it is delivered (again, with a fresh challenge) when the charger is next connected.
+    """
+
+    __tablename__ = "csms_commands"
+    __table_args__ = (Index("ix_csms_commands_charger_id_state_id", "charger_id", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(16))
+    args: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(8))
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    attempts: Mapped[int] = mapped_column(default=0)
+    reason: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(500))
+    receipt: Mapped[bytes | None] = mapped_column(LargeBinary)

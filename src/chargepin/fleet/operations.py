@@ -90,9 +90,11 @@ def serve(settings: FleetSettings, host: str, port: int) -> None:
     import uvicorn
 
     from chargepin.fleet.app import create_app
+    from chargepin.fleet.csms.station import MAX_FRAME
 
     require_loopback(host)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # ws_max_size: uvicorn refuses a larger OCPP frame before assembling it (default 16 MiB).
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", ws_max_size=MAX_FRAME)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,9 @@ class FleetSettings:
     min_app_version: str = "2.0.0"
     token_lifetime: float = 30 * 24 * 3600.0
     invitation_lifetime: float = 7 * 24 * 3600.0
+    # The Heartbeat interval a BootNotification answer gives chargers (OCPP), in seconds; a
+    # charger silent for two of them (and 30 s) counts as offline (fleet/csms/registry.py).
+    ocpp_heartbeat_interval: int = 300
 
     @classmethod
     def from_env(cls, **overrides: object) -> FleetSettings:

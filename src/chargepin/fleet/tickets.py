@@ -75,6 +75,23 @@ def request_ticket(
     charger, member = require_member(db, user, serial)
     if action in OWNER_ACTIONS and member.role != OWNER:
         raise Forbidden(f"only the charger's owner can {action.value.replace('_', ' ')}")
+    return seal_for_charger(db, vault, charger, challenge, action, args, now)
+
+
+def seal_for_charger(
+    db: Session,
+    vault: Vault,
+    charger: Charger,
+    challenge: bytes,
+    action: Action,
+    args: Mapping[str, str],
+    now: float,
+) -> IssuedTicket:
+    """The ticket for `action` on `charger`, once its PIN class allows it; the change recorded
+    as pending. The one sealing path, whoever carries the ticket: a phone over Bluetooth
+    (`request_ticket`, after the caller's role) or the CSMS over OCPP (fleet/csms/outbox.py).
+    """
+    serial = charger.serial
     policy = pin_policy(charger.model, charger.firmware, charger.produced)
     try:
         authorize(policy, charger.pin_enabled, action)
@@ -116,6 +133,17 @@ def submit_receipt(
     matches the fingerprint is taken over (the hardened profile rotates after failures).
     """
     charger, _member = require_member(db, user, serial)
+    return commit_charger_receipt(db, vault, charger, blob)
+
+
+def commit_charger_receipt(
+    db: Session, vault: Vault, charger: Charger, blob: bytes
+) -> FleetPinState:
+    """Verify `blob` as `charger`'s receipt and commit what it confirms (ReceiptInvalid -> 422).
+
+    The one commit path, whoever relays the receipt: a phone (`submit_receipt`) or the CSMS.
+    """
+    serial = charger.serial
     secret = pins.charger_secret(vault, charger)
     try:
         receipt = verify_receipt(secret, serial, blob)

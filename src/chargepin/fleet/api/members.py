@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Request
 from pydantic import BaseModel, EmailStr, Field
 
 from chargepin.core.bond_statement import STATEMENT_SIZE
@@ -76,6 +76,11 @@ class RevokedMember(BaseModel):
     rekey_offered: bool = Field(
         description="the member knows PINs of the charger's sequence: offer the owner a rekey "
         "ticket (a PIN sequence nobody has seen; Charger Info then shows the new PIN)"
+    )
+    commands: list[int] = Field(
+        default_factory=list,
+        description="the commands queued for the charger over OCPP (remove_phone for each "
+        "phone, the re-key when asked); follow them at GET /chargers/{serial}/commands",
     )
 
 
@@ -179,11 +184,23 @@ def list_members(serial: SerialPath, user: CurrentUser, db: DB) -> list[Member]:
 
 @router.delete("/chargers/{serial}/members/{user_id}", response_model=RevokedMember)
 def revoke(
-    serial: SerialPath, user_id: UserIdPath, user: CurrentUser, db: DB, request: Request
+    serial: SerialPath,
+    user_id: UserIdPath,
+    user: CurrentUser,
+    db: DB,
+    request: Request,
+    background: BackgroundTasks,
+    rekey: Annotated[
+        bool, Query(description="also re-key the charger (a PIN sequence nobody has seen)")
+    ] = False,
 ) -> RevokedMember:
-    """Revoke a member (owner only); lists the phones to remove from the charger next, and
-    offers a re-key when the member saw PINs of the charger's sequence."""
-    revoked = service.revoke(db, user, serial, user_id, _now(request))
+    """Revoke a member (owner only). The member's phones are removed from the charger over
+    OCPP (at once if it is connected, else when it connects), and re-keyed with `rekey=true`;
+    the answer lists the phones and offers a re-key when the member saw PINs."""
+    revoked = service.revoke(db, user, serial, user_id, _now(request), rekey=rekey)
+    if revoked.commands:
+        # After the response's commit (the unit of work), so the delivery finds the rows.
+        background.add_task(request.app.state.csms.wake, revoked.charger_id)
     return RevokedMember(
         user_id=revoked.user_id,
         email=revoked.email,
@@ -191,6 +208,7 @@ def revoke(
         phones_to_remove=list(revoked.phones),
         pins_seen=revoked.pins_seen,
         rekey_offered=revoked.rekey_offered,
+        commands=list(revoked.commands),
     )
 
 

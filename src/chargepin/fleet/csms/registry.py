@@ -1,0 +1,92 @@
+"""The connection registry: which fleet process holds which charger, and when it was last heard.
+
+In the database, not in a process's memory, so any process can tell whether a charger is online
+and which process holds it (DESIGN.md, "Scale-out"). A newer connection takes the charger's row
+over; the older socket, wherever it is, finds at its next write that the row names another
+connection and closes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from chargepin.fleet.models import CsmsConnection
+
+GRACE_INTERVALS = 2
+"""Heartbeat intervals a charger may stay silent before it counts as offline."""
+GRACE_MARGIN = dt.timedelta(seconds=30)
+
+
+def offline_after(heartbeat_interval: int) -> dt.timedelta:
+    """How long after it was last heard a charger counts as offline."""
+    return GRACE_INTERVALS * dt.timedelta(seconds=heartbeat_interval) + GRACE_MARGIN
+
+
+def take(db: Session, charger_id: int, connection_id: str, process: str, now: dt.datetime) -> None:
+    """Record that `connection_id` in `process` now holds the charger (the newest wins)."""
+    row = db.get(CsmsConnection, charger_id, with_for_update=True)
+    if row is None:
+        try:
+            with db.begin_nested():
+                db.add(
+                    CsmsConnection(
+                        charger_id=charger_id,
+                        connection_id=connection_id,
+                        process=process,
+                        connected_at=now,
+                        last_seen=now,
+                    )
+                )
+            return
+        except IntegrityError:
+            # The charger's first two connections at once: the other inserted first; take its
+            # row over like any newer connection does.
+            row = db.get(CsmsConnection, charger_id, with_for_update=True, populate_existing=True)
+            assert row is not None
+    row.connection_id, row.process = connection_id, process
+    row.connected_at = row.last_seen = now
+    row.booted_at = row.closed_at = None
+
+
+def touch(
+    db: Session, charger_id: int, connection_id: str, now: dt.datetime, **facts: object
+) -> bool:
+    """Mark the charger heard now (and any of `facts`: booted_at, connector_status); False when
+    another connection holds it (this one was superseded and should close)."""
+    result = db.execute(
+        update(CsmsConnection)
+        .where(
+            CsmsConnection.charger_id == charger_id,
+            CsmsConnection.connection_id == connection_id,
+        )
+        .values(last_seen=now, **facts)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release(db: Session, charger_id: int, connection_id: str, now: dt.datetime) -> None:
+    """The socket closed: the charger is offline unless a newer connection holds it."""
+    db.execute(
+        update(CsmsConnection)
+        .where(
+            CsmsConnection.charger_id == charger_id,
+            CsmsConnection.connection_id == connection_id,
+        )
+        .values(closed_at=now)
+    )
+
+
+def holder(db: Session, charger_id: int) -> CsmsConnection | None:
+    return db.scalar(select(CsmsConnection).where(CsmsConnection.charger_id == charger_id))
+
+
+def is_online(row: CsmsConnection | None, now: dt.datetime, heartbeat_interval: int) -> bool:
+    """Connected and heard within the grace period."""
+    if row is None or row.closed_at is not None:
+        return False
+    last = row.last_seen if row.last_seen.tzinfo else row.last_seen.replace(tzinfo=dt.UTC)
+    return now - last <= offline_after(heartbeat_interval)
