@@ -18,21 +18,14 @@ from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from chargepin.phone.fleet_client import Login
 from tests.helpers.cli import invoke
-from tests.helpers.fleet_accounts import APP_VERSION, login
+from tests.helpers.fleet_accounts import APP_VERSION, invited, login
 from tests.helpers.fleet_factory import MANDATORY, claim, provision
 
 FLOOD = 1_001
 
 
 def _member(client: TestClient, owner: dict[str, str], serial: str, email: str) -> dict[str, str]:
-    invited = client.post(f"/chargers/{serial}/invitations", json={"email": email}, headers=owner)
-    assert invited.status_code == 201, invited.text
-    member = login(client, email)
-    accepted = client.post(
-        "/invitations/accept", json={"code": invited.json()["code"]}, headers=member
-    )
-    assert accepted.status_code == 200, accepted.text
-    return member
+    return invited(client, owner, serial, email)
 
 
 def _all_pages(

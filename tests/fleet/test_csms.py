@@ -25,7 +25,7 @@ from chargepin.core.pin_state import PinState
 from chargepin.core.tickets import Action
 from chargepin.fleet.models import CsmsConnection
 from chargepin.lab.live_server import serve
-from tests.helpers.fleet_accounts import login
+from tests.helpers.fleet_accounts import invited, login
 from tests.helpers.fleet_records import (
     OPTIONAL,
     ChargerModel,
@@ -196,20 +196,8 @@ async def test_only_the_owner_sees_the_security_events(
     client: TestClient, live: str, fleet_clock: FakeClock
 ) -> None:
     owner, charger = owner_and_charger(client)
-    member = login(client, "member@example.com")
-    code = client.post(
-        f"/chargers/{charger.serial}/invitations",
-        json={"email": "member@example.com"},
-        headers=owner,
-    ).json()["code"]
-    assert client.post("/invitations/accept", json={"code": code}, headers=member).is_success
-    revoked = login(client, "revoked@example.com")
-    code = client.post(
-        f"/chargers/{charger.serial}/invitations",
-        json={"email": "revoked@example.com"},
-        headers=owner,
-    ).json()["code"]
-    assert client.post("/invitations/accept", json={"code": code}, headers=revoked).is_success
+    member = invited(client, owner, charger.serial, "member@example.com")
+    revoked = invited(client, owner, charger.serial, "revoked@example.com")
     revoked_id = client.get("/me", headers=revoked).json()["id"]
     assert client.delete(
         f"/chargers/{charger.serial}/members/{revoked_id}", headers=owner
@@ -224,13 +212,7 @@ async def test_only_the_owner_sees_the_security_events(
 
 
 def member_with_phone(client: TestClient, owner: dict[str, str], charger: ChargerRecord) -> int:
-    member = login(client, "member@example.com")
-    code = client.post(
-        f"/chargers/{charger.serial}/invitations",
-        json={"email": "member@example.com"},
-        headers=owner,
-    ).json()["code"]
-    assert client.post("/invitations/accept", json={"code": code}, headers=member).is_success
+    member = invited(client, owner, charger.serial, "member@example.com")
     relayed = client.post(
         f"/chargers/{charger.serial}/phones",
         json=charger.bond_statement(PHONE, 2, b"member-phone-ltk"),

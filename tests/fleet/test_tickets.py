@@ -13,7 +13,7 @@ from chargepin.core.limits import MAX_EPOCH, SERIAL_MAX_LENGTH
 from chargepin.core.pin import Pin
 from chargepin.core.tickets import Action, Receipt, Ticket, open_ticket, sign_receipt
 from chargepin.fleet import pins
-from tests.helpers.fleet_accounts import login
+from tests.helpers.fleet_accounts import invited, login
 from tests.helpers.fleet_records import MANDATORY, OPTIONAL, ChargerRecord, add_charger, charger_row
 
 
@@ -71,13 +71,7 @@ def committed_pin(client: TestClient, charger: ChargerRecord) -> Pin:
 
 def member(client: TestClient, owner: dict[str, str], charger: ChargerRecord) -> dict[str, str]:
     """A logged-in invited user of `charger`."""
-    email = f"user-{secrets.token_hex(4)}@example.com"
-    code = client.post(
-        f"/chargers/{charger.serial}/invitations", json={"email": email}, headers=owner
-    ).json()["code"]
-    headers = login(client, email)
-    assert client.post("/invitations/accept", json={"code": code}, headers=headers).is_success
-    return headers
+    return invited(client, owner, charger.serial, f"user-{secrets.token_hex(4)}@example.com")
 
 
 def test_enable_pin_on_an_optional_charger_then_the_receipt_commits(client: TestClient) -> None:

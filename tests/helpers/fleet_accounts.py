@@ -23,3 +23,17 @@ def login(client: TestClient, email: str, password: str = PASSWORD) -> dict[str,
     response = client.post("/login", json={"email": email, "password": password})
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['token']}", **APP_VERSION}
+
+
+def invited(client: TestClient, owner: dict[str, str], serial: str, email: str) -> dict[str, str]:
+    """`email` invited to charger `serial` by `owner`, logged in, the invitation accepted."""
+    invitation = client.post(
+        f"/chargers/{serial}/invitations", json={"email": email}, headers=owner
+    )
+    assert invitation.status_code == 201, invitation.text
+    member = login(client, email)
+    accepted = client.post(
+        "/invitations/accept", json={"code": invitation.json()["code"]}, headers=member
+    )
+    assert accepted.status_code == 200, accepted.text
+    return member
