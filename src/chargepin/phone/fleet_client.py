@@ -249,6 +249,11 @@ class FleetClient:
             e async for page in self.pages(f"/chargers/{serial}/events", page_size) for e in page
         ]
 
+    async def security_events(self, serial: str, page_size: int = 100) -> list[dict[str, Any]]:
+        """Every security event the charger sent over OCPP, newest first, in words (owner only)."""
+        path = f"/chargers/{serial}/security-events"
+        return [e async for page in self.pages(path, page_size) for e in page]
+
     async def report(self, serial: str, kind: str, detail: str) -> None:
         await self._call(
             "POST", f"/chargers/{serial}/events", json={"kind": kind, "detail": detail}
@@ -271,9 +276,13 @@ class FleetClient:
     async def members(self, serial: str) -> list[dict[str, Any]]:
         return list(await self._call("GET", f"/chargers/{serial}/members"))
 
-    async def revoke(self, serial: str, user_id: int) -> dict[str, Any]:
-        """Remove an invited user; the answer lists their phones to remove from the charger."""
-        return dict(await self._call("DELETE", f"/chargers/{serial}/members/{user_id}"))
+    async def revoke(self, serial: str, user_id: int, *, rekey: bool = False) -> dict[str, Any]:
+        """Remove an invited user; the answer lists their phones to remove from the charger.
+
+        The fleet also queues their removal for the charger over OCPP, and with `rekey` the
+        re-key (delivered at once when the charger is online, else when it connects)."""
+        query = "?rekey=true" if rekey else ""
+        return dict(await self._call("DELETE", f"/chargers/{serial}/members/{user_id}{query}"))
 
     async def accept(self, code: str) -> dict[str, Any]:
         return dict(await self._call("POST", "/invitations/accept", json={"code": code}))
