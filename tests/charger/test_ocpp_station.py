@@ -518,8 +518,8 @@ async def test_the_back_off_starts_again_after_an_accepted_boot(bed: Testbed) ->
     await csms.start()
     link = start_link(daemon, csms, timings)
     try:
-        await asyncio.sleep(3.0)
-        assert len(accepted) >= 10, accepted
+        # With the reset, 10 connections take well under 2 s; without it, about 8 s.
+        await csms.wait_for(lambda: len(accepted) >= 10, timeout=5.0)
     finally:
         await link.stop()
         await csms.stop()
@@ -539,9 +539,8 @@ async def test_wss_with_a_private_ca_and_nothing_without_it(
     untrusting = StationLink(daemon, StationConfig(endpoint, timings=FAST))
     untrusting.start()
     try:
-        await asyncio.sleep(1.0)
+        await csms.wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in caplog.text)
         assert csms.of(SERIAL).boots == [] and csms.refused == []
-        assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
     finally:
         await untrusting.stop()
     trusting = StationLink(daemon, StationConfig(endpoint, ca_file=ca_file, timings=FAST))
