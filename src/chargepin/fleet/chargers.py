@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from chargepin.core.pin import Pin
 from chargepin.core.policy import FirmwareVersion, PinMode, PinPolicy, pin_policy
+from chargepin.fleet.db import keyset_page
 from chargepin.fleet.errors import Conflict, Unprocessable
 from chargepin.fleet.models import Charger, Membership, PinReveal, User
 from chargepin.fleet.pins import ChargerFacts, active_pin
@@ -191,7 +192,5 @@ def reveals_of(db: Session, charger: Charger, limit: int, before: int | None) ->
         .join(User, User.id == PinReveal.user_id)
         .where(PinReveal.charger_id == charger.id)
     )
-    if before is not None:
-        query = query.where(PinReveal.id < before)
-    rows = db.execute(query.order_by(PinReveal.id.desc()).limit(limit))
+    rows = db.execute(keyset_page(query, PinReveal.id, before, limit))
     return [Reveal(id_, email, epoch, ver, aware(at)) for id_, email, epoch, ver, at in rows]

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, Select, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from chargepin.fleet.errors import Conflict, FleetError, ServiceBusy
 
@@ -134,3 +134,17 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: committed on success, rolled back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+_Query = TypeVar("_Query", bound=Select)  # type: ignore[type-arg]  # any row shape
+
+
+def keyset_page(
+    query: _Query, id_column: InstrumentedAttribute[int], before: int | None, limit: int
+) -> _Query:
+    """One page of a list, newest first: the rows below id `before` (all when None), `limit`
+    of them. Keyset paging (docs/FLEET.md, "Paging"): rows added meanwhile never shift a page,
+    and a flood of new rows cannot push the old ones out of reach."""
+    if before is not None:
+        query = query.where(id_column < before)
+    return query.order_by(id_column.desc()).limit(limit)

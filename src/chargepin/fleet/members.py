@@ -27,6 +27,7 @@ from chargepin.core.tickets import Action
 from chargepin.fleet import pins
 from chargepin.fleet.access import USER, require_member, require_owner
 from chargepin.fleet.csms import outbox
+from chargepin.fleet.db import keyset_page
 from chargepin.fleet.errors import Conflict, FleetError, Forbidden, NotFound, Unprocessable
 from chargepin.fleet.models import (
     Charger,
@@ -467,9 +468,7 @@ def events(
     first: keyset paging, so a member's flood of reports cannot hide the older ones."""
     charger = require_owner(db, owner, serial, "see the charger's security events")
     query = select(SecurityEvent).where(SecurityEvent.charger_id == charger.id)
-    if before is not None:
-        query = query.where(SecurityEvent.id < before)
-    rows = db.scalars(query.order_by(SecurityEvent.id.desc()).limit(limit))
+    rows = db.scalars(keyset_page(query, SecurityEvent.id, before, limit))
     return [EventView(e.id, e.kind, e.detail, e.user_id, aware(e.at)) for e in rows]
 
 

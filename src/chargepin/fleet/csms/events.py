@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from chargepin.core.limits import MAX_EPOCH
 from chargepin.core.ocpp_events import TECH_INFO_MAX, TYPE_MAX, VENDOR_ID, SecurityEventType
 from chargepin.fleet.access import require_owner
+from chargepin.fleet.db import keyset_page
 from chargepin.fleet.models import StationSecurityEvent, User
 from chargepin.fleet.times import aware
 
@@ -113,9 +114,7 @@ def listed(
     """The charger's OCPP security events below id `before`, newest first (owner only)."""
     charger = require_owner(db, owner, serial, "see the charger's security events")
     query = select(StationSecurityEvent).where(StationSecurityEvent.charger_id == charger.id)
-    if before is not None:
-        query = query.where(StationSecurityEvent.id < before)
-    rows = db.scalars(query.order_by(StationSecurityEvent.id.desc()).limit(limit))
+    rows = db.scalars(keyset_page(query, StationSecurityEvent.id, before, limit))
     return [
         StationEventView(
             e.id,

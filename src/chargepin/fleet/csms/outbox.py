@@ -21,6 +21,7 @@ from chargepin.core.errors import ChargepinError
 from chargepin.core.tickets import Action
 from chargepin.fleet import tickets
 from chargepin.fleet.access import require_owner
+from chargepin.fleet.db import keyset_page
 from chargepin.fleet.errors import FleetError
 from chargepin.fleet.models import Charger, CsmsCommand, PhoneBond, User
 from chargepin.fleet.times import aware
@@ -127,9 +128,7 @@ def listed(
     """The charger's commands below id `before`, newest first (owner only)."""
     charger = require_owner(db, owner, serial, "see the commands sent to the charger")
     query = select(CsmsCommand).where(CsmsCommand.charger_id == charger.id)
-    if before is not None:
-        query = query.where(CsmsCommand.id < before)
-    rows = db.scalars(query.order_by(CsmsCommand.id.desc()).limit(limit))
+    rows = db.scalars(keyset_page(query, CsmsCommand.id, before, limit))
     return [view(c) for c in rows]
 
 
