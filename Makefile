@@ -26,8 +26,11 @@ typecheck: $(STAMP)
 
 # The fleet tests run on SQLite and on a real PostgreSQL server on loopback, which
 # .ci/postgres.sh installs (Debian package) and starts when it is not running yet.
+# The suite runs on every core (at most 4 workers, so the PostgreSQL server's connections suffice);
+# CHARGEPIN_TEST_WORKERS=0 runs it in one process.
 pytest: $(STAMP)
-	CHARGEPIN_TEST_POSTGRES="$$(bash .ci/postgres.sh)" $(BIN)/pytest
+	CHARGEPIN_TEST_POSTGRES="$$(bash .ci/postgres.sh)" $(BIN)/pytest \
+	  -n $${CHARGEPIN_TEST_WORKERS:-auto} --maxprocesses 4 --dist worksteal
 
 bench: $(STAMP)
 	$(BIN)/chargepin bench pairing --json bench-pairing.json

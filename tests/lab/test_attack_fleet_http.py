@@ -28,8 +28,19 @@ def test_every_issue_9_http_attack_is_held(db_url: str, tmp_path: Path) -> None:
     # SQLite: the command's own fresh file (no option); PostgreSQL: the empty database given.
     database = [] if db_url.startswith("sqlite") else ["--database-url", db_url]
 
+    # 100 write-then-read rounds, not the report's 1,000: tests/fleet/test_read_your_writes.py
+    # makes the 1,000 on both databases already.
     code, stdout, stderr = invoke(
-        "lab", "attack", "fleet-http", *database, "--seed", "3", "--json", str(report_path)
+        "lab",
+        "attack",
+        "fleet-http",
+        *database,
+        "--seed",
+        "3",
+        "--rounds",
+        "100",
+        "--json",
+        str(report_path),
     )
 
     report = json.loads(report_path.read_text())
@@ -49,6 +60,9 @@ def test_every_issue_9_http_attack_is_held(db_url: str, tmp_path: Path) -> None:
         "9.7",
     }
     assert report["command"].startswith("chargepin lab attack fleet-http")
+    assert "--rounds 100" in report["command"]
+    [ryw] = [row for row in report["rows"] if row["numbers"].get("rounds")]
+    assert ryw["numbers"]["rounds"] == 100
     assert "NOT HELD" not in stdout
 
 

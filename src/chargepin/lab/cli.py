@@ -101,11 +101,18 @@ def fleet_http(
     ] = None,
     json_path: JsonOption = None,
     seed: SeedOption = 1,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            min=10,
+            help="Write-then-read rounds of the read-your-writes attack (the report's: 1,000).",
+        ),
+    ] = 1000,
 ) -> None:
     """Issue 9's attacks on the fleet service over HTTP: what each gets, against its limit."""
     from chargepin.lab.attacks.fleet_http import run_fleet_http
 
-    raise typer.Exit(run_fleet_http(database_url, json_path, seed))
+    raise typer.Exit(run_fleet_http(database_url, json_path, seed, rounds))
 
 
 @lab_app.command("fuzz")
