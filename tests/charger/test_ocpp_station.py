@@ -25,6 +25,7 @@ from chargepin.clock import FakeClock
 from chargepin.core.csms_auth import csms_password
 from chargepin.core.csms_link import csms_endpoint
 from chargepin.core.events import EventKind
+from chargepin.core.protocol import ChargingState, ControlCommand, ControlOp
 from chargepin.core.tickets import Action, verify_receipt
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone.errors import WrongPin
@@ -488,6 +489,42 @@ async def test_get_base_report_is_answered_with_notify_report(rig: Rig) -> None:
         SERIAL, call.GetBaseReport(request_id=8, report_base="SummaryInventory")
     )
     assert summary.status == "NotSupported"
+
+
+async def test_reset_immediate_stops_charging_reports_and_asks_for_the_restart(rig: Rig) -> None:
+    rig.daemon.evse.apply(ControlCommand(ControlOp.START))
+    answer = await rig.csms.ask(SERIAL, call.Reset(type="Immediate"))
+    assert answer.status == "Accepted"
+    await asyncio.wait_for(rig.link.resets.requested.wait(), 5)
+    assert rig.daemon.evse.status.state is ChargingState.IDLE  # B12: charging stops first
+    [reset] = await rig.events_of("ResetOrReboot")
+    assert json.loads(reset["tech_info"]) == {
+        "origin": "ocpp",
+        "reset": "Immediate",
+        "epoch": rig.daemon.store.epoch,
+    }
+
+
+async def test_reset_on_idle_waits_for_the_charging_session_to_end(rig: Rig) -> None:
+    rig.daemon.evse.apply(ControlCommand(ControlOp.START))
+    answer = await rig.csms.ask(SERIAL, call.Reset(type="OnIdle"))
+    assert answer.status == "Scheduled"
+    # One more round trip: the station has acted on the Reset (after its answer) by now.
+    await rig.csms.ask(SERIAL, data_transfer("challenge"))
+    assert not rig.link.resets.requested.is_set()
+    assert rig.daemon.evse.status.state is ChargingState.CHARGING
+    rig.daemon.evse.apply(ControlCommand(ControlOp.STOP))
+    await asyncio.wait_for(rig.link.resets.requested.wait(), 5)
+    [reset] = await rig.events_of("ResetOrReboot")
+    assert json.loads(reset["tech_info"])["reset"] == "OnIdle"
+
+
+async def test_a_reset_of_one_evse_is_rejected_and_nothing_restarts(rig: Rig) -> None:
+    answer = await rig.csms.ask(SERIAL, call.Reset(type="Immediate", evse_id=1))
+    assert answer.status == "Rejected"
+    assert answer.status_info["reason_code"] == "EvseResetUnsupported"
+    await rig.csms.ask(SERIAL, data_transfer("challenge"))
+    assert not rig.link.resets.requested.is_set()
 
 
 async def test_the_back_off_starts_again_after_an_accepted_boot(bed: Testbed) -> None:

@@ -277,6 +277,12 @@ async def test_info_json_reports_identity_pin_lockout_bonds_and_counters(tmp_pat
     assert info["counters"]["pairing_failed"] == 1
     assert info["counters"]["locked"] == 1
     assert info["counters"]["pairing_ok"] == 0
+    # What waits for the CSMS: the failure (the lockout's event is its own) and the lockout.
+    assert info["ocpp"] == {
+        "queued_events": 2,
+        "oldest_queued_at": now,
+        "password": "derived",
+    }
     assert SECRET_HEX not in out
     assert epoch_pin(SECRET, SERIAL, 1).digits not in out
 
@@ -309,7 +315,15 @@ def test_info_table_names_the_charger_and_its_state(tmp_path: Path) -> None:
     code, out, err = invoke("charger", "info", "--state", str(state))
 
     assert code == 0, err
-    for fragment in (SERIAL, ADDRESS, "mandatory", "not locked", "Paired phones: none", "Events"):
+    for fragment in (
+        SERIAL,
+        ADDRESS,
+        "mandatory",
+        "not locked",
+        "no event waiting for the CSMS, derived password",
+        "Paired phones: none",
+        "Events",
+    ):
         assert fragment in out
     assert epoch_pin(SECRET, SERIAL, 0).digits not in out
 

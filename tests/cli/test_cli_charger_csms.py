@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,9 @@ def test_csms_password_prints_the_derived_then_the_rotated_password(state: Path)
     assert invoke("charger", "csms-password", "--state", str(state))[1].strip() == (
         "rotated-by-a-csms-1234"
     )
+    info = json.loads(invoke("charger", "info", "--state", str(state), "--json")[1])
+    assert info["ocpp"]["password"] == "set by a CSMS"
+    assert "rotated-by-a-csms-1234" not in json.dumps(info)
 
 
 @pytest.mark.parametrize(

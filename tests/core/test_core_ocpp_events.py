@@ -19,6 +19,7 @@ from chargepin.core.ocpp_events import (
     SecurityEventType,
     custom_data,
     place,
+    reset_event,
     security_event,
     startup_event,
     tech_info,
@@ -78,10 +79,22 @@ def test_a_wrong_pin_tech_info_names_origin_phone_and_epoch() -> None:
     assert " " not in text  # compact
 
 
-def test_a_lockout_says_its_duration() -> None:
-    event = security_event(EventKind.LOCKED, EventFacts(phone=PHONE, duration=300), 4)
+def test_a_lockout_says_its_duration_and_how_many_wrong_pins_made_it() -> None:
+    facts = EventFacts(phone=PHONE, duration=300, failures=5)
+    event = security_event(EventKind.LOCKED, facts, 4)
     assert event is not None
-    assert json.loads(tech_info(event.info, 1, 0.0, event.type))["duration"] == 300
+    info = json.loads(tech_info(event.info, 1, 0.0, event.type))
+    assert (info["duration"], info["failures"]) == (300, 5)
+
+
+def test_a_reset_is_reset_or_reboot_from_ocpp() -> None:
+    event = reset_event(7, "OnIdle")
+    assert event.type == "ResetOrReboot"
+    assert json.loads(tech_info(event.info, 1, 0.0, event.type)) == {
+        "origin": "ocpp",
+        "reset": "OnIdle",
+        "epoch": 7,
+    }
 
 
 def test_tech_info_stays_within_255_characters_and_keeps_the_count() -> None:

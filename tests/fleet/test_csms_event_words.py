@@ -58,6 +58,12 @@ AT = dt.datetime(2026, 12, 5, 14, 0, tzinfo=dt.UTC)
             "the charger's event queue was full: 17 events were not kept",
         ),
         ("StartupOfTheDevice", None, "the charger started"),
+        (
+            "ResetOrReboot",
+            '{"origin":"ocpp","reset":"Immediate"}',
+            "the CSMS reset the charger (at once)",
+        ),
+        ("ResetOrReboot", '{"origin":"ocpp","reset":"<b>"}', "the charger was reset or rebooted"),
         ("SomethingElse", "free text", "security event SomethingElse"),
     ],
 )

@@ -69,6 +69,7 @@ async def test_the_charger_reports_to_the_fleet_and_a_revocation_reaches_it(
                 e for e in await owner.security_events(made.serial) if "PinLockout" in e["type"]
             ]
             assert "locked until" in str(lock["meaning"]), lock
+            assert str(lock["meaning"]).startswith("5 wrong PINs from "), lock
 
             # A member pairs; the owner revokes them with a re-key: the charger forgets
             # their phone and moves to the next PIN generation, no phone near it.

@@ -167,6 +167,7 @@ def _print_report(report: ChargerReport) -> None:
         ("PIN generation", str(report.generation)),
         ("profile", str(report.profile)),
         ("lockout", lock_text),
+        ("OCPP", _ocpp_text(report)),
     ]
     for name, value in rows:
         table.add_row(name, value)
@@ -184,6 +185,14 @@ def _print_report(report: ChargerReport) -> None:
     for kind, count in sorted(report.counters.items()):
         counters.add_row(kind, str(count))
     console.print(counters)
+
+
+def _ocpp_text(report: ChargerReport) -> str:
+    password = "password set by a CSMS" if report.csms_password_rotated else "derived password"
+    if not report.csms_queue or report.csms_queue_since is None:
+        return f"no event waiting for the CSMS, {password}"
+    since = datetime.datetime.fromtimestamp(report.csms_queue_since).isoformat(timespec="seconds")
+    return f"{report.csms_queue} events waiting for the CSMS since {since}, {password}"
 
 
 @charger_app.command("pin")

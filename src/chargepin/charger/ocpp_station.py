@@ -37,6 +37,8 @@ from ocpp.v201.enums import (
     GenericDeviceModelStatusEnumType,
     RegistrationStatusEnumType,
     ReportBaseEnumType,
+    ResetEnumType,
+    ResetStatusEnumType,
 )
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
@@ -54,7 +56,14 @@ from chargepin.core.csms_link import SUBPROTOCOL, CsmsEndpoint, reconnect_delay
 from chargepin.core.events import EventKind
 from chargepin.core.ocpp_events import EventFacts, Origin
 from chargepin.core.policy import pin_policy
-from chargepin.core.protocol import MAX_TICKET_SIZE, AdminResult, ChargingState
+from chargepin.core.protocol import (
+    MAX_TICKET_SIZE,
+    AdminResult,
+    ChargerStatus,
+    ChargingState,
+    ControlCommand,
+    ControlOp,
+)
 from chargepin.core.tickets import Action as TicketAction
 
 if TYPE_CHECKING:
@@ -130,6 +139,7 @@ class Station(ChargePoint):  # type: ignore[misc]  # the ocpp package has no typ
         connection: ClientConnection,
         timeout: float,
         security_profile: int = 1,
+        resets: Resets | None = None,
     ):
         super().__init__(
             daemon.store.identity.serial,
@@ -139,6 +149,7 @@ class Station(ChargePoint):  # type: ignore[misc]  # the ocpp package has no typ
         )
         self.daemon = daemon
         self.security_profile = security_profile
+        self.resets = resets
         self._challenge: bytes | None = None
         self._challenge_at = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -257,6 +268,37 @@ class Station(ChargePoint):  # type: ignore[misc]  # the ocpp package has no typ
             return rejected("not_allowed", error.reason, error.action.value)
         daemon.drop_links_now(outcome)
         return outcome.result
+
+    # -- Reset (B11, B12) ------------------------------------------------------------------------
+
+    @on(Action.reset)  # type: ignore[untyped-decorator]
+    def on_reset(self, type: str, evse_id: int | None = None, **_: Any) -> Any:
+        """The whole charger restarts (Immediate, or OnIdle once charging ended: Scheduled)."""
+        from ocpp.v201 import call_result
+
+        if evse_id is not None:
+            return call_result.Reset(
+                status=ResetStatusEnumType.rejected,
+                status_info={
+                    "reason_code": "EvseResetUnsupported",
+                    "additional_info": "the charger resets as a whole: send Reset without evseId",
+                },
+            )
+        if self.resets is None:
+            return call_result.Reset(
+                status=ResetStatusEnumType.rejected,
+                status_info={
+                    "reason_code": "NoRestart",
+                    "additional_info": "nothing restarts this daemon: reset it where it runs",
+                },
+            )
+        return call_result.Reset(status=self.resets.status(type))
+
+    @after(Action.reset)  # type: ignore[untyped-decorator]
+    def after_reset(self, type: str, evse_id: int | None = None, **_: Any) -> None:
+        # After the answer went out: the restart closes this connection.
+        if evse_id is None and self.resets is not None:
+            self.resets.request(type)
 
     # -- the device model (core.device_model) ---------------------------------------------------
 
@@ -497,6 +539,7 @@ class StationLink:
         """Connections that reached an accepted BootNotification (for tests and reports)."""
         self.station: Station | None = None
         self._task: asyncio.Task[None] | None = None
+        self.resets = Resets(daemon)
 
     def start(self) -> None:
         """Start the link task (returns at once: Bluetooth never waits for the CSMS)."""
@@ -569,6 +612,7 @@ class StationLink:
                 websocket,
                 timings.response_timeout,
                 config.endpoint.security_profile,
+                self.resets,
             )
             self.station = station
             receiver = asyncio.get_running_loop().create_task(station.start())
@@ -639,6 +683,52 @@ class StationLink:
                     store.sending(None)
                 store.acknowledge(event.id)
                 sent += 1
+
+
+class Resets:
+    """The CSMS's Reset requests: when the charger restarts, and the event saying it did.
+
+    `requested` is set once a reset is due; whoever runs the daemon (service.run_charger) then
+    restarts it: the radio, the state file and the OCPP link, as a reboot would. An Immediate
+    reset stops charging first (B12); OnIdle while charging waits for the session's end.
+    """
+
+    def __init__(self, daemon: ChargerDaemon) -> None:
+        self.daemon = daemon
+        self.requested = asyncio.Event()
+        self._scheduled: str | None = None
+        daemon.evse.subscribe(self._evse_changed)
+
+    def _charging(self) -> bool:
+        return self.daemon.evse.status.state is not ChargingState.IDLE
+
+    def status(self, reset_type: str) -> ResetStatusEnumType:
+        """The answer to a Reset of `reset_type` now."""
+        if reset_type == ResetEnumType.on_idle and self._charging():
+            return ResetStatusEnumType.scheduled
+        return ResetStatusEnumType.accepted
+
+    def request(self, reset_type: str) -> None:
+        """Carry out a Reset the CSMS was told was accepted or scheduled."""
+        if reset_type == ResetEnumType.on_idle and self._charging():
+            self._scheduled = reset_type
+            return
+        if self._charging():
+            self.daemon.evse.apply(ControlCommand(ControlOp.STOP))
+        self._now(reset_type)
+
+    def _evse_changed(self, status: ChargerStatus) -> None:
+        if self._scheduled is not None and status.state is ChargingState.IDLE:
+            self._now(self._scheduled)
+
+    def _now(self, reset_type: str) -> None:
+        self._scheduled = None
+        if self.requested.is_set():
+            return
+        daemon = self.daemon
+        event = ocpp_events.reset_event(daemon.store.epoch, reset_type)
+        daemon.store.queue_security_event(event, daemon.clock.now())
+        self.requested.set()
 
 
 class LinkFailed(Exception):

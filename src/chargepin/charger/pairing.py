@@ -209,6 +209,11 @@ class PairingGuard:
                     EventKind.LOCKED,
                     f"{outcome.retry_after:.0f} s",
                     now,
-                    EventFacts(phone=facts.phone, duration=duration),
+                    # A lock comes when the window's failures reach the threshold (then cleared).
+                    EventFacts(
+                        phone=facts.phone,
+                        duration=duration,
+                        failures=self._profile.lockout.failures,
+                    ),
                 )
         self._state_changed()

@@ -9,6 +9,7 @@ gathers the answers and hands them to the store or the daemon.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import secrets
 import string
@@ -229,6 +230,12 @@ class ChargerReport:
     bonds: list[BondInfo]
     counters: dict[str, int]
     at: float
+    csms_queue: int = 0
+    """Security events waiting for the CSMS (sent once the OCPP link is up)."""
+    csms_queue_since: float | None = None
+    """When the oldest of them happened."""
+    csms_password_rotated: bool = False
+    """A CSMS replaced the derived Basic auth password (SecurityCtrlr.BasicAuthPassword)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form (`chargepin charger info --json`)."""
@@ -257,6 +264,11 @@ class ChargerReport:
                 for b in self.bonds
             ],
             "counters": dict(self.counters),
+            "ocpp": {
+                "queued_events": self.csms_queue,
+                "oldest_queued_at": self.csms_queue_since,
+                "password": "set by a CSMS" if self.csms_password_rotated else "derived",
+            },
             "at": self.at,
         }
 
@@ -288,6 +300,9 @@ def charger_report(path: Path, clock: Clock | None = None) -> ChargerReport:
             bonds=store.keystore.list_bonds(),
             counters=store.counters(),
             at=now,
+            csms_queue=store.queue_length(),
+            csms_queue_since=next((e.first_at for e in store.queued_events(limit=1)), None),
+            csms_password_rotated=store.csms_password_rotated,
         )
 
 
@@ -329,8 +344,29 @@ async def run_charger(
     The state file is opened (and the CSMS options checked) before the radio so that a wrong
     path fails without touching the controller. `on_ready` is called once the charger
     advertises (connectable); with `csms` the OCPP link runs beside it as its own task. On the
-    way out the link stops, the daemon disconnects every phone and the store is closed.
+    way out the link stops, the daemon disconnects every phone and the store is closed. A Reset
+    from the CSMS restarts all of it as a reboot would (the next BootNotification says
+    RemoteReset).
     """
+    after_reset = False
+    while True:
+        after_reset = await _run_charger_once(
+            state, transport, advertising_interval, on_ready, stop, csms, after_reset
+        )
+        if not after_reset or stop.is_set():
+            return
+
+
+async def _run_charger_once(
+    state: Path,
+    transport: str,
+    advertising_interval: float,
+    on_ready: Callable[[ChargerDaemon], None],
+    stop: asyncio.Event,
+    csms: CsmsOptions | None,
+    after_reset: bool,
+) -> bool:
+    """One life of the daemon, until `stop` or a CSMS's Reset (then True)."""
     # Imported here so that provisioning and inspecting a state file do not load the whole
     # Bluetooth stack (half a second on a charger's board, on every service command).
     from chargepin.charger.daemon import ChargerDaemon
@@ -344,13 +380,26 @@ async def run_charger(
             link = None
             try:
                 await daemon.start()
+                waits = [asyncio.ensure_future(stop.wait())]
                 if endpoint is not None and csms is not None:
+                    from ocpp.v201.enums import BootReasonEnumType
+
                     from chargepin.charger.ocpp_station import StationConfig, StationLink
 
-                    link = StationLink(daemon, StationConfig(endpoint, csms.ca_file))
+                    config = StationConfig(endpoint, csms.ca_file)
+                    if after_reset:
+                        reason = BootReasonEnumType.remote_reset
+                        config = dataclasses.replace(config, boot_reason=reason)
+                    link = StationLink(daemon, config)
                     link.start()
+                    waits.append(asyncio.ensure_future(link.resets.requested.wait()))
                 on_ready(daemon)
-                await stop.wait()
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for wait in waits:
+                        wait.cancel()
+                return link is not None and link.resets.requested.is_set()
             finally:
                 if link is not None:
                     await link.stop()

@@ -40,6 +40,7 @@ class SecurityEventType(enum.StrEnum):
     """The types the charger sends (standard names of OCPP 2.0.1 Appendix 1, or vendor ones)."""
 
     STARTUP = "StartupOfTheDevice"
+    RESET = "ResetOrReboot"
     LOGIN_FAILED = "MaintenanceLoginFailed"
     LOGIN_ACCEPTED = "MaintenanceLoginAccepted"
     RECONFIGURATION = "ReconfigurationOfSecurityParameters"
@@ -77,6 +78,8 @@ class EventFacts:
     """Why it failed: the attempt kind, or the ticket refusal's reason code."""
     duration: int | None = None
     """A lockout's length in seconds."""
+    failures: int | None = None
+    """How many wrong PINs made the lockout."""
     with_pin: bool = False
     """A pairing made with the PIN (passkey entry), not Just Works."""
 
@@ -127,6 +130,8 @@ def security_event(kind: EventKind, facts: EventFacts, epoch: int) -> SecurityEv
     if kind is EventKind.LOCKED:
         if facts.duration is not None:
             info["duration"] = facts.duration
+        if facts.failures is not None:
+            info["failures"] = facts.failures
         info["epoch"] = epoch
         return SecurityEvent(SecurityEventType.PIN_LOCKOUT, info)
     if kind is EventKind.BOND_REMOVED:
@@ -144,6 +149,14 @@ def startup_event(epoch: int, firmware: str) -> SecurityEvent:
     return SecurityEvent(
         SecurityEventType.STARTUP,
         {"origin": Origin.DEVICE.value, "firmware": firmware, "epoch": epoch},
+    )
+
+
+def reset_event(epoch: int, reset_type: str) -> SecurityEvent:
+    """The CSMS reset the charger (ResetOrReboot, a critical event), queued as it goes down."""
+    return SecurityEvent(
+        SecurityEventType.RESET,
+        {"origin": Origin.OCPP.value, "reset": reset_type, "epoch": epoch},
     )
 
 

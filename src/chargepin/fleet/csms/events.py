@@ -173,7 +173,10 @@ def meaning(event_type: str, tech_info: str | None, at: dt.datetime) -> str:
         case SecurityEventType.EVENTS_DROPPED:
             dropped = _number(info, "dropped", 10**9)
             return f"the charger's event queue was full: {dropped or 'some'} events were not kept"
-        case "ResetOrReboot":
+        case SecurityEventType.RESET:
+            when = {"Immediate": "at once", "OnIdle": "once idle"}.get(str(info.get("reset")))
+            if info.get("origin") == "ocpp" and when is not None:
+                return f"the CSMS reset the charger ({when})"
             return "the charger was reset or rebooted"
     return f"security event {event_type}"
 
