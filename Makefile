@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The independent OCPP peer of tests/interop: ocpp-rpc from npm, exactly as the lock file says.
+INTEROP       := tests/interop/node
+INTEROP_STAMP := $(INTEROP)/node_modules/.installed
 
 .PHONY: demo test lint typecheck pytest bench clean
 
@@ -11,6 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[all,test]'
 	touch $(STAMP)
+
+$(INTEROP_STAMP): $(INTEROP)/package.json $(INTEROP)/package-lock.json
+	cd $(INTEROP) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(INTEROP_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/chargepin demo
@@ -25,10 +32,11 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # The fleet tests run on SQLite and on a real PostgreSQL server on loopback, which
-# .ci/postgres.sh installs (Debian package) and starts when it is not running yet.
+# .ci/postgres.sh installs (Debian package) and starts when it is not running yet; the interop
+# tests need Node (>= 17.3) and ocpp-rpc, installed by `npm ci` from the registry.
 # The suite runs on every core (at most 4 workers, so the PostgreSQL server's connections suffice);
 # CHARGEPIN_TEST_WORKERS=0 runs it in one process.
-pytest: $(STAMP)
+pytest: $(STAMP) $(INTEROP_STAMP)
 	CHARGEPIN_TEST_POSTGRES="$$(bash .ci/postgres.sh)" $(BIN)/pytest \
 	  -n $${CHARGEPIN_TEST_WORKERS:-auto} --maxprocesses 4 --dist worksteal
 
@@ -36,4 +44,4 @@ bench: $(STAMP)
 	$(BIN)/chargepin bench pairing --json bench-pairing.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(INTEROP)/node_modules

@@ -56,36 +56,28 @@ class StationState:
     """Take the new password, then lose the connection before the answer leaves."""
 
 
-class SimStation(ChargePoint):  # type: ignore[misc]
-    def __init__(
-        self,
-        serial: str,
-        connection: ClientConnection,
-        secret: bytes,
-        now: Callable[[], float],
-        state: StationState | None = None,
-    ) -> None:
-        super().__init__(serial, connection, response_timeout=10)
-        self.serial = serial
-        self.secret = secret
-        self.now = now
-        self.state = state or StationState()
-        self.challenge: bytes | None = None
-        self.ticket_arrived = asyncio.Event()
+@dataclass
+class OwnerDesk:
+    """How the charger answers the CSMS's DataTransfer owner actions (docs/OCPP.md), without
+    Bluetooth: the connection's challenge, the ticket opened and applied with core, a signed
+    receipt. Shared by SimStation and the ocpp-rpc station of tests/interop."""
 
-    @on(Action.data_transfer)
-    async def on_data_transfer(
-        self, vendor_id: str, message_id: str | None = None, data: Any = None, **_: Any
-    ) -> call_result.DataTransfer:
+    serial: str
+    secret: bytes
+    now: Callable[[], float]
+    state: StationState
+    challenge: bytes | None = None
+    ticket_arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def data_transfer(self, vendor_id: str, message_id: str | None, data: Any) -> tuple[str, Any]:
+        """The answer's status and data."""
         if vendor_id != "org.chargepin":
-            return call_result.DataTransfer(status=DataTransferStatusEnumType.unknown_vendor_id)
+            return DataTransferStatusEnumType.unknown_vendor_id, None
         if message_id == "challenge":
             self.challenge = secrets.token_bytes(16)
-            return call_result.DataTransfer(
-                status=DataTransferStatusEnumType.accepted, data=self.challenge.hex()
-            )
+            return DataTransferStatusEnumType.accepted, self.challenge.hex()
         if message_id != "ticket":
-            return call_result.DataTransfer(status=DataTransferStatusEnumType.unknown_message_id)
+            return DataTransferStatusEnumType.unknown_message_id, None
         challenge, self.challenge = self.challenge, None
         try:
             ticket = open_ticket(
@@ -112,15 +104,45 @@ class SimStation(ChargePoint):  # type: ignore[misc]
             bonds_removed=1 if ticket.action is TicketAction.REMOVE_PHONE else 0,
             generation=now_state.generation,
         )
-        return call_result.DataTransfer(
-            status=DataTransferStatusEnumType.accepted,
-            data={
-                "ok": True,
-                "action": ticket.action.value,
-                "receipt": sign_receipt(self.secret, receipt).hex(),
-                "phones": [],
-            },
-        )
+        return DataTransferStatusEnumType.accepted, {
+            "ok": True,
+            "action": ticket.action.value,
+            "receipt": sign_receipt(self.secret, receipt).hex(),
+            "phones": [],
+        }
+
+    @staticmethod
+    def _refused(reason: str, detail: str) -> tuple[str, Any]:
+        return DataTransferStatusEnumType.rejected, {
+            "ok": False,
+            "reason": reason,
+            "detail": detail,
+        }
+
+
+class SimStation(ChargePoint):  # type: ignore[misc]
+    def __init__(
+        self,
+        serial: str,
+        connection: ClientConnection,
+        secret: bytes,
+        now: Callable[[], float],
+        state: StationState | None = None,
+    ) -> None:
+        super().__init__(serial, connection, response_timeout=10)
+        self.serial = serial
+        self.secret = secret
+        self.now = now
+        self.state = state or StationState()
+        self.desk = OwnerDesk(serial, secret, now, self.state)
+        self.ticket_arrived = self.desk.ticket_arrived
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(
+        self, vendor_id: str, message_id: str | None = None, data: Any = None, **_: Any
+    ) -> call_result.DataTransfer:
+        status, answer = self.desk.data_transfer(vendor_id, message_id, data)
+        return call_result.DataTransfer(status=status, data=answer)
 
     @on(Action.set_variables)
     async def on_set_variables(
@@ -143,12 +165,6 @@ class SimStation(ChargePoint):  # type: ignore[misc]
         if self.state.drop_before_answering_password:
             await self._connection.close()
         return call_result.SetVariables(set_variable_result=results)
-
-    def _refused(self, reason: str, detail: str) -> call_result.DataTransfer:
-        return call_result.DataTransfer(
-            status=DataTransferStatusEnumType.rejected,
-            data={"ok": False, "reason": reason, "detail": detail},
-        )
 
     async def boot(self, firmware: str = "6.11.2", serial_number: str | None = None) -> Any:
         station: dict[str, str] = {"model": "Pulsar Max", "vendor_name": "chargepin"}
