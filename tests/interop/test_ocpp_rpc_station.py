@@ -246,8 +246,14 @@ async def test_the_ocpp_rpc_station_and_our_fleet_validate_each_other(
                 "PropertyConstraintViolation",
                 "ProtocolError",  # a required field missing: "Payload for Action is incomplete"
             ), error
+        # An action OCPP does not have, and one it has that the fleet does not take.
         unknown = await station.raw("OpenTheGarageDoor", {})
-        assert unknown[0] == 4 and unknown[2] in ("NotImplemented", "NotSupported"), unknown
+        assert unknown[:3] == [4, unknown[1], "NotImplemented"], unknown
+        with pytest.raises(RpcCallFailed) as authorize:
+            await station.call(
+                "Authorize", {"idToken": {"idToken": "04A1B2C3", "type": "ISO14443"}}
+            )
+        assert authorize.value.code == "NotSupported"
         assert "currentTime" in (await station.call("Heartbeat", {}))
         assert station.of("disconnected") == []
         # The oracle is on: ocpp-rpc will not even send a schema-invalid call, and says so.

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
+from ocpp.exceptions import NotImplementedError as OcppNotImplemented
+from ocpp.exceptions import NotSupportedError, OCPPError, UnknownCallErrorCodeError
 from ocpp.messages import Call, CallError, CallResult, unpack
 from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call
@@ -50,7 +51,7 @@ from chargepin.charger.owner_actions import (
     TicketRejected,
     rejected,
 )
-from chargepin.core import device_model, lockout, ocpp_events
+from chargepin.core import call_errors, device_model, lockout, ocpp_events
 from chargepin.core.csms_auth import basic_authorization
 from chargepin.core.csms_link import SUBPROTOCOL, CsmsEndpoint, reconnect_delay
 from chargepin.core.events import EventKind
@@ -196,6 +197,13 @@ class Station(ChargePoint):  # type: ignore[misc]  # the ocpp package has no typ
         ):
             # Only while our CALL waits, and never many: a CSMS's stray answers cost nothing.
             self._response_queue.put_nowait(message)
+
+    async def _handle_call(self, msg: Call) -> None:
+        """The package's, but an action without a handler gets OCPP-J's code for it
+        (core.call_errors: the package has NotImplemented and NotSupported the wrong way round)."""
+        if msg.action not in self.route_map:
+            raise unhandled_call(msg.action)
+        await super()._handle_call(msg)
 
     async def _answer_unparseable(self, raw: str) -> None:
         """OCPP-J 4.2.3: a CALL we cannot read gets RpcFrameworkError if its id can be found."""
@@ -489,6 +497,20 @@ _REPORTS: Final = frozenset(
     {ReportBaseEnumType.full_inventory, ReportBaseEnumType.configuration_inventory}
 )
 """The base reports the charger makes (SummaryInventory is optional: NotSupported)."""
+
+
+V201_ACTIONS: Final = frozenset(action.value for action in Action)
+"""The actions of OCPP 2.0.1: recognised, if not all handled (core.call_errors)."""
+_UNHANDLED: Final[dict[str, type[OCPPError]]] = {
+    call_errors.NOT_IMPLEMENTED: OcppNotImplemented,
+    call_errors.NOT_SUPPORTED: NotSupportedError,
+}
+
+
+def unhandled_call(action: str) -> OCPPError:
+    """The package's exception for core.call_errors' answer to an unhandled `action`."""
+    answer = call_errors.unhandled_action(action, V201_ACTIONS)
+    return _UNHANDLED[answer.code](description=answer.description, details=answer.details)
 
 
 def _name(element: Any) -> str:

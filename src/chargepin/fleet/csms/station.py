@@ -19,7 +19,9 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ocpp.exceptions import OCPPError, SecurityError
+from ocpp.exceptions import NotImplementedError as OcppNotImplemented
+from ocpp.exceptions import NotSupportedError, OCPPError, SecurityError
+from ocpp.messages import Call
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint, call, call_result
 from ocpp.v201.enums import Action, DataTransferStatusEnumType, RegistrationStatusEnumType
@@ -27,6 +29,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from chargepin.core import call_errors
 from chargepin.core.csms_auth import new_password, rotated_password_digest
 from chargepin.core.errors import InvalidVersion
 from chargepin.core.limits import CHALLENGE_SIZE
@@ -181,6 +184,13 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # the ocpp package is 
         """Close this socket (a newer connection took the charger over)."""
         self.superseded = True
         await self.transport.close(1000, reason[:120])
+
+    async def _handle_call(self, msg: Call) -> None:
+        """The package's, but an action without a handler gets OCPP-J's code for it
+        (core.call_errors: the package has NotImplemented and NotSupported the wrong way round)."""
+        if msg.action not in self.route_map:
+            raise unhandled_call(msg.action)
+        await super()._handle_call(msg)
 
     def _drop_unsolicited(self) -> None:
         # The package queues every CallResult/CallError for call() to pick up; with no call in
@@ -391,6 +401,20 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # the ocpp package is 
             outbox.password_answered, pending.id, str(status or "no answer"), self._now()
         )
         logger.info("%s: password rotation %d %s", self.serial, pending.id, state)
+
+
+V201_ACTIONS = frozenset(action.value for action in Action)
+"""The actions of OCPP 2.0.1: recognised, if not all handled (core.call_errors)."""
+_UNHANDLED: dict[str, type[OCPPError]] = {
+    call_errors.NOT_IMPLEMENTED: OcppNotImplemented,
+    call_errors.NOT_SUPPORTED: NotSupportedError,
+}
+
+
+def unhandled_call(action: str) -> OCPPError:
+    """The package's exception for core.call_errors' answer to an unhandled `action`."""
+    answer = call_errors.unhandled_action(action, V201_ACTIONS)
+    return _UNHANDLED[answer.code](description=answer.description, details=answer.details)
 
 
 def _is_rpc_frame(message: str) -> bool:
