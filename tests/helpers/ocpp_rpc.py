@@ -132,6 +132,11 @@ class NodePeer:
         await self.process.stdin.drain()
         return ref
 
+    async def command(self, op: str, **fields: Any) -> None:
+        """A command the peer confirms (`done`): in effect when this returns."""
+        ref = await self.send(op, **fields)
+        await self.event("done", f"{op} done", ref=ref)
+
     async def call(self, method: str, params: dict[str, Any], **fields: Any) -> Any:
         """A CALL from the peer; its result, or RpcCallFailed with the CALLERROR's code."""
         ref = await self.send("call", method=method, params=params, **fields)
