@@ -172,7 +172,8 @@ def variable(component: str, name: str) -> dict[str, Any]:
 
 async def test_our_answers_to_its_calls_pass_its_strict_validation(rig: Rig) -> None:
     store = rig.daemon.store
-    # GetVariables: values, a WriteOnly secret Rejected, unknown names.
+    # GetVariables: values, a WriteOnly secret Rejected, unknown names, an attribute type and
+    # an EVSE we do not have.
     got = await rig.ask(
         "GetVariables",
         {
@@ -187,6 +188,11 @@ async def test_our_answers_to_its_calls_pass_its_strict_validation(rig: Rig) -> 
                 variable("SecurityCtrlr", "SecurityProfile"),
                 variable("BluetoothPin", "Colour"),
                 variable("Teapot", "Enabled"),
+                {**variable("BluetoothPin", "Epoch"), "attributeType": "Target"},
+                {
+                    "component": {"name": "BluetoothPin", "evse": {"id": 1}},
+                    "variable": {"name": "Epoch"},
+                },
             ]
         },
     )
@@ -202,6 +208,8 @@ async def test_our_answers_to_its_calls_pass_its_strict_validation(rig: Rig) -> 
         ("Accepted", "1"),
         ("UnknownVariable", None),
         ("UnknownComponent", None),
+        ("NotSupportedAttributeType", None),
+        ("UnknownComponent", None),
     ]
 
     # SetVariables: the PIN off and on again (optional class), a read-only one refused.
@@ -214,10 +222,17 @@ async def test_our_answers_to_its_calls_pass_its_strict_validation(rig: Rig) -> 
             "setVariableData": [
                 set_data("BluetoothPin", "Enabled", "false"),
                 set_data("BluetoothPin", "Epoch", "9"),
+                set_data("SecurityCtrlr", "BasicAuthPassword", "short"),
+                {**set_data("BluetoothPin", "Enabled", "true"), "attributeType": "MaxSet"},
             ]
         },
     )
-    off, read_only = result["setVariableResult"]
+    off, read_only, short, max_set = result["setVariableResult"]
+    assert (short["attributeStatus"], short["attributeStatusInfo"]["reasonCode"]) == (
+        "Rejected",
+        "InvalidValue",
+    )
+    assert max_set["attributeStatus"] == "NotSupportedAttributeType"
     assert off["attributeStatus"] == "Accepted" and not store.pin_enabled
     assert read_only["attributeStatus"] == "Rejected"
     assert read_only["attributeStatusInfo"]["reasonCode"] == "ReadOnly"
