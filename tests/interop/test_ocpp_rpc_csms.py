@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from ocpp.v201.enums import BootReasonEnumType
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
@@ -96,14 +97,16 @@ async def rig(bed: Testbed) -> AsyncIterator[Rig]:
             "password", identity=SERIAL, password=csms_password(daemon.store.secret, SERIAL)
         )
         endpoint = csms_endpoint(f"ws://127.0.0.1:{port}/ocpp/", SERIAL)
-        link = StationLink(daemon, StationConfig(endpoint, timings=FAST))
-        link.start()
+        rig = Rig(
+            bed, daemon, csms, StationLink(daemon, StationConfig(endpoint, timings=FAST)), port
+        )
+        rig.link.start()
         try:
             async with asyncio.timeout(15):
-                await link.connected.wait()
-            yield Rig(bed, daemon, csms, link, port)
+                await rig.link.connected.wait()
+            yield rig
         finally:
-            await link.stop()
+            await rig.link.stop()  # the rig's link of the moment (a test may replace it)
     finally:
         await csms.close()
     assert csms.failures == [], csms.failures
@@ -320,3 +323,28 @@ async def test_the_node_csms_does_validate(rig: Rig) -> None:
         "BootNotification",
     )
     rig.csms.events.remove(failure)  # expected here: the fixture checks the rest
+
+
+async def test_a_reset_from_its_csms(rig: Rig) -> None:
+    """Reset (B11, B12): one EVSE Rejected with its reason, the whole charger Accepted; the
+    ResetOrReboot event and the next life's RemoteReset boot pass its validation."""
+    one_evse = await rig.ask("Reset", {"type": "Immediate", "evseId": 1})
+    assert one_evse["status"] == "Rejected"
+    assert one_evse["statusInfo"]["reasonCode"] == "EvseResetUnsupported"
+    assert not rig.link.resets.requested.is_set()
+    assert await rig.ask("Reset", {"type": "Immediate"}) == {"status": "Accepted"}
+    async with asyncio.timeout(10):
+        await rig.link.resets.requested.wait()
+    [reset] = await rig.events("ResetOrReboot")
+    assert json.loads(reset["techInfo"])["reset"] == "Immediate"
+    # What `chargepin charger run` does next (service.run_charger): the link again, RemoteReset.
+    await rig.link.stop()
+    endpoint = csms_endpoint(f"ws://127.0.0.1:{rig.port}/ocpp/", SERIAL)
+    config = StationConfig(endpoint, timings=FAST, boot_reason=BootReasonEnumType.remote_reset)
+    rig.link = StationLink(rig.daemon, config)
+    rig.link.start()
+    boots = await rig.until_called("BootNotification", 2)
+    assert boots[1]["reason"] == "RemoteReset"
+    await rig.events("StartupOfTheDevice")
+    assert rig.csms.failures == [], rig.csms.failures
+    assert rig.csms.of("call_error_seen", outbound=False) == []
