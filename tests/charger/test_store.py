@@ -370,6 +370,16 @@ def test_open_with_a_damaged_value(state_path: Path) -> None:
         StateStore.open(state_path)
 
 
+def test_open_with_a_queued_event_at_a_time_no_clock_reaches(state_path: Path) -> None:
+    """`charger info` and the OCPP link read the queue: its damage is found at open."""
+    with StateStore.open(state_path) as store:
+        store.record_event(EventKind.PIN_CHANGED, "owner ticket", 1000.0)
+    with sqlite3.connect(state_path) as connection:
+        connection.execute("UPDATE ocpp_queue SET first_at = 1e20, count = 2")  # "since"
+    with pytest.raises(StateError, match=r"invalid value .*not a time OCPP can carry.*restore"):
+        StateStore.open(state_path)
+
+
 def test_create_refuses_an_existing_file(state_path: Path) -> None:
     before = state_path.read_bytes()
     with pytest.raises(StateError, match="already exists; provision into another path"):

@@ -143,3 +143,9 @@ def test_a_full_queue_drops_into_a_summary() -> None:
 def test_custom_data_and_timestamps() -> None:
     assert custom_data("CP-0001", 42) == {"vendorId": "org.chargepin", "eventId": "CP-0001:42"}
     assert timestamp(1767225600.25) == "2026-01-01T00:00:00.250Z"
+
+
+@pytest.mark.parametrize("at", [1e20, -1e20, float("inf")])
+def test_a_time_no_calendar_date_carries_is_a_value_error(at: float) -> None:
+    with pytest.raises(ValueError, match="not a time OCPP can carry"):
+        timestamp(at)

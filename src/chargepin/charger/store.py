@@ -737,6 +737,7 @@ class StateStore:
             self.pin_enabled  # noqa: B018
             self.counters()
             self.events(MAX_EVENTS)
+            self.queued_events(ocpp_events.MAX_QUEUE + 1)  # the queue and its summary event
         except StateError:
             raise
         except DAMAGED_VALUE as error:

@@ -245,6 +245,10 @@ def custom_data(serial: str, queue_id: int) -> dict[str, str]:
 
 
 def timestamp(at: float) -> str:
-    """Unix seconds as OCPP's date-time: ISO 8601 in UTC, millisecond precision, `Z`."""
-    moment = datetime.datetime.fromtimestamp(at, tz=datetime.UTC)
+    """Unix seconds as OCPP's date-time: ISO 8601 in UTC, millisecond precision, `Z`; a
+    ValueError for a time no calendar date carries (a damaged state file's)."""
+    try:
+        moment = datetime.datetime.fromtimestamp(at, tz=datetime.UTC)
+    except (OverflowError, OSError) as error:  # OSError: EOVERFLOW from the platform's time_t
+        raise ValueError(f"{at!r} is not a time OCPP can carry: {error}") from error
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
