@@ -218,3 +218,29 @@ def bench_fleet(
     from chargepin.lab.bench_fleet import run_fleet_bench
 
     raise typer.Exit(run_fleet_bench(json_path, chargers, seconds, concurrency))
+
+
+@bench_app.command("ocpp")
+@reports_errors
+def bench_ocpp(
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
+    ] = None,
+    stations: Annotated[
+        int, typer.Option(min=1, help="Simulated charging stations (chargers provisioned).")
+    ] = 5_000,
+    seconds: Annotated[
+        float,
+        typer.Option(min=0.01, help="Seconds of events per server and phase (split in slices)."),
+    ] = 4.0,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Events in flight during the throughput phase.")
+    ] = 32,
+    clients: Annotated[
+        int, typer.Option(min=1, help="Processes the stations are spread over.")
+    ] = 2,
+) -> None:
+    """N stations against the fleet's CSMS and a bare `ocpp` CSMS: memory, boot storm, events."""
+    from chargepin.lab.bench_ocpp import run_ocpp_bench
+
+    raise typer.Exit(run_ocpp_bench(json_path, stations, seconds, concurrency, clients))
