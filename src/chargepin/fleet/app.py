@@ -70,7 +70,7 @@ def create_app(
         settings, engine, session_factory(engine), vault, clock or SystemClock()
     )
 
-    app.state.csms = csms_route.Hub()
+    app.state.csms = csms_route.Hub(engine)
 
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

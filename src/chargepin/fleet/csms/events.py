@@ -8,15 +8,20 @@ type and techInfo, so a better wording applies to old events too.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine, Insert, Table, bindparam, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from chargepin.core.limits import MAX_EPOCH
 from chargepin.core.ocpp_events import TECH_INFO_MAX, TYPE_MAX, VENDOR_ID, SecurityEventType
@@ -68,44 +73,131 @@ def occurred_at(timestamp: str, received: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def store(
-    db: Session,
-    charger_id: int,
-    event_type: str,
-    timestamp: str,
-    tech_info: str | None,
-    custom_data: Any,
-    now: dt.datetime,
-) -> bool:
-    """Keep the event once; False when this charger sent this event id before (a resend).
+@dataclass(frozen=True)
+class IncomingEvent:
+    """A SecurityEventNotification as received, ready to be stored."""
 
-    The caller's transaction commits it. A resend racing its first copy on another connection
-    meets the unique constraint: the savepoint is rolled back and it counts as a resend.
+    charger_id: int
+    type: str
+    timestamp: str
+    tech_info: str | None
+    custom_data: Any
+    received_at: dt.datetime
+
+    def values(self) -> dict[str, Any]:
+        """The row's columns (type and techInfo cut to their widths)."""
+        return {
+            "charger_id": self.charger_id,
+            "event_id": event_id_of(self.custom_data),
+            "type": self.type[:TYPE_MAX],
+            "tech_info": None if self.tech_info is None else self.tech_info[:TECH_INFO_MAX],
+            "occurred_at": occurred_at(self.timestamp, self.received_at),
+            "received_at": self.received_at,
+        }
+
+
+_TABLE: Table = StationSecurityEvent.__table__  # type: ignore[assignment]
+_SEEN = select(_TABLE.c.charger_id, _TABLE.c.event_id).where(
+    tuple_(_TABLE.c.charger_id, _TABLE.c.event_id).in_(bindparam("keys", expanding=True))
+)
+_INSERTS: dict[str, Insert] = {
+    "sqlite": sqlite_insert(_TABLE).on_conflict_do_nothing(),
+    "postgresql": postgresql_insert(_TABLE).on_conflict_do_nothing(),
+}
+"""Built once: a resend racing its first copy on another connection (or process) is skipped
+by the unique constraint instead of failing the batch it is in."""
+
+
+def write(connection: Connection, events: Sequence[IncomingEvent]) -> list[bool]:
+    """Insert `events` (the caller's transaction commits); per event, False when this charger
+    sent this event id before (earlier, or in this batch): a resend, not stored twice.
+
+    Core statements built once, not the ORM: this runs for every event of every charger.
     """
-    event_id = event_id_of(custom_data)
-    if event_id is not None:
-        seen = db.scalar(
-            select(StationSecurityEvent.id).where(
-                StationSecurityEvent.charger_id == charger_id,
-                StationSecurityEvent.event_id == event_id,
-            )
-        )
-        if seen is not None:
-            return False
-    row = StationSecurityEvent(
-        charger_id=charger_id,
-        event_id=event_id,
-        type=event_type[:TYPE_MAX],
-        tech_info=None if tech_info is None else tech_info[:TECH_INFO_MAX],
-        occurred_at=occurred_at(timestamp, now),
-        received_at=now,
+    rows = [event.values() for event in events]
+    keys = {(row["charger_id"], row["event_id"]) for row in rows if row["event_id"] is not None}
+    seen = (
+        {tuple(key) for key in connection.execute(_SEEN, {"keys": list(keys)})} if keys else set()
     )
+    fresh: list[dict[str, Any]] = []
+    stored: list[bool] = []
+    for row in rows:
+        key = (row["charger_id"], row["event_id"])
+        if row["event_id"] is not None:
+            if key in seen:
+                stored.append(False)
+                continue
+            seen.add(key)
+        fresh.append(row)
+        stored.append(True)
+    if fresh:
+        connection.execute(_INSERTS.get(connection.dialect.name, _TABLE.insert()), fresh)
+    return stored
+
+
+def write_batch(engine: Engine, events: Sequence[IncomingEvent]) -> list[bool | Exception]:
+    """`write` in one transaction; if an event breaks a constraint (its charger was deleted
+    meanwhile), each event alone in its own, so that it fails only its own station's answer.
+    Any other failure (a lock timeout, the database gone) is the whole batch's."""
     try:
-        with db.begin_nested():
-            db.add(row)
+        with engine.begin() as connection:
+            return list(write(connection, events))
     except IntegrityError:
-        return False
-    return True
+        if len(events) == 1:
+            raise
+    results: list[bool | Exception] = []
+    for event in events:
+        try:
+            with engine.begin() as connection:
+                results.extend(write(connection, [event]))
+        except IntegrityError as error:
+            results.append(error)
+    return results
+
+
+MAX_BATCH = 500
+"""Events written in one transaction at most (bounds a transaction's length and parameters)."""
+
+
+class EventWriter:
+    """Stores the stations' events in batches (group commit): the events that arrive while one
+    batch is being written are written together in the next, in one transaction and one
+    thread-pool hop. Each station's answer waits for the commit of its own event, so an
+    answered event is stored (core.ocpp_events: the charger deletes it once answered).
+
+    One per process (fleet/csms/route.py `Hub`); every connection of the process shares it.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._waiting: list[tuple[IncomingEvent, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def store(self, event: IncomingEvent) -> bool:
+        """Keep the event once; False when this charger sent this event id before (a resend).
+        Raises what the database raised when it could not be stored (the station resends)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="ocpp-event-writer")
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch = self._waiting[:MAX_BATCH]
+            del self._waiting[:MAX_BATCH]
+            events = [event for event, _ in batch]
+            try:
+                results = await run_in_threadpool(write_batch, self.engine, events)
+            except Exception as error:  # not swallowed: each waiting station's handler raises it
+                results = [error] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():  # its station hung up meanwhile
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
 
 def listed(

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from chargepin.core.limits import serial_problem
-from chargepin.fleet.csms import auth, registry
+from chargepin.fleet.csms import auth, events, registry
 from chargepin.fleet.csms.station import SocketTransport, StationSession
 from chargepin.fleet.db import transaction
 from chargepin.fleet.times import utc_now
@@ -41,7 +42,9 @@ router = APIRouter()
 class Hub:
     """This process's OCPP sockets by charger id (never the source of truth: the registry is)."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine) -> None:
+        self.events = events.EventWriter(engine)
+        """The process's one writer of the stations' security events (group commit)."""
         self.process = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"[:128]
         self.sessions: dict[int, StationSession] = {}
         self.wakes: dict[int, asyncio.Event] = {}
@@ -125,6 +128,7 @@ async def station(websocket: WebSocket, serial: str) -> None:
         connection_id,
         SocketTransport(websocket),
         hub.wake_event(charger_id),
+        hub.events,
     )
     await hub.adopt(session)
     try:

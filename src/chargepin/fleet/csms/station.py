@@ -136,6 +136,7 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # the ocpp package is 
         connection_id: str,
         transport: SocketTransport,
         wake: asyncio.Event,
+        writer: events.EventWriter,
     ) -> None:
         super().__init__(serial, transport, response_timeout=RESPONSE_TIMEOUT, logger=wire_logger)
         self.fleet = fleet
@@ -144,6 +145,7 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # the ocpp package is 
         self.connection_id = connection_id
         self.transport = transport
         self.wake = wake
+        self.events = writer
         self.booted = asyncio.Event()
         self.superseded = False
 
@@ -296,9 +298,10 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # the ocpp package is 
         **_: Any,
     ) -> call_result.SecurityEventNotification:
         self._require_boot()
-        stored = await self._db(
-            events.store, self.charger_id, type, timestamp, tech_info, custom_data, self._now()
+        event = events.IncomingEvent(
+            self.charger_id, type, timestamp, tech_info, custom_data, self._now()
         )
+        stored = await self.events.store(event)
         if not stored:
             logger.info("%s: security event resent, already stored", self.serial)
         return call_result.SecurityEventNotification()
