@@ -327,6 +327,7 @@ async def storm(clients: Sequence[StationClient], arm: Arm, stations: int) -> No
     rss_after = server.rss_kib()
     held = server.held()
     latencies = [ms for a in answers for ms in a["latencies_ms"]]
+    arm.report["websocket_extensions"] = sorted({e for a in answers for e in a["extensions"]})
     arm.report["storm"] = {
         "stations": stations,
         "booted": booted,

@@ -8,7 +8,7 @@ this machine, so the bench can report the fleet's CSMS as a ratio measured side 
 
 The socket settings are uvicorn's as `chargepin fleet serve` uses them, so that the ratio
 compares the CSMS and not two WebSocket configurations: listen backlog 2048, frames up to
-64 KiB, permessage-deflate offered with 12-bit windows, a ping every 20 s.
+64 KiB, permessage-deflate declined, a ping every 20 s.
 
 Run as `python -m chargepin.lab.bench_ocpp_bare PORT` (prints `READY port=PORT` once it listens).
 """
@@ -93,6 +93,7 @@ async def run(port: int) -> None:
         ping_interval=PING_INTERVAL,
         ping_timeout=PING_INTERVAL,
         backlog=BACKLOG,
+        compression=None,  # as `chargepin fleet serve` (fleet/operations.py)
     ) as server:
         print(f"READY port={port}", flush=True)
         await server.serve_forever()

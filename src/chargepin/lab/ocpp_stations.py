@@ -48,6 +48,7 @@ PHONE = "AA:BB:CC:DD:EE:01"
 """The phone named in the events' techInfo (a wrong PIN from it)."""
 
 READY = "READY"
+EXTENSIONS = "Sec-WebSocket-Extensions"
 
 
 class StationFailed(Exception):
@@ -107,6 +108,8 @@ class Station:
     socket: ClientConnection | None = None
     calls: Iterator[int] = field(default_factory=itertools.count)
     events: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    extensions: str = ""
+    """The WebSocket extensions the CSMS accepted (Sec-WebSocket-Extensions), e.g. deflate."""
 
     async def call(self, action: str, payload: dict[str, Any], timeout: float) -> Any:
         """Send one CALL and wait for its CallResult's payload (one CALL in flight, OCPP-J).
@@ -153,6 +156,8 @@ class Station:
         )
         if self.socket.subprotocol != SUBPROTOCOL:
             raise StationFailed("subprotocol not accepted")
+        response = self.socket.response
+        self.extensions = "" if response is None else response.headers.get(EXTENSIONS, "")
         answer = await self.call("BootNotification", boot_payload(self.serial), timeout)
         if not isinstance(answer, dict) or answer.get("status") != "Accepted":
             raise StationFailed("boot not accepted")
@@ -210,6 +215,7 @@ class Pool:
             "errors": dict(errors),
             "seconds": seconds,
             "latencies_ms": latencies,
+            "extensions": sorted({s.extensions for s in stations if s.socket is not None}),
         }
 
     async def events(
