@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, Table, bindparam, select, tuple_
+from sqlalchemy import Connection, Engine, Insert, Table, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -97,42 +97,44 @@ class IncomingEvent:
 
 
 _TABLE: Table = StationSecurityEvent.__table__  # type: ignore[assignment]
-_SEEN = select(_TABLE.c.charger_id, _TABLE.c.event_id).where(
-    tuple_(_TABLE.c.charger_id, _TABLE.c.event_id).in_(bindparam("keys", expanding=True))
-)
-_INSERTS: dict[str, Insert] = {
-    "sqlite": sqlite_insert(_TABLE).on_conflict_do_nothing(),
-    "postgresql": postgresql_insert(_TABLE).on_conflict_do_nothing(),
-}
-"""Built once: a resend racing its first copy on another connection (or process) is skipped
-by the unique constraint instead of failing the batch it is in."""
+
+
+def _insert(dialect: str, rows: list[dict[str, Any]]) -> Insert:
+    """One INSERT of every row (multi-row VALUES, one statement for the batch) that names the
+    rows it inserted. A row whose charger already holds its event id (a resend, perhaps racing
+    its first copy on another connection or process) is skipped by the unique constraint
+    instead of failing the batch it is in."""
+    key = (_TABLE.c.charger_id, _TABLE.c.event_id)
+    if dialect == "sqlite":
+        return sqlite_insert(_TABLE).values(rows).on_conflict_do_nothing().returning(*key)
+    if dialect == "postgresql":
+        return postgresql_insert(_TABLE).values(rows).on_conflict_do_nothing().returning(*key)
+    return _TABLE.insert().values(rows).returning(*key)
 
 
 def write(connection: Connection, events: Sequence[IncomingEvent]) -> list[bool]:
     """Insert `events` (the caller's transaction commits); per event, False when this charger
-    sent this event id before (earlier, or in this batch): a resend, not stored twice.
+    sent this event id before (earlier, or earlier in this batch): a resend, not stored twice.
 
-    Core statements built once, not the ORM: this runs for every event of every charger.
+    Core, not the ORM: this runs for every event of every charger.
     """
     rows = [event.values() for event in events]
-    keys = {(row["charger_id"], row["event_id"]) for row in rows if row["event_id"] is not None}
-    seen = (
-        {tuple(key) for key in connection.execute(_SEEN, {"keys": list(keys)})} if keys else set()
-    )
+    first: dict[tuple[int, str], int] = {}
     fresh: list[dict[str, Any]] = []
-    stored: list[bool] = []
-    for row in rows:
-        key = (row["charger_id"], row["event_id"])
+    for index, row in enumerate(rows):
         if row["event_id"] is not None:
-            if key in seen:
-                stored.append(False)
+            key = (row["charger_id"], row["event_id"])
+            if key in first:
                 continue
-            seen.add(key)
+            first[key] = index
         fresh.append(row)
-        stored.append(True)
-    if fresh:
-        connection.execute(_INSERTS.get(connection.dialect.name, _TABLE.insert()), fresh)
-    return stored
+    result = connection.execute(_insert(connection.dialect.name, fresh))
+    inserted = {(charger, event) for charger, event in result if event is not None}
+    return [
+        row["event_id"] is None or (first[key] == index and key in inserted)
+        for index, row in enumerate(rows)
+        for key in [(row["charger_id"], row["event_id"])]
+    ]
 
 
 def write_batch(engine: Engine, events: Sequence[IncomingEvent]) -> list[bool | Exception]:
