@@ -168,6 +168,8 @@ class EventWriter:
     answered event is stored (core.ocpp_events: the charger deletes it once answered).
 
     One per process (fleet/csms/route.py `Hub`); every connection of the process shares it.
+    The queue holds at most one event per connection: a connection's next message is read only
+    once its handler has answered (the ocpp package's receive loop).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -178,10 +180,14 @@ class EventWriter:
     async def store(self, event: IncomingEvent) -> bool:
         """Keep the event once; False when this charger sent this event id before (a resend).
         Raises what the database raised when it could not be stored (the station resends)."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
         self._waiting.append((event, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain(), name="ocpp-event-writer")
+        writer = self._writer
+        # A writer left pending by a loop that stopped (an app served again, in tests) is
+        # replaced, or the events would wait for it forever.
+        if writer is None or writer.done() or writer.get_loop() is not loop:
+            self._writer = loop.create_task(self._drain(), name="ocpp-event-writer")
         return await future
 
     async def _drain(self) -> None:
@@ -194,7 +200,7 @@ class EventWriter:
             except Exception as error:  # not swallowed: each waiting station's handler raises it
                 results = [error] * len(batch)
             for (_, future), result in zip(batch, results, strict=True):
-                if future.done():  # its station hung up meanwhile
+                if future.done() or future.get_loop().is_closed():  # its station is gone
                     continue
                 if isinstance(result, Exception):
                     future.set_exception(result)
