@@ -255,17 +255,24 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # the ocpp package is 
                 },
             )
         firmware = charging_station.get("firmware_version")
-        await self._db(self._record_boot, firmware, now)
+        if await self._db(self._record_boot, firmware, now):
+            self.wake.set()  # commands are waiting: deliver them now
         self.booted.set()
-        self.wake.set()
         return call_result.BootNotification(
             current_time=now.isoformat(),
             interval=interval,
             status=RegistrationStatusEnumType.accepted,
         )
 
-    def _record_boot(self, db: Session, firmware: object, now: dt.datetime) -> None:
+    def _record_boot(self, db: Session, firmware: object, now: dt.datetime) -> bool:
+        """Mark the connection booted and record the firmware; whether commands are waiting
+        (read in the same transaction, so a boot storm costs one thread-pool hop per charger,
+        not two)."""
         registry.touch(db, self.charger_id, self.connection_id, now, booted_at=now)
+        self._record_firmware(db, firmware)
+        return outbox.next_for(db, self.charger_id) is not None
+
+    def _record_firmware(self, db: Session, firmware: object) -> None:
         if firmware is None:
             return
         try:
@@ -323,8 +330,11 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # the ocpp package is 
 
     async def _deliver(self) -> None:
         """Send the charger's open commands, oldest first, whenever woken (a new command here,
-        a boot, a heartbeat)."""
+        a boot that found commands waiting, a heartbeat)."""
         await self.booted.wait()
+        # The boot read the outbox: with nothing waiting, the first look is at the first wake.
+        # A command queued after that read wakes this event, which nothing has cleared yet.
+        await self.wake.wait()
         while True:
             self.wake.clear()
             pending = await self._db(outbox.next_for, self.charger_id)
