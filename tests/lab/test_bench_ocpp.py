@@ -44,6 +44,7 @@ def assert_arm(arm: dict[str, Any]) -> None:
     assert storm["booted"] == STATIONS and storm["errors"] == {}
     assert storm["seconds"] > 0 and storm["booted_per_s"] > 0
     assert_latency(storm["connect_and_boot_ms"], STATIONS)
+    assert storm["settle_s"] >= 0 and storm["server_cpu_ms_per_station_after_boot"] >= 0
     memory = arm["memory"]
     # Counted by the kernel on the server's side: every station held a connection.
     assert memory["connections_held"] == STATIONS
