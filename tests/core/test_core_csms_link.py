@@ -8,6 +8,7 @@ from chargepin.core.csms_link import (
     BACKOFF_MAX,
     BACKOFF_MIN,
     BACKOFF_RANDOM,
+    backoff_cap,
     csms_endpoint,
     reconnect_delay,
 )
@@ -69,3 +70,17 @@ def test_back_off_doubles_with_jitter_up_to_the_cap() -> None:
     assert reconnect_delay(0, 5.0) == BACKOFF_MIN * (1 + BACKOFF_RANDOM)  # clamped
     with pytest.raises(InvalidConfig):
         reconnect_delay(-1, 0.0)
+
+
+def test_a_back_off_cap_is_taken_from_the_first_wait_to_the_standard_cap() -> None:
+    assert backoff_cap(1) == BACKOFF_MIN
+    assert backoff_cap(BACKOFF_MAX) == BACKOFF_MAX
+    assert [reconnect_delay(n, 0.0, maximum=backoff_cap(2.5)) for n in range(4)] == [
+        1.0,
+        2.0,
+        2.5,
+        2.5,
+    ]
+    for wrong in (0.5, 301, float("nan"), True, "5"):
+        with pytest.raises(InvalidConfig, match="back-off cap"):
+            backoff_cap(wrong)  # type: ignore[arg-type]

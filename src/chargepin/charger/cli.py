@@ -28,6 +28,7 @@ from chargepin.charger import (
 )
 from chargepin.cli_errors import reports_errors
 from chargepin.cli_serve import announce_ready, serve_until_signal
+from chargepin.core.csms_link import BACKOFF_MAX, BACKOFF_MIN
 from chargepin.core.errors import format_duration
 from chargepin.core.lockout import LockoutScope
 from chargepin.core.policy import FirmwareVersion
@@ -230,9 +231,18 @@ def charger_run(
             help="Allow ws:// (password in clear) to a CSMS beyond loopback: trusted networks.",
         ),
     ] = False,
+    csms_backoff_max: Annotated[
+        float,
+        typer.Option(
+            min=BACKOFF_MIN,
+            max=BACKOFF_MAX,
+            help="Longest wait in seconds between two attempts to reach the CSMS (the wait "
+            "doubles from 1 s up to this, plus up to half of it at random).",
+        ),
+    ] = BACKOFF_MAX,
 ) -> None:
     """Run the charger daemon until SIGINT or SIGTERM; prints `READY address=.. serial=..`."""
-    options = None if csms is None else CsmsOptions(csms, csms_ca, insecure_csms)
+    options = None if csms is None else CsmsOptions(csms, csms_ca, insecure_csms, csms_backoff_max)
 
     def on_ready(daemon: ChargerDaemon) -> None:
         announce_ready(f"address={daemon.address} serial={daemon.store.identity.serial}")

@@ -22,7 +22,7 @@ from chargepin.charger.store import IRK_LENGTH, ChargerIdentity, StateStore
 from chargepin.clock import Clock, SystemClock
 from chargepin.core import lockout, profiles
 from chargepin.core.addresses import random_static_address
-from chargepin.core.csms_link import CsmsEndpoint, csms_endpoint
+from chargepin.core.csms_link import BACKOFF_MAX, CsmsEndpoint, backoff_cap, csms_endpoint
 from chargepin.core.errors import InvalidConfig, ProvisioningRefused
 from chargepin.core.keys import SECRET_SIZE, new_secret
 from chargepin.core.lockout import LockoutConfig
@@ -314,11 +314,17 @@ def current_pin(path: Path) -> Pin:
 
 @dataclass(frozen=True)
 class CsmsOptions:
-    """`--csms URL [--csms-ca FILE] [--insecure-csms]`, checked once the serial is known."""
+    """`--csms URL [--csms-ca FILE] [--insecure-csms] [--csms-backoff-max S]`, checked once
+    the serial is known (the back-off cap at once)."""
 
     url: str
     ca_file: Path | None = None
     insecure: bool = False
+    backoff_max: float = BACKOFF_MAX
+    """The longest wait between two connection attempts (core.csms_link.backoff_cap)."""
+
+    def __post_init__(self) -> None:
+        backoff_cap(self.backoff_max)
 
     def endpoint(self, serial: str) -> CsmsEndpoint:
         """The checked endpoint (core.csms_link), or InvalidConfig saying what to change."""
@@ -384,9 +390,14 @@ async def _run_charger_once(
                 if endpoint is not None and csms is not None:
                     from ocpp.v201.enums import BootReasonEnumType
 
-                    from chargepin.charger.ocpp_station import StationConfig, StationLink
+                    from chargepin.charger.ocpp_station import (
+                        StationConfig,
+                        StationLink,
+                        StationTimings,
+                    )
 
-                    config = StationConfig(endpoint, csms.ca_file)
+                    timings = StationTimings(backoff_max=csms.backoff_max)
+                    config = StationConfig(endpoint, csms.ca_file, timings)
                     if after_reset:
                         reason = BootReasonEnumType.remote_reset
                         config = dataclasses.replace(config, boot_reason=reason)

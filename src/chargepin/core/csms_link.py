@@ -95,6 +95,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def backoff_cap(seconds: float) -> float:
+    """`seconds` as the longest reconnect wait, or InvalidConfig: from BACKOFF_MIN to BACKOFF_MAX.
+
+    The default is BACKOFF_MAX. A lower cap makes a charger come back sooner after a long CSMS
+    outage (the tests' fleet restarts, a site whose CSMS is on the same network); a higher one
+    is refused: OCPP's back-off is there to spare the CSMS, not to leave a charger silent.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds != seconds:
+        raise InvalidConfig(f"the CSMS back-off cap must be a number of seconds, got {seconds!r}")
+    if not BACKOFF_MIN <= seconds <= BACKOFF_MAX:
+        raise InvalidConfig(
+            f"the CSMS back-off cap must be {BACKOFF_MIN:g} to {BACKOFF_MAX:g} s, got {seconds:g}"
+        )
+    return float(seconds)
+
+
 def reconnect_delay(
     failures: int,
     random01: float,
