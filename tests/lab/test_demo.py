@@ -43,6 +43,10 @@ STORY = (
     "Bonded reconnect, no PIN",
     "paired_now False",
     "Daemon restart: bonds are kept",
+    "The charger connects to the fleet over OCPP 2.0.1",
+    "/ocpp/CP00000001 (security profile 1)",
+    "Basic auth as CP00000001, BootNotification accepted",
+    "owner sees online, connector available",
     "An invited user",
     "owner@example.com invites family@example.com",
     "family@example.com: role user on CP00000001",
@@ -56,6 +60,11 @@ STORY = (
     "bonded, reads status",
     "reconciled)",
     "lock over; pairing works again",
+    "What the owner saw: the charger's security events",
+    "StartupOfTheDevice: the charger started",
+    "MaintenanceLoginFailed: wrong PIN from",
+    "org.chargepin.PinLockout: 5 wrong PINs from",
+    "6 wrong PINs and the lockout among them",
     "Optional class: the owner enables the PIN",
     "CP00000002: role owner; Charger Info: PIN not enabled",
     "paired with Just Works (no PIN)",
@@ -67,6 +76,16 @@ STORY = (
     "Charger Info (user)",
     "owner and invited reconnect without the PIN",
     "PIN changed; Charger Info shows it; bonds kept; new phones need it",
+    "The owner revokes the family member: the charger hears it over OCPP",
+    "family@example.com: 3 phones, re-key",
+    "remove_phone",
+    "rekey: applied, signed receipt committed",
+    "PIN generation 0 -> 1",
+    "member's bonded phone refused, PinNeeded",
+    "revoked your access",
+    "removed from the charger",
+    "the charger moved to a new PIN sequence (re-key)",
+    "3 phones forgotten, the member's phone refused",
     "The attack, live: recovering a PIN bit by bit",
     "classic PIN",
     "recovered after",
@@ -132,7 +151,7 @@ def test_a_broken_step_ends_in_one_clear_line_and_exit_1() -> None:
     assert done.returncode == 1, output
     failure = [line for line in output.splitlines() if "demo failed" in line]
     assert failure == [
-        "demo failed: step 7 (A wrong PIN, then the right one): a wrong PIN must not pair"
+        "demo failed: step 8 (A wrong PIN, then the right one): a wrong PIN must not pair"
     ], output
     assert "Traceback" not in output
     assert "chargepin demo: summary" not in output

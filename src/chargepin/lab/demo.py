@@ -3,11 +3,12 @@ real fleet service.
 
 Everything that runs is the real thing: the fleet service (the FastAPI app, its SQLite database
 in a temporary file, spoken to over HTTP by the app's own client through an in-process
-transport), the factory's provisioning, the charger daemon initialised from its provisioning
-bundle, the phone client with the app's fleet flows (troubleshooting, owner actions), the
-chargers' SQLite state and Bumble's controllers on one virtual radio. One stand-in, said on
-screen: everything runs on one fake clock, so that the 5-minute lockout is shown by moving time
-forward instead of waiting for it.
+transport; its OCPP 2.0.1 CSMS behind a real uvicorn on 127.0.0.1, which the charger's OCPP
+link reaches over a WebSocket), the factory's provisioning, the charger daemon initialised from
+its provisioning bundle, the phone client with the app's fleet flows (troubleshooting, owner
+actions), the chargers' SQLite state and Bumble's controllers on one virtual radio. One
+stand-in, said on screen: everything runs on one fake clock, so that the 5-minute lockout is
+shown by moving time forward instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ import asyncio
 import contextlib
 import datetime as dt
 import io
+import json
 import logging
 import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import segno
 from rich.console import Console, Group, RenderableType
@@ -33,8 +35,10 @@ from rich.table import Table
 from rich.text import Text
 
 from chargepin.charger.daemon import RESULT_READ_GRACE, ChargerDaemon
+from chargepin.charger.ocpp_station import StationConfig, StationLink
 from chargepin.charger.service import factory_identity
 from chargepin.clock import FakeClock
+from chargepin.core.csms_link import csms_endpoint
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.errors import format_duration
 from chargepin.core.pin import Pin, generate_pin
@@ -43,12 +47,15 @@ from chargepin.core.tickets import Action
 from chargepin.fleet.factory import Provisioned, write_bundle
 from chargepin.lab.attacks.common import arena
 from chargepin.lab.attacks.online import BitStrategy, attack_trial
+from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone import owner_actions, troubleshooting
 from chargepin.phone.client import ChargerLink, Phone
 from chargepin.phone.errors import ChargerLocked, PhoneError, PinNeeded, WrongPin
-from chargepin.phone.fleet_client import FleetClient
+from chargepin.phone.fleet_client import FleetClient, FleetRefused
+
+T = TypeVar("T")
 
 MANDATORY = ("Pulsar Max", "6.11.2")
 OPTIONAL = ("Pulsar Plus", "6.8.0")
@@ -59,6 +66,7 @@ OWNER, INVITED = "owner@example.com", "family@example.com"
 STRANGER_SEED = 2025  # the stranger's guesses are random, but the same on every run
 ATTACK_SEED = 4  # the live attack's chargers and guesses: random, but the same on every run
 HARDENED_ATTACK_BUDGET = 20  # failed attempts: what breaks a classic charger, and then some
+OCPP_WAIT = 15.0  # seconds the story waits for the charger and the CSMS (they take milliseconds)
 
 
 class DemoFailed(Exception):
@@ -172,6 +180,8 @@ class Demo:
         self.chargers: dict[str, ChargerDaemon] = {}  # by serial
         self.phones: dict[str, Phone] = {}
         self.accounts: dict[str, FleetClient] = {}  # by email
+        self.servers = contextlib.ExitStack()  # the fleet's CSMS behind uvicorn, once started
+        self.links: list[StationLink] = []  # the chargers' OCPP links
 
     # ---------------------------------------------------------------- presentation
 
@@ -257,6 +267,22 @@ class Demo:
         await connected.link.status()
         await connected.link.disconnect()
 
+    async def close_ocpp(self) -> None:
+        """Stop the chargers' OCPP links, then the CSMS's server (its sockets are closed)."""
+        for link in self.links:
+            await link.stop()
+        self.links.clear()
+        self.servers.close()
+
+    async def until(self, what: str, check: Callable[[], Awaitable[T]]) -> T:
+        """The first truthy `await check()`: the charger and the CSMS work on their own."""
+        deadline = time.perf_counter() + OCPP_WAIT
+        while not (value := await check()):
+            if time.perf_counter() > deadline:
+                raise DemoFailed(f"{what}: not within {OCPP_WAIT:.0f} s")
+            await asyncio.sleep(0.01)
+        return value
+
     # ---------------------------------------------------------------- the story
 
     async def run(self) -> None:
@@ -265,11 +291,14 @@ class Demo:
         await self.first_pairing()
         await self.bonded_reconnect()
         await self.restart()
+        await self.ocpp_link()
         await self.invited_user()
         await self.wrong_then_right()
         await self.lockout()
+        await self.security_events()
         await self.optional_charger()
         await self.change_pin()
+        await self.revocation()
         await self.attack()
 
     async def factory(self) -> None:
@@ -375,6 +404,38 @@ class Demo:
             step.fact("bonds on the charger", len(await daemon.store.keystore.get_all()))
             step.fact("owner reconnects", "with the bond, no PIN")
             step.outcome = "restarted; the owner reconnects without the PIN"
+
+    async def ocpp_link(self) -> None:
+        serial = self.serial(MANDATORY)
+        with self.step(
+            "The charger connects to the fleet over OCPP 2.0.1",
+            "The fleet service is also the charger's CSMS: a WebSocket on the same port as its "
+            "API (here on 127.0.0.1; TLS beyond loopback). The daemon connects as a Charging "
+            "Station with its serial as the identity and a password derived from its factory "
+            "secret, which the fleet checks without storing it. From now on its security events "
+            "reach the owner as they happen, and the owner's decisions reach it with no phone.",
+        ) as step:
+            base = self.servers.enter_context(serve(self.fleet.app))
+            endpoint = csms_endpoint(base.replace("http://", "ws://") + "/ocpp/", serial)
+            link = StationLink(self.chargers[serial], StationConfig(endpoint))
+            started = time.perf_counter()
+            link.start()
+            self.links.append(link)
+            try:
+                await asyncio.wait_for(link.connected.wait(), OCPP_WAIT)
+            except TimeoutError:
+                raise DemoFailed(f"the charger did not reach the CSMS at {endpoint.url}") from None
+            took = time.perf_counter() - started
+            connection = await self.accounts[OWNER].connection(serial)
+            _expect(connection["online"], "the owner must see the charger online")
+            step.fact("CSMS", f"{endpoint.url} (security profile {endpoint.security_profile})")
+            step.fact(
+                "charger", f"Basic auth as {serial}, BootNotification accepted in {_ms(took)}"
+            )
+            step.fact(
+                "owner sees", f"online, connector {str(connection['connector_status']).lower()}"
+            )
+            step.outcome = f"connected over OCPP in {_ms(took)}; the owner sees it online"
 
     async def invited_user(self) -> None:
         serial = self.serial(MANDATORY)
@@ -535,6 +596,42 @@ class Demo:
             step.fact("Charger Info shows", f"{pin} (epoch {info.epoch}, reconciled)")
             step.outcome = "lock over; pairing works again"
 
+    async def security_events(self) -> None:
+        serial = self.serial(MANDATORY)
+        with self.step(
+            "What the owner saw: the charger's security events",
+            "Every pairing with the PIN, every wrong PIN and the lockout went to the fleet as an "
+            "OCPP SecurityEventNotification as it happened (queued in the charger's state file "
+            "first: an outage or a power cut loses none). The owner reads them in words, as the "
+            "fleet's API gives them; the times are the fake clock's.",
+        ) as step:
+            owner, store = self.accounts[OWNER], self.chargers[serial].store
+
+            async def all_sent() -> list[dict[str, Any]]:
+                """The owner's view once the charger's queue is empty: each event answered."""
+                return [] if store.queue_length() else await owner.security_events(serial)
+
+            events = list(
+                reversed(await self.until("the charger's events reaching the owner", all_sent))
+            )
+            _expect(
+                any(e["type"] == "org.chargepin.PinLockout" for e in events),
+                "the lockout must reach the owner",
+            )
+            for event in events:
+                at = dt.datetime.fromisoformat(event["occurred_at"]).strftime("%H:%M:%S")
+                step.fact(at, f"{event['type']}: {event['meaning']}")
+            # A burst of identical failures may travel as one event with a count (the storm rule).
+            wrong = sum(
+                int(json.loads(e["tech_info"] or "{}").get("count", 1))
+                for e in events
+                if e["type"] == "MaintenanceLoginFailed"
+            )
+            step.outcome = (
+                f"{_count(len(events), 'event')} in the owner's view: "
+                f"{_count(wrong, 'wrong PIN')} and the lockout among them"
+            )
+
     async def optional_charger(self) -> None:
         made = self.made[OPTIONAL[0]]
         serial = made.serial
@@ -628,6 +725,81 @@ class Demo:
             step.fact("a new phone, new PIN", f"paired in {_ms(took)}")
             step.outcome = "PIN changed; Charger Info shows it; bonds kept; new phones need it"
 
+    async def revocation(self) -> None:
+        serial = self.serial(MANDATORY)
+        daemon = self.chargers[serial]
+        with self.step(
+            "The owner revokes the family member: the charger hears it over OCPP",
+            "The owner removes the invited user in the app and asks for a re-key, since they saw "
+            "the PIN. No phone of the owner is near the charger: the fleet sends each removal "
+            "and the re-key over the OCPP link as the same sealed tickets a phone would carry, "
+            "and commits the charger's signed receipts. The member's bonded phone is refused.",
+        ) as step:
+            owner = self.accounts[OWNER]
+            member = next(m for m in await owner.members(serial) if m["email"] == INVITED)
+            seen = max((e["id"] for e in await owner.security_events(serial)), default=0)
+            bonds = len(daemon.store.keystore.list_bonds())
+            generation = daemon.store.generation
+            started = time.perf_counter()
+            revoked = await owner.revoke(serial, int(member["user_id"]), rekey=True)
+            step.fact("revoked", f"{INVITED}: {len(revoked['phones_to_remove'])} phones, re-key")
+
+            async def all_applied() -> list[dict[str, Any]]:
+                commands = await owner.commands(serial)
+                if any(c["state"] == "failed" for c in commands):
+                    raise DemoFailed(f"the charger refused a command: {commands}")
+                return commands if all(c["state"] == "applied" for c in commands) else []
+
+            commands = await self.until("the commands reaching the charger", all_applied)
+            took = time.perf_counter() - started
+            for command in reversed(commands):
+                args = " ".join(command["args"].values())
+                step.fact(
+                    f"command {command['id']}",
+                    f"{command['action']} {args}".rstrip()
+                    + f": {command['state']}, signed receipt committed",
+                )
+            left = len(daemon.store.keystore.list_bonds())
+            _expect(daemon.store.generation == generation + 1, "the re-key must reach the charger")
+            step.fact(
+                "charger",
+                f"{bonds} -> {left} paired phones, PIN generation {generation} -> "
+                f"{daemon.store.generation}, {_ms(took)} after the revocation",
+            )
+            try:
+                await self.phones["invited"].connect(serial)
+            except PinNeeded as error:
+                step.fact("member's bonded phone", f"refused, PinNeeded: {error}")
+            else:
+                raise DemoFailed("the revoked member's phone must be refused")
+            try:
+                await self.accounts[INVITED].charger_info(serial)
+            except FleetRefused as error:
+                step.fact("member's Charger Info", f"{error.status}: {error}")
+            else:
+                raise DemoFailed("the revoked member must not see Charger Info")
+            info = await owner.charger_info(serial)
+            _expect(info.pin == daemon.store.current_pin(), "Charger Info must follow the re-key")
+            step.fact("owner's Charger Info", f"{_shown_pin(info, 'Charger Info')} (new sequence)")
+
+            async def reported() -> list[dict[str, Any]]:
+                """The charger's own reports of the removals and the re-key, once all are in."""
+                news = [e for e in await owner.security_events(serial) if e["id"] > seen]
+                kinds = [e["type"] for e in news]
+                done = "ReconfigurationOfSecurityParameters" in kinds and kinds.count(
+                    "org.chargepin.PhoneRemoved"
+                ) == len(revoked["phones_to_remove"])
+                return news if done else []
+
+            for event in reversed(
+                await self.until("the charger's reports of it reaching the owner", reported)
+            ):
+                step.fact("owner's security events", event["meaning"])
+            step.outcome = (
+                f"revoked and re-keyed over OCPP in {_ms(took)}: "
+                f"{_count(bonds - left, 'phone')} forgotten, the member's phone refused"
+            )
+
     async def attack(self) -> None:
         with self.step(
             "The attack, live: recovering a PIN bit by bit",
@@ -704,6 +876,7 @@ async def _run(console: Console) -> None:
         demo = Demo(console, bed, fleet, clock, factory)
 
         async def close() -> None:
+            await demo.close_ocpp()
             await bed.close()
             await fleet.close()
 
@@ -742,8 +915,9 @@ def run() -> int:
     console.print(
         "The real charger daemon and phone client on the real Bluetooth LE stack (Bumble), "
         "over a virtual radio, and the real fleet service (FastAPI, reached over HTTP in this "
-        "process), with SQLite state in a temporary directory. Chargers and fleet share a fake "
-        "clock, so lockout durations are compressed."
+        "process; the charger reaches its OCPP CSMS over a WebSocket on 127.0.0.1), with SQLite "
+        "state in a temporary directory. Chargers and fleet share a fake clock, so lockout "
+        "durations are compressed."
     )
     try:
         asyncio.run(_run(console))

@@ -254,6 +254,15 @@ class FleetClient:
         path = f"/chargers/{serial}/security-events"
         return [e async for page in self.pages(path, page_size) for e in page]
 
+    async def commands(self, serial: str, page_size: int = 100) -> list[dict[str, Any]]:
+        """The owner actions sent to the charger over OCPP and their state, newest first."""
+        path = f"/chargers/{serial}/commands"
+        return [c async for page in self.pages(path, page_size) for c in page]
+
+    async def connection(self, serial: str) -> dict[str, Any]:
+        """Whether the charger is connected to the fleet over OCPP, and when it was last heard."""
+        return dict(await self._call("GET", f"/chargers/{serial}/connection"))
+
     async def report(self, serial: str, kind: str, detail: str) -> None:
         await self._call(
             "POST", f"/chargers/{serial}/events", json={"kind": kind, "detail": detail}
