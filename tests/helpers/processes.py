@@ -4,14 +4,16 @@ commands bounded in time, everything killed in `finally`.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from chargepin.charger.store import StateStore
-from chargepin.lab.ports import free_ports
+from chargepin.lab.ports import LOOPBACK, free_ports
 from chargepin.lab.processes import CHARGEPIN, Service, start_charger, start_radio
 
 SERIAL = "CP-MP-0001"
@@ -22,11 +24,12 @@ COMMAND_TIMEOUT = 30.0
 class Bench:
     """The processes of one test, under one temporary directory."""
 
-    def __init__(self, directory: Path, serial: str = SERIAL) -> None:
+    def __init__(self, directory: Path, serial: str = SERIAL, phones: int = 2) -> None:
         self.directory = directory
         self.serial = serial
         self.services: list[Service] = []
-        self.radio_ports = free_ports(3)
+        self.radio_ports = free_ports(1 + phones)
+        """The radio's controllers: the charger's (0), then one per phone (1, 2, ...)."""
         self.state = directory / "charger.db"
 
     def start(self, *args: str, name: str) -> Service:
@@ -105,3 +108,19 @@ class Bench:
     def close(self) -> None:
         for service in reversed(self.services):
             service.kill()
+
+
+async def until_listening(port: int, timeout: float = 15.0) -> None:
+    """Until something accepts TCP connections on 127.0.0.1:`port` (bounded), without blocking
+    the event loop: a `fleet serve` listens once its app is built and migrated."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(LOOPBACK, port)
+        except OSError:
+            await asyncio.sleep(0.05)  # polling a port, bounded by the deadline
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    pytest.fail(f"nothing listens on {LOOPBACK}:{port} after {timeout} s")
