@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 
 from bumble import hci
 from bumble.device import Connection, Device, DeviceConfiguration
 
 from chargepin.core.addresses import random_static_address
+from chargepin.lab.ports import free_ports
+from chargepin.radio.transport import open_hci
 from chargepin.radio.virtual import (
     FAILED_TO_ESTABLISH,
     REMOTE_POWER_OFF,
+    HciEndpoints,
     VirtualController,
     VirtualRadio,
+    serve_radio,
 )
 from tests.helpers.timing import WITHIN
 
@@ -67,3 +72,28 @@ async def test_hci_reset_drops_the_links_like_a_power_cycle() -> None:
     connection.once(connection.EVENT_DISCONNECTION, gone.set_result)
     peripheral_controller.on_hci_reset_command(hci.HCI_Reset_Command())
     assert await asyncio.wait_for(gone, WITHIN) == REMOTE_POWER_OFF
+
+
+async def test_a_host_that_reconnects_before_its_old_connection_ends_is_answered() -> None:
+    """A daemon restarting in its own process (an OCPP Reset) reopens its radio port within
+    milliseconds: the radio may see the new connection before the old one's end. The old end
+    must not cut the new host off (Bumble's tcp-server transport did: power_on hung)."""
+    [port] = free_ports(1)
+    [transport] = await serve_radio([port])
+    name = f"tcp-client:127.0.0.1:{port}"
+    try:
+        async with contextlib.AsyncExitStack() as first:
+            old = await first.enter_async_context(open_hci(name))
+            await asyncio.wait_for(host(old).power_on(), WITHIN)
+            async with open_hci(name) as new:
+                await first.aclose()  # the old connection ends after the new one began
+                await asyncio.wait_for(host(new).power_on(), WITHIN)
+    finally:
+        await transport.close()
+
+
+def host(endpoints: HciEndpoints) -> Device:
+    config = DeviceConfiguration(
+        name="host", address=hci.Address(random_static_address()), irk=secrets.token_bytes(16)
+    )
+    return Device.from_config_with_hci(config, endpoints.source, endpoints.sink)

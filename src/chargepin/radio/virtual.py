@@ -14,9 +14,9 @@ from typing import Any
 
 from bumble import hci, ll
 from bumble.controller import Controller
+from bumble.core import InvalidPacketError
 from bumble.link import LocalLink
-from bumble.transport import open_transport
-from bumble.transport.common import AsyncPipeSink, Transport
+from bumble.transport.common import AsyncPipeSink, BaseSource, PacketParser, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,74 @@ class VirtualRadio:
         self.link.remove_controller(endpoints.source)
 
 
+class _HostSink:
+    """The controller's way to its host: the port's current connection, if any."""
+
+    def __init__(self) -> None:
+        self.current: asyncio.Transport | None = None
+
+    def on_packet(self, packet: bytes) -> None:
+        if self.current is not None:
+            self.current.write(packet)
+
+
+class _HostConnection(asyncio.Protocol):
+    """One host's TCP connection to a controller's port, with its own HCI packet parser."""
+
+    def __init__(self, source: BaseSource, sink: _HostSink) -> None:
+        self.source = source
+        self.sink = sink
+        self.transport: asyncio.Transport | None = None
+        self.parser = PacketParser(source.sink)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.sink.current = transport  # the newest host is the controller's host
+
+    def data_received(self, data: bytes) -> None:
+        if self.sink.current is not self.transport:
+            return  # a host that was replaced: its late bytes are not the new host's
+        try:
+            self.parser.feed_data(data)
+        except InvalidPacketError:
+            logger.warning("invalid HCI packet from the host on a radio port, ignored")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.sink.current is self.transport:
+            self.sink.current = None
+
+
+class _HostPort(Transport):
+    """A controller's TCP port: the latest host connection is its host.
+
+    Bumble's tcp-server transport shares one sink and one packet parser among its connections
+    and forgets the sink when any of them ends. A host that reconnects before the radio has
+    seen its previous connection end - a charger daemon restarting inside its process after
+    an OCPP Reset, within milliseconds - then got no answer to its HCI Reset and hung in
+    power_on. Here only the current connection's end forgets it, and each connection parses
+    its own bytes.
+    """
+
+    def __init__(self, source: BaseSource, sink: _HostSink, server: asyncio.Server) -> None:
+        super().__init__(source, sink)
+        self.server = server
+
+    async def close(self) -> None:
+        self.server.close()
+        current = self.sink.current if isinstance(self.sink, _HostSink) else None
+        if current is not None:
+            current.close()
+
+
+async def _host_port(host: str, port: int) -> _HostPort:
+    source, sink = BaseSource(), _HostSink()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: _HostConnection(source, sink), host, port
+    )
+    return _HostPort(source, sink, server)
+
+
 async def serve_radio(ports: Sequence[int], host: str = "127.0.0.1") -> list[Transport]:
     """Serve one virtual controller per TCP port on one shared link (loopback only)."""
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -104,7 +172,7 @@ async def serve_radio(ports: Sequence[int], host: str = "127.0.0.1") -> list[Tra
     link = LocalLink()  # type: ignore[no-untyped-call]
     transports: list[Transport] = []
     for index, port in enumerate(ports):
-        transport = await open_transport(f"tcp-server:{host}:{port}")
+        transport = await _host_port(host, port)
         transports.append(transport)
         VirtualController(
             f"vc{index}", host_source=transport.source, host_sink=transport.sink, link=link
