@@ -380,6 +380,17 @@ def test_open_with_a_queued_event_at_a_time_no_clock_reaches(state_path: Path) -
         StateStore.open(state_path)
 
 
+@pytest.mark.parametrize(("column", "value"), [("at", 1e20), ("at", ""), ("info", "[1")])
+def test_open_with_a_damaged_queued_event(state_path: Path, column: str, value: object) -> None:
+    """The time the link sends (`at`, also for a single event) and techInfo are checked too."""
+    with StateStore.open(state_path) as store:
+        store.record_event(EventKind.PIN_CHANGED, "owner ticket", 1000.0)
+    with sqlite3.connect(state_path) as connection:
+        connection.execute(f"UPDATE ocpp_queue SET {column} = ?", (value,))
+    with pytest.raises(StateError, match=r"invalid value .*restore it from backup"):
+        StateStore.open(state_path)
+
+
 def test_create_refuses_an_existing_file(state_path: Path) -> None:
     before = state_path.read_bytes()
     with pytest.raises(StateError, match="already exists; provision into another path"):

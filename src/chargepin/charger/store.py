@@ -737,7 +737,8 @@ class StateStore:
             self.pin_enabled  # noqa: B018
             self.counters()
             self.events(MAX_EVENTS)
-            self.queued_events(ocpp_events.MAX_QUEUE + 1)  # the queue and its summary event
+            for event in self.queued_events(ocpp_events.MAX_QUEUE + 1):  # + its summary event
+                ocpp_events.timestamp(event.at)  # the time the link sends: one OCPP can carry
         except StateError:
             raise
         except DAMAGED_VALUE as error:
