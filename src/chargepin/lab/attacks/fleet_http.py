@@ -91,6 +91,10 @@ class Row:
     limit: str
     held: bool
     numbers: dict[str, Any]
+    speed: bool = False
+    """The limit is a speed target (an absolute time): the report says whether this machine,
+    now, met it; the test suite asserts every other row (on a loaded machine a time says more
+    about the machine than about the service)."""
 
 
 @dataclass
@@ -323,6 +327,7 @@ async def claim_storm(world: World) -> list[Row]:
                 "p50_s": round(p50, 4),
                 "p99_s": round(p99, 4),
             },
+            speed=True,
         ),
     ]
 
