@@ -35,9 +35,11 @@ typecheck: $(STAMP)
 # .ci/postgres.sh installs (Debian package) and starts when it is not running yet; the interop
 # tests need Node (>= 17.3) and ocpp-rpc, installed by `npm ci` from the registry.
 # The suite runs on every core (at most 4 workers, so the PostgreSQL server's connections suffice);
-# CHARGEPIN_TEST_WORKERS=0 runs it in one process.
+# CHARGEPIN_TEST_WORKERS=0 runs it in one process. The web app's browser tests drive Debian's
+# Chromium, which .ci/chromium.sh installs when it is missing (Playwright's download is not used).
 pytest: $(STAMP) $(INTEROP_STAMP)
-	CHARGEPIN_TEST_POSTGRES="$$(bash .ci/postgres.sh)" $(BIN)/pytest \
+	CHARGEPIN_TEST_POSTGRES="$$(bash .ci/postgres.sh)" \
+	CHARGEPIN_TEST_CHROMIUM="$$(bash .ci/chromium.sh)" $(BIN)/pytest \
 	  -n $${CHARGEPIN_TEST_WORKERS:-auto} --maxprocesses 4 --dist worksteal
 
 bench: $(STAMP)
