@@ -9,7 +9,7 @@ leaves the vault is audited (a PinReveal row: who, when, which app, which epoch)
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
@@ -82,6 +82,40 @@ def audit_reveal(
     )
 
 
+def describe(charger: Charger, role: str) -> ChargerView:
+    """Charger Info without the PIN: what the web app shows before "Show PIN" is pressed."""
+    policy = policy_of(charger)
+    if policy.mode is PinMode.UNSUPPORTED:
+        message = MESSAGE_UPDATE_CHARGER
+    elif not charger.pin_enabled:
+        message = MESSAGE_PIN_OFF
+    else:
+        message = ""
+    return ChargerView(
+        serial=charger.serial,
+        model=charger.model,
+        firmware=charger.firmware,
+        role=role,
+        policy=policy,
+        pin_enabled=charger.pin_enabled,
+        epoch=charger.epoch,
+        pin=None,
+        message=message,
+    )
+
+
+def reveal(
+    db: Session, vault: Vault, charger: Charger, user: User, app_version: str, now: float
+) -> Pin:
+    """The PIN the charger uses now, audited (a PinReveal row in the caller's transaction);
+    409 when it uses none (PIN off, or a firmware without one)."""
+    if not shows_pin(charger):
+        raise Conflict(f"no PIN to show: {describe(charger, '').message}", code="no_pin")
+    pin = active_pin(vault, charger)
+    audit_reveal(db, charger.id, user.id, charger.epoch, charger.generation, app_version, now)
+    return pin
+
+
 def charger_view(
     db: Session,
     vault: Vault,
@@ -92,29 +126,12 @@ def charger_view(
     now: float,
 ) -> ChargerView:
     """Charger Info; when it carries the PIN the reveal is audited (needs `app_version`)."""
-    policy = policy_of(charger)
-    pin = None
-    if policy.mode is PinMode.UNSUPPORTED:
-        message = MESSAGE_UPDATE_CHARGER
-    elif not charger.pin_enabled:
-        message = MESSAGE_PIN_OFF
-    else:
-        message = ""
-        if app_version is None:  # the router checks the version before asking for a PIN
-            raise ValueError("a PIN reveal needs the app's version for the audit")
-        pin = active_pin(vault, charger)
-        audit_reveal(db, charger.id, user.id, charger.epoch, charger.generation, app_version, now)
-    return ChargerView(
-        serial=charger.serial,
-        model=charger.model,
-        firmware=charger.firmware,
-        role=role,
-        policy=policy,
-        pin_enabled=charger.pin_enabled,
-        epoch=charger.epoch,
-        pin=pin,
-        message=message,
-    )
+    view = describe(charger, role)
+    if not shows_pin(charger):
+        return view
+    if app_version is None:  # the router checks the version before asking for a PIN
+        raise ValueError("a PIN reveal needs the app's version for the audit")
+    return replace(view, pin=reveal(db, vault, charger, user, app_version, now))
 
 
 def pin_for_epoch(
@@ -163,15 +180,20 @@ class MemberCharger:
     role: str
 
 
-def chargers_of(db: Session, user: User) -> list[MemberCharger]:
-    """The chargers `user` is a live member of, by serial."""
+def memberships_of(db: Session, user: User) -> list[tuple[Charger, str]]:
+    """The chargers `user` is a live member of, by serial, each with the member's role."""
     rows = db.execute(
-        select(Charger.serial, Charger.model, Membership.role)
+        select(Charger, Membership.role)
         .join(Membership, Membership.charger_id == Charger.id)
         .where(Membership.user_id == user.id, Membership.revoked_at.is_(None))
         .order_by(Charger.serial)
     )
-    return [MemberCharger(serial, model, role) for serial, model, role in rows]
+    return [(charger, role) for charger, role in rows]
+
+
+def chargers_of(db: Session, user: User) -> list[MemberCharger]:
+    """The chargers `user` is a live member of, by serial."""
+    return [MemberCharger(c.serial, c.model, role) for c, role in memberships_of(db, user)]
 
 
 @dataclass(frozen=True)

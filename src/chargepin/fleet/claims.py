@@ -31,6 +31,7 @@ from chargepin.core.lockout import LockoutState
 from chargepin.core.provisioning import StickerPayload
 from chargepin.fleet import pruning
 from chargepin.fleet.access import OWNER
+from chargepin.fleet.chargers import ChargerView, charger_view
 from chargepin.fleet.errors import Conflict, Forbidden, TooManyAttempts, Unprocessable
 from chargepin.fleet.models import Charger, ClaimSource, Membership, User
 from chargepin.fleet.times import moment
@@ -187,6 +188,21 @@ def claim(
     if decision.verdict is Verdict.CLAIM and charger is not None:
         return _take(db, charger, user, now)
     _refuse(decision)
+
+
+def commission(
+    db: Session,
+    vault: Vault,
+    user: User,
+    host: str | None,
+    payload: str,
+    app_version: str,
+    now: float,
+) -> ChargerView:
+    """Commissioning (PRODUCT.md): claim by the sticker, then Charger Info with the PIN right
+    after the scan (audited), for the JSON API and the web app alike."""
+    charger = claim(db, vault, user, host, payload, now)
+    return charger_view(db, vault, charger, OWNER, user, app_version, now)
 
 
 def _refuse(decision: ClaimDecision) -> NoReturn:

@@ -60,6 +60,12 @@ def user_for_token(db: Session, authorization: str | None, now: dt.datetime) -> 
     digest = bearer_digest(authorization)
     if digest is None:
         raise Unauthorized("log in first: send Authorization: Bearer <token> from /login")
+    return user_for_digest(db, digest, now)
+
+
+def user_for_digest(db: Session, digest: bytes, now: dt.datetime) -> User:
+    """The account of the login whose token has this digest (a bearer token or the web app's
+    session cookie), or 401 saying to log in again."""
     # One query for the token and its account: this runs on every request (docs/PERFORMANCE.md).
     row = db.execute(
         select(Token.expires_at, User)

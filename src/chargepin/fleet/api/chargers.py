@@ -96,8 +96,7 @@ def claim(
     state = request.app.state.fleet
     now = state.clock.now()
     host = request.client.host if request.client else None
-    charger = claims.claim(db, state.vault, user, host, body.payload, now)
-    return _info(chargers.charger_view(db, state.vault, charger, "owner", user, version, now))
+    return _info(claims.commission(db, state.vault, user, host, body.payload, version, now))
 
 
 @router.get("/chargers", response_model=list[ChargerSummary])

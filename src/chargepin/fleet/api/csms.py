@@ -120,14 +120,8 @@ def send_command(
 @router.get("/chargers/{serial}/connection", response_model=ConnectionOut)
 def connection(serial: SerialPath, user: CurrentUser, db: DB, request: Request) -> ConnectionOut:
     """Whether the charger is connected over OCPP, and when it was last heard (owner only)."""
-    charger = require_owner(db, user, serial, "see the charger's connection")
     fleet = request.app.state.fleet
-    row = registry.holder(db, charger.id)
-    online = registry.is_online(row, utc_now(fleet.clock), fleet.settings.ocpp_heartbeat_interval)
-    return ConnectionOut(
-        online=online,
-        connected_at=None if row is None else row.connected_at,
-        last_seen=None if row is None else row.last_seen,
-        booted_at=None if row is None else row.booted_at,
-        connector_status=None if row is None else row.connector_status,
+    view = registry.connection_of(
+        db, user, serial, utc_now(fleet.clock), fleet.settings.ocpp_heartbeat_interval
     )
+    return ConnectionOut(**vars(view))

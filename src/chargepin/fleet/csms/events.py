@@ -245,12 +245,11 @@ def meaning(event_type: str, tech_info: str | None, at: dt.datetime) -> str:
             return f"{phone or 'a phone'} paired with the PIN"
         case SecurityEventType.PIN_LOCKOUT:
             failures = _number(info, "failures", 10**6)
-            duration = _number(info, "duration", MAX_SHOWN_SECONDS)
             what = f"{failures} wrong PINs" if failures else "wrong PINs"
-            if duration is None:
+            end = lockout_end(tech_info, at)
+            if end is None:
                 return f"{what}{source}: pairing locked"
-            until = (at + dt.timedelta(seconds=duration)).strftime("%H:%M UTC")
-            return f"{what}{source}: locked until {until}"
+            return f"{what}{source}: locked until {end.strftime('%H:%M UTC')}"
         case SecurityEventType.PHONE_REMOVED:
             return f"{phone or 'a phone'} removed from the charger"
         case SecurityEventType.RECONFIGURATION:
@@ -279,6 +278,31 @@ def meaning(event_type: str, tech_info: str | None, at: dt.datetime) -> str:
                 return f"the CSMS reset the charger ({when})"
             return "the charger was reset or rebooted"
     return f"security event {event_type}"
+
+
+def lockout_end(tech_info: str | None, at: dt.datetime) -> dt.datetime | None:
+    """When a lockout the charger reported at `at` ends, if its techInfo says how long."""
+    duration = _number(_fields(tech_info), "duration", MAX_SHOWN_SECONDS)
+    return None if duration is None else at + dt.timedelta(seconds=duration)
+
+
+def locked_until(db: Session, owner: User, serial: str, now: dt.datetime) -> dt.datetime | None:
+    """Until when the charger's pairing is locked, from the newest lockout it reported over
+    OCPP, or None (no lockout reported, or it has ended). Owner only, like the events."""
+    charger = require_owner(db, owner, serial, "see the charger's security events")
+    newest = db.scalar(
+        select(StationSecurityEvent)
+        .where(
+            StationSecurityEvent.charger_id == charger.id,
+            StationSecurityEvent.type == SecurityEventType.PIN_LOCKOUT,
+        )
+        .order_by(StationSecurityEvent.id.desc())
+        .limit(1)
+    )
+    if newest is None:
+        return None
+    end = lockout_end(newest.tech_info, aware(newest.occurred_at))
+    return end if end is not None and end > now else None
 
 
 def _fields(tech_info: str | None) -> dict[str, Any]:

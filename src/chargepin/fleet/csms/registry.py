@@ -9,12 +9,14 @@ connection and closes.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chargepin.fleet.models import CsmsConnection
+from chargepin.fleet.access import require_owner
+from chargepin.fleet.models import CsmsConnection, User
 
 GRACE_INTERVALS = 2
 """Heartbeat intervals a charger may stay silent before it counts as offline."""
@@ -90,3 +92,32 @@ def is_online(row: CsmsConnection | None, now: dt.datetime, heartbeat_interval: 
         return False
     last = row.last_seen if row.last_seen.tzinfo else row.last_seen.replace(tzinfo=dt.UTC)
     return now - last <= offline_after(heartbeat_interval)
+
+
+@dataclass(frozen=True)
+class ConnectionView:
+    """What the owner sees of the charger's OCPP link."""
+
+    online: bool
+    connected_at: dt.datetime | None
+    last_seen: dt.datetime | None
+    booted_at: dt.datetime | None
+    connector_status: str | None
+
+
+def connection_of(
+    db: Session, owner: User, serial: str, now: dt.datetime, heartbeat_interval: int
+) -> ConnectionView:
+    """Whether the charger is connected to the fleet's CSMS, and when it was last heard (owner
+    only: the JSON API's `/connection` and the web app's My chargers)."""
+    charger = require_owner(db, owner, serial, "see the charger's connection")
+    row = holder(db, charger.id)
+    if row is None:
+        return ConnectionView(is_online(row, now, heartbeat_interval), None, None, None, None)
+    return ConnectionView(
+        online=is_online(row, now, heartbeat_interval),
+        connected_at=row.connected_at,
+        last_seen=row.last_seen,
+        booted_at=row.booted_at,
+        connector_status=row.connector_status,
+    )
