@@ -48,6 +48,7 @@ FLEET = Extra(
         "psycopg",
         "ocpp",
         "websockets",
+        "jinja2",
     ),
 )
 LAB = Extra(

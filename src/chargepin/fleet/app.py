@@ -31,6 +31,7 @@ from chargepin.fleet.db import make_engine, migrate, refusal, session_factory
 from chargepin.fleet.errors import FleetError
 from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault, load_vault
+from chargepin.fleet.web import install as install_web
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def create_app(
     app.include_router(factory_api.router)
     app.include_router(csms_api.router)
     app.include_router(csms_route.router)
+    install_web(app)  # the app's pages under /app/ (docs/APP.md)
     declare_refusals(app)
     return app
 

@@ -1,0 +1,10 @@
+"""The app as web pages served by the fleet service under /app/ (docs/APP.md).
+
+One more client of the fleet's service functions (accounts, claims, chargers, the CSMS's
+registry and events): the pages validate, call them and render; no rule lives here but the
+web's own (cookie sessions, CSRF, security headers). `install(app)` mounts it.
+"""
+
+from chargepin.fleet.web.pages import install
+
+__all__ = ["install"]

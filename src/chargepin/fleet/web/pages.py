@@ -1,0 +1,593 @@
+"""The web app's pages: sign up, sign in, sign out, My chargers, commissioning, Charger Info
+(Show PIN), security events. Each validates, calls the fleet's service functions and renders.
+
+Forms are `application/x-www-form-urlencoded` bodies (no multipart parser needed), read here
+with the standard library. A refusal of a service function becomes the page again with its
+message and what was typed (never the password); it is raised as `PageAnswer`, a FleetError, so
+the request's unit of work (deps.session) commits or rolls back exactly as for the JSON API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request, Response
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, PackageLoader, select_autoescape
+from pydantic import ValidationError
+
+from chargepin import __version__
+from chargepin.core.limits import MAX_EPOCH, serial_problem
+from chargepin.fleet import accounts, chargers, claims, members, overview
+from chargepin.fleet.access import OWNER, require_member
+from chargepin.fleet.api.accounts import Credentials
+from chargepin.fleet.api.chargers import ClaimRequest
+from chargepin.fleet.api.members import AcceptRequest, InvitationRequest
+from chargepin.fleet.csms import events
+from chargepin.fleet.deps import DB, MAX_ROW_ID, user_for_digest
+from chargepin.fleet.errors import FleetError, NotFound, Unauthorized, Unprocessable
+from chargepin.fleet.models import User
+from chargepin.fleet.security import token_digest
+from chargepin.fleet.times import utc_now
+from chargepin.fleet.web import sessions
+from chargepin.fleet.web.headers import PREFIX, SecurityHeaders
+
+WEB_APP_VERSION = f"web-{__version__}"
+"""What the PIN audit records as the app of a reveal made on these pages. The pages are served
+by the fleet itself, so they are never an app too old to show a PIN (no X-App-Version)."""
+
+PAGE_SIZE = 20
+"""Entries on one page of the security events and of the PIN audit."""
+MAX_FORM_FIELDS = 8
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+templates = Jinja2Templates(
+    env=Environment(
+        loader=PackageLoader("chargepin.fleet.web", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
+)
+
+
+def _when(value: dt.datetime | None) -> str:
+    return "" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+templates.env.filters["when"] = _when
+
+
+class PageAnswer(FleetError):
+    """A refusal answered with a page (or a redirect) instead of JSON; `keep_writes` as the
+    refusal it stands for, so a counted wrong password or sticker code stays counted."""
+
+    def __init__(self, response: Response, *, keep_writes: bool = False) -> None:
+        super().__init__("answered with a page", keep_writes=keep_writes)
+        self.status = response.status_code
+        self.response = response
+
+
+@dataclass(frozen=True)
+class Signed:
+    """The signed-in visitor: the account and the session cookie's token."""
+
+    user: User
+    token: str
+
+
+def _state(request: Request) -> Any:
+    return request.app.state.fleet
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    status: int = 200,
+    signed: Signed | None = None,
+) -> Response:
+    """A page, its forms carrying the CSRF token of the visitor's session (or pre-session)."""
+    vault = _state(request).vault
+    fresh = None
+    if signed is not None:
+        bound_to = signed.token
+    else:
+        bound_to = request.cookies.get(sessions.PRE_SESSION_COOKIE) or ""
+        if not bound_to:
+            bound_to = fresh = sessions.new_pre_session()
+    values = {
+        "csrf": sessions.csrf_token(vault, bound_to),
+        "csrf_field": sessions.CSRF_FIELD,
+        "user": None if signed is None else signed.user,
+        "message": None,
+        **context,
+    }
+    response = templates.TemplateResponse(request, name, values, status_code=status)
+    if fresh is not None:
+        lifetime = int(_state(request).settings.token_lifetime)
+        sessions.set_cookie(request, response, sessions.PRE_SESSION_COOKIE, fresh, lifetime)
+    return response
+
+
+def refused(
+    request: Request,
+    error: FleetError,
+    name: str = "error.html",
+    context: dict[str, Any] | None = None,
+    signed: Signed | None = None,
+) -> PageAnswer:
+    """`error` as the page `name` with its message (and its Retry-After, if any)."""
+    page = render(
+        request,
+        name,
+        {"title": "Not possible", **(context or {}), "message": str(error)},
+        status=error.status,
+        signed=signed,
+    )
+    retry_after = (error.headers or {}).get("Retry-After")
+    if retry_after is not None:
+        page.headers["Retry-After"] = retry_after
+    return PageAnswer(page, keep_writes=error.keep_writes)
+
+
+def _to(path: str) -> RedirectResponse:
+    return RedirectResponse(PREFIX + path, status_code=303)
+
+
+def signed_in(request: Request, db: DB) -> Signed:
+    """The visitor's account from the session cookie; else to the sign-in page."""
+    token = request.cookies.get(sessions.SESSION_COOKIE)
+    if token:
+        try:
+            user = user_for_digest(db, token_digest(token), utc_now(_state(request).clock))
+        except Unauthorized:
+            pass
+        else:
+            return Signed(user, token)
+    answer = _to("/signin")
+    if token:
+        sessions.clear_cookie(request, answer, sessions.SESSION_COOKIE)
+    raise PageAnswer(answer)
+
+
+async def form(request: Request) -> dict[str, str]:
+    """The posted form's fields (the first of each name). A body that is not a form has none,
+    so it carries no CSRF token and is refused as a forged request."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        return {}
+    body = await request.body()
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise refused(request, Unprocessable("send the page's form as it is")) from None
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        fields.setdefault(name, value)
+    return fields
+
+
+Form = Annotated[dict[str, str], Depends(form)]
+SignedIn = Annotated[Signed, Depends(signed_in)]
+
+CSRF_REFUSED = (
+    "this form was not sent from this site's own page, or it is too old; "
+    "reload the page and try again"
+)
+
+
+def _check_csrf(request: Request, fields: dict[str, str], bound_to: str | None) -> None:
+    """Every state-changing request: our Origin and the form's token for this session."""
+    vault = _state(request).vault
+    if not sessions.same_origin(request) or not sessions.csrf_matches(
+        vault, bound_to, fields.get(sessions.CSRF_FIELD)
+    ):
+        page = render(request, "error.html", {"title": "Form refused", "message": CSRF_REFUSED})
+        page.status_code = 403
+        raise PageAnswer(page)
+
+
+def signed_post(request: Request, signed: SignedIn, fields: Form) -> Signed:
+    """A signed-in visitor's POST, its CSRF token checked."""
+    _check_csrf(request, fields, signed.token)
+    return signed
+
+
+SignedPost = Annotated[Signed, Depends(signed_post)]
+
+
+def _serial(request: Request, serial: str, signed: Signed) -> str:
+    """A label's serial, else the page a stranger gets (nothing looked up)."""
+    if serial_problem(serial) is not None:
+        missing = NotFound("no such charger on your account; commission it or ask its owner")
+        raise refused(request, missing, signed=signed)
+    return serial
+
+
+def _cursor(request: Request, before: str | None, signed: Signed) -> int | None:
+    """`?before=` of a paged list: a row id, or the first page when absent."""
+    if before is None:
+        return None
+    return _row_id(request, before, signed, "that page does not exist")
+
+
+def _row_id(request: Request, text: str, signed: Signed, problem: str) -> int:
+    """A row id from a URL (an invitation, a member), else a page saying `problem`."""
+    if text.isdigit() and 1 <= int(text) <= MAX_ROW_ID:
+        return int(text)
+    raise refused(request, Unprocessable(problem), signed=signed)
+
+
+def _problems(error: ValidationError, labels: dict[str, str]) -> str:
+    """What was wrong with a form, field by field, in the page's words."""
+    parts = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem.get("loc") else ""
+        parts.append(f"{labels.get(field, field)}: {problem['msg']}")
+    return "; ".join(parts)
+
+
+# --- pages -------------------------------------------------------------------------------------
+
+
+@router.get("")
+@router.get("/")
+def home(_signed: SignedIn) -> Response:
+    return _to("/chargers")
+
+
+@router.get("/signup")
+def signup_page(request: Request) -> Response:
+    return render(request, "signup.html", {"title": "Sign up", "email": ""})
+
+
+@router.get("/signin")
+def signin_page(request: Request) -> Response:
+    return render(request, "signin.html", {"title": "Sign in", "email": ""})
+
+
+CREDENTIAL_LABELS = {"email": "E-mail", "password": "Password"}
+
+
+def _credentials(request: Request, fields: dict[str, str], page: str) -> Credentials:
+    """The e-mail and password as the JSON API takes them (the same model: one rule)."""
+    _check_csrf(request, fields, request.cookies.get(sessions.PRE_SESSION_COOKIE))
+    email = fields.get("email", "").strip()
+    try:
+        return Credentials(email=email, password=fields.get("password", ""))
+    except ValidationError as error:
+        message = _problems(error, CREDENTIAL_LABELS)
+        raise refused(
+            request, Unprocessable(message), page, {"title": page_title(page), "email": email}
+        ) from None
+
+
+def page_title(page: str) -> str:
+    return {"signup.html": "Sign up", "signin.html": "Sign in"}.get(page, "chargepin")
+
+
+def _start_session(request: Request, db: DB, user: User) -> Response:
+    """A new login for this browser; the session it held before, if any, ends (a cookie is
+    never reused across sign-ins: no session fixation, no forgotten live token)."""
+    earlier = request.cookies.get(sessions.SESSION_COOKIE)
+    if earlier:
+        accounts.end_session(db, token_digest(earlier))
+    state = _state(request)
+    lifetime = state.settings.token_lifetime
+    expires = utc_now(state.clock) + dt.timedelta(seconds=lifetime)
+    token = accounts.start_session(db, user, expires)
+    answer = _to("/chargers")
+    sessions.set_cookie(request, answer, sessions.SESSION_COOKIE, token, int(lifetime))
+    sessions.clear_cookie(request, answer, sessions.PRE_SESSION_COOKIE)
+    return answer
+
+
+@router.post("/signup")
+def signup(request: Request, db: DB, fields: Form) -> Response:
+    """A new account, signed in at once."""
+    body = _credentials(request, fields, "signup.html")
+    host = request.client.host if request.client else None
+    try:
+        user = accounts.register(
+            db, str(body.email), body.password, host, _state(request).clock.now()
+        )
+    except FleetError as error:
+        context = {"title": "Sign up", "email": str(body.email)}
+        raise refused(request, error, "signup.html", context) from None
+    return _start_session(request, db, user)
+
+
+@router.post("/signin")
+def signin(request: Request, db: DB, fields: Form) -> Response:
+    """The account's password (throttled as for the JSON API's /login), then a session."""
+    body = _credentials(request, fields, "signin.html")
+    host = request.client.host if request.client else None
+    try:
+        user = accounts.check_password(
+            db, accounts.Attempt(str(body.email), host), body.password, _state(request).clock.now()
+        )
+    except FleetError as error:
+        context = {"title": "Sign in", "email": str(body.email)}
+        raise refused(request, error, "signin.html", context) from None
+    return _start_session(request, db, user)
+
+
+@router.post("/signout")
+def signout(request: Request, db: DB, signed: SignedPost) -> Response:
+    """This session ends at once (its login row is deleted), the cookie goes."""
+    accounts.end_session(db, token_digest(signed.token))
+    answer = _to("/signin")
+    sessions.clear_cookie(request, answer, sessions.SESSION_COOKIE)
+    return answer
+
+
+@router.get("/chargers")
+def my_chargers(request: Request, db: DB, signed: SignedIn) -> Response:
+    state = _state(request)
+    listed = overview.my_chargers(
+        db, signed.user, utc_now(state.clock), state.settings.ocpp_heartbeat_interval
+    )
+    return render(
+        request, "chargers.html", {"title": "My chargers", "chargers": listed}, signed=signed
+    )
+
+
+@router.get("/commission")
+def commission_page(request: Request, signed: SignedIn) -> Response:
+    return render(request, "commission.html", {"title": "Add a charger", "code": ""}, signed=signed)
+
+
+@router.post("/commission")
+def commission(request: Request, db: DB, signed: SignedPost, fields: Form) -> Response:
+    """The sticker's code typed or pasted: the charger is yours, and its PIN (audited)."""
+    code = fields.get("code", "").strip()
+    context = {"title": "Add a charger", "code": code}
+    try:
+        body = ClaimRequest(payload=code)
+    except ValidationError as error:
+        message = _problems(error, {"payload": "Sticker code"})
+        raise refused(request, Unprocessable(message), "commission.html", context, signed) from None
+    state = _state(request)
+    host = request.client.host if request.client else None
+    try:
+        view = claims.commission(
+            db, state.vault, signed.user, host, body.payload, WEB_APP_VERSION, state.clock.now()
+        )
+    except FleetError as error:
+        raise refused(request, error, "commission.html", context, signed) from None
+    return render(
+        request,
+        "commissioned.html",
+        {"title": "This charger is yours", "info": view},
+        signed=signed,
+    )
+
+
+def _info_page(
+    request: Request, db: DB, signed: Signed, serial: str, before: str | None, pin: bool
+) -> Response:
+    """Charger Info; with the PIN only when Show PIN was pressed (`pin`, a POST), audited."""
+    serial = _serial(request, serial, signed)
+    cursor = _cursor(request, before, signed)
+    state = _state(request)
+    try:
+        charger, member = require_member(db, signed.user, serial)
+        info = chargers.describe(charger, member.role)
+        shown = (
+            chargers.reveal(
+                db, state.vault, charger, signed.user, WEB_APP_VERSION, state.clock.now()
+            )
+            if pin
+            else None
+        )
+    except FleetError as error:
+        raise refused(request, error, signed=signed) from None
+    reveals = chargers.reveals_of(db, charger, PAGE_SIZE, cursor) if member.role == OWNER else None
+    context = {
+        "title": f"Charger {info.serial}",
+        "info": info,
+        "pin": shown,
+        "reveals": reveals,
+        "next_before": _next(reveals),
+        "max_epoch": MAX_EPOCH,
+    }
+    return render(request, "charger.html", context, signed=signed)
+
+
+def _next(rows: list[Any] | None) -> int | None:
+    """The `before` of the next page, when this one is full (keyset paging, docs/FLEET.md)."""
+    return rows[-1].id if rows is not None and len(rows) == PAGE_SIZE else None
+
+
+@router.get("/chargers/{serial}")
+def charger_info(
+    request: Request, db: DB, signed: SignedIn, serial: str, before: str | None = None
+) -> Response:
+    return _info_page(request, db, signed, serial, before, pin=False)
+
+
+@router.post("/chargers/{serial}/pin")
+def show_pin(request: Request, db: DB, signed: SignedPost, serial: str) -> Response:
+    """Show PIN: the page again with the PIN; the reveal is audited. A POST, so the PIN is
+    never in a URL, a history entry or a cached page."""
+    return _info_page(request, db, signed, serial, None, pin=True)
+
+
+@router.get("/chargers/{serial}/events")
+def security_events(
+    request: Request, db: DB, signed: SignedIn, serial: str, before: str | None = None
+) -> Response:
+    """The charger's security events (over OCPP), newest first, in the fleet's words."""
+    serial = _serial(request, serial, signed)
+    cursor = _cursor(request, before, signed)
+    try:
+        listed = events.listed(db, signed.user, serial, PAGE_SIZE, cursor)
+    except FleetError as error:
+        raise refused(request, error, signed=signed) from None
+    context = {
+        "title": f"Security events of {serial}",
+        "serial": serial,
+        "events": listed,
+        "next_before": _next(listed),
+    }
+    return render(request, "events.html", context, signed=signed)
+
+
+def _people_page(
+    request: Request,
+    db: DB,
+    signed: Signed,
+    serial: str,
+    *,
+    invitation: members.NewInvitation | None = None,
+    invited: str = "",
+    revoked: members.Revoked | None = None,
+    status: int = 200,
+    message: str | None = None,
+) -> Response:
+    """People (owner only): invite by e-mail, the pending invitations, the members."""
+    now = utc_now(_state(request).clock)
+    try:
+        pending = members.open_invitations(db, signed.user, serial, now)
+        listed = members.members(db, signed.user, serial)
+    except FleetError as error:
+        raise refused(request, error, signed=signed) from None
+    context = {
+        "title": f"People of {serial}",
+        "serial": serial,
+        "invitation": invitation,
+        "invited": invited,
+        "pending": pending,
+        "members": [m for m in listed if not m.revoked],
+        "revoked": revoked,
+        "message": message,
+    }
+    return render(request, "people.html", context, status=status, signed=signed)
+
+
+@router.get("/chargers/{serial}/people")
+def people(request: Request, db: DB, signed: SignedIn, serial: str) -> Response:
+    serial = _serial(request, serial, signed)
+    return _people_page(request, db, signed, serial)
+
+
+@router.post("/chargers/{serial}/invitations")
+def invite(request: Request, db: DB, signed: SignedPost, fields: Form, serial: str) -> Response:
+    """A one-time code for an e-mail address, shown once for the owner to pass on."""
+    serial = _serial(request, serial, signed)
+    email = fields.get("email", "").strip()
+    try:
+        body = InvitationRequest(email=email)
+    except ValidationError as error:
+        message = _problems(error, CREDENTIAL_LABELS)
+        page = _people_page(request, db, signed, serial, invited=email, status=422, message=message)
+        raise PageAnswer(page) from None
+    state = _state(request)
+    try:
+        created = members.invite(
+            db,
+            signed.user,
+            serial,
+            str(body.email),
+            utc_now(state.clock),
+            state.settings.invitation_lifetime,
+        )
+    except FleetError as error:
+        if error.status != 409:  # 409: already a member; said on the page, as typed
+            raise refused(request, error, signed=signed) from None
+        page = _people_page(
+            request, db, signed, serial, invited=email, status=409, message=str(error)
+        )
+        raise PageAnswer(page) from None
+    return _people_page(request, db, signed, serial, invitation=created)
+
+
+@router.post("/chargers/{serial}/invitations/{invitation_id}/withdraw")
+def withdraw(
+    request: Request, db: DB, signed: SignedPost, serial: str, invitation_id: str
+) -> Response:
+    """Withdraw a pending invitation: its code stops working at once."""
+    serial = _serial(request, serial, signed)
+    number = _row_id(request, invitation_id, signed, "no such invitation")
+    try:
+        members.withdraw(db, signed.user, serial, number, utc_now(_state(request).clock))
+    except FleetError as error:
+        raise refused(request, error, signed=signed) from None
+    return _to(f"/chargers/{serial}/people")
+
+
+@router.post("/chargers/{serial}/members/{user_id}/revoke")
+def revoke(
+    request: Request,
+    db: DB,
+    signed: SignedPost,
+    fields: Form,
+    serial: str,
+    user_id: str,
+    background: BackgroundTasks,
+) -> Response:
+    """Revoke a member: their phones are removed from the charger over OCPP (and the charger
+    re-keyed when asked), as with the JSON API; the page says what became of them."""
+    serial = _serial(request, serial, signed)
+    number = _row_id(request, user_id, signed, "no such member")
+    try:
+        done = members.revoke(
+            db,
+            signed.user,
+            serial,
+            number,
+            utc_now(_state(request).clock),
+            rekey=fields.get("rekey") == "yes",
+        )
+    except FleetError as error:
+        raise refused(request, error, signed=signed) from None
+    if done.commands:
+        background.add_task(request.app.state.csms.wake, done.charger_id)
+    return _people_page(request, db, signed, serial, revoked=done)
+
+
+@router.get("/invitations/accept")
+def accept_page(request: Request, signed: SignedIn) -> Response:
+    context = {"title": "Accept an invitation", "code": ""}
+    return render(request, "accept.html", context, signed=signed)
+
+
+@router.post("/invitations/accept")
+def accept(request: Request, db: DB, signed: SignedPost, fields: Form) -> Response:
+    """The code the owner passed on, typed or pasted: the charger is on your account."""
+    code = fields.get("code", "").strip()
+    context = {"title": "Accept an invitation", "code": code}
+    try:
+        body = AcceptRequest(code=code)
+    except ValidationError as error:
+        message = _problems(error, {"code": "Invitation code"})
+        raise refused(request, Unprocessable(message), "accept.html", context, signed) from None
+    try:
+        accepted = members.accept(db, signed.user, body.code, utc_now(_state(request).clock))
+    except FleetError as error:
+        raise refused(request, error, "accept.html", context, signed) from None
+    return _to(f"/chargers/{accepted.serial}")
+
+
+def install(app: FastAPI) -> None:
+    """Mount the pages, their static files and their headers on the fleet app."""
+
+    async def page_answer(_request: Request, error: Exception) -> Response:
+        assert isinstance(error, PageAnswer)
+        return error.response
+
+    app.add_exception_handler(PageAnswer, page_answer)
+    app.include_router(router)
+    app.mount(
+        PREFIX + "/static",
+        StaticFiles(packages=[("chargepin.fleet.web", "static")]),
+        name="app-static",
+    )
+    app.add_middleware(SecurityHeaders)

@@ -1,0 +1,445 @@
+"""The web app's security over real HTTP through the ASGI app (docs/APP.md, "Security").
+
+Cookies, CSRF, headers, who may see which charger page, the PIN only after Show PIN, bad input
+answered on the page, markup in names escaped. The browser tests (tests/fleet/test_web_browser.py)
+drive the same pages in Chromium.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from chargepin.clock import FakeClock
+from chargepin.core.epochs import epoch_pin
+from chargepin.core.ocpp_events import SecurityEventType
+from chargepin.fleet.csms import events, registry
+from chargepin.fleet.models import Charger, PinReveal, Token
+from chargepin.fleet.security import token_digest
+from chargepin.fleet.times import utc_now
+from chargepin.fleet.web.pages import PAGE_SIZE, WEB_APP_VERSION
+from chargepin.fleet.web.sessions import SESSION_COOKIE
+from tests.helpers.fleet_accounts import PASSWORD, invited, login
+from tests.helpers.fleet_factory import MANDATORY, OPTIONAL, Spec, provision
+from tests.helpers.web_app import browser_for, csrf_of, origin_of, post_form, sign_up
+
+OWNER = "owner@example.com"
+
+
+def commissioned(client: TestClient, spec: Spec = MANDATORY) -> tuple[TestClient, str, str]:
+    """An owner's browser, signed up, that commissioned a new charger by its sticker code:
+    (browser, serial, the PIN of epoch 0)."""
+    (made,) = provision(client, spec)
+    browser = browser_for(client)
+    sign_up(browser, OWNER)
+    answer = post_form(
+        browser, "/app/commission", {"code": made.sticker.encode()}, from_page="/app/commission"
+    )
+    assert answer.status_code == 200, answer.text
+    return browser, made.serial, epoch_pin(made.secret, made.serial, 0).digits
+
+
+def reported(
+    client: TestClient, charger_id: int, kind: str, tech_info: str, now: dt.datetime
+) -> None:
+    """A security event as the CSMS stores one the charger sent (csms/events.py's writer)."""
+    fleet = client.app.state.fleet  # type: ignore[attr-defined]
+    event = events.IncomingEvent(charger_id, kind, now.isoformat(), tech_info, None, now)
+    assert events.write_batch(fleet.engine, [event]) == [True]
+
+
+def reveals(client: TestClient) -> list[PinReveal]:
+    with client.app.state.fleet.sessions() as db:  # type: ignore[attr-defined]
+        return list(db.scalars(select(PinReveal).order_by(PinReveal.id)))
+
+
+def test_the_session_cookie_is_httponly_lax_scoped_and_stored_hashed(client: TestClient) -> None:
+    browser = browser_for(client)
+    answer = sign_up(browser, OWNER)
+
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
+    flags = {part.strip().lower() for part in cookie.split(";")}
+    assert {"httponly", "samesite=lax", "path=/app"} <= flags
+    assert "secure" not in flags  # plain http on loopback: a Secure cookie would not come back
+    token = browser.cookies[SESSION_COOKIE]
+    with client.app.state.fleet.sessions() as db:  # type: ignore[attr-defined]
+        stored = list(db.scalars(select(Token.token_hash)))
+    assert stored == [token_digest(token)] and token.encode() not in stored
+    assert answer.headers["location"] == "/app/chargers" and token not in answer.headers["location"]
+    assert "My chargers" in browser.get("/app/chargers").text
+
+
+def test_the_session_cookie_is_secure_over_https(client: TestClient) -> None:
+    browser = browser_for(client, "https://testserver")
+    answer = sign_up(browser, OWNER)
+
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
+    assert "secure" in {part.strip().lower() for part in cookie.split(";")}
+    assert answer.headers["strict-transport-security"].startswith("max-age=")
+
+
+def test_every_answer_under_app_carries_the_security_headers(client: TestClient) -> None:
+    browser = browser_for(client)
+    sign_up(browser, OWNER)
+    for path in ("/app/signin", "/app/chargers", "/app/commission", "/app/static/app.css"):
+        answer = browser.get(path)
+        assert answer.status_code == 200, path
+        csp = answer.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, path
+        assert "unsafe-inline" not in csp and "unsafe-eval" not in csp, path
+        assert answer.headers["x-content-type-options"] == "nosniff", path
+        assert answer.headers["referrer-policy"] == "same-origin", path
+        assert answer.headers["x-frame-options"] == "DENY", path
+    assert browser.get("/app/chargers").headers["cache-control"] == "no-store"
+    page = browser.get("/app/chargers").text
+    assert "<script" not in page and "style=" not in page and "<style" not in page
+
+
+def test_a_state_change_without_the_right_csrf_token_or_origin_is_refused(
+    client: TestClient,
+) -> None:
+    (made,) = provision(client)
+    browser = browser_for(client)
+    sign_up(browser, OWNER)
+    other = browser_for(client)
+    sign_up(other, "other@example.com")
+    sticker = {"code": made.sticker.encode()}
+    good = csrf_of(browser.get("/app/commission"))
+
+    attempts = {
+        "no token": {**sticker},
+        "a wrong token": {**sticker, "csrf": "00" * 32},
+        "another session's token": {**sticker, "csrf": csrf_of(other.get("/app/commission"))},
+        "the token cut short": {**sticker, "csrf": good[:-1]},
+    }
+    for what, fields in attempts.items():
+        answer = browser.post("/app/commission", data=fields, headers=origin_of(browser))
+        assert answer.status_code == 403, what
+        assert "reload the page" in answer.text, what
+    foreign = browser.post(
+        "/app/commission",
+        data={**sticker, "csrf": good},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert foreign.status_code == 403
+    cross_site = browser.post(
+        "/app/commission", data={**sticker, "csrf": good}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert cross_site.status_code == 403
+    assert "No charger yet" in browser.get("/app/chargers").text  # nothing was claimed
+    # Sign out is a state change too: refused without the token, the session lives on.
+    assert browser.post("/app/signout", headers=origin_of(browser)).status_code == 403
+    assert browser.get("/app/chargers", follow_redirects=False).status_code == 200
+    # And the same request with the page's token and our origin goes through.
+    done = browser.post(
+        "/app/commission", data={**sticker, "csrf": good}, headers=origin_of(browser)
+    )
+    assert done.status_code == 200 and "This charger is yours" in done.text
+
+
+def test_the_sign_in_form_needs_its_own_token_too(client: TestClient) -> None:
+    """Login CSRF: another site must not sign a browser into the attacker's account."""
+    login(client, "attacker@example.com")
+    victim = browser_for(client)
+    forged = victim.post(
+        "/app/signin",
+        data={"email": "attacker@example.com", "password": PASSWORD},
+        headers={"Origin": "https://evil.example"},
+        follow_redirects=False,
+    )
+    assert forged.status_code == 403 and SESSION_COOKIE not in victim.cookies
+    no_token = victim.post(
+        "/app/signin",
+        data={"email": "attacker@example.com", "password": PASSWORD},
+        headers=origin_of(victim),
+        follow_redirects=False,
+    )
+    assert no_token.status_code == 403 and SESSION_COOKIE not in victim.cookies
+
+
+def test_strangers_members_and_revoked_users_see_only_what_is_theirs(client: TestClient) -> None:
+    owner, serial, pin = commissioned(client)
+    owner_api = login(client, OWNER)
+    seen = len(reveals(client))
+    stranger = browser_for(client)
+    sign_up(stranger, "stranger@example.com")
+
+    for path in (f"/app/chargers/{serial}", f"/app/chargers/{serial}/events"):
+        page = stranger.get(path)
+        assert page.status_code == 404, path
+        assert MANDATORY.model not in page.text and pin not in page.text
+    token = csrf_of(stranger.get("/app/chargers"))
+    shown = stranger.post(
+        f"/app/chargers/{serial}/pin", data={"csrf": token}, headers=origin_of(stranger)
+    )
+    assert shown.status_code == 404 and pin not in shown.text
+    assert len(reveals(client)) == seen  # nothing revealed, nothing audited
+    # A serial that no label carries: the same page, nothing looked up.
+    assert stranger.get("/app/chargers/" + "A" * 40).status_code == 404
+
+    invited(client, owner_api, serial, "member@example.com")
+    member = browser_for(client)
+    signed_in = post_form(
+        member,
+        "/app/signin",
+        {"email": "member@example.com", "password": PASSWORD},
+        from_page="/app/signin",
+    )
+    assert signed_in.status_code == 303
+    info = member.get(f"/app/chargers/{serial}")
+    assert info.status_code == 200 and "Show PIN" in info.text
+    assert "Who saw the PIN" not in info.text and OWNER not in info.text  # the audit is the owner's
+    assert member.get(f"/app/chargers/{serial}/events").status_code == 403
+    listed = member.get("/app/chargers").text
+    assert serial in listed and "online" not in listed  # the connection is the owner's
+
+    member_id = client.get("/me", headers=login(client, "member@example.com")).json()["id"]
+    revoked = client.delete(f"/chargers/{serial}/members/{member_id}", headers=owner_api)
+    assert revoked.status_code == 200, revoked.text
+    after = member.get(f"/app/chargers/{serial}")
+    assert after.status_code == 403 and "revoked" in after.text
+    token = csrf_of(member.get("/app/chargers"))
+    again = member.post(
+        f"/app/chargers/{serial}/pin", data={"csrf": token}, headers=origin_of(member)
+    )
+    assert again.status_code == 403 and pin not in again.text
+    assert serial not in member.get("/app/chargers").text
+    assert owner.get(f"/app/chargers/{serial}").status_code == 200
+
+
+def test_the_pin_is_in_charger_info_only_after_show_pin_and_is_audited(client: TestClient) -> None:
+    browser, serial, pin = commissioned(client)
+    assert [(r.epoch, r.app_version) for r in reveals(client)] == [(0, WEB_APP_VERSION)]
+
+    page = browser.get(f"/app/chargers/{serial}")
+    assert page.status_code == 200 and "Show PIN" in page.text
+    assert pin not in page.text
+    assert "mandatory" in page.text and MANDATORY.firmware in page.text
+    assert len(reveals(client)) == 1  # looking at Charger Info reveals nothing
+
+    shown = browser.post(
+        f"/app/chargers/{serial}/pin", data={"csrf": csrf_of(page)}, headers=origin_of(browser)
+    )
+    assert shown.status_code == 200 and pin in shown.text
+    assert shown.headers["cache-control"] == "no-store"
+    assert len(reveals(client)) == 2
+    assert shown.text.count(WEB_APP_VERSION) == 2  # both reveals in the owner's audit
+    assert pin not in browser.get(f"/app/chargers/{serial}").text
+
+
+def test_an_optional_charger_has_no_pin_to_show(client: TestClient) -> None:
+    browser, serial, pin = commissioned(client, OPTIONAL)
+    page = browser.get(f"/app/chargers/{serial}")
+    assert "PIN not enabled" in page.text and "Show PIN" not in page.text
+    shown = browser.post(
+        f"/app/chargers/{serial}/pin", data={"csrf": csrf_of(page)}, headers=origin_of(browser)
+    )
+    assert shown.status_code == 409 and pin not in shown.text and reveals(client) == []
+
+
+def test_bad_input_is_said_on_the_page_and_keeps_what_was_typed_but_the_password(
+    client: TestClient,
+) -> None:
+    browser = browser_for(client)
+    secret = "not-a-good-password-123"
+    bad_email = post_form(
+        browser,
+        "/app/signup",
+        {"email": "owner-at-example", "password": secret},
+        from_page="/app/signup",
+    )
+    assert bad_email.status_code == 422 and "E-mail" in bad_email.text
+    assert 'value="owner-at-example"' in bad_email.text and secret not in bad_email.text
+
+    short = post_form(
+        browser, "/app/signup", {"email": OWNER, "password": "short"}, from_page="/app/signup"
+    )
+    assert short.status_code == 422 and "Password: String should have at least" in short.text
+    assert f'value="{OWNER}"' in short.text
+
+    sign_up(browser, OWNER)
+    other = browser_for(client)
+    wrong = post_form(
+        other, "/app/signin", {"email": OWNER, "password": secret}, from_page="/app/signin"
+    )
+    assert wrong.status_code == 401 and f'value="{OWNER}"' in wrong.text
+    assert secret not in wrong.text and SESSION_COOKIE not in other.cookies
+
+    (made,) = provision(client)
+    typo = made.sticker.encode()[:-1] + ("0" if made.sticker.encode()[-1] != "0" else "1")
+    refused = post_form(browser, "/app/commission", {"code": typo}, from_page="/app/commission")
+    assert refused.status_code == 403 and f'value="{typo}"' in refused.text
+    garbage = post_form(browser, "/app/commission", {"code": "hello"}, from_page="/app/commission")
+    assert garbage.status_code == 422 and 'value="hello"' in garbage.text
+
+
+def test_a_claimed_sticker_says_to_ask_the_owner_for_an_invitation(client: TestClient) -> None:
+    (made,) = provision(client)
+    first = browser_for(client)
+    sign_up(first, OWNER)
+    code = made.sticker.encode()
+    assert post_form(
+        first, "/app/commission", {"code": code}, from_page="/app/commission"
+    ).is_success
+    second = browser_for(client)
+    sign_up(second, "neighbour@example.com")
+
+    answer = post_form(second, "/app/commission", {"code": code}, from_page="/app/commission")
+
+    assert answer.status_code == 409 and "invite" in answer.text
+    assert made.serial not in second.get("/app/chargers").text
+
+
+def test_markup_in_a_model_name_is_shown_as_text(client: TestClient) -> None:
+    spec = Spec("<img src=x onerror=alert(1)>", MANDATORY.firmware, MANDATORY.produced)
+    browser, serial, _pin = commissioned(client, spec)
+    for path in ("/app/chargers", f"/app/chargers/{serial}"):
+        page = browser.get(path).text
+        assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page, path
+
+
+def test_my_chargers_shows_the_connection_and_a_reported_lockout(
+    client: TestClient, fleet_clock: FakeClock
+) -> None:
+    browser, serial, _pin = commissioned(client)
+    page = browser.get("/app/chargers").text
+    assert serial in page and "mandatory" in page and "offline" in page and "locked" not in page
+
+    fleet = client.app.state.fleet  # type: ignore[attr-defined]
+    now = utc_now(fleet_clock)
+    with fleet.sessions() as db, db.begin():
+        charger_id = db.scalar(select(Charger.id).where(Charger.serial == serial))
+        registry.take(db, charger_id, "connection-1", "process-1", now)
+    info = json.dumps({"failures": 5, "duration": 300, "phone": "aa:bb:cc:dd:ee:ff"})
+    reported(client, charger_id, SecurityEventType.PIN_LOCKOUT, info, now)
+    page = browser.get("/app/chargers").text
+    until = (now + dt.timedelta(seconds=300)).strftime("%Y-%m-%d %H:%M UTC")
+    assert "online" in page and f"locked until {until}" in page
+
+    fleet_clock.advance(301)
+    assert "locked until" not in browser.get("/app/chargers").text
+
+
+def test_security_events_are_newest_first_in_words_and_paged(
+    client: TestClient, fleet_clock: FakeClock
+) -> None:
+    browser, serial, _pin = commissioned(client)
+    fleet = client.app.state.fleet  # type: ignore[attr-defined]
+    with fleet.sessions() as db:
+        charger_id = db.scalar(select(Charger.id).where(Charger.serial == serial))
+    for count in range(2, PAGE_SIZE + 7):
+        info = json.dumps({"count": count, "epoch": 0})
+        reported(client, charger_id, SecurityEventType.LOGIN_FAILED, info, utc_now(fleet_clock))
+        fleet_clock.advance(60)
+
+    first = browser.get(f"/app/chargers/{serial}/events")
+    assert first.status_code == 200
+    counts = [int(part.split(" wrong PINs")[0]) for part in first.text.split("<span>")[1:]]
+    assert counts == list(range(PAGE_SIZE + 6, 6, -1))
+    older = first.text.split("events?before=")[1].split('"')[0]
+    second = browser.get(f"/app/chargers/{serial}/events?before={older}")
+    rest = [int(part.split(" wrong PINs")[0]) for part in second.text.split("<span>")[1:]]
+    assert rest == [6, 5, 4, 3, 2] and "before=" not in second.text
+    assert browser.get(f"/app/chargers/{serial}/events?before=-1").status_code == 422
+
+
+def test_signing_out_ends_the_session_on_the_server(client: TestClient) -> None:
+    browser = browser_for(client)
+    sign_up(browser, OWNER)
+    token = browser.cookies[SESSION_COOKIE]
+
+    out = post_form(browser, "/app/signout", {}, from_page="/app/chargers")
+
+    assert out.status_code == 303 and out.headers["location"] == "/app/signin"
+    replay = browser_for(client)
+    replay.cookies.set(SESSION_COOKIE, token, path="/app")
+    answer = replay.get("/app/chargers", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/app/signin"
+
+
+def test_people_invite_accept_withdraw_and_revoke(client: TestClient) -> None:
+    owner, serial, pin = commissioned(client)
+    people = f"/app/chargers/{serial}/people"
+    page = post_form(
+        owner,
+        f"/app/chargers/{serial}/invitations",
+        {"email": "Guest@Example.com"},
+        from_page=people,
+    )
+    assert page.status_code == 200
+    code = page.text.split('id="invitation-code">')[1].split("<")[0]
+    assert len(code) >= 16 and "guest@example.com" in page.text and "Withdraw" in page.text
+    assert code not in owner.get(people).text  # shown once: only its hash is kept
+
+    stranger = browser_for(client)
+    sign_up(stranger, "stranger@example.com")
+    assert stranger.get(people).status_code == 404
+    taken = post_form(
+        stranger, "/app/invitations/accept", {"code": code}, from_page="/app/chargers"
+    )
+    assert taken.status_code == 403 and f'value="{code}"' in taken.text
+    assert stranger.get(f"/app/chargers/{serial}").status_code == 404
+
+    guest = browser_for(client)
+    sign_up(guest, "guest@example.com")
+    accepted = post_form(
+        guest, "/app/invitations/accept", {"code": code}, from_page="/app/chargers"
+    )
+    assert accepted.status_code == 303 and accepted.headers["location"] == f"/app/chargers/{serial}"
+    assert "Show PIN" in guest.get(f"/app/chargers/{serial}").text
+    assert guest.get(people).status_code == 403  # people are the owner's
+
+    second = post_form(
+        owner,
+        f"/app/chargers/{serial}/invitations",
+        {"email": "late@example.com"},
+        from_page=people,
+    )
+    late_code = second.text.split('id="invitation-code">')[1].split("<")[0]
+    invitation_id = second.text.split("/invitations/")[1].split("/withdraw")[0]
+    withdrawn = post_form(
+        owner, f"/app/chargers/{serial}/invitations/{invitation_id}/withdraw", {}, from_page=people
+    )
+    assert withdrawn.status_code == 303 and "late@example.com" not in owner.get(people).text
+    late = browser_for(client)
+    sign_up(late, "late@example.com")
+    refused = post_form(
+        late, "/app/invitations/accept", {"code": late_code}, from_page="/app/chargers"
+    )
+    assert refused.status_code == 404 and "withdrawn" in refused.text
+
+    already = post_form(
+        owner,
+        f"/app/chargers/{serial}/invitations",
+        {"email": "guest@example.com"},
+        from_page=people,
+    )
+    assert already.status_code == 409 and 'value="guest@example.com"' in already.text
+
+    guest_id = client.get("/me", headers=login(client, "guest@example.com")).json()["id"]
+    forged = owner.post(
+        f"/app/chargers/{serial}/members/{guest_id}/revoke", headers=origin_of(owner)
+    )
+    assert forged.status_code == 403 and "Show PIN" in guest.get(f"/app/chargers/{serial}").text
+    done = post_form(
+        owner, f"/app/chargers/{serial}/members/{guest_id}/revoke", {}, from_page=people
+    )
+    assert done.status_code == 200 and "guest@example.com no longer has access" in done.text
+    after = guest.get(f"/app/chargers/{serial}")
+    assert after.status_code == 403 and "revoked" in after.text and pin not in after.text
+
+
+def test_signing_in_again_ends_the_session_the_browser_held(client: TestClient) -> None:
+    browser = browser_for(client)
+    sign_up(browser, OWNER)
+    first = browser.cookies[SESSION_COOKIE]
+    again = post_form(
+        browser, "/app/signin", {"email": OWNER, "password": PASSWORD}, from_page="/app/signin"
+    )
+    assert again.status_code == 303 and browser.cookies[SESSION_COOKIE] != first
+    with client.app.state.fleet.sessions() as db:  # type: ignore[attr-defined]
+        stored = list(db.scalars(select(Token.token_hash)))
+    assert stored == [token_digest(browser.cookies[SESSION_COOKIE])]
