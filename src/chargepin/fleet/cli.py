@@ -57,7 +57,8 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     vault_key_file: KeyFileOption = None,
 ) -> None:
-    """Serve the fleet API (OpenAPI at /docs) on loopback; migrations apply on start."""
+    """Serve the fleet API (OpenAPI at /docs) and the app (/app/) on loopback; migrations apply
+    on start."""
     from chargepin.fleet import operations
 
     operations.require_loopback(host)
