@@ -593,16 +593,39 @@ def run_pairing_bench(
     0 when the pairing ratio meets the target, 1 when it misses it, 2 when the bench could not
     measure (the message says why). Timing is never asserted beyond the ratio target.
     """
-    console = Console()
     command = command_line(json_path, rounds, rss_pairings)
-    try:
+
+    def measure() -> dict[str, Any]:
         with _quiet_bumble(), tempfile.TemporaryDirectory(prefix="chargepin-bench-") as tmp:
-            report = asyncio.run(run_bench(Path(tmp), rounds, rss_pairings, command))
-    except (ChargepinError, ValueError, TimeoutError) as error:
+            return asyncio.run(run_bench(Path(tmp), rounds, rss_pairings, command))
+
+    return report_bench(
+        measure,
+        (ChargepinError, ValueError, TimeoutError),
+        report_table,
+        json_path,
+        lambda report: bool(report["pairing"]["pass"]),
+    )
+
+
+def report_bench(
+    measure: Callable[[], dict[str, Any]],
+    failures: tuple[type[Exception], ...],
+    table: Callable[[dict[str, Any]], Table],
+    json_path: Path | None,
+    passed: Callable[[dict[str, Any]], bool],
+) -> int:
+    """Every bench's ending: run `measure`, print its table, write its JSON report; the exit
+    code: 0 when `passed`, 1 when a target was missed, 2 when `measure` could not measure (one
+    of `failures`, said in one line)."""
+    console = Console()
+    try:
+        report = measure()
+    except failures as error:
         console.print(f"[red]bench failed:[/red] {error}")
         return 2
-    console.print(report_table(report))
+    console.print(table(report))
     if json_path is not None:
         json_path.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"report written to {json_path}")
-    return 0 if report["pairing"]["pass"] else 1
+    return 0 if passed(report) else 1

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import json
 import os
 import statistics
 import subprocess
@@ -38,7 +37,6 @@ from typing import Any
 import httpx
 import psutil
 from fastapi import FastAPI
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
@@ -48,7 +46,7 @@ from chargepin.fleet import factory
 from chargepin.fleet.db import make_engine, transaction
 from chargepin.fleet.operations import open_database
 from chargepin.fleet.vault import ENV_KEY, Vault
-from chargepin.lab.bench import DIGITS_MS, percentile
+from chargepin.lab.bench import DIGITS_MS, percentile, report_bench
 from chargepin.lab.bench import machine_info as base_machine_info
 from chargepin.lab.ports import free_port
 
@@ -474,16 +472,16 @@ def run_fleet_bench(
     0 when both targets are met, 1 when one is missed, 2 when the bench could not measure (the
     message says why).
     """
-    console = Console()
     command = command_line(json_path, chargers, seconds, concurrency)
-    try:
+
+    def measure() -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="chargepin-bench-fleet-") as tmp:
-            report = run_bench(Path(tmp), chargers, seconds, concurrency, command)
-    except (ChargepinError, ValueError, httpx.HTTPError) as error:
-        console.print(f"[red]bench failed:[/red] {error}")
-        return 2
-    console.print(report_table(report))
-    if json_path is not None:
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
-        console.print(f"report written to {json_path}")
-    return 0 if report["pass"] else 1
+            return run_bench(Path(tmp), chargers, seconds, concurrency, command)
+
+    return report_bench(
+        measure,
+        (ChargepinError, ValueError, httpx.HTTPError),
+        report_table,
+        json_path,
+        lambda report: bool(report["pass"]),
+    )

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import os
 import socket
 import statistics
@@ -39,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from rich.console import Console
 from rich.table import Table
 
 from chargepin.core.csms_auth import csms_password
@@ -48,7 +46,7 @@ from chargepin.fleet import factory
 from chargepin.fleet.db import transaction
 from chargepin.fleet.operations import open_database
 from chargepin.fleet.vault import ENV_KEY, Vault
-from chargepin.lab.bench import DIGITS_MS, percentile
+from chargepin.lab.bench import DIGITS_MS, percentile, report_bench
 from chargepin.lab.bench import machine_info as base_machine_info
 from chargepin.lab.bench_fleet import FIRMWARE, MODEL, PRODUCED, count_rows
 from chargepin.lab.ocpp_stations import ClientError, StationClient, everyone, split
@@ -635,16 +633,16 @@ def run_ocpp_bench(
     0 when the targets are met, 1 when one is missed, 2 when the bench could not measure (the
     message says why).
     """
-    console = Console()
     command = command_line(json_path, stations, seconds, concurrency, clients)
-    try:
+
+    def measure() -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="chargepin-bench-ocpp-") as tmp:
-            report = run_bench(Path(tmp), stations, seconds, concurrency, clients, command)
-    except (ChargepinError, ClientError, ValueError, OSError, psutil.Error) as error:
-        console.print(f"[red]bench failed:[/red] {error}")
-        return 2
-    console.print(report_table(report))
-    if json_path is not None:
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
-        console.print(f"report written to {json_path}")
-    return 0 if report["pass"] else 1
+            return run_bench(Path(tmp), stations, seconds, concurrency, clients, command)
+
+    return report_bench(
+        measure,
+        (ChargepinError, ClientError, ValueError, OSError, psutil.Error),
+        report_table,
+        json_path,
+        lambda report: bool(report["pass"]),
+    )
