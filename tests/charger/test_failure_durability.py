@@ -10,6 +10,8 @@ what a charger rebooted right then would find.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from bumble import smp
 
 from chargepin.charger.store import StateStore
 from chargepin.clock import FakeClock
+from chargepin.core.errors import ChargepinError
 from chargepin.lab.testbed import Testbed
 from chargepin.phone.errors import ChargerLocked, WrongPin
 from tests.helpers.pins import wrong_pin
@@ -56,3 +59,40 @@ async def test_each_wrong_pin_is_committed_before_its_pairing_failed_is_sent(
         (wrong, 5, 5, True),  # the lock is on disk before the fifth refusal goes out
         (smp.ErrorCode.REPEATED_ATTEMPTS, 5, 5, True),
     ]
+
+
+async def test_a_phone_gone_as_its_last_key_arrives_leaves_a_bond_and_no_failure(
+    bed: Testbed,
+) -> None:
+    """The charger reads the phone's last key and, in the same batch, its Disconnection
+    Complete (a phone that hangs up as soon as its pair() returns). Bumble stored the keys in a
+    task the disconnection cancelled before it ran: no bond, and the good pairing counted as an
+    aborted attempt towards the lockout. radio.bumble_fixes reports the pairing at once."""
+    daemon = await bed.charger()
+    phone = await bed.phone("quick")
+    guarded = daemon.device.smp_session_proxy
+    cut: list[str] = []
+
+    class GoneWithTheLastKey(guarded):  # type: ignore[misc,valid-type]
+        def on_peer_key_distribution_complete(self) -> None:
+            super().on_peer_key_distribution_complete()
+            cut.append(str(self.connection.peer_address))
+            # The Disconnection Complete handled before the loop runs anything else.
+            self.connection.emit(self.connection.EVENT_DISCONNECTION, 0x13)
+
+    daemon.device.smp_session_proxy = GoneWithTheLastKey
+    with contextlib.suppress(ChargepinError, TimeoutError):  # the charger now sees no link
+        await phone.connect("CP-0001", pin=str(daemon.store.current_pin()))
+    assert cut, "the phone's keys never completed the pairing"
+
+    async def bonded() -> bool:
+        return bool(await daemon.store.keystore.get_all())
+
+    for _ in range(100):
+        if await bonded():
+            break
+        await asyncio.sleep(0.01)
+    bonds = daemon.store.keystore.list_bonds()
+    assert [bond.authenticated for bond in bonds] == [True]
+    counters = daemon.store.counters()
+    assert (counters["pairing_ok"], counters["pairing_failed"]) == (1, 0)

@@ -40,6 +40,8 @@ def test_the_fixes_target_the_pinned_bumble() -> None:
 def test_the_internals_the_fixes_use_are_there() -> None:
     assert callable(smp.Session.on_smp_pairing_request_command)
     assert callable(smp.Session.send_pairing_failed)
+    assert callable(smp.Session.on_peer_key_distribution_complete)
+    assert asyncio.iscoroutinefunction(smp.Session.on_pairing)
     assert isinstance(Device.smp_session_proxy, property)
     assert Device.smp_session_proxy.fset is not None
     assert "_write" in vars(att.AttributeValue(write=None))

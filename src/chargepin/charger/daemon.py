@@ -105,7 +105,9 @@ class ChargerDaemon:
             interval=advertising_interval,
             max_links=lambda: self.timings.max_links,
         )
-        guard_pairing(self.device, self.pairing.on_request, self.pairing.on_failure)
+        guard_pairing(
+            self.device, self.pairing.on_request, self.pairing.on_failure, self.pairing.on_complete
+        )
         self.device.pairing_config_factory = self.pairing.config
         self.device.add_service(build_service(self.device, self))
         harden_gatt_server(self.device, check_cccd_value)

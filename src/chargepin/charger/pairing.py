@@ -130,11 +130,17 @@ class PairingGuard:
         if link is not None:
             self.feed(connection, link, pairing_attempt.Failed(attempt_kind(reason)))
 
-    def on_pairing(self, connection: Connection, keys: PairingKeys) -> None:
+    def on_complete(self, connection: Connection, authenticated: bool) -> None:
+        """The phone's last key arrived (radio.bumble_fixes): the pairing succeeded, before the
+        link can be seen to drop."""
         link = self._links.by_handle.get(connection.handle)
         if link is not None:
-            authenticated = bool(keys.ltk and keys.ltk.authenticated)
             self.feed(connection, link, pairing_attempt.Paired(authenticated))
+
+    def on_pairing(self, connection: Connection, keys: PairingKeys) -> None:
+        # Bumble's report, after the keys are stored: already fed by on_complete (a second
+        # Paired is ignored), kept for a session class without that hook.
+        self.on_complete(connection, bool(keys.ltk and keys.ltk.authenticated))
 
     def on_disconnection(self, connection: Connection, link: LinkState) -> None:
         self.feed(connection, link, pairing_attempt.Disconnected())

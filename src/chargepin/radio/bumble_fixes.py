@@ -7,11 +7,15 @@ would break) or closes the hole (the fix is no longer needed): read it before up
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from bumble import att, gatt, smp, utils
 from bumble.device import Connection, Device
+
+logger = logging.getLogger(__name__)
 
 BUMBLE_VERSION = "0.0.236"
 """The Bumble release these fixes were written and tested against (pyproject.toml pins it)."""
@@ -20,11 +24,18 @@ BUMBLE_VERSION = "0.0.236"
 
 PairingRequestHook = Callable[[Connection, smp.SMP_Pairing_Request_Command], int | None]
 FailureHook = Callable[[Connection, int], None]
+CompleteHook = Callable[[Connection, bool], None]
 
 
-def guard_pairing(device: Device, on_request: PairingRequestHook, on_failure: FailureHook) -> None:
+def guard_pairing(
+    device: Device,
+    on_request: PairingRequestHook,
+    on_failure: FailureHook,
+    on_complete: CompleteHook | None = None,
+) -> None:
     """Ask `on_request` before serving a Pairing Request, and `on_failure` before a Pairing
-    Failed PDU of ours leaves.
+    Failed PDU of ours leaves; tell `on_complete` (connection, authenticated) the moment a
+    responder holds every key of a pairing.
 
     Bumble's PairingDelegate.accept() can only refuse with 0x05; a lockout must answer 0x09
     Repeated Attempts and a Just Works refusal 0x03 (Core spec Vol 3 Part H 3.5.5), so the
@@ -35,6 +46,14 @@ def guard_pairing(device: Device, on_request: PairingRequestHook, on_failure: Fa
     Bumble sends its Pairing Failed PDU first and reports the failure after: a charger killed in
     between forgot an attempt whose answer the phone already had (`chargepin lab crash-loop`
     caught it). Overriding `send_pairing_failed` lets the charger count it first.
+
+    A responder's pairing is complete when the initiator's last key arrives; Bumble then stores
+    the keys and reports the pairing in a task it cancels if the link drops first. A phone that
+    disconnects as soon as its `pair()` returns can have its Disconnection Complete read in the
+    same batch as that key: the task never ran, so the charger kept no bond and counted the
+    good pairing as an aborted attempt towards the lockout (tests/cli/test_install_by_role.py
+    caught the missing bond). The responder now reports completion at once (`on_complete`) and
+    stores the keys in a task the disconnection does not cancel.
     """
 
     class GuardedSession(smp.Session):
@@ -49,7 +68,28 @@ def guard_pairing(device: Device, on_request: PairingRequestHook, on_failure: Fa
             on_failure(self.connection, error)
             super().send_pairing_failed(error)
 
+        def on_peer_key_distribution_complete(self) -> None:
+            if self.is_initiator:
+                super().on_peer_key_distribution_complete()
+                return
+            # Every key is exchanged: the pairing is done whatever the link does next.
+            if on_complete is not None:
+                on_complete(self.connection, self.pairing_method != smp.PairingMethod.JUST_WORKS)
+            task = asyncio.get_running_loop().create_task(self.on_pairing())
+            _completions.add(task)
+            task.add_done_callback(_completed)
+
     device.smp_session_proxy = GuardedSession
+
+
+_completions: set[asyncio.Task[None]] = set()
+"""Responders' key storage tasks, held until they end (the loop keeps only weak references)."""
+
+
+def _completed(task: asyncio.Task[None]) -> None:
+    _completions.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("storing a pairing's keys failed", exc_info=task.exception())
 
 
 # -------------------------------------------------------------------- GATT: the open holes
