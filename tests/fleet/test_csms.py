@@ -337,14 +337,16 @@ async def test_an_owner_s_pin_change_reaches_an_online_charger_and_commits_with_
         assert applied["attempts"] == 1
         info = client.get(f"/chargers/{charger.serial}", headers=owner).json()
         assert (info["pin_enabled"], info["pin"]) == (True, "385172")
-        # A weak PIN is refused by the fleet before any ticket is sealed: failed, not sent.
-        assert client.post(
+        # A weak PIN is refused by the fleet before anything is queued, with the rule's reason.
+        weak = client.post(
             f"/chargers/{charger.serial}/commands",
             json={"action": "change_pin", "args": {"pin": "123456"}},
             headers=owner,
-        ).is_success
-        failed = await wait_for_state(client, charger.serial, owner, "failed")
-        assert failed["reason"] == "weak_pin" and failed["attempts"] == 0
+        )
+        assert weak.status_code == 422 and weak.json()["error"] == "weak_pin"
+        assert "too easy to guess" in weak.json()["detail"]
+        listed = client.get(f"/chargers/{charger.serial}/commands", headers=owner).json()
+        assert [c["action"] for c in listed] == ["enable_pin"]
     assert state.pin.custom_pin is not None and state.pin.custom_pin.digits == "385172"
     # Only owner actions go over OCPP, and only the owner sends them.
     bad = client.post(

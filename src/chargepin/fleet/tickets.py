@@ -124,6 +124,22 @@ def seal_for_charger(
     return IssuedTicket(blob, dt.datetime.fromtimestamp(ticket.expires_at, dt.UTC))
 
 
+def check_request(charger: Charger, action: Action, args: Mapping[str, str]) -> None:
+    """What refuses an owner's action before any ticket exists, whoever asks (the JSON API's
+    commands, the web app's Change PIN and Remove): a PIN class that never allows it (changing
+    the PIN below firmware 6.11: 409) and a weak or malformed chosen PIN (422, with the weak-PIN
+    rule's reason). `seal_for_charger` applies the whole rule again when it seals the ticket:
+    whether the PIN is on may change while a command waits."""
+    if action is Action.CHANGE_PIN:
+        policy = pin_policy(charger.model, charger.firmware, charger.produced)
+        try:
+            # The class's part of the rule: the PIN taken as on, which the sealing checks.
+            authorize(policy, True, action)
+        except ActionNotAllowed as error:
+            raise Conflict(str(error), code="action_not_allowed") from None
+    _custom_pin(args.get("pin"))
+
+
 def submit_receipt(
     db: Session, vault: Vault, user: User, serial: str, blob: bytes
 ) -> FleetPinState:

@@ -10,10 +10,8 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from pydantic import BaseModel, Field
 
 from chargepin.core.tickets import Action
-from chargepin.fleet.access import require_owner
 from chargepin.fleet.csms import events, outbox, registry
 from chargepin.fleet.deps import DB, BeforeCursor, CurrentUser, PageLimit, SerialPath
-from chargepin.fleet.errors import Unprocessable
 from chargepin.fleet.times import utc_now
 
 router = APIRouter(tags=["ocpp"])
@@ -98,23 +96,11 @@ def send_command(
 ) -> CommandOut:
     """Queue an owner action for the charger (owner only): sent at once if it is connected,
     else when it connects. `GET .../commands` follows it to applied or failed."""
-    charger = require_owner(db, user, serial, "send commands to the charger")
-    if str(body.action) not in outbox.COMMAND_NAMES:
-        raise Unprocessable(
-            f"{body.action} is not sent over OCPP; use one of "
-            + ", ".join(sorted(outbox.COMMAND_NAMES)),
-            code="invalid_command",
-        )
-    command = outbox.enqueue(
-        db,
-        charger,
-        str(body.action),
-        dict(body.args),
-        user.id,
-        utc_now(request.app.state.fleet.clock),
+    queued = outbox.request(
+        db, user, serial, str(body.action), body.args, utc_now(request.app.state.fleet.clock)
     )
-    background.add_task(request.app.state.csms.wake, charger.id)
-    return CommandOut(**vars(outbox.view(command)))
+    background.add_task(request.app.state.csms.wake, queued.charger_id)
+    return CommandOut(**vars(queued.command))
 
 
 @router.get("/chargers/{serial}/connection", response_model=ConnectionOut)

@@ -10,6 +10,7 @@ functions a phone's request uses.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -22,7 +23,7 @@ from chargepin.core.tickets import Action
 from chargepin.fleet import tickets
 from chargepin.fleet.access import require_owner
 from chargepin.fleet.db import keyset_page
-from chargepin.fleet.errors import FleetError
+from chargepin.fleet.errors import FleetError, Unprocessable
 from chargepin.fleet.models import Charger, CsmsCommand, PhoneBond, User
 from chargepin.fleet.times import aware
 from chargepin.fleet.vault import Vault
@@ -106,6 +107,33 @@ def enqueue(
     db.add(command)
     db.flush()
     return command
+
+
+@dataclass(frozen=True)
+class Queued:
+    """An owner's command, queued: its charger (to wake its connection) and the command."""
+
+    charger_id: int
+    command: CommandView
+
+
+def request(
+    db: Session, owner: User, serial: str, action: str, args: Mapping[str, str], now: dt.datetime
+) -> Queued:
+    """An owner's action for the charger, queued (owner only): the JSON API's
+    `POST /chargers/{serial}/commands` and the web app's Change PIN and Remove phone. What can
+    be refused now is refused now (tickets.check_request: the PIN class, a weak PIN); the caller
+    wakes the charger's connection once the transaction is committed."""
+    charger = require_owner(db, owner, serial, "send commands to the charger")
+    if action not in COMMAND_NAMES:
+        raise Unprocessable(
+            f"{action} is not sent over OCPP; use one of " + ", ".join(sorted(COMMAND_NAMES)),
+            code="invalid_command",
+        )
+    if action != CSMS_PASSWORD:
+        tickets.check_request(charger, Action(action), args)
+    command = enqueue(db, charger, action, dict(args), owner.id, now)
+    return Queued(charger.id, view(command))
 
 
 def open_commands(db: Session, charger_id: int) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
