@@ -16,8 +16,9 @@ from sqlalchemy import select
 from chargepin.clock import FakeClock
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.ocpp_events import SecurityEventType
+from chargepin.core.pin import weakness
 from chargepin.fleet.csms import events, registry
-from chargepin.fleet.models import Charger, PinReveal, Token
+from chargepin.fleet.models import Charger, CsmsCommand, PinReveal, Token
 from chargepin.fleet.security import token_digest
 from chargepin.fleet.times import utc_now
 from chargepin.fleet.web.pages import PAGE_SIZE, WEB_APP_VERSION
@@ -443,3 +444,130 @@ def test_signing_in_again_ends_the_session_the_browser_held(client: TestClient) 
     with client.app.state.fleet.sessions() as db:  # type: ignore[attr-defined]
         stored = list(db.scalars(select(Token.token_hash)))
     assert stored == [token_digest(browser.cookies[SESSION_COOKIE])]
+
+
+def queued(client: TestClient) -> list[tuple[str, dict[str, str], str]]:
+    """The outbox: (action, args, state) of every command, oldest first."""
+    with client.app.state.fleet.sessions() as db:  # type: ignore[attr-defined]
+        rows = db.scalars(select(CsmsCommand).order_by(CsmsCommand.id))
+        return [(c.action, dict(c.args), c.state) for c in rows]
+
+
+def signed_in_as(client: TestClient, email: str) -> TestClient:
+    browser = browser_for(client)
+    answer = post_form(
+        browser, "/app/signin", {"email": email, "password": PASSWORD}, from_page="/app/signin"
+    )
+    assert answer.status_code == 303, answer.text
+    return browser
+
+
+def test_the_owner_changes_the_pin_with_the_command_the_api_queues(
+    client: TestClient, fleet_clock: FakeClock
+) -> None:
+    owner, serial, pin = commissioned(client)
+    info = f"/app/chargers/{serial}"
+    page = owner.get(info)
+    assert "Change PIN" in page.text and "Offline: commands wait" in page.text
+
+    done = post_form(owner, f"{info}/change-pin", {"pin": "730418"}, from_page=info)
+
+    assert done.status_code == 200, done.text
+    assert "The new PIN was sent to the charger: it is offline" in done.text
+    assert ": waiting." in done.text and "730418" not in done.text
+    assert queued(client) == [("change_pin", {"pin": "730418"}, "waiting")]
+    # The same command as the JSON API's, listed by the API to the owner.
+    api = client.get(f"/chargers/{serial}/commands", headers=login(client, OWNER)).json()
+    assert [(c["action"], c["state"]) for c in api] == [("change_pin", "waiting")]
+    assert pin not in done.text and "730418" not in owner.get(info).text
+    assert "change pin</td><td>waiting" in owner.get(info).text
+
+    # Online, the page says the charger gets it now.
+    fleet = client.app.state.fleet  # type: ignore[attr-defined]
+    with fleet.sessions() as db, db.begin():
+        charger_id = db.scalar(select(Charger.id).where(Charger.serial == serial))
+        registry.take(db, charger_id, "connection-1", "process-1", utc_now(fleet_clock))
+    again = post_form(owner, f"{info}/change-pin", {"pin": "591724"}, from_page=info)
+    assert again.status_code == 200 and "it is online, so it gets it over OCPP now" in again.text
+
+
+def test_a_weak_or_malformed_pin_is_refused_with_the_core_rule_s_reason(
+    client: TestClient,
+) -> None:
+    owner, serial, _pin = commissioned(client)
+    info = f"/app/chargers/{serial}"
+    for typed, status, why in (
+        ("123456", 422, f"too easy to guess: {weakness('123456')}; choose another PIN"),
+        ("111111", 422, f"too easy to guess: {weakness('111111')}"),
+        ("121212", 422, f"too easy to guess: {weakness('121212')}"),
+        ("12ab56", 422, "PIN must be exactly 6 digits 0-9"),
+        ("1" * 65, 422, "New PIN: String should have at most 64 characters"),
+    ):
+        answer = post_form(owner, f"{info}/change-pin", {"pin": typed}, from_page=info)
+        assert answer.status_code == status, typed
+        assert why in answer.text, (typed, answer.text)
+        assert f'value="{typed}"' not in answer.text  # a refused PIN is not typed back
+        assert 'id="new-pin"' in answer.text  # the form again, to try another
+    assert queued(client) == []
+
+
+def test_change_pin_on_firmware_below_6_11_says_why_in_the_pin_class_s_words(
+    client: TestClient,
+) -> None:
+    """An optional-PIN charger (6.7.17 to 6.11): the page says why in the PIN class's words;
+    a forged POST is refused by the same rule as the JSON API's, nothing queued. (A charger
+    below 6.7.17 is never provisioned: fleet/factory.py refuses it.)"""
+    owner, serial, _pin = commissioned(client, OPTIONAL)
+    info = f"/app/chargers/{serial}"
+    page = owner.get(info).text
+    assert "cannot be changed" in page and 'id="new-pin"' not in page
+    assert "update to 6.11 or higher to change it" in page
+    forced = post_form(owner, f"{info}/change-pin", {"pin": "730418"}, from_page=info)
+    assert forced.status_code == 409 and "needs firmware 6.11 or higher" in forced.text
+    assert queued(client) == []
+    # The JSON API refuses it the same way, before anything is queued.
+    api = client.post(
+        f"/chargers/{serial}/commands",
+        json={"action": "change_pin", "args": {"pin": "730418"}},
+        headers=login(client, OWNER),
+    )
+    assert api.status_code == 409 and api.json()["error"] == "action_not_allowed"
+    assert api.json()["detail"] in forced.text
+    assert queued(client) == []
+
+
+def test_only_the_owner_changes_the_pin_and_only_with_the_page_s_token(
+    client: TestClient,
+) -> None:
+    owner, serial, _pin = commissioned(client)
+    owner_api = login(client, OWNER)
+    info = f"/app/chargers/{serial}"
+    change = f"{info}/change-pin"
+
+    forged = owner.post(change, data={"pin": "730418"}, headers=origin_of(owner))
+    assert forged.status_code == 403 and "reload the page" in forged.text
+    foreign = owner.post(
+        change,
+        data={"pin": "730418", "csrf": csrf_of(owner.get(info))},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert foreign.status_code == 403
+
+    stranger = browser_for(client)
+    sign_up(stranger, "stranger@example.com")
+    tried = post_form(stranger, change, {"pin": "730418"}, from_page="/app/chargers")
+    assert tried.status_code == 404
+
+    invited(client, owner_api, serial, "member@example.com")
+    member = signed_in_as(client, "member@example.com")
+    assert "Change PIN" not in member.get(info).text
+    tried = post_form(member, change, {"pin": "730418"}, from_page=info)
+    assert tried.status_code == 403 and "owner" in tried.text
+
+    member_id = client.get("/me", headers=login(client, "member@example.com")).json()["id"]
+    assert client.delete(f"/chargers/{serial}/members/{member_id}", headers=owner_api).is_success
+    before = len(queued(client))
+    tried = post_form(member, change, {"pin": "730418"}, from_page="/app/chargers")
+    assert tried.status_code == 403 and "revoked" in tried.text
+    assert len(queued(client)) == before
+    assert all(action != "change_pin" for action, _args, _state in queued(client))

@@ -27,8 +27,9 @@ from chargepin.fleet import accounts, chargers, claims, members, overview
 from chargepin.fleet.access import OWNER, require_member
 from chargepin.fleet.api.accounts import Credentials
 from chargepin.fleet.api.chargers import ClaimRequest
+from chargepin.fleet.api.csms import CommandRequest
 from chargepin.fleet.api.members import AcceptRequest, InvitationRequest
-from chargepin.fleet.csms import events
+from chargepin.fleet.csms import events, outbox, registry
 from chargepin.fleet.deps import DB, MAX_ROW_ID, user_for_digest
 from chargepin.fleet.errors import FleetError, NotFound, Unauthorized, Unprocessable
 from chargepin.fleet.models import User
@@ -43,6 +44,8 @@ by the fleet itself, so they are never an app too old to show a PIN (no X-App-Ve
 
 PAGE_SIZE = 20
 """Entries on one page of the security events and of the PIN audit."""
+COMMANDS_SHOWN = 5
+"""The newest commands sent to a charger that Charger Info shows with their state."""
 MAX_FORM_FIELDS = 8
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -371,12 +374,23 @@ def commission(request: Request, db: DB, signed: SignedPost, fields: Form) -> Re
 
 
 def _info_page(
-    request: Request, db: DB, signed: Signed, serial: str, before: str | None, pin: bool
+    request: Request,
+    db: DB,
+    signed: Signed,
+    serial: str,
+    before: str | None,
+    pin: bool,
+    *,
+    sent: outbox.CommandView | None = None,
+    status: int = 200,
+    message: str | None = None,
 ) -> Response:
-    """Charger Info; with the PIN only when Show PIN was pressed (`pin`, a POST), audited."""
+    """Charger Info; with the PIN only when Show PIN was pressed (`pin`, a POST), audited. The
+    owner also sees the audit, Change PIN and what was sent to the charger over OCPP."""
     serial = _serial(request, serial, signed)
     cursor = _cursor(request, before, signed)
     state = _state(request)
+    now = utc_now(state.clock)
     try:
         charger, member = require_member(db, signed.user, serial)
         info = chargers.describe(charger, member.role)
@@ -389,7 +403,8 @@ def _info_page(
         )
     except FleetError as error:
         raise refused(request, error, signed=signed) from None
-    reveals = chargers.reveals_of(db, charger, PAGE_SIZE, cursor) if member.role == OWNER else None
+    owner = member.role == OWNER
+    reveals = chargers.reveals_of(db, charger, PAGE_SIZE, cursor) if owner else None
     context = {
         "title": f"Charger {info.serial}",
         "info": info,
@@ -397,8 +412,18 @@ def _info_page(
         "reveals": reveals,
         "next_before": _next(reveals),
         "max_epoch": MAX_EPOCH,
+        "sent": sent,
+        "message": message,
+        "commands": outbox.listed(db, signed.user, serial, COMMANDS_SHOWN, None) if owner else [],
+        "connection": (
+            registry.connection_of(
+                db, signed.user, serial, now, state.settings.ocpp_heartbeat_interval
+            )
+            if owner
+            else None
+        ),
     }
-    return render(request, "charger.html", context, signed=signed)
+    return render(request, "charger.html", context, status=status, signed=signed)
 
 
 def _next(rows: list[Any] | None) -> int | None:
@@ -418,6 +443,48 @@ def show_pin(request: Request, db: DB, signed: SignedPost, serial: str) -> Respo
     """Show PIN: the page again with the PIN; the reveal is audited. A POST, so the PIN is
     never in a URL, a history entry or a cached page."""
     return _info_page(request, db, signed, serial, None, pin=True)
+
+
+def _queue(
+    request: Request, db: DB, signed: Signed, serial: str, action: str, args: dict[str, str]
+) -> outbox.Queued:
+    """An owner's command for the charger, as the JSON API queues it (the same request model,
+    the same `outbox.request`), the charger's connection woken once the page is committed."""
+    body = CommandRequest.model_validate({"action": action, "args": args})
+    state = _state(request)
+    return outbox.request(
+        db, signed.user, serial, str(body.action), body.args, utc_now(state.clock)
+    )
+
+
+@router.post("/chargers/{serial}/change-pin")
+def change_pin(
+    request: Request,
+    db: DB,
+    signed: SignedPost,
+    fields: Form,
+    serial: str,
+    background: BackgroundTasks,
+) -> Response:
+    """Change PIN (owner; firmware 6.11 or higher): the `change_pin` command the JSON API
+    queues, sent to the charger over OCPP. A refused PIN is said with the weak-PIN rule's
+    reason and not typed back into the form (docs/APP.md)."""
+    serial = _serial(request, serial, signed)
+    try:
+        queued = _queue(request, db, signed, serial, "change_pin", {"pin": fields.get("pin", "")})
+    except ValidationError as error:
+        message = _problems(error, {"args": "New PIN"})
+        page = _info_page(request, db, signed, serial, None, False, status=422, message=message)
+        raise PageAnswer(page) from None
+    except FleetError as error:
+        if error.status not in (409, 422):  # a stranger, a member, a revoked user: their page
+            raise refused(request, error, signed=signed) from None
+        page = _info_page(
+            request, db, signed, serial, None, False, status=error.status, message=str(error)
+        )
+        raise PageAnswer(page) from None
+    background.add_task(request.app.state.csms.wake, queued.charger_id)
+    return _info_page(request, db, signed, serial, None, False, sent=queued.command)
 
 
 @router.get("/chargers/{serial}/events")
