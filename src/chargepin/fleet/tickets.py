@@ -28,7 +28,7 @@ from chargepin.core.errors import InvalidConfig, ReceiptInvalid, WeakPin
 from chargepin.core.pin import Pin
 from chargepin.core.pin_state import PIN_ACTIONS, Live, Observed, PinState, commit_receipt
 from chargepin.core.policy import pin_policy
-from chargepin.core.tickets import Action, issue_ticket, seal_ticket, verify_receipt
+from chargepin.core.tickets import Action, check_args, issue_ticket, seal_ticket, verify_receipt
 from chargepin.fleet import pins
 from chargepin.fleet.access import OWNER, require_member
 from chargepin.fleet.errors import Conflict, Forbidden, Unprocessable
@@ -97,9 +97,7 @@ def seal_for_charger(
         authorize(policy, charger.pin_enabled, action)
     except ActionNotAllowed as error:
         raise Conflict(str(error), code="action_not_allowed") from None
-    chosen = dict(args)
-    if action is Action.CHANGE_PIN and "pin" not in chosen and "next_epoch" not in chosen:
-        chosen["next_epoch"] = "1"
+    chosen = _chosen(action, args)
     custom = _custom_pin(chosen.get("pin"))
     if custom is not None:
         chosen["pin"] = custom.digits
@@ -128,8 +126,9 @@ def check_request(charger: Charger, action: Action, args: Mapping[str, str]) -> 
     """What refuses an owner's action before any ticket exists, whoever asks (the JSON API's
     commands, the web app's Change PIN and Remove): a PIN class that never allows it (changing
     the PIN below firmware 6.11: 409) and a weak or malformed chosen PIN (422, with the weak-PIN
-    rule's reason). `seal_for_charger` applies the whole rule again when it seals the ticket:
-    whether the PIN is on may change while a command waits."""
+    rule's reason) or arguments the action does not take (422, core.tickets.check_args).
+    `seal_for_charger` applies the whole rule again when it seals the ticket: whether the PIN
+    is on may change while a command waits."""
     if action is Action.CHANGE_PIN:
         policy = pin_policy(charger.model, charger.firmware, charger.produced)
         try:
@@ -138,6 +137,20 @@ def check_request(charger: Charger, action: Action, args: Mapping[str, str]) -> 
         except ActionNotAllowed as error:
             raise Conflict(str(error), code="action_not_allowed") from None
     _custom_pin(args.get("pin"))
+    chosen = _chosen(action, args)
+    try:
+        check_args(action, chosen)
+    except InvalidConfig as error:
+        raise Unprocessable(str(error), code="invalid_ticket_args") from None
+
+
+def _chosen(action: Action, args: Mapping[str, str]) -> dict[str, str]:
+    """The ticket's arguments: change_pin with neither "pin" nor "next_epoch" means the fleet
+    picks, the next epoch's PIN."""
+    chosen = dict(args)
+    if action is Action.CHANGE_PIN and "pin" not in chosen and "next_epoch" not in chosen:
+        chosen["next_epoch"] = "1"
+    return chosen
 
 
 def submit_receipt(
