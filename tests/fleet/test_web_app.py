@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from chargepin.clock import FakeClock
+from chargepin.core import bond_statement
+from chargepin.core.bond_statement import BondedPhone
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.ocpp_events import SecurityEventType
 from chargepin.core.pin import weakness
@@ -33,6 +37,12 @@ OWNER = "owner@example.com"
 def commissioned(client: TestClient, spec: Spec = MANDATORY) -> tuple[TestClient, str, str]:
     """An owner's browser, signed up, that commissioned a new charger by its sticker code:
     (browser, serial, the PIN of epoch 0)."""
+    browser, made = commissioned_charger(client, spec)
+    return browser, made.serial, epoch_pin(made.secret, made.serial, 0).digits
+
+
+def commissioned_charger(client: TestClient, spec: Spec = MANDATORY) -> tuple[TestClient, Any]:
+    """As `commissioned`, with the charger as the factory made it (its secret too)."""
     (made,) = provision(client, spec)
     browser = browser_for(client)
     sign_up(browser, OWNER)
@@ -40,7 +50,7 @@ def commissioned(client: TestClient, spec: Spec = MANDATORY) -> tuple[TestClient
         browser, "/app/commission", {"code": made.sticker.encode()}, from_page="/app/commission"
     )
     assert answer.status_code == 200, answer.text
-    return browser, made.serial, epoch_pin(made.secret, made.serial, 0).digits
+    return browser, made
 
 
 def reported(
@@ -571,3 +581,92 @@ def test_only_the_owner_changes_the_pin_and_only_with_the_page_s_token(
     assert tried.status_code == 403 and "revoked" in tried.text
     assert len(queued(client)) == before
     assert all(action != "change_pin" for action, _args, _state in queued(client))
+
+
+def bonded(
+    client: TestClient, headers: dict[str, str], made: Any, address: str, sequence: int
+) -> None:
+    """A phone's bond, as the charger states it after pairing, relayed by its member."""
+    ltk = secrets.token_bytes(16)
+    bond = bond_statement.bond_id(made.secret, made.serial, ltk)
+    statement = bond_statement.make(made.secret, made.serial, BondedPhone(address, sequence, bond))
+    relayed = client.post(
+        f"/chargers/{made.serial}/phones", json={"statement": statement.hex()}, headers=headers
+    )
+    assert relayed.status_code == 200, relayed.text
+
+
+MEMBER_PHONE = "F0:F1:F2:F3:F4:F5"
+OWNER_PHONE = "C4:11:22:33:44:55"
+
+
+def test_paired_phones_are_removed_with_the_command_the_api_queues(client: TestClient) -> None:
+    owner, made = commissioned_charger(client)
+    serial = made.serial
+    owner_api = login(client, OWNER)
+    member_api = invited(client, owner_api, serial, "member@example.com")
+    bonded(client, owner_api, made, OWNER_PHONE, 1)
+    bonded(client, member_api, made, MEMBER_PHONE, 2)
+    people = f"/app/chargers/{serial}/people"
+    page = owner.get(people).text
+    assert "Paired phones" in page and OWNER_PHONE in page and MEMBER_PHONE in page
+    assert f"Remove the phone {MEMBER_PHONE} of member@example.com" in page
+
+    forged = owner.post(
+        f"/app/chargers/{serial}/phones/remove",
+        data={"address": MEMBER_PHONE},
+        headers=origin_of(owner),
+    )
+    assert forged.status_code == 403 and queued(client) == []
+
+    done = post_form(
+        owner, f"/app/chargers/{serial}/phones/remove", {"address": MEMBER_PHONE}, from_page=people
+    )
+
+    assert done.status_code == 200, done.text
+    assert f"Removal of {MEMBER_PHONE} sent to the charger over OCPP" in done.text
+    assert queued(client) == [("remove_phone", {"address": MEMBER_PHONE}, "waiting")]
+    api = client.get(f"/chargers/{serial}/commands", headers=owner_api).json()
+    assert [(c["action"], c["args"], c["state"]) for c in api] == [
+        ("remove_phone", {"address": MEMBER_PHONE}, "waiting")
+    ]
+    listed = owner.get(people).text.split(MEMBER_PHONE)[1]
+    assert "removal waiting" in listed.split("</li>")[0]
+    assert "removal" not in owner.get(people).text.split(OWNER_PHONE)[1].split("</li>")[0]
+
+    junk = post_form(
+        owner, f"/app/chargers/{serial}/phones/remove", {"address": "<b>x"}, from_page=people
+    )
+    assert junk.status_code == 422 and "argument address must look like" in junk.text
+    assert "<b>x" not in junk.text and len(queued(client)) == 1
+
+
+def test_only_the_owner_removes_a_phone(client: TestClient) -> None:
+    owner, made = commissioned_charger(client)
+    serial = made.serial
+    owner_api = login(client, OWNER)
+    member_api = invited(client, owner_api, serial, "member@example.com")
+    bonded(client, member_api, made, MEMBER_PHONE, 1)
+    remove = f"/app/chargers/{serial}/phones/remove"
+
+    stranger = browser_for(client)
+    sign_up(stranger, "stranger@example.com")
+    tried = post_form(stranger, remove, {"address": MEMBER_PHONE}, from_page="/app/chargers")
+    assert tried.status_code == 404 and MEMBER_PHONE not in tried.text
+    assert stranger.get(f"/app/chargers/{serial}/people").status_code == 404
+
+    member = signed_in_as(client, "member@example.com")
+    tried = post_form(member, remove, {"address": MEMBER_PHONE}, from_page="/app/chargers")
+    assert tried.status_code == 403 and "owner" in tried.text
+    assert queued(client) == []
+
+    member_id = client.get("/me", headers=member_api).json()["id"]
+    revoked = client.delete(f"/chargers/{serial}/members/{member_id}", headers=owner_api)
+    assert revoked.status_code == 200
+    # Revoking queued the removal of the member's phone; the page shows it as theirs, revoked.
+    assert queued(client) == [("remove_phone", {"address": MEMBER_PHONE}, "waiting")]
+    page = owner.get(f"/app/chargers/{serial}/people").text
+    assert "member@example.com (revoked); removal waiting" in page
+    tried = post_form(member, remove, {"address": MEMBER_PHONE}, from_page="/app/chargers")
+    assert tried.status_code == 403 and "revoked" in tried.text
+    assert len(queued(client)) == 1

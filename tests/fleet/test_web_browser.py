@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 800}
 FAILED_LOAD = "Failed to load resource: the server responded with a status of"
+NEW_PIN = "730418"
 WAIT_MS = 10_000
 """How long an expectation waits for its condition (it returns as soon as it holds)."""
 
@@ -125,6 +126,19 @@ def test_sign_up_commission_by_sticker_and_show_pin_at_a_phones_width(
         expect(page.locator(".audit tbody tr").first).to_contain_text(WEB_APP_VERSION)
         watched.fits()
 
+        # Change PIN: a weak one explained and not typed back, then one sent to the charger.
+        page.get_by_label("New 6-digit PIN").fill("123456")
+        page.get_by_role("button", name="Change PIN").click()
+        expect(page.get_by_role("alert")).to_contain_text("the digits count straight up")
+        expect(page.get_by_label("New 6-digit PIN")).to_have_value("")
+        watched.fits()
+        page.get_by_label("New 6-digit PIN").fill(NEW_PIN)
+        page.get_by_role("button", name="Change PIN").click()
+        expect(page.locator("#sent")).to_contain_text("it is offline")
+        expect(page.locator("#sent")).to_contain_text("waiting")
+        assert NEW_PIN not in page.content()
+        watched.fits()
+
         page.get_by_role("link", name="My chargers").click()
         row = page.locator(".charger")
         expect(row).to_contain_text(made.serial)
@@ -135,7 +149,7 @@ def test_sign_up_commission_by_sticker_and_show_pin_at_a_phones_width(
         assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
         assert page.evaluate("document.cookie") == ""  # no script can read the session
         for url in watched.urls:
-            assert pin not in url and cookie["value"] not in url, url
+            assert pin not in url and NEW_PIN not in url and cookie["value"] not in url, url
         assert watched.errors == []  # no stylesheet or script refused by the CSP
         context.close()
 

@@ -516,16 +516,24 @@ def _people_page(
     invitation: members.NewInvitation | None = None,
     invited: str = "",
     revoked: members.Revoked | None = None,
+    removing: outbox.CommandView | None = None,
     status: int = 200,
     message: str | None = None,
 ) -> Response:
-    """People (owner only): invite by e-mail, the pending invitations, the members."""
+    """People (owner only): invite by e-mail, the pending invitations, the members, and the
+    paired phones (the bonds the charger vouched for) with the state of their removal."""
     now = utc_now(_state(request).clock)
     try:
         pending = members.open_invitations(db, signed.user, serial, now)
         listed = members.members(db, signed.user, serial)
+        sent = outbox.listed(db, signed.user, serial, PAGE_SIZE, None)
     except FleetError as error:
         raise refused(request, error, signed=signed) from None
+    removals: dict[str, outbox.CommandView] = {}
+    for command in reversed(sent):  # oldest first: the newest removal of an address wins
+        if command.action == "remove_phone" and "address" in command.args:
+            removals[command.args["address"].upper()] = command
+    phones = [(phone, m, removals.get(phone.upper())) for m in listed for phone in m.phones]
     context = {
         "title": f"People of {serial}",
         "serial": serial,
@@ -534,6 +542,8 @@ def _people_page(
         "pending": pending,
         "members": [m for m in listed if not m.revoked],
         "revoked": revoked,
+        "phones": phones,
+        "removing": removing,
         "message": message,
     }
     return render(request, "people.html", context, status=status, signed=signed)
@@ -618,6 +628,35 @@ def revoke(
     if done.commands:
         background.add_task(request.app.state.csms.wake, done.charger_id)
     return _people_page(request, db, signed, serial, revoked=done)
+
+
+@router.post("/chargers/{serial}/phones/remove")
+def remove_phone(
+    request: Request,
+    db: DB,
+    signed: SignedPost,
+    fields: Form,
+    serial: str,
+    background: BackgroundTasks,
+) -> Response:
+    """Remove a paired phone: the `remove_phone` command the JSON API queues (and revoking a
+    member queues), sent to the charger over OCPP. The address travels in the form, not the
+    URL; once the charger's receipt is in, the fleet forgets the bond (fleet/csms/outbox.py)."""
+    serial = _serial(request, serial, signed)
+    address = fields.get("address", "").strip()
+    try:
+        queued = _queue(request, db, signed, serial, "remove_phone", {"address": address})
+    except ValidationError as error:
+        message = _problems(error, {"args": "Phone address"})
+        page = _people_page(request, db, signed, serial, status=422, message=message)
+        raise PageAnswer(page) from None
+    except FleetError as error:
+        if error.status != 422:  # a stranger, a member, a revoked user: their page
+            raise refused(request, error, signed=signed) from None
+        page = _people_page(request, db, signed, serial, status=422, message=str(error))
+        raise PageAnswer(page) from None
+    background.add_task(request.app.state.csms.wake, queued.charger_id)
+    return _people_page(request, db, signed, serial, removing=queued.command)
 
 
 @router.get("/invitations/accept")
