@@ -480,7 +480,8 @@ def test_the_owner_changes_the_pin_with_the_command_the_api_queues(
     page = owner.get(info)
     assert "Change PIN" in page.text and "Offline: commands wait" in page.text
 
-    done = post_form(owner, f"{info}/change-pin", {"pin": "730418"}, from_page=info)
+    # Typed with spaces around it: kept (and sent) in the six-digit form the ticket carries.
+    done = post_form(owner, f"{info}/change-pin", {"pin": " 730418 "}, from_page=info)
 
     assert done.status_code == 200, done.text
     assert "The new PIN was sent to the charger: it is offline" in done.text

@@ -98,9 +98,6 @@ def seal_for_charger(
     except ActionNotAllowed as error:
         raise Conflict(str(error), code="action_not_allowed") from None
     chosen = _chosen(action, args)
-    custom = _custom_pin(chosen.get("pin"))
-    if custom is not None:
-        chosen["pin"] = custom.digits
     try:
         ticket = issue_ticket(serial, challenge, action, chosen, now)
     except InvalidConfig as error:
@@ -122,13 +119,14 @@ def seal_for_charger(
     return IssuedTicket(blob, dt.datetime.fromtimestamp(ticket.expires_at, dt.UTC))
 
 
-def check_request(charger: Charger, action: Action, args: Mapping[str, str]) -> None:
+def check_request(charger: Charger, action: Action, args: Mapping[str, str]) -> dict[str, str]:
     """What refuses an owner's action before any ticket exists, whoever asks (the JSON API's
     commands, the web app's Change PIN and Remove): a PIN class that never allows it (changing
     the PIN below firmware 6.11: 409) and a weak or malformed chosen PIN (422, with the weak-PIN
     rule's reason) or arguments the action does not take (422, core.tickets.check_args).
     `seal_for_charger` applies the whole rule again when it seals the ticket: whether the PIN
-    is on may change while a command waits."""
+    is on may change while a command waits. The arguments, as the ticket will carry them (a
+    chosen PIN in its six-digit form), for the command to keep."""
     if action is Action.CHANGE_PIN:
         policy = pin_policy(charger.model, charger.firmware, charger.produced)
         try:
@@ -136,20 +134,24 @@ def check_request(charger: Charger, action: Action, args: Mapping[str, str]) -> 
             authorize(policy, True, action)
         except ActionNotAllowed as error:
             raise Conflict(str(error), code="action_not_allowed") from None
-    _custom_pin(args.get("pin"))
     chosen = _chosen(action, args)
     try:
         check_args(action, chosen)
     except InvalidConfig as error:
         raise Unprocessable(str(error), code="invalid_ticket_args") from None
+    return {name: chosen[name] for name in args}
 
 
 def _chosen(action: Action, args: Mapping[str, str]) -> dict[str, str]:
     """The ticket's arguments: change_pin with neither "pin" nor "next_epoch" means the fleet
-    picks, the next epoch's PIN."""
+    picks, the next epoch's PIN; a chosen PIN in its six-digit form, refused with the reason
+    when weak or malformed."""
     chosen = dict(args)
     if action is Action.CHANGE_PIN and "pin" not in chosen and "next_epoch" not in chosen:
         chosen["next_epoch"] = "1"
+    custom = _custom_pin(chosen.get("pin"))
+    if custom is not None:
+        chosen["pin"] = custom.digits
     return chosen
 
 

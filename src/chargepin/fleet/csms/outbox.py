@@ -130,9 +130,10 @@ def request(
             f"{action} is not sent over OCPP; use one of " + ", ".join(sorted(COMMAND_NAMES)),
             code="invalid_command",
         )
+    kept = dict(args)
     if action != CSMS_PASSWORD:
-        tickets.check_request(charger, Action(action), args)
-    command = enqueue(db, charger, action, dict(args), owner.id, now)
+        kept = tickets.check_request(charger, Action(action), args)
+    command = enqueue(db, charger, action, kept, owner.id, now)
     return Queued(charger.id, view(command))
 
 
