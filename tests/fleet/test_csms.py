@@ -23,7 +23,7 @@ from chargepin.clock import FakeClock
 from chargepin.core.csms_auth import csms_password
 from chargepin.core.pin_state import PinState
 from chargepin.core.tickets import Action
-from chargepin.fleet.models import CsmsConnection
+from chargepin.fleet.models import CsmsCommand, CsmsConnection
 from chargepin.lab.live_server import serve
 from tests.helpers.fleet_accounts import invited, login
 from tests.helpers.fleet_records import (
@@ -333,6 +333,7 @@ async def test_an_owner_s_pin_change_reaches_an_online_charger_and_commits_with_
             )
             assert queued.status_code == 202, queued.text
             assert queued.json()["state"] == "waiting"
+            assert "385172" not in queued.text  # the chosen PIN waits sealed, never listed
             applied = await wait_for_state(client, charger.serial, owner, "applied")
         assert applied["attempts"] == 1
         info = client.get(f"/chargers/{charger.serial}", headers=owner).json()
@@ -347,6 +348,11 @@ async def test_an_owner_s_pin_change_reaches_an_online_charger_and_commits_with_
         assert "too easy to guess" in weak.json()["detail"]
         listed = client.get(f"/chargers/{charger.serial}/commands", headers=owner).json()
         assert [c["action"] for c in listed] == ["enable_pin"]
+        assert "385172" not in json.dumps(listed)
+        fleet = client.app.state.fleet  # type: ignore[attr-defined]
+        with fleet.sessions() as db:
+            stored = db.scalars(select(CsmsCommand.args)).all()
+        assert "385172" not in json.dumps(stored) and all("pin" not in a for a in stored)
     assert state.pin.custom_pin is not None and state.pin.custom_pin.digits == "385172"
     # Only owner actions go over OCPP, and only the owner sends them.
     bad = client.post(

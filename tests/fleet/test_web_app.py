@@ -21,7 +21,7 @@ from chargepin.core.bond_statement import BondedPhone
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.ocpp_events import SecurityEventType
 from chargepin.core.pin import weakness
-from chargepin.fleet.csms import events, registry
+from chargepin.fleet.csms import events, outbox, registry
 from chargepin.fleet.models import Charger, CsmsCommand, PinReveal, Token
 from chargepin.fleet.security import token_digest
 from chargepin.fleet.times import utc_now
@@ -457,10 +457,16 @@ def test_signing_in_again_ends_the_session_the_browser_held(client: TestClient) 
 
 
 def queued(client: TestClient) -> list[tuple[str, dict[str, str], str]]:
-    """The outbox: (action, args, state) of every command, oldest first."""
-    with client.app.state.fleet.sessions() as db:  # type: ignore[attr-defined]
-        rows = db.scalars(select(CsmsCommand).order_by(CsmsCommand.id))
-        return [(c.action, dict(c.args), c.state) for c in rows]
+    """The outbox: (action, args as the ticket will carry them, state) of every command, oldest
+    first; a chosen PIN is never in the table in clear."""
+    fleet = client.app.state.fleet  # type: ignore[attr-defined]
+    with fleet.sessions() as db:
+        rows = list(db.scalars(select(CsmsCommand).order_by(CsmsCommand.id)))
+        assert not any("pin" in (c.args or {}) for c in rows)
+        return [
+            (c.action, outbox.command_args(fleet.vault, c.charger_id, c.args or {}), c.state)
+            for c in rows
+        ]
 
 
 def signed_in_as(client: TestClient, email: str) -> TestClient:

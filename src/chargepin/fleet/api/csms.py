@@ -96,8 +96,9 @@ def send_command(
 ) -> CommandOut:
     """Queue an owner action for the charger (owner only): sent at once if it is connected,
     else when it connects. `GET .../commands` follows it to applied or failed."""
+    fleet = request.app.state.fleet
     queued = outbox.request(
-        db, user, serial, str(body.action), body.args, utc_now(request.app.state.fleet.clock)
+        db, fleet.vault, user, serial, str(body.action), body.args, utc_now(fleet.clock)
     )
     background.add_task(request.app.state.csms.wake, queued.charger_id)
     return CommandOut(**vars(queued.command))

@@ -117,13 +117,47 @@ class Queued:
     command: CommandView
 
 
+SEALED_PIN = "_pin"
+"""args key of a chosen PIN, sealed in the vault (bound to the charger): a PIN waiting in the
+outbox is as secret as the charger's custom PIN, so it is never in the table in clear and never
+listed (keys starting with `_` are not shown)."""
+
+
+def _pin_context(charger_id: int) -> str:
+    return f"outbox-pin:{charger_id}"
+
+
+def _sealed(vault: Vault, charger_id: int, args: dict[str, str]) -> dict[str, str]:
+    if "pin" not in args:
+        return args
+    kept = {k: v for k, v in args.items() if k != "pin"}
+    kept[SEALED_PIN] = vault.seal(args["pin"].encode(), _pin_context(charger_id)).hex()
+    return kept
+
+
+def command_args(vault: Vault, charger_id: int, args: Mapping[str, Any]) -> dict[str, str]:
+    """The command's arguments as the ticket carries them (the sealed PIN opened)."""
+    opened = {str(k): str(v) for k, v in args.items() if not str(k).startswith("_")}
+    sealed = args.get(SEALED_PIN)
+    if isinstance(sealed, str):
+        opened["pin"] = vault.open(bytes.fromhex(sealed), _pin_context(charger_id)).decode()
+    return opened
+
+
 def request(
-    db: Session, owner: User, serial: str, action: str, args: Mapping[str, str], now: dt.datetime
+    db: Session,
+    vault: Vault,
+    owner: User,
+    serial: str,
+    action: str,
+    args: Mapping[str, str],
+    now: dt.datetime,
 ) -> Queued:
     """An owner's action for the charger, queued (owner only): the JSON API's
     `POST /chargers/{serial}/commands` and the web app's Change PIN and Remove phone. What can
-    be refused now is refused now (tickets.check_request: the PIN class, a weak PIN); the caller
-    wakes the charger's connection once the transaction is committed."""
+    be refused now is refused now (tickets.check_request: the PIN class, a weak PIN); a chosen
+    PIN is kept sealed (SEALED_PIN); the caller wakes the charger's connection once the
+    transaction is committed."""
     charger = require_owner(db, owner, serial, "send commands to the charger")
     if action not in COMMAND_NAMES:
         raise Unprocessable(
@@ -132,7 +166,7 @@ def request(
         )
     kept = dict(args)
     if action != CSMS_PASSWORD:
-        kept = tickets.check_request(charger, Action(action), args)
+        kept = _sealed(vault, charger.id, tickets.check_request(charger, Action(action), args))
     command = enqueue(db, charger, action, kept, owner.id, now)
     return Queued(charger.id, view(command))
 
@@ -208,7 +242,7 @@ def seal(
             charger,
             challenge,
             Action(command.action),
-            {str(k): str(v) for k, v in (command.args or {}).items()},
+            command_args(vault, charger.id, command.args or {}),
             now.timestamp(),
         )
     except FleetError as error:

@@ -453,7 +453,7 @@ def _queue(
     body = CommandRequest.model_validate({"action": action, "args": args})
     state = _state(request)
     return outbox.request(
-        db, signed.user, serial, str(body.action), body.args, utc_now(state.clock)
+        db, state.vault, signed.user, serial, str(body.action), body.args, utc_now(state.clock)
     )
 
 
