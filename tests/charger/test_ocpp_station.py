@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,7 +142,8 @@ async def test_events_queued_while_the_csms_is_down_arrive_in_order_once(bed: Te
         kinds = [EventKind.PIN_DISABLED, EventKind.PIN_ENABLED, EventKind.PIN_CHANGED]
         for index in range(30):
             store.record_event(kinds[index % 3], f"owner ticket {index}", 1000.0 + index)
-        await asyncio.sleep(0.5)  # a few failed connection attempts
+        # A few connection attempts fail while the CSMS is down; nothing leaves the queue.
+        await asyncio.wait_for(_until(lambda: link.attempts >= 3), 10)
         assert store.queue_length() == 31  # the startup event and the 30
         await csms.start()
         await csms.wait_for(lambda: store.queue_length() == 0, timeout=15)
@@ -597,3 +598,8 @@ async def get_from(csms: TestCsms, *names: tuple[str, str]) -> list[dict[str, An
         SERIAL, call.GetVariables(get_variable_data=[variable(c, n) for c, n in names])
     )
     return list(response.get_variable_result)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)

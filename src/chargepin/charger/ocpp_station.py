@@ -559,6 +559,8 @@ class StationLink:
         self.connected = asyncio.Event()
         self.connections = 0
         """Connections that reached an accepted BootNotification (for tests and reports)."""
+        self.attempts = 0
+        """Connections tried, failed or not (for tests and reports)."""
         self.station: Station | None = None
         self._task: asyncio.Task[None] | None = None
         self.resets = Resets(daemon)
@@ -585,6 +587,7 @@ class StationLink:
         failures = 0
         while True:
             before = self.connections
+            self.attempts += 1
             try:
                 await self._session()
             except asyncio.CancelledError:
