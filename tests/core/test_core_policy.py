@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chargepin.core.action_policy import ActionNotAllowed, authorize
 from chargepin.core.errors import InvalidVersion
 from chargepin.core.policy import (
     MANDATORY_FIRMWARE,
@@ -15,8 +16,11 @@ from chargepin.core.policy import (
     OPTIONAL_FIRMWARE,
     FirmwareVersion,
     PinMode,
+    PinPolicy,
+    offers_pin_setup,
     pin_policy,
 )
+from chargepin.core.tickets import Action
 
 OLD = datetime.date(2024, 1, 1)
 BEFORE = datetime.date(2025, 7, 31)
@@ -204,3 +208,49 @@ def test_constants() -> None:
     assert MANDATORY_MODELS_FROM == FROM
     assert PinMode("mandatory") is PinMode.MANDATORY
     assert f"{PinMode.OPTIONAL}" == "optional"
+
+
+OPTIONAL = pin_policy("Pulsar Plus", FirmwareVersion.parse("6.7.17"), OLD)
+MANDATORY = pin_policy("Pulsar Plus", FirmwareVersion.parse("6.11"), OLD)
+MANDATORY_MODEL = pin_policy("Pulsar Max", FirmwareVersion.parse("6.8"), FROM)
+UNSUPPORTED = pin_policy("Pulsar Plus", FirmwareVersion.parse("6.7.16"), OLD)
+
+
+def test_the_pin_setup_pop_up_is_offered_to_the_owner_of_an_optional_charger_with_the_pin_off() -> (
+    None
+):
+    assert offers_pin_setup(OPTIONAL, pin_enabled=False, is_owner=True)
+
+
+@pytest.mark.parametrize(
+    ("policy", "pin_enabled", "is_owner", "enabling", "dismissed"),
+    [
+        (OPTIONAL, True, True, False, False),  # the PIN is on already
+        (OPTIONAL, False, False, False, False),  # an invited user cannot enable it
+        (OPTIONAL, False, True, True, False),  # an enable_pin is on its way
+        (OPTIONAL, False, True, False, True),  # the owner said "Not now"
+        (MANDATORY, False, True, False, False),  # always on: nothing to set up
+        (MANDATORY, True, True, False, False),
+        (MANDATORY_MODEL, False, True, False, False),
+        (UNSUPPORTED, False, True, False, False),  # the firmware has no PIN: update it
+    ],
+)
+def test_the_pin_setup_pop_up_is_not_offered(
+    policy: PinPolicy, pin_enabled: bool, is_owner: bool, enabling: bool, dismissed: bool
+) -> None:
+    assert not offers_pin_setup(
+        policy, pin_enabled=pin_enabled, is_owner=is_owner, enabling=enabling, dismissed=dismissed
+    )
+
+
+@pytest.mark.parametrize("policy", [OPTIONAL, MANDATORY, MANDATORY_MODEL, UNSUPPORTED])
+@pytest.mark.parametrize("pin_enabled", [False, True])
+def test_the_pop_up_never_offers_an_enable_pin_the_action_rule_refuses(
+    policy: PinPolicy, pin_enabled: bool
+) -> None:
+    """What the pop-up offers, `authorize` (the charger's rule for enable_pin) allows."""
+    if offers_pin_setup(policy, pin_enabled=pin_enabled, is_owner=True):
+        authorize(policy, pin_enabled, Action.ENABLE_PIN)
+    elif policy.mode is not PinMode.MANDATORY:
+        with pytest.raises(ActionNotAllowed):
+            authorize(policy, pin_enabled, Action.ENABLE_PIN)

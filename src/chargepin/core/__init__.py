@@ -23,7 +23,13 @@ from chargepin.core.lockout import (
     retry_after,
 )
 from chargepin.core.pin import Pin, generate_pin, weakness
-from chargepin.core.policy import FirmwareVersion, PinMode, PinPolicy, pin_policy
+from chargepin.core.policy import (
+    FirmwareVersion,
+    PinMode,
+    PinPolicy,
+    offers_pin_setup,
+    pin_policy,
+)
 from chargepin.core.profiles import (
     DEFAULT_PROFILE,
     PROFILES,
@@ -74,6 +80,7 @@ __all__ = [
     "is_locked",
     "issue_ticket",
     "new_secret",
+    "offers_pin_setup",
     "open_ticket",
     "pin_fingerprint",
     "pin_policy",

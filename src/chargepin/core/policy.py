@@ -194,6 +194,32 @@ def pin_policy(model: str, firmware: FirmwareVersion, produced: datetime.date) -
     )
 
 
+def offers_pin_setup(
+    policy: PinPolicy,
+    *,
+    pin_enabled: bool,
+    is_owner: bool,
+    enabling: bool = False,
+    dismissed: bool = False,
+) -> bool:
+    """Whether the app offers the pop-up to set up the passcode (PRODUCT.md, "Enabling the PIN").
+
+    Only on an optional-PIN charger (a mandatory one always has it on, an unsupported one cannot
+    have it) whose PIN is off, only to its owner (an invited user cannot enable it: the
+    `enable_pin` ticket is the owner's), not while an `enable_pin` the owner asked for is still
+    on its way to the charger (`enabling`: the app shows that command's state instead), and not
+    once the owner answered "Not now" (`dismissed`: how long that lasts is the app's, e.g. the
+    session). The one copy of the rule: the fleet-served pages and radio mode both ask it.
+    """
+    return (
+        policy.mode is PinMode.OPTIONAL
+        and not pin_enabled
+        and is_owner
+        and not enabling
+        and not dismissed
+    )
+
+
 def _mandatory(reason: str) -> PinPolicy:
     """A mandatory policy: always on, changeable, never disabled."""
     return PinPolicy(mode=PinMode.MANDATORY, changeable=True, can_disable=False, reason=reason)
