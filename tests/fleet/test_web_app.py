@@ -21,6 +21,7 @@ from chargepin.core.bond_statement import BondedPhone
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.ocpp_events import SecurityEventType
 from chargepin.core.pin import weakness
+from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet.csms import events, outbox, registry
 from chargepin.fleet.models import Charger, CsmsCommand, PinReveal, Token
 from chargepin.fleet.security import token_digest
@@ -677,3 +678,147 @@ def test_only_the_owner_removes_a_phone(client: TestClient) -> None:
     tried = post_form(member, remove, {"address": MEMBER_PHONE}, from_page="/app/chargers")
     assert tried.status_code == 403 and "revoked" in tried.text
     assert len(queued(client)) == 1
+
+
+# --- the passcode pop-up (optional-PIN chargers) -----------------------------------------------
+
+POP_UP = 'id="pin-setup"'
+INTERRUPTED = "The connection will be interrupted; reconnect with the PIN."
+
+
+def test_the_owner_of_an_optional_charger_sets_up_the_passcode_from_the_pop_up(
+    client: TestClient, fleet_clock: FakeClock
+) -> None:
+    owner, serial, _pin = commissioned(client, OPTIONAL)
+    info = f"/app/chargers/{serial}"
+    page = owner.get(info).text
+    assert POP_UP in page and "<dialog open" in page and "Set up a passcode?" in page
+    assert page.index(POP_UP) < page.index("<dl>")  # first on the page: first in focus order
+
+    done = post_form(owner, f"{info}/pin-setup", {}, from_page=info)
+
+    assert done.status_code == 200, done.text
+    assert INTERRUPTED in done.text and POP_UP not in done.text
+    assert "the charger is offline, so it gets it over OCPP when it connects" in done.text
+    assert queued(client) == [("enable_pin", {}, "waiting")]
+    (command,) = client.get(f"/chargers/{serial}/commands", headers=login(client, OWNER)).json()
+    assert (command["action"], command["state"]) == ("enable_pin", "waiting")
+    assert f"Command {command['id']}: waiting." in done.text
+    # While it is on its way: its state, and no second offer.
+    again = owner.get(info).text
+    assert INTERRUPTED in again and POP_UP not in again and "Set up a passcode" not in again
+
+    # The charger applied it: the PIN is on, Show PIN, nothing more offered.
+    fleet = client.app.state.fleet  # type: ignore[attr-defined]
+    with fleet.sessions() as db, db.begin():
+        row = db.scalar(select(Charger).where(Charger.serial == serial))
+        assert row is not None
+        row.pin_enabled = True
+        stored = db.scalar(select(CsmsCommand).where(CsmsCommand.action == "enable_pin"))
+        assert stored is not None
+        stored.state = outbox.CommandState.APPLIED.value
+    after = owner.get(info).text
+    assert POP_UP not in after and INTERRUPTED not in after and "Show PIN" in after
+
+
+def test_not_now_closes_the_pop_up_for_this_session_only(client: TestClient) -> None:
+    owner, serial, _pin = commissioned(client, OPTIONAL)
+    info = f"/app/chargers/{serial}"
+
+    closed = post_form(owner, f"{info}/pin-setup/not-now", {}, from_page=info)
+
+    assert closed.status_code == 303 and closed.headers["location"] == info
+    cookie = next(c for c in closed.headers.get_list("set-cookie") if "chargepin_notnow" in c)
+    flags = {part.strip().lower().split("=")[0] for part in cookie.split(";")}
+    assert {"httponly", "samesite", "path"} <= flags and "max-age" not in flags
+    page = owner.get(info).text
+    assert POP_UP not in page and "Set up a passcode" in page  # still possible, not pressed
+    assert queued(client) == []
+    # Another sign-in of the same account is another session: offered again; and this
+    # session's cookie copied into another session's browser counts for nothing.
+    other = signed_in_as(client, OWNER)
+    assert POP_UP in other.get(info).text
+    other.cookies.set("chargepin_notnow", owner.cookies["chargepin_notnow"], path="/app")
+    assert POP_UP in other.get(info).text
+    other.cookies.set("chargepin_notnow", "junk." + serial, path="/app")
+    assert POP_UP in other.get(info).text
+    # The button left on Charger Info sets it up as the pop-up's does.
+    done = post_form(owner, f"{info}/pin-setup", {}, from_page=info)
+    assert done.status_code == 200 and INTERRUPTED in done.text
+    assert queued(client) == [("enable_pin", {}, "waiting")]
+
+
+def test_only_the_owner_sets_up_the_passcode_and_only_with_the_page_s_token(
+    client: TestClient,
+) -> None:
+    owner, serial, _pin = commissioned(client, OPTIONAL)
+    owner_api = login(client, OWNER)
+    info = f"/app/chargers/{serial}"
+    setup = f"{info}/pin-setup"
+
+    forged = owner.post(setup, data={}, headers=origin_of(owner))
+    assert forged.status_code == 403 and "reload the page" in forged.text
+    foreign = owner.post(
+        setup, data={"csrf": csrf_of(owner.get(info))}, headers={"Origin": "https://evil.example"}
+    )
+    assert foreign.status_code == 403
+    json_body = owner.post(setup, json={"csrf": csrf_of(owner.get(info))}, headers=origin_of(owner))
+    assert json_body.status_code == 403
+
+    stranger = browser_for(client)
+    sign_up(stranger, "stranger@example.com")
+    assert post_form(stranger, setup, {}, from_page="/app/chargers").status_code == 404
+    assert post_form(stranger, f"{setup}/not-now", {}, from_page="/app/chargers").status_code == 404
+
+    invited(client, owner_api, serial, "member@example.com")
+    member = signed_in_as(client, "member@example.com")
+    page = member.get(info).text
+    assert POP_UP not in page and "Set up a passcode" not in page
+    tried = post_form(member, setup, {}, from_page=info)
+    assert tried.status_code == 403 and "owner" in tried.text
+
+    member_id = client.get("/me", headers=login(client, "member@example.com")).json()["id"]
+    assert client.delete(f"/chargers/{serial}/members/{member_id}", headers=owner_api).is_success
+    tried = post_form(member, setup, {}, from_page="/app/chargers")
+    assert tried.status_code == 403 and "revoked" in tried.text
+    assert all(action != "enable_pin" for action, _args, _state in queued(client))
+
+
+def test_a_mandatory_or_too_old_charger_gets_no_pop_up_and_a_forged_set_up_the_api_s_refusal(
+    client: TestClient,
+) -> None:
+    owner, serial, _pin = commissioned(client, MANDATORY)
+    owner_api = login(client, OWNER)
+    info = f"/app/chargers/{serial}"
+    assert POP_UP not in owner.get(info).text
+
+    forced = post_form(owner, f"{info}/pin-setup", {}, from_page=info)
+
+    assert forced.status_code == 409 and "the PIN is already on" in forced.text
+    api = client.post(
+        f"/chargers/{serial}/commands", json={"action": "enable_pin"}, headers=owner_api
+    )
+    assert api.status_code == 409 and api.json()["error"] == "action_not_allowed"
+    assert api.json()["detail"] in forced.text
+    assert queued(client) == []
+
+    # A charger whose firmware has no PIN (it reported 6.7.16; the factory makes none that old).
+    (made,) = provision(client, OPTIONAL)
+    claimed = post_form(
+        owner, "/app/commission", {"code": made.sticker.encode()}, from_page="/app/commission"
+    )
+    assert claimed.status_code == 200, claimed.text
+    fleet = client.app.state.fleet  # type: ignore[attr-defined]
+    with fleet.sessions() as db, db.begin():
+        row = db.scalar(select(Charger).where(Charger.serial == made.serial))
+        assert row is not None
+        row.firmware = FirmwareVersion.parse("6.7.16")
+    old = f"/app/chargers/{made.serial}"
+    assert POP_UP not in owner.get(old).text and "Set up a passcode" not in owner.get(old).text
+    forced = post_form(owner, f"{old}/pin-setup", {}, from_page=old)
+    assert forced.status_code == 409 and "does not support a PIN" in forced.text
+    api = client.post(
+        f"/chargers/{made.serial}/commands", json={"action": "enable_pin"}, headers=owner_api
+    )
+    assert api.status_code == 409 and api.json()["detail"] in forced.text
+    assert queued(client) == []

@@ -23,7 +23,7 @@ from chargepin.fleet.web.sessions import SESSION_COOKIE
 from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import PASSWORD
-from tests.helpers.fleet_factory import MANDATORY
+from tests.helpers.fleet_factory import MANDATORY, OPTIONAL
 
 ROOT = Path(__file__).resolve().parents[2]
 PHONE = {"width": 360, "height": 740}
@@ -238,3 +238,31 @@ def test_an_invited_user_accepts_in_a_second_browser_and_the_owner_revokes(
         assert owner.errors == [] and guest.errors == []
         guest_context.close()
         owner_context.close()
+
+
+def test_the_owner_of_an_optional_charger_sets_up_the_passcode_from_the_pop_up(
+    browser: Browser, fleet: LocalFleet
+) -> None:
+    (made,) = fleet.provision(OPTIONAL.model, OPTIONAL.firmware, OPTIONAL.produced)
+    with serve(fleet.app) as base:
+        context = browser.new_context(viewport=PHONE)
+        watched = Watched(context.new_page())
+        page = watched.page
+        sign_up_in(page, base, "owner@example.com")
+        page.get_by_role("link", name="Add a charger").click()
+        page.get_by_label("The code on the charger's sticker").fill(made.sticker.encode())
+        page.get_by_role("button", name="Add the charger").click()
+        page.get_by_role("link", name="Charger Info").click()
+
+        pop_up = page.get_by_role("dialog", name="Set up a passcode?")
+        expect(pop_up).to_be_visible()
+        watched.fits()
+        pop_up.get_by_role("button", name="Set up").click()
+
+        expect(page.get_by_role("dialog")).to_have_count(0)
+        status = page.locator("#setting-up")
+        expect(status).to_contain_text("The connection will be interrupted; reconnect with the PIN")
+        expect(status).to_contain_text("waiting")
+        watched.fits()
+        assert watched.errors == []  # the dialog needs no script and no inline style
+        context.close()

@@ -27,7 +27,7 @@ from chargepin.core.attestation import AttestationInvalid, AttestedState, verify
 from chargepin.core.errors import InvalidConfig, ReceiptInvalid, WeakPin
 from chargepin.core.pin import Pin
 from chargepin.core.pin_state import PIN_ACTIONS, Live, Observed, PinState, commit_receipt
-from chargepin.core.policy import pin_policy
+from chargepin.core.policy import PinMode, pin_policy
 from chargepin.core.tickets import Action, check_args, issue_ticket, seal_ticket, verify_receipt
 from chargepin.fleet import pins
 from chargepin.fleet.access import OWNER, require_member
@@ -121,17 +121,24 @@ def seal_for_charger(
 
 def check_request(charger: Charger, action: Action, args: Mapping[str, str]) -> dict[str, str]:
     """What refuses an owner's action before any ticket exists, whoever asks (the JSON API's
-    commands, the web app's Change PIN and Remove): a PIN class that never allows it (changing
-    the PIN below firmware 6.11: 409) and a weak or malformed chosen PIN (422, with the weak-PIN
-    rule's reason) or arguments the action does not take (422, core.tickets.check_args).
+    commands, the web app's Change PIN, Set up the passcode and Remove): a PIN class that never
+    allows it (changing the PIN below firmware 6.11; enabling it where the class keeps it always
+    on or has none: 409) and a weak or malformed chosen PIN (422, with the weak-PIN rule's
+    reason) or arguments the action does not take (422, core.tickets.check_args).
     `seal_for_charger` applies the whole rule again when it seals the ticket: whether the PIN
     is on may change while a command waits. The arguments, as the ticket will carry them (a
     chosen PIN in its six-digit form), for the command to keep."""
-    if action is Action.CHANGE_PIN:
+    if action in (Action.CHANGE_PIN, Action.ENABLE_PIN):
         policy = pin_policy(charger.model, charger.firmware, charger.produced)
+        # The class's part of the rule, which the sealing checks with the PIN as it is then:
+        # changing taken with the PIN on; enabling refused where it can never become possible
+        # while the command waits (no PIN in the firmware; a mandatory PIN that is on, which
+        # nothing switches off), taken with the PIN off elsewhere (a disable_pin may be waiting).
+        pin_on = action is Action.CHANGE_PIN or (
+            policy.mode is PinMode.MANDATORY and charger.pin_enabled
+        )
         try:
-            # The class's part of the rule: the PIN taken as on, which the sealing checks.
-            authorize(policy, True, action)
+            authorize(policy, pin_on, action)
         except ActionNotAllowed as error:
             raise Conflict(str(error), code="action_not_allowed") from None
     chosen = _chosen(action, args)

@@ -185,6 +185,22 @@ def open_commands(db: Session, charger_id: int) -> set[tuple[str, tuple[tuple[st
     }
 
 
+def newest_open(db: Session, charger_id: int, action: str) -> CommandView | None:
+    """The charger's newest command for `action` still on its way (waiting or sent), if any:
+    what the web app shows instead of offering the same change again."""
+    row = db.scalars(
+        select(CsmsCommand)
+        .where(
+            CsmsCommand.charger_id == charger_id,
+            CsmsCommand.action == action,
+            CsmsCommand.state.in_([s.value for s in OPEN_STATES]),
+        )
+        .order_by(CsmsCommand.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else view(row)
+
+
 def listed(
     db: Session, owner: User, serial: str, limit: int, before: int | None
 ) -> list[CommandView]:

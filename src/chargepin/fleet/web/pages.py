@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from chargepin import __version__
 from chargepin.core.limits import MAX_EPOCH, serial_problem
+from chargepin.core.policy import offers_pin_setup
 from chargepin.fleet import accounts, chargers, claims, members, overview
 from chargepin.fleet.access import OWNER, require_member
 from chargepin.fleet.api.accounts import Credentials
@@ -405,6 +406,20 @@ def _info_page(
         raise refused(request, error, signed=signed) from None
     owner = member.role == OWNER
     reveals = chargers.reveals_of(db, charger, PAGE_SIZE, cursor) if owner else None
+    enabling = outbox.newest_open(db, charger.id, "enable_pin") if owner else None
+    setup = {
+        "enabling": enabling,
+        "possible": offers_pin_setup(
+            info.policy, pin_enabled=info.pin_enabled, is_owner=owner, enabling=bool(enabling)
+        ),
+        "pop_up": offers_pin_setup(
+            info.policy,
+            pin_enabled=info.pin_enabled,
+            is_owner=owner,
+            enabling=bool(enabling),
+            dismissed=serial in sessions.not_now(request, state.vault, signed.token),
+        ),
+    }
     context = {
         "title": f"Charger {info.serial}",
         "info": info,
@@ -413,6 +428,7 @@ def _info_page(
         "next_before": _next(reveals),
         "max_epoch": MAX_EPOCH,
         "sent": sent,
+        "setup": setup,
         "message": message,
         "commands": outbox.listed(db, signed.user, serial, COMMANDS_SHOWN, None) if owner else [],
         "connection": (
@@ -485,6 +501,41 @@ def change_pin(
         raise PageAnswer(page) from None
     background.add_task(request.app.state.csms.wake, queued.charger_id)
     return _info_page(request, db, signed, serial, None, False, sent=queued.command)
+
+
+@router.post("/chargers/{serial}/pin-setup")
+def set_up_pin(
+    request: Request, db: DB, signed: SignedPost, serial: str, background: BackgroundTasks
+) -> Response:
+    """ "Set up" in the passcode pop-up (owner; an optional-PIN charger with the PIN off): the
+    `enable_pin` command the JSON API queues, sent to the charger over OCPP; Charger Info then
+    says the connection will be interrupted and shows the command's state."""
+    serial = _serial(request, serial, signed)
+    try:
+        queued = _queue(request, db, signed, serial, "enable_pin", {})
+    except FleetError as error:
+        if error.status not in (409, 422):  # a stranger, a member, a revoked user: their page
+            raise refused(request, error, signed=signed) from None
+        page = _info_page(
+            request, db, signed, serial, None, False, status=error.status, message=str(error)
+        )
+        raise PageAnswer(page) from None
+    background.add_task(request.app.state.csms.wake, queued.charger_id)
+    return _info_page(request, db, signed, serial, None, False)
+
+
+@router.post("/chargers/{serial}/pin-setup/not-now")
+def not_now(request: Request, db: DB, signed: SignedPost, serial: str) -> Response:
+    """ "Not now" in the passcode pop-up: this session stops offering it for this charger
+    (a cookie bound to the session, docs/APP.md); Set up stays on Charger Info."""
+    serial = _serial(request, serial, signed)
+    try:
+        require_member(db, signed.user, serial)
+    except FleetError as error:
+        raise refused(request, error, signed=signed) from None
+    answer = _to(f"/chargers/{serial}")
+    sessions.remember_not_now(request, answer, _state(request).vault, signed.token, serial)
+    return answer
 
 
 @router.get("/chargers/{serial}/events")

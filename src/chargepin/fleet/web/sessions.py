@@ -19,6 +19,7 @@ import secrets
 
 from fastapi import Request, Response
 
+from chargepin.core.limits import serial_problem
 from chargepin.fleet.vault import Vault
 
 SESSION_COOKIE = "chargepin_session"
@@ -82,3 +83,44 @@ def same_origin(request: Request) -> bool:
         return origin == own
     site = request.headers.get("sec-fetch-site")
     return site is None or site in ("same-origin", "none")
+
+
+NOT_NOW_COOKIE = "chargepin_notnow"
+NOT_NOW_PURPOSE = "web-not-now"
+MAX_NOT_NOW = 20
+"""Chargers one session remembers "Not now" for (a cookie stays well under a browser's 4 KB)."""
+
+
+def _session_tag(vault: Vault, session_token: str) -> str:
+    """Binds the "Not now" cookie to one session: another sign-in has another tag."""
+    _kid, key = vault.subkey(NOT_NOW_PURPOSE)
+    return hmac.new(key, session_token.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def not_now(request: Request, vault: Vault, session_token: str) -> list[str]:
+    """The serials whose passcode pop-up this session answered "Not now" (docs/APP.md).
+
+    The cookie is `<tag>.<serial>.<serial>...`; a tag of another session (signed out, signed in
+    again, another account) or anything malformed counts as nothing dismissed."""
+    parts = request.cookies.get(NOT_NOW_COOKIE, "").split(".")
+    tag = _session_tag(vault, session_token)
+    if not hmac.compare_digest(parts[0].encode("utf-8", "replace"), tag.encode()):
+        return []
+    return [serial for serial in parts[1 : MAX_NOT_NOW + 1] if serial_problem(serial) is None]
+
+
+def remember_not_now(
+    request: Request, response: Response, vault: Vault, session_token: str, serial: str
+) -> None:
+    """Add `serial` to this session's "Not now" cookie: HttpOnly, Lax, /app, and no Max-Age,
+    so it ends with the browser's session at the latest (and with the sign-in, by its tag)."""
+    kept = [s for s in not_now(request, vault, session_token) if s != serial] + [serial]
+    value = ".".join([_session_tag(vault, session_token), *kept[-MAX_NOT_NOW:]])
+    response.set_cookie(
+        NOT_NOW_COOKIE,
+        value,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=is_https(request),
+    )
