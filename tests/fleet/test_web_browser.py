@@ -18,6 +18,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 
 from chargepin.clock import FakeClock
 from chargepin.core.epochs import epoch_pin
+from chargepin.fleet import factory
 from chargepin.fleet.web.pages import WEB_APP_VERSION
 from chargepin.fleet.web.sessions import SESSION_COOKIE
 from chargepin.lab.live_server import serve
@@ -240,19 +241,25 @@ def test_an_invited_user_accepts_in_a_second_browser_and_the_owner_revokes(
         owner_context.close()
 
 
-def test_the_owner_of_an_optional_charger_sets_up_the_passcode_from_the_pop_up(
-    browser: Browser, fleet: LocalFleet
+def test_a_photo_of_the_sticker_then_the_passcode_pop_up_at_a_phones_width(
+    browser: Browser, fleet: LocalFleet, tmp_path: Path
 ) -> None:
+    """Commissioning by the sticker's photo (the file input a phone opens the camera for), then
+    the owner of the optional-PIN charger sets up the passcode from the pop-up."""
     (made,) = fleet.provision(OPTIONAL.model, OPTIONAL.firmware, OPTIONAL.produced)
+    (png,) = [p for p in factory.write_sticker(made.sticker, tmp_path) if p.suffix == ".png"]
     with serve(fleet.app) as base:
         context = browser.new_context(viewport=PHONE)
         watched = Watched(context.new_page())
         page = watched.page
         sign_up_in(page, base, "owner@example.com")
         page.get_by_role("link", name="Add a charger").click()
-        page.get_by_label("The code on the charger's sticker").fill(made.sticker.encode())
-        page.get_by_role("button", name="Add the charger").click()
+        page.get_by_label("Scan the sticker").set_input_files(png)
+        watched.fits()
+        page.get_by_role("button", name="Read the sticker").click()
+        expect(page.get_by_role("heading", name="This charger is yours")).to_be_visible()
         page.get_by_role("link", name="Charger Info").click()
+        expect(page.get_by_role("heading", name=f"Charger {made.serial}")).to_be_visible()
 
         pop_up = page.get_by_role("dialog", name="Set up a passcode?")
         expect(pop_up).to_be_visible()
@@ -265,4 +272,6 @@ def test_the_owner_of_an_optional_charger_sets_up_the_passcode_from_the_pop_up(
         expect(status).to_contain_text("waiting")
         watched.fits()
         assert watched.errors == []  # the dialog needs no script and no inline style
+        for url in watched.urls:
+            assert made.sticker.claim_code not in url, url
         context.close()

@@ -31,6 +31,7 @@ from chargepin.fleet.db import make_engine, migrate, refusal, session_factory
 from chargepin.fleet.errors import FleetError
 from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault, load_vault
+from chargepin.fleet.web import LARGER_BODIES
 from chargepin.fleet.web import install as install_web
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def create_app(
     app.state.csms = csms_route.Hub(engine)
 
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, larger=LARGER_BODIES)
     app.include_router(accounts.router)
     app.include_router(chargers.router)
     app.include_router(members_api.router)

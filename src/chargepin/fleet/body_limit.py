@@ -38,24 +38,34 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413 `{"error", "detail"}`."""
+    """Refuse request bodies over `max_bytes` with 413 `{"error", "detail"}`.
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    `larger` names the few routes that take more, by path, for POST only (the web app's photo
+    of a sticker): each reads its body bounded by its own limit, which this one backs up.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, larger: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_bytes
+        if scope["method"] == "POST":
+            limit = self.larger.get(scope["path"], limit)
         declared = _content_length(scope)
         if declared is None:
             await _refuse(
                 scope, receive, send, 400, "bad_request", "Content-Length is not a number"
             )
             return
-        if declared > self.max_bytes:
-            await _refuse_too_large(scope, receive, send, self.max_bytes)
+        if declared > limit:
+            await _refuse_too_large(scope, receive, send, limit)
             return
         received = 0
         started = False
@@ -65,8 +75,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         async def watching_send(message: Message) -> None:
@@ -80,7 +90,7 @@ class BodyLimit:
         except BodyTooLarge:
             if started:  # the app answered already; nothing left to say
                 raise
-            await _refuse_too_large(scope, receive, send, self.max_bytes)
+            await _refuse_too_large(scope, receive, send, limit)
 
 
 def _content_length(scope: Scope) -> int | None:

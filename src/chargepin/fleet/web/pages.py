@@ -1,10 +1,11 @@
 """The web app's pages: sign up, sign in, sign out, My chargers, commissioning, Charger Info
 (Show PIN), security events. Each validates, calls the fleet's service functions and renders.
 
-Forms are `application/x-www-form-urlencoded` bodies (no multipart parser needed), read here
-with the standard library. A refusal of a service function becomes the page again with its
-message and what was typed (never the password); it is raised as `PageAnswer`, a FleetError, so
-the request's unit of work (deps.session) commits or rolls back exactly as for the JSON API.
+Forms are `application/x-www-form-urlencoded` bodies, read here with the standard library; the
+one form with a file, the sticker's photo, is multipart (web/uploads.py). A refusal of a
+service function becomes the page again with its message and what was typed (never the
+password); it is raised as `PageAnswer`, a FleetError, so the request's unit of work
+(deps.session) commits or rolls back exactly as for the JSON API.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 from chargepin import __version__
 from chargepin.core.limits import MAX_EPOCH, serial_problem
 from chargepin.core.policy import offers_pin_setup
-from chargepin.fleet import accounts, chargers, claims, members, overview
+from chargepin.fleet import accounts, chargers, claims, members, overview, sticker_photo
 from chargepin.fleet.access import OWNER, require_member
 from chargepin.fleet.api.accounts import Credentials
 from chargepin.fleet.api.chargers import ClaimRequest
@@ -38,6 +39,7 @@ from chargepin.fleet.security import token_digest
 from chargepin.fleet.times import utc_now
 from chargepin.fleet.web import sessions
 from chargepin.fleet.web.headers import PREFIX, SecurityHeaders
+from chargepin.fleet.web.uploads import PHOTO_BODY_BYTES, PhotoForm, read_photo_form
 
 WEB_APP_VERSION = f"web-{__version__}"
 """What the PIN audit records as the app of a reveal made on these pages. The pages are served
@@ -48,6 +50,10 @@ PAGE_SIZE = 20
 COMMANDS_SHOWN = 5
 """The newest commands sent to a charger that Charger Info shows with their state."""
 MAX_FORM_FIELDS = 8
+
+PHOTO_PATH = "/commission/photo"
+LARGER_BODIES = {PREFIX + PHOTO_PATH: PHOTO_BODY_BYTES}
+"""The routes whose bodies may pass the service's 64 KiB (fleet/body_limit.py): the photo."""
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 templates = Jinja2Templates(
@@ -351,7 +357,33 @@ def commission_page(request: Request, signed: SignedIn) -> Response:
 @router.post("/commission")
 def commission(request: Request, db: DB, signed: SignedPost, fields: Form) -> Response:
     """The sticker's code typed or pasted: the charger is yours, and its PIN (audited)."""
-    code = fields.get("code", "").strip()
+    return _commission(request, db, signed, fields.get("code", "").strip())
+
+
+Photo = Annotated[PhotoForm | None, Depends(read_photo_form)]
+
+
+@router.post(PHOTO_PATH)
+def commission_photo(request: Request, db: DB, signed: SignedIn, upload: Photo) -> Response:
+    """The sticker scanned: a photo of it (a phone's browser opens the camera), its QR code read
+    on the server (fleet/sticker_photo.py), then exactly the typed code's path. The photo stays
+    in memory for this request only."""
+    if upload is not None and upload.malformed:
+        raise refused(request, Unprocessable("send the page's form as it is"), signed=signed)
+    _check_csrf(request, {} if upload is None else upload.fields, signed.token)
+    assert upload is not None  # a body that is not a form carries no token: refused above
+    context = {"title": "Add a charger", "code": ""}
+    try:
+        if upload.too_large:
+            raise sticker_photo.too_large()
+        text = sticker_photo.sticker_text(upload.photo)
+    except FleetError as error:
+        raise refused(request, error, "commission.html", context, signed) from None
+    return _commission(request, db, signed, text)
+
+
+def _commission(request: Request, db: DB, signed: Signed, code: str) -> Response:
+    """A sticker's code, typed or read from a photo: claimed, and Charger Info with the PIN."""
     context = {"title": "Add a charger", "code": code}
     try:
         body = ClaimRequest(payload=code)
