@@ -11,8 +11,9 @@ password); it is raised as `PageAnswer`, a FleetError, so the request's unit of 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request, Response
@@ -20,7 +21,8 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
 
 from chargepin import __version__
 from chargepin.core.limits import MAX_EPOCH, serial_problem
@@ -91,6 +93,11 @@ class Signed:
 
 def _state(request: Request) -> Any:
     return request.app.state.fleet
+
+
+def _host(request: Request) -> str | None:
+    """The client's address, which the sign-in and claim throttles count per network."""
+    return request.client.host if request.client else None
 
 
 def render(
@@ -235,6 +242,42 @@ def _row_id(request: Request, text: str, signed: Signed, problem: str) -> int:
     raise refused(request, Unprocessable(problem), signed=signed)
 
 
+Refuse = Callable[[FleetError], PageAnswer]
+"""How a form's page answers a refusal: the page again with the message, what was typed kept."""
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def on_page(
+    request: Request, name: str, context: dict[str, Any], signed: Signed | None = None
+) -> Refuse:
+    """Refusals answered with the template `name` and its `context` (what was typed)."""
+    return lambda error: refused(request, error, name, context, signed)
+
+
+def on_own_page(request: Request, signed: Signed, page: Callable[[int, str], Response]) -> Refuse:
+    """Refusals of what was asked (bad input 422, a rule's 409) answered with `page(status,
+    message)`, the form's own page; a refusal of who asked (a stranger's 404, a member's or a
+    revoked user's 403) with their page, as every charger page does."""
+
+    def refuse(error: FleetError) -> PageAnswer:
+        if error.status not in (409, 422):
+            return refused(request, error, signed=signed)
+        return PageAnswer(page(error.status, str(error)))
+
+    return refuse
+
+
+def parsed(
+    model: type[Model], values: dict[str, Any], labels: dict[str, str], refuse: Refuse
+) -> Model:
+    """A form's values as the JSON API's own request `model` takes them (one rule for an
+    address, a length, a sticker); else `refuse` with what was wrong, field by field (422)."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        raise refuse(Unprocessable(_problems(error, labels))) from None
+
+
 def _problems(error: ValidationError, labels: dict[str, str]) -> str:
     """What was wrong with a form, field by field, in the page's words."""
     parts = []
@@ -266,17 +309,14 @@ def signin_page(request: Request) -> Response:
 CREDENTIAL_LABELS = {"email": "E-mail", "password": "Password"}
 
 
-def _credentials(request: Request, fields: dict[str, str], page: str) -> Credentials:
-    """The e-mail and password as the JSON API takes them (the same model: one rule)."""
+def _credentials(request: Request, fields: dict[str, str], page: str) -> tuple[Credentials, Refuse]:
+    """The e-mail and password as the JSON API takes them (the same model: one rule), and how
+    the page answers a refusal: the e-mail as typed, never the password."""
     _check_csrf(request, fields, request.cookies.get(sessions.PRE_SESSION_COOKIE))
     email = fields.get("email", "").strip()
-    try:
-        return Credentials(email=email, password=fields.get("password", ""))
-    except ValidationError as error:
-        message = _problems(error, CREDENTIAL_LABELS)
-        raise refused(
-            request, Unprocessable(message), page, {"title": page_title(page), "email": email}
-        ) from None
+    values = {"email": email, "password": fields.get("password", "")}
+    refuse = on_page(request, page, {"title": page_title(page), "email": email})
+    return parsed(Credentials, values, CREDENTIAL_LABELS, refuse), refuse
 
 
 def page_title(page: str) -> str:
@@ -302,30 +342,24 @@ def _start_session(request: Request, db: DB, user: User) -> Response:
 @router.post("/signup")
 def signup(request: Request, db: DB, fields: Form) -> Response:
     """A new account, signed in at once."""
-    body = _credentials(request, fields, "signup.html")
-    host = request.client.host if request.client else None
+    body, refuse = _credentials(request, fields, "signup.html")
+    now = _state(request).clock.now()
     try:
-        user = accounts.register(
-            db, str(body.email), body.password, host, _state(request).clock.now()
-        )
+        user = accounts.register(db, str(body.email), body.password, _host(request), now)
     except FleetError as error:
-        context = {"title": "Sign up", "email": str(body.email)}
-        raise refused(request, error, "signup.html", context) from None
+        raise refuse(error) from None
     return _start_session(request, db, user)
 
 
 @router.post("/signin")
 def signin(request: Request, db: DB, fields: Form) -> Response:
     """The account's password (throttled as for the JSON API's /login), then a session."""
-    body = _credentials(request, fields, "signin.html")
-    host = request.client.host if request.client else None
+    body, refuse = _credentials(request, fields, "signin.html")
+    attempt = accounts.Attempt(str(body.email), _host(request))
     try:
-        user = accounts.check_password(
-            db, accounts.Attempt(str(body.email), host), body.password, _state(request).clock.now()
-        )
+        user = accounts.check_password(db, attempt, body.password, _state(request).clock.now())
     except FleetError as error:
-        context = {"title": "Sign in", "email": str(body.email)}
-        raise refused(request, error, "signin.html", context) from None
+        raise refuse(error) from None
     return _start_session(request, db, user)
 
 
@@ -372,32 +406,33 @@ def commission_photo(request: Request, db: DB, signed: SignedIn, upload: Photo) 
         raise refused(request, Unprocessable("send the page's form as it is"), signed=signed)
     _check_csrf(request, {} if upload is None else upload.fields, signed.token)
     assert upload is not None  # a body that is not a form carries no token: refused above
-    context = {"title": "Add a charger", "code": ""}
+    refuse = on_page(request, "commission.html", {"title": "Add a charger", "code": ""}, signed)
     try:
         if upload.too_large:
             raise sticker_photo.too_large()
         text = sticker_photo.sticker_text(upload.photo)
     except FleetError as error:
-        raise refused(request, error, "commission.html", context, signed) from None
+        raise refuse(error) from None
     return _commission(request, db, signed, text)
 
 
 def _commission(request: Request, db: DB, signed: Signed, code: str) -> Response:
     """A sticker's code, typed or read from a photo: claimed, and Charger Info with the PIN."""
-    context = {"title": "Add a charger", "code": code}
-    try:
-        body = ClaimRequest(payload=code)
-    except ValidationError as error:
-        message = _problems(error, {"payload": "Sticker code"})
-        raise refused(request, Unprocessable(message), "commission.html", context, signed) from None
+    refuse = on_page(request, "commission.html", {"title": "Add a charger", "code": code}, signed)
+    body = parsed(ClaimRequest, {"payload": code}, {"payload": "Sticker code"}, refuse)
     state = _state(request)
-    host = request.client.host if request.client else None
     try:
         view = claims.commission(
-            db, state.vault, signed.user, host, body.payload, WEB_APP_VERSION, state.clock.now()
+            db,
+            state.vault,
+            signed.user,
+            _host(request),
+            body.payload,
+            WEB_APP_VERSION,
+            state.clock.now(),
         )
     except FleetError as error:
-        raise refused(request, error, "commission.html", context, signed) from None
+        raise refuse(error) from None
     return render(
         request,
         "commissioned.html",
@@ -493,15 +528,46 @@ def show_pin(request: Request, db: DB, signed: SignedPost, serial: str) -> Respo
     return _info_page(request, db, signed, serial, None, pin=True)
 
 
-def _queue(
-    request: Request, db: DB, signed: Signed, serial: str, action: str, args: dict[str, str]
-) -> outbox.Queued:
-    """An owner's command for the charger, as the JSON API queues it (the same request model,
-    the same `outbox.request`), the charger's connection woken once the page is committed."""
-    body = CommandRequest.model_validate({"action": action, "args": args})
-    state = _state(request)
-    return outbox.request(
-        db, state.vault, signed.user, serial, str(body.action), body.args, utc_now(state.clock)
+@dataclass(frozen=True)
+class OwnerPost:
+    """An owner's form on one charger's page: the request, its unit of work, who sent it, the
+    charger, and the tasks run once the page is committed."""
+
+    request: Request
+    db: Session
+    signed: Signed
+    serial: str
+    background: BackgroundTasks
+
+    def queue(
+        self, action: str, args: dict[str, str], label: str, page: Callable[[int, str], Response]
+    ) -> outbox.Queued:
+        """The command, as the JSON API queues it (the same request model, the same
+        `outbox.request`), the charger's connection woken once the page is committed. A
+        refusal of what was asked (arguments, `label` naming them: 422; the PIN class: 409)
+        is `page(status, message)`; one of who asked (a stranger, a member, a revoked user)
+        is their page."""
+        request, signed = self.request, self.signed
+        refuse = on_own_page(request, signed, page)
+        body = parsed(CommandRequest, {"action": action, "args": args}, {"args": label}, refuse)
+        state = _state(request)
+        now = utc_now(state.clock)
+        try:
+            queued = outbox.request(
+                self.db, state.vault, signed.user, self.serial, str(body.action), body.args, now
+            )
+        except FleetError as error:
+            raise refuse(error) from None
+        self.background.add_task(request.app.state.csms.wake, queued.charger_id)
+        return queued
+
+
+def _info_again(
+    request: Request, db: DB, signed: Signed, serial: str
+) -> Callable[[int, str], Response]:
+    """Charger Info again with a refusal's status and message (Change PIN, Set up)."""
+    return lambda status, message: _info_page(
+        request, db, signed, serial, None, False, status=status, message=message
     )
 
 
@@ -518,20 +584,11 @@ def change_pin(
     queues, sent to the charger over OCPP. A refused PIN is said with the weak-PIN rule's
     reason and not typed back into the form (docs/APP.md)."""
     serial = _serial(request, serial, signed)
-    try:
-        queued = _queue(request, db, signed, serial, "change_pin", {"pin": fields.get("pin", "")})
-    except ValidationError as error:
-        message = _problems(error, {"args": "New PIN"})
-        page = _info_page(request, db, signed, serial, None, False, status=422, message=message)
-        raise PageAnswer(page) from None
-    except FleetError as error:
-        if error.status not in (409, 422):  # a stranger, a member, a revoked user: their page
-            raise refused(request, error, signed=signed) from None
-        page = _info_page(
-            request, db, signed, serial, None, False, status=error.status, message=str(error)
-        )
-        raise PageAnswer(page) from None
-    background.add_task(request.app.state.csms.wake, queued.charger_id)
+    pin = {"pin": fields.get("pin", "")}
+    again = _info_again(request, db, signed, serial)
+    queued = OwnerPost(request, db, signed, serial, background).queue(
+        "change_pin", pin, "New PIN", again
+    )
     return _info_page(request, db, signed, serial, None, False, sent=queued.command)
 
 
@@ -543,16 +600,8 @@ def set_up_pin(
     `enable_pin` command the JSON API queues, sent to the charger over OCPP; Charger Info then
     says the connection will be interrupted and shows the command's state."""
     serial = _serial(request, serial, signed)
-    try:
-        queued = _queue(request, db, signed, serial, "enable_pin", {})
-    except FleetError as error:
-        if error.status not in (409, 422):  # a stranger, a member, a revoked user: their page
-            raise refused(request, error, signed=signed) from None
-        page = _info_page(
-            request, db, signed, serial, None, False, status=error.status, message=str(error)
-        )
-        raise PageAnswer(page) from None
-    background.add_task(request.app.state.csms.wake, queued.charger_id)
+    again = _info_again(request, db, signed, serial)
+    OwnerPost(request, db, signed, serial, background).queue("enable_pin", {}, "Set up", again)
     return _info_page(request, db, signed, serial, None, False)
 
 
@@ -632,6 +681,15 @@ def _people_page(
     return render(request, "people.html", context, status=status, signed=signed)
 
 
+def _people_again(
+    request: Request, db: DB, signed: Signed, serial: str, invited: str = ""
+) -> Callable[[int, str], Response]:
+    """People again with a refusal's status and message (and the address as typed)."""
+    return lambda status, message: _people_page(
+        request, db, signed, serial, invited=invited, status=status, message=message
+    )
+
+
 @router.get("/chargers/{serial}/people")
 def people(request: Request, db: DB, signed: SignedIn, serial: str) -> Response:
     serial = _serial(request, serial, signed)
@@ -643,12 +701,9 @@ def invite(request: Request, db: DB, signed: SignedPost, fields: Form, serial: s
     """A one-time code for an e-mail address, shown once for the owner to pass on."""
     serial = _serial(request, serial, signed)
     email = fields.get("email", "").strip()
-    try:
-        body = InvitationRequest(email=email)
-    except ValidationError as error:
-        message = _problems(error, CREDENTIAL_LABELS)
-        page = _people_page(request, db, signed, serial, invited=email, status=422, message=message)
-        raise PageAnswer(page) from None
+    # 409: already a member; said on People with the address as typed, as a bad address is.
+    refuse = on_own_page(request, signed, _people_again(request, db, signed, serial, email))
+    body = parsed(InvitationRequest, {"email": email}, CREDENTIAL_LABELS, refuse)
     state = _state(request)
     try:
         created = members.invite(
@@ -660,12 +715,7 @@ def invite(request: Request, db: DB, signed: SignedPost, fields: Form, serial: s
             state.settings.invitation_lifetime,
         )
     except FleetError as error:
-        if error.status != 409:  # 409: already a member; said on the page, as typed
-            raise refused(request, error, signed=signed) from None
-        page = _people_page(
-            request, db, signed, serial, invited=email, status=409, message=str(error)
-        )
-        raise PageAnswer(page) from None
+        raise refuse(error) from None
     return _people_page(request, db, signed, serial, invitation=created)
 
 
@@ -726,19 +776,11 @@ def remove_phone(
     member queues), sent to the charger over OCPP. The address travels in the form, not the
     URL; once the charger's receipt is in, the fleet forgets the bond (fleet/csms/outbox.py)."""
     serial = _serial(request, serial, signed)
-    address = fields.get("address", "").strip()
-    try:
-        queued = _queue(request, db, signed, serial, "remove_phone", {"address": address})
-    except ValidationError as error:
-        message = _problems(error, {"args": "Phone address"})
-        page = _people_page(request, db, signed, serial, status=422, message=message)
-        raise PageAnswer(page) from None
-    except FleetError as error:
-        if error.status != 422:  # a stranger, a member, a revoked user: their page
-            raise refused(request, error, signed=signed) from None
-        page = _people_page(request, db, signed, serial, status=422, message=str(error))
-        raise PageAnswer(page) from None
-    background.add_task(request.app.state.csms.wake, queued.charger_id)
+    address = {"address": fields.get("address", "").strip()}
+    again = _people_again(request, db, signed, serial)
+    queued = OwnerPost(request, db, signed, serial, background).queue(
+        "remove_phone", address, "Phone address", again
+    )
     return _people_page(request, db, signed, serial, removing=queued.command)
 
 
@@ -752,16 +794,14 @@ def accept_page(request: Request, signed: SignedIn) -> Response:
 def accept(request: Request, db: DB, signed: SignedPost, fields: Form) -> Response:
     """The code the owner passed on, typed or pasted: the charger is on your account."""
     code = fields.get("code", "").strip()
-    context = {"title": "Accept an invitation", "code": code}
-    try:
-        body = AcceptRequest(code=code)
-    except ValidationError as error:
-        message = _problems(error, {"code": "Invitation code"})
-        raise refused(request, Unprocessable(message), "accept.html", context, signed) from None
+    refuse = on_page(
+        request, "accept.html", {"title": "Accept an invitation", "code": code}, signed
+    )
+    body = parsed(AcceptRequest, {"code": code}, {"code": "Invitation code"}, refuse)
     try:
         accepted = members.accept(db, signed.user, body.code, utc_now(_state(request).clock))
     except FleetError as error:
-        raise refused(request, error, "accept.html", context, signed) from None
+        raise refuse(error) from None
     return _to(f"/chargers/{accepted.serial}")
 
 
