@@ -21,8 +21,11 @@ from chargepin.fleet.sticker_photo import PHOTO_MAX_BYTES
 PHOTO_FIELD = "photo"
 MAX_TEXT_BYTES = 1024
 MAX_PARTS = 8
-PHOTO_BODY_BYTES = PHOTO_MAX_BYTES + 64 * 1024
-"""What the body limit lets the photo's route receive: the photo and the form around it."""
+PHOTO_BODY_BYTES = 4 * PHOTO_MAX_BYTES
+"""What the body limit lets the photo's route receive. More than the photo it keeps: a browser
+declares the whole body's length, and a photo a little over 10 MB must get the page that says
+so, not the service's JSON 413; past PHOTO_MAX_BYTES the route reads and drops the rest (its
+memory stays bounded by PHOTO_MAX_BYTES), past this the body limit refuses before reading."""
 
 
 @dataclass
