@@ -165,6 +165,7 @@ def test_a_sticker_beside_another_qr_code_is_read_and_two_stickers_are_refused(
         (huge_png(8_000, 8_000), "big.png", "8000 x 8000 pixels: more than the 50 megapixels"),
         (huge_png(20_000, 20_000), "bomb.png", f"more than the {MAX_PIXELS // 1_000_000} mega"),
     ],
+    ids=["empty", "text", "gif", "link", "unknown-format", "64-megapixels", "400-megapixels"],
 )
 def test_a_photo_that_is_not_a_sticker_is_explained_on_the_page(
     sqlite_client: TestClient, photo: bytes, name: str, said: str
