@@ -6,6 +6,9 @@ STAMP  := $(VENV)/.installed
 # The independent OCPP peer of tests/interop: ocpp-rpc from npm, exactly as the lock file says.
 INTEROP       := tests/interop/node
 INTEROP_STAMP := $(INTEROP)/node_modules/.installed
+# axe-core, the accessibility rules the app's browser tests run on every screen, from npm likewise.
+AXE       := tests/fleet/axe
+AXE_STAMP := $(AXE)/node_modules/.installed
 
 .PHONY: demo test lint typecheck pytest bench clean
 
@@ -18,6 +21,10 @@ $(STAMP): pyproject.toml
 $(INTEROP_STAMP): $(INTEROP)/package.json $(INTEROP)/package-lock.json
 	cd $(INTEROP) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $(INTEROP_STAMP)
+
+$(AXE_STAMP): $(AXE)/package.json $(AXE)/package-lock.json
+	cd $(AXE) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(AXE_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/chargepin demo
@@ -36,8 +43,9 @@ typecheck: $(STAMP)
 # tests need Node (>= 17.3) and ocpp-rpc, installed by `npm ci` from the registry.
 # The suite runs on every core (at most 4 workers, so the PostgreSQL server's connections suffice);
 # CHARGEPIN_TEST_WORKERS=0 runs it in one process. The web app's browser tests drive Debian's
-# Chromium, which .ci/chromium.sh installs when it is missing (Playwright's download is not used).
-pytest: $(STAMP) $(INTEROP_STAMP)
+# Chromium, which .ci/chromium.sh installs when it is missing (Playwright's download is not used),
+# and axe-core, installed by `npm ci` like the interop peer.
+pytest: $(STAMP) $(INTEROP_STAMP) $(AXE_STAMP)
 	CHARGEPIN_TEST_POSTGRES="$$(bash .ci/postgres.sh)" \
 	CHARGEPIN_TEST_CHROMIUM="$$(bash .ci/chromium.sh)" $(BIN)/pytest \
 	  -n $${CHARGEPIN_TEST_WORKERS:-auto} --maxprocesses 4 --dist worksteal
@@ -46,4 +54,4 @@ bench: $(STAMP)
 	$(BIN)/chargepin bench pairing --json bench-pairing.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(INTEROP)/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(INTEROP)/node_modules $(AXE)/node_modules

@@ -55,7 +55,16 @@ LAB = Extra(
     "lab",
     tuple(
         dict.fromkeys(
-            (*CHARGER.modules, *PHONE.modules, *FLEET.modules, "matplotlib", "hypothesis", "psutil")
+            (
+                *CHARGER.modules,
+                *PHONE.modules,
+                *FLEET.modules,
+                "matplotlib",
+                "hypothesis",
+                "psutil",
+                "playwright",
+                "PIL",
+            )
         )
     ),
 )

@@ -8,8 +8,6 @@ package when it is missing). Playwright's own browser download is never used.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,26 +21,16 @@ from chargepin.fleet.web.pages import WEB_APP_VERSION
 from chargepin.fleet.web.sessions import SESSION_COOKIE
 from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
+from tests.helpers.browser import chromium_path
 from tests.helpers.fleet_accounts import PASSWORD
 from tests.helpers.fleet_factory import MANDATORY, OPTIONAL
 
-ROOT = Path(__file__).resolve().parents[2]
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 800}
 FAILED_LOAD = "Failed to load resource: the server responded with a status of"
 NEW_PIN = "730418"
 WAIT_MS = 10_000
 """How long an expectation waits for its condition (it returns as soon as it holds)."""
-
-
-def chromium_path() -> str:
-    """Debian's Chromium: the Makefile's, or installed now by the same script."""
-    path = os.environ.get("CHARGEPIN_TEST_CHROMIUM")
-    if path:
-        return path
-    script = ROOT / ".ci" / "chromium.sh"
-    done = subprocess.run(["bash", str(script)], check=True, capture_output=True, text=True)
-    return done.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")

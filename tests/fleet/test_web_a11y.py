@@ -1,0 +1,148 @@
+"""Every screen of the web app passes axe-core in Chromium at a phone's width and on a desktop,
+and is usable with the keyboard alone (docs/APP.md, "Accessibility").
+
+The screens are `chargepin.lab.app_screens.SCREENS`, the list the screenshots in docs/app/ are
+made from: a screen added there is checked here. axe-core (npm, pinned by tests/fleet/axe's lock
+file) is injected into a context that bypasses the CSP, since the pages' policy refuses any
+script they did not serve; the keyboard test uses a normal context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from chargepin.clock import FakeClock
+from chargepin.lab.app_screens import DESKTOP, PHONE, SCREENS, Scene, Screen, opened
+from chargepin.lab.live_server import serve
+from chargepin.lab.local_fleet import LocalFleet
+from tests.helpers.browser import axe_script, chromium_path
+
+BLOCKING = ("serious", "critical")
+"""axe's impacts that fail a screen."""
+STANDARDS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+"""The rule sets axe runs: WCAG 2.2 A and AA, and axe's best practices."""
+MAX_TABS = 60
+"""Tab presses after which a page whose focus never came back to the start is a trap."""
+FOCUSABLE = "a[href], button, input:not([type=hidden]), select, textarea, [tabindex]"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def scene(tmp_path: Path) -> Iterator[Scene]:
+    clock = FakeClock()
+    fleet = LocalFleet.start(f"sqlite:///{tmp_path / 'fleet.db'}", clock)
+    yield Scene.build(fleet, clock)
+    fleet.dispose()
+
+
+def violations(page: Page) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the page as it is now."""
+    page.add_script_tag(path=str(axe_script()))
+    found: list[dict[str, Any]] = page.evaluate(
+        """async (tags) => (await axe.run(document, {
+            runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]
+        })).violations.map(v => ({
+            id: v.id, impact: v.impact, help: v.help,
+            nodes: v.nodes.map(n => n.target.join(" ")).slice(0, 5)
+        }))""",
+        STANDARDS,
+    )
+    return [v for v in found if v["impact"] in BLOCKING]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_every_screen_passes_axe(browser: Browser, scene: Scene, viewport: dict[str, int]) -> None:
+    failures: dict[str, list[dict[str, Any]]] = {}
+    with serve(scene.fleet.app) as base:
+        for screen in SCREENS:
+            with opened(browser, base, scene, screen, viewport, bypass_csp=True) as page:
+                found = violations(page)
+            if found:
+                failures[screen.name] = found
+    assert failures == {}
+
+
+def test_axe_finds_an_unlabelled_field_and_faint_text(browser: Browser, scene: Scene) -> None:
+    """The check above can fail: the same harness on a screen spoilt on purpose."""
+    with (
+        serve(scene.fleet.app) as base,
+        opened(browser, base, scene, SCREENS[0], PHONE, bypass_csp=True) as page,
+    ):
+        page.evaluate(
+            """() => {
+                const field = document.createElement("input");
+                const faint = document.createElement("p");
+                faint.textContent = "hard to read";
+                faint.style.color = "#d0d0d0";
+                document.querySelector("main").append(field, faint);
+            }"""
+        )
+        found = {v["id"] for v in violations(page)}
+    assert {"label", "color-contrast"} <= found, found
+
+
+def tab_walk(page: Page) -> list[dict[str, Any]]:
+    """Each element Tab focuses, from the top of the page until focus leaves the page or
+    comes back to the first: its position among the page's controls and its focus ring."""
+    walked: list[dict[str, Any]] = []
+    for _ in range(MAX_TABS):
+        page.keyboard.press("Tab")
+        focused: dict[str, Any] | None = page.evaluate(
+            """(selector) => {
+                const el = document.activeElement;
+                if (!el || el === document.body) return null;
+                const all = [...document.querySelectorAll(selector)];
+                const style = getComputedStyle(el);
+                return {
+                    index: all.indexOf(el), label: el.outerHTML.slice(0, 80),
+                    outline: style.outlineStyle, width: parseFloat(style.outlineWidth),
+                    visible: el.matches(":focus-visible")
+                };
+            }""",
+            FOCUSABLE,
+        )
+        if focused is None or (walked and focused["index"] == walked[0]["index"]):
+            return walked
+        walked.append(focused)
+    raise AssertionError(f"{page.url}: focus did not leave the page in {MAX_TABS} Tabs: a trap")
+
+
+def controls(page: Page) -> int:
+    count: int = page.evaluate(
+        "(selector) => [...document.querySelectorAll(selector)]"
+        ".filter(el => !el.disabled && el.getClientRects().length).length",
+        FOCUSABLE,
+    )
+    return count
+
+
+@pytest.mark.slow
+def test_the_keyboard_reaches_every_control_in_order_with_a_visible_focus(
+    browser: Browser, scene: Scene
+) -> None:
+    checked: list[Screen] = []
+    with serve(scene.fleet.app) as base:
+        for screen in SCREENS:
+            with opened(browser, base, scene, screen, PHONE) as page:
+                page.evaluate("document.activeElement && document.activeElement.blur()")
+                walked = tab_walk(page)
+                order = [step["index"] for step in walked]
+                assert order == list(range(controls(page))), (screen.name, walked)
+                for step in walked:
+                    assert step["visible"], (screen.name, step)
+                    assert step["outline"] != "none" and step["width"] >= 2, (screen.name, step)
+            checked.append(screen)
+    assert checked == list(SCREENS)
