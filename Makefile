@@ -10,7 +10,7 @@ INTEROP_STAMP := $(INTEROP)/node_modules/.installed
 AXE       := tests/fleet/axe
 AXE_STAMP := $(AXE)/node_modules/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ pytest: $(STAMP) $(INTEROP_STAMP) $(AXE_STAMP)
 	CHARGEPIN_TEST_POSTGRES="$$(bash .ci/postgres.sh)" \
 	CHARGEPIN_TEST_CHROMIUM="$$(bash .ci/chromium.sh)" $(BIN)/pytest \
 	  -n $${CHARGEPIN_TEST_WORKERS:-auto} --maxprocesses 4 --dist worksteal
+
+# Every screen of the web app at 360 px into docs/app/ and the gallery in README.md, in Debian's
+# Chromium (the list of screens is src/chargepin/lab/app_screens.py, as for the axe test).
+screenshots: $(STAMP)
+	$(BIN)/chargepin lab screenshots --out docs/app --readme README.md \
+	  --chromium "$$(bash .ci/chromium.sh)"
 
 bench: $(STAMP)
 	$(BIN)/chargepin bench pairing --json bench-pairing.json

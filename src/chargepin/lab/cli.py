@@ -162,6 +162,28 @@ def report(
     raise typer.Exit(run_report(trials, seed, json_path, plot_path))
 
 
+@lab_app.command("screenshots")
+@reports_errors
+def screenshots(
+    out: Annotated[
+        Path, typer.Option("--out", help="The folder of the PNGs (one per screen).")
+    ] = Path("docs/app"),
+    readme: Annotated[
+        Path | None,
+        typer.Option("--readme", help="The file whose gallery shows them (between its markers)."),
+    ] = Path("README.md"),
+    no_readme: Annotated[bool, typer.Option("--no-readme", help="Write the PNGs only.")] = False,
+    chromium: Annotated[
+        str | None,
+        typer.Option("--chromium", help="The Chromium to drive (default: chromium on the PATH)."),
+    ] = None,
+) -> None:
+    """Every screen of the web app at 360 px, in Chromium, as small PNGs and a README gallery."""
+    from chargepin.lab.screenshots import run
+
+    raise typer.Exit(run(out, None if no_readme else readme, chromium))
+
+
 # ------------------------------------------------------------------------------- demo and bench
 
 bench_app = typer.Typer(help="Benchmarks that measure the claims in docs/.", no_args_is_help=True)

@@ -1,0 +1,64 @@
+"""`make screenshots`: one small PNG per screen of the web app in docs/app/, shown in README.md,
+made from the list of screens the accessibility test checks (lab/app_screens.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from chargepin.lab.app_screens import PHONE, SCREENS
+from chargepin.lab.screenshots import (
+    GALLERY_START,
+    ScreenshotsFailed,
+    gallery,
+    take,
+    write_gallery,
+)
+from tests.helpers.browser import chromium_path
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "docs" / "app"
+BUDGET = 400_000
+"""Bytes all the PNGs may weigh together (the brief: well under 1 MB)."""
+
+
+def test_docs_app_holds_one_small_png_per_screen_and_the_readme_shows_them() -> None:
+    names = sorted(path.name for path in SHOTS.glob("*.png"))
+    assert names == sorted(f"{screen.name}.png" for screen in SCREENS), (
+        "run `make screenshots` after changing the list of screens"
+    )
+    for path in SHOTS.glob("*.png"):
+        with Image.open(path) as image:
+            assert image.width == PHONE["width"], path
+    assert sum(path.stat().st_size for path in SHOTS.glob("*.png")) < BUDGET
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert gallery("docs/app") in readme, "run `make screenshots`: the gallery is not current"
+    # The two first commands stay first, the gallery right after them.
+    assert readme.index("make demo") < readme.index("make test") < readme.index(GALLERY_START)
+    assert readme.index(GALLERY_START) < readme.index("##")
+
+
+def test_a_readme_without_the_gallery_markers_is_refused(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# no gallery here\n", encoding="utf-8")
+    with pytest.raises(ScreenshotsFailed, match="no gallery to fill"):
+        write_gallery(readme, "docs/app")
+    assert readme.read_text(encoding="utf-8") == "# no gallery here\n"
+
+
+@pytest.mark.slow
+def test_the_shots_are_360_px_palette_pngs_and_replace_stale_ones(tmp_path: Path) -> None:
+    stale = tmp_path / "a-screen-that-went.png"
+    stale.write_bytes(b"not a png")
+    shots = take(tmp_path, chromium_path(), SCREENS[:2])
+
+    assert [shot.path for shot in shots] == [tmp_path / f"{s.name}.png" for s in SCREENS[:2]]
+    assert not stale.exists()
+    for shot in shots:
+        with Image.open(shot.path) as image:
+            assert image.format == "PNG" and image.mode == "P"
+            assert (image.width, image.height) == (shot.width, shot.height)
+            assert image.width == PHONE["width"] and image.height >= PHONE["height"]
+        assert shot.size == shot.path.stat().st_size < BUDGET / len(SCREENS)
