@@ -26,8 +26,11 @@ $(AXE_STAMP): $(AXE)/package.json $(AXE)/package-lock.json
 	cd $(AXE) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $(AXE_STAMP)
 
+# `make demo SERVE=1` keeps the app with the story's data at http://127.0.0.1:$(PORT)/app/ until
+# Ctrl-C; without SERVE the demo ends by itself (CI).
+PORT ?= 8000
 demo: $(STAMP)
-	$(BIN)/chargepin demo
+	$(BIN)/chargepin demo $(if $(SERVE),--serve --port $(PORT))
 
 test: lint typecheck pytest
 

@@ -11,11 +11,20 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+from contextlib import closing
+from pathlib import Path
 
+import httpx
 import pytest
 import segno
+
+from chargepin.lab.demo import run
+from chargepin.lab.local_fleet import PASSWORD
 
 HANG = 600.0
 """Seconds after which the demo is taken for hung: a bound against hanging, not a speed target."""
@@ -90,7 +99,16 @@ STORY = (
     "classic PIN",
     "recovered after",
     "hardened PIN not recovered: 20 failed attempts met 20 different PINs",
+    "The app in a browser: the same fleet's web pages",
+    "owner@example.com invites friend@example.com: role user",
+    "signed in as owner@example.com My chargers lists CP00000001, CP00000002",
+    "signed in as friend@example.com My chargers lists CP00000001",
     "chargepin demo: summary",
+    "The app with this story's data: make demo SERVE=1 (or chargepin demo --serve)",
+    "http://127.0.0.1:8000/app/ until Ctrl-C",
+    "owner owner@example.com password: correct horse battery",
+    "invited user friend@example.com password: correct horse battery",
+    "revoked member family@example.com password: correct horse battery",
 )
 
 
@@ -155,3 +173,79 @@ def test_a_broken_step_ends_in_one_clear_line_and_exit_1() -> None:
     ], output
     assert "Traceback" not in output
     assert "chargepin demo: summary" not in output
+
+
+RUN_SERVED_DEMO = "import sys; from chargepin.lab.demo import run; sys.exit(run(True, 0))"
+SERVED = re.compile(r"Open (http://127\.0\.0\.1:\d+)/app/ in a browser")
+
+
+def signed_in(base: str, email: str) -> httpx.Client:
+    """A browser signed in on the served pages: the form's CSRF token, our Origin."""
+    browser = httpx.Client(base_url=base, headers={"Origin": base}, follow_redirects=True)
+    form = browser.get("/app/signin").text
+    token = re.search(r'name="csrf" value="([0-9a-f]+)"', form)
+    assert token, form
+    answer = browser.post(
+        "/app/signin", data={"csrf": token.group(1), "email": email, "password": PASSWORD}
+    )
+    assert answer.status_code == 200 and "My chargers" in answer.text, answer.text
+    return browser
+
+
+@pytest.mark.slow
+def test_the_served_demo_keeps_the_app_with_its_data_until_ctrl_c(tmp_path: Path) -> None:
+    out = tmp_path / "demo.out"
+    env = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1"}
+    with out.open("w") as sink:
+        demo = subprocess.Popen(
+            [sys.executable, "-W", "always", "-c", RUN_SERVED_DEMO],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + HANG
+        while not (found := SERVED.search(out.read_text())):
+            assert demo.poll() is None, out.read_text()
+            assert time.monotonic() < deadline, "the demo never said where the app is"
+            time.sleep(0.1)
+        base = found.group(1)
+
+        with (
+            closing(signed_in(base, "owner@example.com")) as owner,
+            closing(signed_in(base, "friend@example.com")) as friend,
+            closing(signed_in(base, "family@example.com")) as family,
+        ):
+            mine = owner.get("/app/chargers").text
+            assert "CP00000001" in mine and "CP00000002" in mine
+            assert "online" in mine  # the charger's OCPP link stays up while the app is served
+            assert "Who saw the PIN" in owner.get("/app/chargers/CP00000001").text
+            info = friend.get("/app/chargers/CP00000001")
+            assert info.status_code == 200 and "Show PIN" in info.text
+            revoked = family.get("/app/chargers/CP00000001")
+            assert revoked.status_code == 403 and "revoked your access" in revoked.text
+        assert demo.poll() is None  # still serving
+
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(HANG) == 0, out.read_text()
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    output = out.read_text()
+    assert "stopped: the demo's fleet and its data are gone." in output
+    assert "Traceback" not in output and "Warning" not in output, output
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base}/app/signin")
+
+
+def test_a_taken_port_is_refused_before_the_story(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run(True, port) == 1
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"demo failed: cannot serve the app on 127.0.0.1:{port}" in said
+    assert f"make demo SERVE=1 PORT={port + 1}" in said
+    assert "Factory" not in said  # refused before the story began

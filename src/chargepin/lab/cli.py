@@ -190,11 +190,24 @@ bench_app = typer.Typer(help="Benchmarks that measure the claims in docs/.", no_
 
 
 @reports_errors
-def demo() -> None:
-    """Tell the whole story on a virtual radio: pairing, wrong PINs, lockout, tickets."""
+def demo(
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Then keep the app (/app/) with the story's data until Ctrl-C."
+        ),
+    ] = False,
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", min=0, max=65535, help="The app's port on 127.0.0.1 with --serve (0: any)."
+        ),
+    ] = 8000,
+) -> None:
+    """Tell the whole story on a virtual radio: pairing, wrong PINs, lockout, tickets, the app."""
     from chargepin.lab.demo import run
 
-    raise typer.Exit(run())
+    raise typer.Exit(run(serve, port))
 
 
 @bench_app.command("pairing")

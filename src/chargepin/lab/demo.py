@@ -20,6 +20,8 @@ import io
 import json
 import logging
 import random
+import re
+import socket
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import segno
 from rich.console import Console, Group, RenderableType
 from rich.markup import escape
@@ -45,10 +48,12 @@ from chargepin.core.pin import Pin, generate_pin
 from chargepin.core.profiles import DEFAULT_PROFILE, ProfileName
 from chargepin.core.tickets import Action
 from chargepin.fleet.factory import Provisioned, write_bundle
+from chargepin.fleet.web.sessions import CSRF_FIELD
 from chargepin.lab.attacks.common import arena
 from chargepin.lab.attacks.online import BitStrategy, attack_trial
 from chargepin.lab.live_server import serve
-from chargepin.lab.local_fleet import LocalFleet
+from chargepin.lab.local_fleet import PASSWORD, LocalFleet
+from chargepin.lab.ports import LOOPBACK
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone import owner_actions, troubleshooting
 from chargepin.phone.client import ChargerLink, Phone
@@ -63,6 +68,10 @@ PRODUCED = dt.date(2025, 9, 1)
 PROFILE = DEFAULT_PROFILE  # `chargepin charger init`'s default
 FLEET_DATABASE = "fleet.db"
 OWNER, INVITED = "owner@example.com", "family@example.com"
+FRIEND = "friend@example.com"
+"""Invited at the end, so that the app has a live member to sign in as (the family is revoked)."""
+APP_PORT = 8000
+"""Where `chargepin demo --serve` keeps the app (`chargepin fleet serve`'s default port)."""
 STRANGER_SEED = 2025  # the stranger's guesses are random, but the same on every run
 ATTACK_SEED = 4  # the live attack's chargers and guesses: random, but the same on every run
 HARDENED_ATTACK_BUDGET = 20  # failed attempts: what breaks a classic charger, and then some
@@ -167,7 +176,13 @@ class Demo:
     """The story, step by step, on one testbed and fleet; each step prints a panel when it ends."""
 
     def __init__(
-        self, console: Console, bed: Testbed, fleet: LocalFleet, clock: FakeClock, factory: Path
+        self,
+        console: Console,
+        bed: Testbed,
+        fleet: LocalFleet,
+        clock: FakeClock,
+        factory: Path,
+        port: int = 0,
     ) -> None:
         self.console = console
         self.bed = bed
@@ -182,6 +197,8 @@ class Demo:
         self.accounts: dict[str, FleetClient] = {}  # by email
         self.servers = contextlib.ExitStack()  # the fleet's CSMS behind uvicorn, once started
         self.links: list[StationLink] = []  # the chargers' OCPP links
+        self.port = port  # the fleet's server's: a free one when 0
+        self.base = ""  # its address, once it serves
 
     # ---------------------------------------------------------------- presentation
 
@@ -300,6 +317,7 @@ class Demo:
         await self.change_pin()
         await self.revocation()
         await self.attack()
+        await self.web_app()
 
     async def factory(self) -> None:
         with self.step(
@@ -415,7 +433,7 @@ class Demo:
             "secret, which the fleet checks without storing it. From now on its security events "
             "reach the owner as they happen, and the owner's decisions reach it with no phone.",
         ) as step:
-            base = self.servers.enter_context(serve(self.fleet.app))
+            base = self.base = self.servers.enter_context(serve(self.fleet.app, self.port))
             endpoint = csms_endpoint(base.replace("http://", "ws://") + "/ocpp/", serial)
             link = StationLink(self.chargers[serial], StationConfig(endpoint))
             started = time.perf_counter()
@@ -843,6 +861,76 @@ class Demo:
                 "(expected: decades, docs/SECURITY.md)"
             )
 
+    async def web_app(self) -> None:
+        serial = self.serial(MANDATORY)
+        with self.step(
+            "The app in a browser: the same fleet's web pages",
+            "The fleet also serves the app's pages (docs/APP.md) on the port the charger's OCPP "
+            "link uses. The owner invites a friend, who accepts; both sign in on the pages as a "
+            "browser does (the sign-in form, its CSRF token, a session cookie) and see the "
+            "chargers of this story.",
+        ) as step:
+            code = await self.accounts[OWNER].invite(serial, FRIEND)
+            friend = await self.account(FRIEND)
+            accepted = await friend.accept(code)
+            _expect(accepted.get("role") == "user", "an accepted invitation must make a user")
+            step.fact("invitation", f"{OWNER} invites {FRIEND}: role {accepted['role']}")
+            for email, sees in ((OWNER, list(self.chargers)), (FRIEND, [serial])):
+                listed = await _signed_in_page(self.base, email, PASSWORD, "/app/chargers")
+                shown = [s for s in self.chargers if s in listed]
+                _expect(shown == sees, f"My chargers of {email} must list {sees}, not {shown}")
+                step.fact(f"signed in as {email}", f"My chargers lists {', '.join(shown)}")
+            step.fact("app", f"{self.base}/app/")
+            step.outcome = "the pages serve the story's fleet: 2 accounts signed in"
+
+    def app_panel(self, serving: bool) -> Panel:
+        """Where to open the app with the story's data, and as whom."""
+        accounts = Table.grid(padding=(0, 2))
+        accounts.add_column(style="cyan", no_wrap=True)
+        accounts.add_column()
+        accounts.add_column()
+        accounts.add_row("owner", OWNER, f"password: {PASSWORD}")
+        accounts.add_row("invited user", FRIEND, f"password: {PASSWORD}")
+        accounts.add_row("revoked member", INVITED, f"password: {PASSWORD}")
+        if serving:
+            where = Text.assemble(
+                "Open ",
+                (f"{self.base}/app/", "bold"),
+                " in a browser: the fleet of this story ("
+                f"{', '.join(self.chargers)}) until Ctrl-C. Loopback only; the clock stays where "
+                "the story left it.",
+            )
+        else:
+            where = Text.assemble(
+                "The app with this story's data: ",
+                ("make demo SERVE=1", "bold"),
+                " (or chargepin demo --serve) tells it again and keeps it at ",
+                (f"http://127.0.0.1:{APP_PORT}/app/", "bold"),
+                " until Ctrl-C.",
+            )
+        return Panel(
+            Group(where, Text(), accounts),
+            title="[bold]The app[/bold]",
+            title_align="left",
+            border_style="green",
+        )
+
+
+async def _signed_in_page(base: str, email: str, password: str, path: str) -> str:
+    """`path` after signing in on the pages as a browser does: the sign-in form's CSRF token
+    and pre-session cookie, our Origin, the session cookie the answer sets."""
+    async with httpx.AsyncClient(base_url=base, headers={"Origin": base}) as browser:
+        form = await browser.get("/app/signin")
+        token = re.search(rf'name="{CSRF_FIELD}" value="([0-9a-f]+)"', form.text)
+        if token is None:
+            raise DemoFailed(f"the sign-in page has no form: {form.status_code}")
+        fields = {CSRF_FIELD: token.group(1), "email": email, "password": password}
+        signed = await browser.post("/app/signin", data=fields, follow_redirects=True)
+        page = await browser.get(path)
+        if signed.status_code != 200 or page.status_code != 200:
+            raise DemoFailed(f"{email} could not sign in on the pages: {signed.status_code}")
+        return page.text
+
 
 class _BackgroundErrors:
     """Errors the event loop caught outside the story's awaits (stack callbacks, lost tasks).
@@ -862,7 +950,9 @@ class _BackgroundErrors:
         self.messages.append(message)
 
 
-async def _run(console: Console) -> None:
+async def _run(console: Console, serving: bool, port: int) -> None:
+    if serving:
+        _check_port(port)
     background = _BackgroundErrors()
     asyncio.get_running_loop().set_exception_handler(background)
     clock = FakeClock()
@@ -873,7 +963,7 @@ async def _run(console: Console) -> None:
         started = time.perf_counter()
         fleet = LocalFleet.start(f"sqlite:///{root / FLEET_DATABASE}", clock)
         bed = Testbed(root, clock)
-        demo = Demo(console, bed, fleet, clock, factory)
+        demo = Demo(console, bed, fleet, clock, factory, port if serving else 0)
 
         async def close() -> None:
             await demo.close_ocpp()
@@ -882,6 +972,11 @@ async def _run(console: Console) -> None:
 
         try:
             await demo.run()
+            if serving:  # the ending now, then the app until Ctrl-C, with the chargers online
+                _check_background(background)
+                _ending(console, demo, time.perf_counter() - started, serving)
+                await _until_interrupted()
+                console.print("[bold]stopped[/bold]: the demo's fleet and its data are gone.")
         except BaseException as error:
             with contextlib.suppress(Exception):  # the story's error is the one to report
                 await close()
@@ -891,14 +986,51 @@ async def _run(console: Console) -> None:
             raise DemoFailed(f"step {step.number} ({step.title}): {_describe(error)}") from None
         await close()
         total = time.perf_counter() - started
+    _check_background(background)
+    if not serving:
+        _ending(console, demo, total, serving)
+
+
+def _check_port(port: int) -> None:
+    """Refuse at once a port the app could not be served on (before a story that needs it)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError as error:
+            raise DemoFailed(
+                f"cannot serve the app on {LOOPBACK}:{port} ({error.strerror}): stop what uses "
+                f"it, or choose another port: make demo SERVE=1 PORT={port + 1}"
+            ) from None
+
+
+def _check_background(background: _BackgroundErrors) -> None:
     if background.messages:
         raise DemoFailed(f"the Bluetooth stack failed in the background: {background.messages[0]}")
+
+
+def _ending(console: Console, demo: Demo, total: float, serving: bool) -> None:
+    """The summary, then where to open the app with the story's data."""
     console.print(demo.summary(total))
     console.print(
         f"[bold green]Done:[/bold green] {len(demo.steps)} steps in {total:.1f} s on the "
         "virtual radio and the in-process fleet service (lockout durations compressed with a "
         "fake clock)."
     )
+    console.print(demo.app_panel(serving))
+
+
+async def _until_interrupted() -> None:
+    """Wait for Ctrl-C: asyncio.run cancels the story's task on SIGINT, which ends the wait
+    normally here (the task is uncancelled, so the closing that follows runs as usual)."""
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
 
 
 def _describe(error: BaseException) -> str:
@@ -907,8 +1039,10 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-def run() -> int:
-    """Tell the story with Rich output; 0 when every step behaved as promised, else 1."""
+def run(serve: bool = False, port: int = APP_PORT) -> int:
+    """Tell the story with Rich output; 0 when every step behaved as promised, else 1. With
+    `serve`, the app stays at http://127.0.0.1:`port`/app/ with the story's data until Ctrl-C
+    (0: a free port)."""
     console = Console(highlight=False)
     logging.getLogger("bumble").setLevel(logging.CRITICAL)
     console.rule("[bold]chargepin demo[/bold]")
@@ -920,7 +1054,7 @@ def run() -> int:
         "durations are compressed."
     )
     try:
-        asyncio.run(_run(console))
+        asyncio.run(_run(console, serve, port))
     except KeyboardInterrupt:
         console.print("[bold red]demo interrupted[/bold red]")
         return 130

@@ -26,12 +26,19 @@ BACKLOG = 256
 
 
 @contextmanager
-def serve(app: ASGIApp) -> Iterator[str]:
-    """Serve `app` on a free loopback port until the block ends; yields its base URL."""
+def serve(app: ASGIApp, port: int = 0) -> Iterator[str]:
+    """Serve `app` on loopback until the block ends; yields its base URL. On `port`, or a free
+    one when 0 (OSError when `port` is taken)."""
     # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
     # and without it every response waited ~40 ms for a delayed ACK (Nagle).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind((LOOPBACK, 0))
+    if port:  # a port a person chose: free again at once after a restart (no TIME_WAIT wait)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((LOOPBACK, port))
+    except OSError:
+        sock.close()
+        raise
     sock.listen(BACKLOG)
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
