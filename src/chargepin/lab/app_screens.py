@@ -80,7 +80,8 @@ class Scene:
 
     @classmethod
     def build(cls, fleet: LocalFleet, clock: FakeClock) -> Scene:
-        """Accounts, chargers, members, phones, reveals, events and a queued PIN change."""
+        """Accounts, chargers (CP00000001 a Pulsar Max, CP00000002 a Pulsar Plus, both the
+        owner's; CP00000003 unclaimed), members, phones, reveals, events, a queued PIN change."""
         state = fleet.state
         now = utc_now(clock)
         with transaction(state.sessions) as db:
@@ -88,20 +89,18 @@ class Scene:
                 email: accounts.register(db, email, PASSWORD, None, clock.now())
                 for email in (OWNER, FAMILY, FORMER, NEWCOMER)
             }
-            made = {
-                model: provision(
+            max_made, plus_made, spare = (
+                provision(
                     db,
                     state.vault,
-                    count=count,
+                    count=1,
                     model=model,
                     firmware=FirmwareVersion.parse(firmware),
                     produced=PRODUCED,
                     now=now,
-                )
-                for (model, firmware), count in ((MAX, 2), (PLUS, 1))
-            }
-            max_made, spare = made[MAX[0]]
-            (plus_made,) = made[PLUS[0]]
+                )[0]
+                for model, firmware in (MAX, PLUS, MAX)
+            )
             owner = users[OWNER]
             for made_one in (max_made, plus_made):
                 claims.commission(
