@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from chargepin.clock import FakeClock
-from chargepin.lab.app_screens import DESKTOP, PHONE, SCREENS, Scene, Screen, opened
+from chargepin.lab.app_screens import DESKTOP, PHONE, SCREENS, Scene, Screen, Unreached, opened
 from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.browser import axe_script, chromium_path
@@ -99,6 +100,29 @@ def test_axe_finds_an_unlabelled_field_and_faint_text(browser: Browser, scene: S
         )
         found = {v["id"] for v in violations(page)}
     assert {"label", "color-contrast"} <= found, found
+
+
+def test_a_screen_whose_page_the_csp_refuses_something_is_not_reached(
+    browser: Browser, scene: Scene
+) -> None:
+    """Every screen is opened with its console watched: an inline script is refused, loudly."""
+
+    def inline_script(page: Page, _scene: Scene) -> None:
+        page.evaluate(
+            """() => {
+                const script = document.createElement("script");
+                script.textContent = "document.title = 'injected'";
+                document.body.append(script);
+            }"""
+        )
+
+    spoilt = replace(SCREENS[0], act=inline_script)
+    with (
+        serve(scene.fleet.app) as base,
+        pytest.raises(Unreached, match="Content Security Policy"),
+        opened(browser, base, scene, spoilt, PHONE),
+    ):
+        pass
 
 
 def test_a_refused_field_is_marked_and_described_by_the_problem(

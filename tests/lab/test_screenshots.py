@@ -13,6 +13,7 @@ from chargepin.lab.screenshots import (
     GALLERY_START,
     ScreenshotsFailed,
     gallery,
+    strays,
     take,
     write_gallery,
 )
@@ -49,13 +50,14 @@ def test_a_readme_without_the_gallery_markers_is_refused(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_the_shots_are_360_px_palette_pngs_and_replace_stale_ones(tmp_path: Path) -> None:
-    stale = tmp_path / "a-screen-that-went.png"
-    stale.write_bytes(b"not a png")
+def test_the_shots_are_360_px_palette_pngs_and_nothing_else_is_touched(tmp_path: Path) -> None:
+    theirs = tmp_path / "holiday.png"
+    theirs.write_bytes(b"someone's picture")
     shots = take(tmp_path, chromium_path(), SCREENS[:2])
 
     assert [shot.path for shot in shots] == [tmp_path / f"{s.name}.png" for s in SCREENS[:2]]
-    assert not stale.exists()
+    assert theirs.read_bytes() == b"someone's picture"
+    assert strays(tmp_path) == [theirs]
     for shot in shots:
         with Image.open(shot.path) as image:
             assert image.format == "PNG" and image.mode == "P"

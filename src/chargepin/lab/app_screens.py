@@ -324,8 +324,13 @@ def _fill(text: str, scene: Scene) -> str:
     return text.format(max=scene.max_serial, plus=scene.plus_serial)
 
 
+FAILED_LOAD = "Failed to load resource: the server responded with a status of"
+"""How Chromium logs a page answered 4xx: on an error screen that is the point, not a fault."""
+
+
 class Unreached(AssertionError):
-    """A screen did not show what it must (its heading, or its page's status)."""
+    """A screen did not show what it must (its heading, its page's status), or the browser
+    logged an error on the way (a CSP refusal is one)."""
 
 
 @contextmanager
@@ -372,6 +377,15 @@ def opened(
                 else None
             ),
         )
+        errors: list[str] = []
+        page.on(
+            "console",
+            lambda message: (
+                errors.append(message.text)
+                if message.type == "error" and not message.text.startswith(FAILED_LOAD)
+                else None
+            ),
+        )
         page.goto(base + _fill(screen.path, scene))
         if screen.act is not None:
             screen.act(page, scene)
@@ -380,6 +394,8 @@ def opened(
         page.wait_for_load_state()
         if not statuses or statuses[-1] != screen.status:
             raise Unreached(f"{screen.name}: answered {statuses}, expected {screen.status} last")
+        if errors:  # a stylesheet or script the CSP refused is one
+            raise Unreached(f"{screen.name}: errors in the browser's console: {errors}")
         yield page
     finally:
         context.close()

@@ -74,8 +74,8 @@ def small_png(png: bytes) -> tuple[bytes, int, int]:
 
 
 def take(out: Path, browser_path: str, screens: Sequence[Screen] = SCREENS) -> list[Shot]:
-    """Each of `screens` at 360 px into `out` (`<name>.png`); older PNGs there that no screen
-    makes any more are deleted, so the folder is the list."""
+    """Each of `screens` at 360 px into `out` (`<name>.png`, overwritten); nothing else there
+    is touched (see `strays`)."""
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -100,11 +100,14 @@ def take(out: Path, browser_path: str, screens: Sequence[Screen] = SCREENS) -> l
         finally:
             fleet.dispose()
             browser.close()
-    made = {shot.path.name for shot in shots}
-    for old in out.glob("*.png"):
-        if old.name not in made:
-            old.unlink()
     return shots
+
+
+def strays(out: Path) -> list[Path]:
+    """PNGs in `out` that no screen makes: a screen renamed or gone, to be deleted by hand
+    (never deleted here: `--out` may be any folder, with pictures of its own)."""
+    made = {f"{screen.name}.png" for screen in SCREENS}
+    return sorted(path for path in out.glob("*.png") if path.name not in made)
 
 
 def gallery(folder: str) -> str:
@@ -146,4 +149,6 @@ def run(out: Path, readme: Path | None, browser_path: str | None) -> int:
     console.print(table)
     if readme is not None:
         console.print(f"gallery written in {readme}")
+    for path in strays(out):
+        console.print(f"[yellow]not a screen any more:[/yellow] {path} (delete it if it was one)")
     return 0
