@@ -10,6 +10,7 @@ command here).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 from pathlib import Path
@@ -31,11 +32,16 @@ def chromium_path() -> str:
 
 def axe_script() -> Path:
     """axe-core's browser bundle, installed from the lock file when missing."""
-    if not AXE_SCRIPT.exists():
-        subprocess.run(
-            ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=AXE_PACKAGE,
-            check=True,
-            capture_output=True,
-        )
+    if AXE_SCRIPT.exists():
+        return AXE_SCRIPT
+    # One installer at a time: pytest's workers may all start here on a fresh clone.
+    with (AXE_PACKAGE / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not AXE_SCRIPT.exists():
+            subprocess.run(
+                ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=AXE_PACKAGE,
+                check=True,
+                capture_output=True,
+            )
     return AXE_SCRIPT
