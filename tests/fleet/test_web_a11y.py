@@ -30,6 +30,8 @@ STANDARDS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-pract
 """The rule sets axe runs: WCAG 2.2 A and AA, and axe's best practices."""
 MAX_TABS = 60
 """Tab presses after which a page whose focus never came back to the start is a trap."""
+NON_TEXT_CONTRAST = 3.0
+"""WCAG 1.4.11: a focus ring stands out 3:1 from what surrounds it."""
 FOCUSABLE = "a[href], button, input:not([type=hidden]), select, textarea, [tabindex]"
 
 
@@ -155,10 +157,15 @@ def tab_walk(page: Page) -> list[dict[str, Any]]:
                 if (!el || el === document.body) return null;
                 const all = [...document.querySelectorAll(selector)];
                 const style = getComputedStyle(el);
+                let around = el.parentElement;  // what the ring is drawn on
+                while (around && getComputedStyle(around).backgroundColor === "rgba(0, 0, 0, 0)") {
+                    around = around.parentElement;
+                }
                 return {
                     index: all.indexOf(el), label: el.outerHTML.slice(0, 80),
                     outline: style.outlineStyle, width: parseFloat(style.outlineWidth),
-                    visible: el.matches(":focus-visible")
+                    visible: el.matches(":focus-visible"), colour: style.outlineColor,
+                    around: around ? getComputedStyle(around).backgroundColor : "rgb(255, 255, 255)"
                 };
             }""",
             FOCUSABLE,
@@ -167,6 +174,24 @@ def tab_walk(page: Page) -> list[dict[str, Any]]:
             return walked
         walked.append(focused)
     raise AssertionError(f"{page.url}: focus did not leave the page in {MAX_TABS} Tabs: a trap")
+
+
+def luminance(css: str) -> float:
+    """WCAG's relative luminance of an opaque `rgb(r, g, b)` colour."""
+    channels = [int(part) / 255 for part in re.findall(r"\d+", css)[:3]]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(first: str, second: str) -> float:
+    """WCAG's contrast ratio of two colours (1 to 21)."""
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_the_contrast_ratio_is_wcags() -> None:
+    assert contrast("rgb(0, 0, 0)", "rgb(255, 255, 255)") == pytest.approx(21)
+    assert contrast("rgb(240, 165, 0)", "rgb(255, 255, 255)") == pytest.approx(2.08, abs=0.01)
 
 
 def controls(page: Page) -> int:
@@ -179,7 +204,7 @@ def controls(page: Page) -> int:
 
 
 @pytest.mark.slow
-def test_the_keyboard_reaches_every_control_in_order_with_a_visible_focus(
+def test_the_keyboard_reaches_every_control_in_order_with_a_visible_focus_ring(
     browser: Browser, scene: Scene
 ) -> None:
     checked: list[Screen] = []
@@ -193,5 +218,7 @@ def test_the_keyboard_reaches_every_control_in_order_with_a_visible_focus(
                 for step in walked:
                     assert step["visible"], (screen.name, step)
                     assert step["outline"] != "none" and step["width"] >= 2, (screen.name, step)
+                    ring = contrast(step["colour"], step["around"])
+                    assert ring >= NON_TEXT_CONTRAST, (screen.name, ring, step)
             checked.append(screen)
     assert checked == list(SCREENS)
