@@ -24,6 +24,9 @@ from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.browser import axe_script, chromium_path
 
+REFLOW = {"width": 320, "height": 640}
+"""WCAG 1.4.10: content reflows at 320 CSS px (a 1280 px screen zoomed to 400 %) without
+sideways scrolling."""
 BLOCKING = ("serious", "critical")
 """axe's impacts that fail a screen."""
 STANDARDS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
@@ -68,21 +71,29 @@ def violations(page: Page) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_every_screen_passes_axe_at_a_phones_width_and_on_a_desktop(
+def test_every_screen_passes_axe_at_a_phones_width_and_on_a_desktop_and_reflows_at_320_px(
     browser: Browser, scene: Scene
 ) -> None:
     failures: dict[str, list[dict[str, Any]]] = {}
+    too_wide: dict[str, int] = {}
     with serve(scene.fleet.app) as base:
         for screen in SCREENS:
             with opened(browser, base, scene, screen, PHONE, bypass_csp=True) as page:
-                for viewport in (PHONE, DESKTOP):  # the same page, laid out again
+                for viewport in (REFLOW, PHONE, DESKTOP):  # the same page, laid out again
                     page.set_viewport_size(
                         {"width": viewport["width"], "height": viewport["height"]}
                     )
-                    found = violations(page)
-                    if found:
-                        failures[f"{screen.name} at {viewport['width']} px"] = found
+                    where = f"{screen.name} at {viewport['width']} px"
+                    overflow: int = page.evaluate(
+                        "document.documentElement.scrollWidth"
+                        " - document.documentElement.clientWidth"
+                    )
+                    if overflow > 0:
+                        too_wide[where] = overflow
+                    if viewport is not REFLOW and (found := violations(page)):
+                        failures[where] = found
     assert failures == {}
+    assert too_wide == {}, "sideways scrolling (px too wide)"
 
 
 def test_axe_finds_an_unlabelled_field_and_faint_text(browser: Browser, scene: Scene) -> None:
