@@ -18,10 +18,17 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from chargepin.clock import FakeClock
-from chargepin.lab.app_screens import DESKTOP, PHONE, SCREENS, Scene, Screen, Unreached, opened
-from chargepin.lab.live_server import serve
-from chargepin.lab.local_fleet import LocalFleet
+from chargepin.lab.app_screens import (
+    DESKTOP,
+    PHONE,
+    SCREENS,
+    Scene,
+    Screen,
+    Stage,
+    Unreached,
+    opened,
+    staged,
+)
 from tests.helpers.browser import axe_script, chromium_path
 
 REFLOW = {"width": 320, "height": 640}
@@ -47,11 +54,9 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def scene(tmp_path: Path) -> Iterator[Scene]:
-    clock = FakeClock()
-    fleet = LocalFleet.start(f"sqlite:///{tmp_path / 'fleet.db'}", clock)
-    yield Scene.build(fleet, clock)
-    fleet.dispose()
+def stage(tmp_path: Path) -> Iterator[Stage]:
+    with staged(tmp_path) as stage:
+        yield stage
 
 
 def violations(page: Page) -> list[dict[str, Any]]:
@@ -72,36 +77,29 @@ def violations(page: Page) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_every_screen_passes_axe_at_a_phones_width_and_on_a_desktop_and_reflows_at_320_px(
-    browser: Browser, scene: Scene
+    browser: Browser, stage: Stage
 ) -> None:
     failures: dict[str, list[dict[str, Any]]] = {}
     too_wide: dict[str, int] = {}
-    with serve(scene.fleet.app) as base:
-        for screen in SCREENS:
-            with opened(browser, base, scene, screen, PHONE, bypass_csp=True) as page:
-                for viewport in (REFLOW, PHONE, DESKTOP):  # the same page, laid out again
-                    page.set_viewport_size(
-                        {"width": viewport["width"], "height": viewport["height"]}
-                    )
-                    where = f"{screen.name} at {viewport['width']} px"
-                    overflow: int = page.evaluate(
-                        "document.documentElement.scrollWidth"
-                        " - document.documentElement.clientWidth"
-                    )
-                    if overflow > 0:
-                        too_wide[where] = overflow
-                    if viewport is not REFLOW and (found := violations(page)):
-                        failures[where] = found
+    for screen in SCREENS:
+        with opened(browser, stage, screen, PHONE, bypass_csp=True) as page:
+            for viewport in (REFLOW, PHONE, DESKTOP):  # the same page, laid out again
+                page.set_viewport_size({"width": viewport["width"], "height": viewport["height"]})
+                where = f"{screen.name} at {viewport['width']} px"
+                overflow: int = page.evaluate(
+                    "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+                )
+                if overflow > 0:
+                    too_wide[where] = overflow
+                if viewport is not REFLOW and (found := violations(page)):
+                    failures[where] = found
     assert failures == {}
     assert too_wide == {}, "sideways scrolling (px too wide)"
 
 
-def test_axe_finds_an_unlabelled_field_and_faint_text(browser: Browser, scene: Scene) -> None:
+def test_axe_finds_an_unlabelled_field_and_faint_text(browser: Browser, stage: Stage) -> None:
     """The check above can fail: the same harness on a screen spoilt on purpose."""
-    with (
-        serve(scene.fleet.app) as base,
-        opened(browser, base, scene, SCREENS[0], PHONE, bypass_csp=True) as page,
-    ):
+    with opened(browser, stage, SCREENS[0], PHONE, bypass_csp=True) as page:
         page.evaluate(
             """() => {
                 const field = document.createElement("input");
@@ -116,7 +114,7 @@ def test_axe_finds_an_unlabelled_field_and_faint_text(browser: Browser, scene: S
 
 
 def test_a_screen_whose_page_the_csp_refuses_something_is_not_reached(
-    browser: Browser, scene: Scene
+    browser: Browser, stage: Stage
 ) -> None:
     """Every screen is opened with its console watched: an inline script is refused, loudly."""
 
@@ -131,19 +129,18 @@ def test_a_screen_whose_page_the_csp_refuses_something_is_not_reached(
 
     spoilt = replace(SCREENS[0], act=inline_script)
     with (
-        serve(scene.fleet.app) as base,
         pytest.raises(Unreached, match="Content Security Policy"),
-        opened(browser, base, scene, spoilt, PHONE),
+        opened(browser, stage, spoilt, PHONE),
     ):
         pass
 
 
 def test_a_refused_field_is_marked_and_described_by_the_problem(
-    browser: Browser, scene: Scene
+    browser: Browser, stage: Stage
 ) -> None:
     """What a screen reader says on the field of a refused form: invalid, and why."""
     (bad,) = [screen for screen in SCREENS if screen.status == 422]
-    with serve(scene.fleet.app) as base, opened(browser, base, scene, bad, PHONE) as page:
+    with opened(browser, stage, bad, PHONE) as page:
         field = page.get_by_label("The code on the charger's sticker")
         expect(field).to_have_attribute("aria-invalid", "true")
         expect(field).to_have_accessible_description(
@@ -216,20 +213,19 @@ def controls(page: Page) -> int:
 
 @pytest.mark.slow
 def test_the_keyboard_reaches_every_control_in_order_with_a_visible_focus_ring(
-    browser: Browser, scene: Scene
+    browser: Browser, stage: Stage
 ) -> None:
     checked: list[Screen] = []
-    with serve(scene.fleet.app) as base:
-        for screen in SCREENS:
-            with opened(browser, base, scene, screen, PHONE) as page:
-                page.evaluate("document.activeElement && document.activeElement.blur()")
-                walked = tab_walk(page)
-                order = [step["index"] for step in walked]
-                assert order == list(range(controls(page))), (screen.name, walked)
-                for step in walked:
-                    assert step["visible"], (screen.name, step)
-                    assert step["outline"] != "none" and step["width"] >= 2, (screen.name, step)
-                    ring = contrast(step["colour"], step["around"])
-                    assert ring >= NON_TEXT_CONTRAST, (screen.name, ring, step)
-            checked.append(screen)
+    for screen in SCREENS:
+        with opened(browser, stage, screen, PHONE) as page:
+            page.evaluate("document.activeElement && document.activeElement.blur()")
+            walked = tab_walk(page)
+            order = [step["index"] for step in walked]
+            assert order == list(range(controls(page))), (screen.name, walked)
+            for step in walked:
+                assert step["visible"], (screen.name, step)
+                assert step["outline"] != "none" and step["width"] >= 2, (screen.name, step)
+                ring = contrast(step["colour"], step["around"])
+                assert ring >= NON_TEXT_CONTRAST, (screen.name, ring, step)
+        checked.append(screen)
     assert checked == list(SCREENS)

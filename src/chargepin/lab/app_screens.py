@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chargepin.clock import FakeClock
@@ -35,6 +36,7 @@ from chargepin.fleet.factory import provision
 from chargepin.fleet.times import utc_now
 from chargepin.fleet.web.pages import WEB_APP_VERSION
 from chargepin.fleet.web.sessions import SESSION_COOKIE
+from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import PASSWORD, LocalFleet
 
 if TYPE_CHECKING:
@@ -132,6 +134,30 @@ class Scene:
             }
         _reported(fleet, charger_id, now)
         return cls(fleet, clock, serial, plus_made.serial, spare.sticker.encode(), tokens)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A scene being served: where the screens are, and their data."""
+
+    scene: Scene
+    base: str
+    """The server's address, `http://127.0.0.1:<port>`."""
+
+
+@contextmanager
+def staged(directory: Path) -> Iterator[Stage]:
+    """The fleet on a fresh SQLite file in `directory`, on a fake clock, with the scene built
+    and served on 127.0.0.1 until the block ends: what the tests and the screenshots walk.
+    A screen served by another app (radio mode) changes this one place."""
+    clock = FakeClock()
+    fleet = LocalFleet.start(f"sqlite:///{directory / 'fleet.db'}", clock)
+    try:
+        scene = Scene.build(fleet, clock)
+        with serve(fleet.app) as base:
+            yield Stage(scene, base)
+    finally:
+        fleet.dispose()
 
 
 def _bond_statement(secret: bytes, serial: str, address: str, sequence: int) -> bytes:
@@ -336,8 +362,7 @@ class Unreached(AssertionError):
 @contextmanager
 def opened(
     browser: Browser,
-    base: str,
-    scene: Scene,
+    stage: Stage,
     screen: Screen,
     viewport: dict[str, int],
     *,
@@ -348,6 +373,7 @@ def opened(
     `bypass_csp` only for injecting axe-core: the pages' CSP refuses any script they did not
     serve, which is the point of it.
     """
+    base, scene = stage.base, stage.scene
     context: BrowserContext = browser.new_context(
         viewport={"width": viewport["width"], "height": viewport["height"]},
         bypass_csp=bypass_csp,

@@ -21,11 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from chargepin.clock import FakeClock
 from chargepin.core.errors import ChargepinError
-from chargepin.lab.app_screens import PHONE, SCREENS, Scene, Screen, opened
-from chargepin.lab.live_server import serve
-from chargepin.lab.local_fleet import LocalFleet
+from chargepin.lab.app_screens import PHONE, SCREENS, Screen, opened, staged
 
 COLOURS = 64
 """The palette of a shot: enough for anti-aliased text on the pages' few flat colours."""
@@ -85,20 +82,16 @@ def take(out: Path, browser_path: str, screens: Sequence[Screen] = SCREENS) -> l
         sync_playwright() as playwright,
     ):
         browser = playwright.chromium.launch(executable_path=browser_path, headless=True)
-        clock = FakeClock()
-        fleet = LocalFleet.start(f"sqlite:///{Path(directory) / 'fleet.db'}", clock)
         try:
-            scene = Scene.build(fleet, clock)
-            with serve(fleet.app) as base:
+            with staged(Path(directory)) as stage:
                 for screen in screens:
-                    with opened(browser, base, scene, screen, PHONE) as page:
+                    with opened(browser, stage, screen, PHONE) as page:
                         png = page.screenshot(full_page=True, animations="disabled", caret="hide")
                     data, width, height = small_png(png)
                     path = out / f"{screen.name}.png"
                     path.write_bytes(data)
                     shots.append(Shot(screen.name, path, len(data), width, height))
         finally:
-            fleet.dispose()
             browser.close()
     return shots
 
