@@ -139,7 +139,7 @@ def test_a_refused_field_is_marked_and_described_by_the_problem(
     browser: Browser, stage: Stage
 ) -> None:
     """What a screen reader says on the field of a refused form: invalid, and why."""
-    (bad,) = [screen for screen in SCREENS if screen.status == 422]
+    (bad,) = [screen for screen in SCREENS if screen.name == "error-422-bad-input"]
     with opened(browser, stage, bad, PHONE) as page:
         field = page.get_by_label("The code on the charger's sticker")
         expect(field).to_have_attribute("aria-invalid", "true")

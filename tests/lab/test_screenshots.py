@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from chargepin.lab.app_screens import PHONE, SCREENS
+from chargepin.lab.app_screens import PHONE
 from chargepin.lab.screenshots import (
     GALLERY_START,
+    SHOTS,
     ScreenshotsFailed,
     gallery,
     strays,
@@ -20,20 +21,20 @@ from chargepin.lab.screenshots import (
 from tests.helpers.browser import chromium_path
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "app"
+FOLDER = ROOT / "docs" / "app"
 BUDGET = 400_000
 """Bytes all the PNGs may weigh together (the brief: well under 1 MB)."""
 
 
 def test_docs_app_holds_one_small_png_per_screen_and_the_readme_shows_them() -> None:
-    names = sorted(path.name for path in SHOTS.glob("*.png"))
-    assert names == sorted(f"{screen.name}.png" for screen in SCREENS), (
+    names = sorted(path.name for path in FOLDER.glob("*.png"))
+    assert names == sorted(f"{screen.name}.png" for screen in SHOTS), (
         "run `make screenshots` after changing the list of screens"
     )
-    for path in SHOTS.glob("*.png"):
+    for path in FOLDER.glob("*.png"):
         with Image.open(path) as image:
             assert image.width == PHONE["width"], path
-    assert sum(path.stat().st_size for path in SHOTS.glob("*.png")) < BUDGET
+    assert sum(path.stat().st_size for path in FOLDER.glob("*.png")) < BUDGET
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert gallery("docs/app") in readme, "run `make screenshots`: the gallery is not current"
     # The two first commands stay first, the gallery right after them.
@@ -53,9 +54,9 @@ def test_a_readme_without_the_gallery_markers_is_refused(tmp_path: Path) -> None
 def test_the_shots_are_360_px_palette_pngs_and_nothing_else_is_touched(tmp_path: Path) -> None:
     theirs = tmp_path / "holiday.png"
     theirs.write_bytes(b"someone's picture")
-    shots = take(tmp_path, chromium_path(), SCREENS[:2])
+    shots = take(tmp_path, chromium_path(), SHOTS[:2])
 
-    assert [shot.path for shot in shots] == [tmp_path / f"{s.name}.png" for s in SCREENS[:2]]
+    assert [shot.path for shot in shots] == [tmp_path / f"{s.name}.png" for s in SHOTS[:2]]
     assert theirs.read_bytes() == b"someone's picture"
     assert strays(tmp_path) == [theirs]
     for shot in shots:
@@ -63,4 +64,4 @@ def test_the_shots_are_360_px_palette_pngs_and_nothing_else_is_touched(tmp_path:
             assert image.format == "PNG" and image.mode == "P"
             assert (image.width, image.height) == (shot.width, shot.height)
             assert image.width == PHONE["width"] and image.height >= PHONE["height"]
-        assert shot.size == shot.path.stat().st_size < BUDGET / len(SCREENS)
+        assert shot.size == shot.path.stat().st_size < BUDGET / len(SHOTS)

@@ -53,6 +53,8 @@ FAMILY = "family@example.com"
 """An invited user who accepted: a member of the owner's Pulsar Max."""
 FORMER = "former@example.com"
 """A member the owner revoked."""
+GUEST = "guest@example.com"
+"""A member the owner revokes on the People screen (with the re-key)."""
 NEWCOMER = "new@example.com"
 """An account with no charger yet."""
 NEIGHBOUR = "neighbour@example.com"
@@ -64,6 +66,10 @@ OWNER_PHONE = "C4:11:22:33:44:55"
 FAMILY_PHONE = "F0:F1:F2:F3:F4:F5"
 CHOSEN_PIN = "730418"
 """The PIN the owner chose on Charger Info (queued for the offline charger)."""
+NEXT_PIN = "604917"
+"""The PIN the owner sends on the Change PIN screen."""
+WEAK_PIN = "123456"
+"""A PIN the weak-PIN rule refuses (the digits count straight up)."""
 NOT_A_STICKER = "the charger's serial, I think CP1"
 
 
@@ -89,7 +95,7 @@ class Scene:
         with transaction(state.sessions) as db:
             users = {
                 email: accounts.register(db, email, PASSWORD, None, clock.now())
-                for email in (OWNER, FAMILY, FORMER, NEWCOMER)
+                for email in (OWNER, FAMILY, FORMER, GUEST, NEWCOMER)
             }
             max_made, plus_made, spare = (
                 provision(
@@ -115,7 +121,7 @@ class Scene:
                     clock.now(),
                 )
             serial = max_made.serial
-            for email in (FAMILY, FORMER):
+            for email in (FAMILY, FORMER, GUEST):
                 lifetime = state.settings.invitation_lifetime
                 invitation = members.invite(db, owner, serial, email, now, lifetime)
                 members.accept(db, users[email], invitation.code, now)
@@ -123,7 +129,10 @@ class Scene:
                 statement = _bond_statement(max_made.secret, serial, address, sequence)
                 members.relay_bond(db, state.vault, users[email], serial, statement, now)
             charger, _member = require_member(db, users[FAMILY], serial)
-            chargers.reveal(db, state.vault, charger, users[FAMILY], "android-2.4.0", clock.now())
+            for email in (FAMILY, GUEST):
+                chargers.reveal(
+                    db, state.vault, charger, users[email], "android-2.4.0", clock.now()
+                )
             members.revoke(db, owner, serial, users[FORMER].id, now)
             outbox.request(db, state.vault, owner, serial, "change_pin", {"pin": CHOSEN_PIN}, now)
             registry.take(db, charger.id, "connection-1", "process-1", now)
@@ -214,6 +223,8 @@ class Screen:
     """The HTTP status of the page that shows the screen."""
     act: Act | None = None
     """What the person does on `path` to reach the screen (a form sent, a button pressed)."""
+    shot: bool = True
+    """Photographed for docs/app/ (False: a state of a screen already there, checked only)."""
 
 
 def _commission(code: Callable[[Scene], str], then: str) -> Act:
@@ -230,6 +241,23 @@ def _commission(code: Callable[[Scene], str], then: str) -> Act:
 def _show_pin(page: Page, _scene: Scene) -> None:
     page.get_by_role("button", name="Show PIN").click()
     page.locator("#pin").wait_for()
+
+
+def _change_pin(pin: str, then: str) -> Act:
+    """A new PIN typed in Charger Info's Change PIN and sent; done once `then` is shown."""
+
+    def act(page: Page, _scene: Scene) -> None:
+        page.get_by_label("New 6-digit PIN").fill(pin)
+        page.get_by_role("button", name="Change PIN").click()
+        page.locator(then).wait_for()
+
+    return act
+
+
+def _revoke_guest(page: Page, _scene: Scene) -> None:
+    page.get_by_role("listitem").filter(has_text=GUEST).get_by_label("also re-key").check()
+    page.get_by_role("button", name=f"Revoke {GUEST}").click()
+    page.get_by_role("status").filter(has_text="no longer has access").wait_for()
 
 
 def _invite(page: Page, _scene: Scene) -> None:
@@ -302,6 +330,34 @@ SCREENS: tuple[Screen, ...] = (
         "/app/chargers/{max}/people",
         "People of {max}",
         act=_invite,
+    ),
+    Screen(
+        "charger-info-pin-sent",
+        "Charger Info: a new PIN sent to the charger",
+        OWNER,
+        "/app/chargers/{max}",
+        "Charger {max}",
+        act=_change_pin(NEXT_PIN, "#sent"),
+        shot=False,
+    ),
+    Screen(
+        "charger-info-weak-pin",
+        "Charger Info: a weak PIN refused (422)",
+        OWNER,
+        "/app/chargers/{max}",
+        "Charger {max}",
+        status=422,
+        act=_change_pin(WEAK_PIN, "[role=alert]"),
+        shot=False,
+    ),
+    Screen(
+        "people-revoked",
+        "People: a member revoked, their phones and the re-key",
+        OWNER,
+        "/app/chargers/{max}/people",
+        "People of {max}",
+        act=_revoke_guest,
+        shot=False,
     ),
     Screen(
         "accept",

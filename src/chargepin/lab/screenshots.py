@@ -70,7 +70,11 @@ def small_png(png: bytes) -> tuple[bytes, int, int]:
         return out.getvalue(), image.width, image.height
 
 
-def take(out: Path, browser_path: str, screens: Sequence[Screen] = SCREENS) -> list[Shot]:
+SHOTS = tuple(screen for screen in SCREENS if screen.shot)
+"""The screens photographed (the others are states of these, checked by the tests only)."""
+
+
+def take(out: Path, browser_path: str, screens: Sequence[Screen] = SHOTS) -> list[Shot]:
     """Each of `screens` at 360 px into `out` (`<name>.png`, overwritten); nothing else there
     is touched (see `strays`)."""
     from playwright.sync_api import sync_playwright
@@ -99,7 +103,7 @@ def take(out: Path, browser_path: str, screens: Sequence[Screen] = SCREENS) -> l
 def strays(out: Path) -> list[Path]:
     """PNGs in `out` that no screen makes: a screen renamed or gone, to be deleted by hand
     (never deleted here: `--out` may be any folder, with pictures of its own)."""
-    made = {f"{screen.name}.png" for screen in SCREENS}
+    made = {f"{screen.name}.png" for screen in SHOTS}
     return sorted(path for path in out.glob("*.png") if path.name not in made)
 
 
@@ -108,7 +112,7 @@ def gallery(folder: str) -> str:
     images = [
         f'<img src="{folder}/{screen.name}.png" width="{THUMBNAIL_WIDTH}" '
         f'alt="{html.escape(screen.caption)}" title="{html.escape(screen.caption)}">'
-        for screen in SCREENS
+        for screen in SHOTS
     ]
     return "\n".join([GALLERY_START, "<p>", *images, "</p>", GALLERY_END])
 
