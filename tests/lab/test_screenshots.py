@@ -14,6 +14,7 @@ from chargepin.lab.screenshots import (
     SHOTS,
     ScreenshotsFailed,
     gallery,
+    run,
     strays,
     take,
     write_gallery,
@@ -65,3 +66,15 @@ def test_the_shots_are_360_px_palette_pngs_and_nothing_else_is_touched(tmp_path:
             assert (image.width, image.height) == (shot.width, shot.height)
             assert image.width == PHONE["width"] and image.height >= PHONE["height"]
         assert shot.size == shot.path.stat().st_size < BUDGET / len(SHOTS)
+
+
+def test_careless_arguments_are_refused_before_any_browser_starts(tmp_path: Path) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(ScreenshotsFailed, match="is not a browser"):
+        run(tmp_path, None, str(tmp_path / "no-such-chromium"))
+    with pytest.raises(ScreenshotsFailed, match="--out takes a folder"):
+        run(a_file, None, chromium_path())
+    with pytest.raises(ScreenshotsFailed, match="pass --readme FILE or --no-readme"):
+        run(tmp_path, tmp_path / "README.md", chromium_path())
+    assert a_file.read_text() == "mine" and list(tmp_path.iterdir()) == [a_file]

@@ -131,7 +131,14 @@ def run(out: Path, readme: Path | None, browser_path: str | None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    shots = take(out, browser_path or chromium())
+    browser_path = browser_path or chromium()
+    if shutil.which(browser_path) is None:
+        raise ScreenshotsFailed(f"{browser_path} is not a browser that can be run: pass --chromium")
+    if out.exists() and not out.is_dir():
+        raise ScreenshotsFailed(f"{out} is a file: --out takes a folder")
+    if readme is not None and not readme.is_file():
+        raise ScreenshotsFailed(f"{readme} does not exist: pass --readme FILE or --no-readme")
+    shots = take(out, browser_path)
     if readme is not None:
         write_gallery(readme, Path(os.path.relpath(out, readme.parent)).as_posix())
     table = Table(title=f"{len(shots)} screens at {PHONE['width']} px", title_style="bold")
