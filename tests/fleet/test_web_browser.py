@@ -19,14 +19,13 @@ from chargepin.core.epochs import epoch_pin
 from chargepin.fleet import factory
 from chargepin.fleet.web.pages import WEB_APP_VERSION
 from chargepin.fleet.web.sessions import SESSION_COOKIE
+from chargepin.lab.app_screens import DESKTOP, PHONE
 from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.browser import chromium_path
 from tests.helpers.fleet_accounts import PASSWORD
 from tests.helpers.fleet_factory import MANDATORY, OPTIONAL
 
-PHONE = {"width": 360, "height": 740}
-DESKTOP = {"width": 1280, "height": 800}
 FAILED_LOAD = "Failed to load resource: the server responded with a status of"
 NEW_PIN = "730418"
 WAIT_MS = 10_000
