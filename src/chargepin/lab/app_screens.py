@@ -1,11 +1,12 @@
 """Every screen of the web app, each reached in a real browser on one fleet with fixed data: the
-one list that the accessibility test (tests/fleet/test_web_a11y.py) checks with axe-core and
-that `chargepin lab screenshots` photographs into docs/app/ (docs/APP.md, "Screens").
+one list that the accessibility tests (tests/fleet/test_web_a11y.py: axe-core, the keyboard)
+check and that `chargepin lab screenshots` photographs into docs/app/ (docs/APP.md, "Screens,
+accessibility and screenshots").
 
 A screen is whose browser it is (an account of the scene, or nobody signed in), the address it
 opens and what the person then does there (fill a form, press a button), and what proves it was
 reached: its heading and the HTTP status of the page. Another part of the app adds its screens
-to `SCREENS` (and, if it needs them, its data to `Scene`); the test and the screenshots follow.
+to `SCREENS` (and, if it needs them, its data to `Scene`); the tests and the screenshots follow.
 
 The scene is made with the fleet's own service functions on a fresh database, on a fake clock,
 so names, serials and times are the same on every run (the PINs and codes stay random: they
@@ -65,7 +66,7 @@ PRODUCED = dt.date(2025, 9, 1)
 OWNER_PHONE = "C4:11:22:33:44:55"
 FAMILY_PHONE = "F0:F1:F2:F3:F4:F5"
 CHOSEN_PIN = "730418"
-"""The PIN the owner chose on Charger Info (queued for the offline charger)."""
+"""The PIN the owner chose earlier: a change_pin command waiting for the charger."""
 NEXT_PIN = "604917"
 """The PIN the owner sends on the Change PIN screen."""
 WEAK_PIN = "123456"
