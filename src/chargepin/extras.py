@@ -49,6 +49,9 @@ FLEET = Extra(
         "ocpp",
         "websockets",
         "jinja2",
+        "PIL",
+        "zxingcpp",
+        "python_multipart",
     ),
 )
 LAB = Extra(
@@ -63,7 +66,6 @@ LAB = Extra(
                 "hypothesis",
                 "psutil",
                 "playwright",
-                "PIL",
             )
         )
     ),
