@@ -144,7 +144,18 @@ def test_a_refused_field_is_marked_and_described_by_the_problem(
         expect(field).to_have_accessible_description(
             re.compile("this is not a chargepin sticker.*printed under the QR code")
         )
-        page.get_by_role("link", name="Add a charger").click()
+        photo = page.get_by_label("Scan the sticker")
+        expect(photo).not_to_have_attribute("aria-invalid", "true")
+
+        # A photo that is not one: the photo's field is the one marked, not the typed code's.
+        photo.set_input_files(
+            {"name": "sticker.png", "mimeType": "image/png", "buffer": b"not a picture"}
+        )
+        page.get_by_role("button", name="Read the sticker").click()
+        problem = page.get_by_role("alert")
+        expect(problem).not_to_contain_text("not a chargepin sticker")
+        expect(photo).to_have_attribute("aria-invalid", "true")
+        expect(photo).to_have_accessible_description(re.compile(re.escape(problem.inner_text())))
         expect(field).not_to_have_attribute("aria-invalid", "true")
         expect(field).to_have_accessible_description(
             "Type it or paste it as printed under the QR code."

@@ -391,7 +391,7 @@ def commission_page(request: Request, signed: SignedIn) -> Response:
 @router.post("/commission")
 def commission(request: Request, db: DB, signed: SignedPost, fields: Form) -> Response:
     """The sticker's code typed or pasted: the charger is yours, and its PIN (audited)."""
-    return _commission(request, db, signed, fields.get("code", "").strip())
+    return _commission(request, db, signed, fields.get("code", "").strip(), "code")
 
 
 Photo = Annotated[PhotoForm | None, Depends(read_photo_form)]
@@ -406,19 +406,22 @@ def commission_photo(request: Request, db: DB, signed: SignedIn, upload: Photo) 
         raise refused(request, Unprocessable("send the page's form as it is"), signed=signed)
     _check_csrf(request, {} if upload is None else upload.fields, signed.token)
     assert upload is not None  # a body that is not a form carries no token: refused above
-    refuse = on_page(request, "commission.html", {"title": "Add a charger", "code": ""}, signed)
+    context = {"title": "Add a charger", "code": "", "refused": "photo"}
+    refuse = on_page(request, "commission.html", context, signed)
     try:
         if upload.too_large:
             raise sticker_photo.too_large()
         text = sticker_photo.sticker_text(upload.photo)
     except FleetError as error:
         raise refuse(error) from None
-    return _commission(request, db, signed, text)
+    return _commission(request, db, signed, text, "photo")
 
 
-def _commission(request: Request, db: DB, signed: Signed, code: str) -> Response:
-    """A sticker's code, typed or read from a photo: claimed, and Charger Info with the PIN."""
-    refuse = on_page(request, "commission.html", {"title": "Add a charger", "code": code}, signed)
+def _commission(request: Request, db: DB, signed: Signed, code: str, field: str) -> Response:
+    """A sticker's code, typed or read from a photo: claimed, and Charger Info with the PIN. A
+    refusal marks the form `field` ("code" or "photo") as the one that was wrong."""
+    context = {"title": "Add a charger", "code": code, "refused": field}
+    refuse = on_page(request, "commission.html", context, signed)
     body = parsed(ClaimRequest, {"payload": code}, {"payload": "Sticker code"}, refuse)
     state = _state(request)
     try:
