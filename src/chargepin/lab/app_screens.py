@@ -261,6 +261,19 @@ def _revoke_guest(page: Page, _scene: Scene) -> None:
     page.get_by_role("status").filter(has_text="no longer has access").wait_for()
 
 
+def _set_up_passcode(page: Page, _scene: Scene) -> None:
+    page.get_by_role("dialog").get_by_role("button", name="Set up", exact=True).click()
+    page.locator("#setting-up").wait_for()
+
+
+def _not_a_photo(page: Page, _scene: Scene) -> None:
+    page.get_by_label("Scan the sticker").set_input_files(
+        {"name": "sticker.png", "mimeType": "image/png", "buffer": b"not a picture"}
+    )
+    page.get_by_role("button", name="Read the sticker").click()
+    page.get_by_role("alert").wait_for()
+
+
 def _invite(page: Page, _scene: Scene) -> None:
     page.get_by_label("Invite by e-mail").fill(NEIGHBOUR)
     page.get_by_role("button", name="Invite", exact=True).click()
@@ -319,10 +332,18 @@ SCREENS: tuple[Screen, ...] = (
     ),
     Screen(
         "charger-info-optional",
-        "Charger Info of an optional-PIN charger",
+        "Charger Info of an optional-PIN charger: the passcode pop-up",
         OWNER,
         "/app/chargers/{plus}",
         "Charger {plus}",
+    ),
+    Screen(
+        "passcode-set-up",
+        "Set up: the connection will be interrupted; reconnect with the PIN",
+        OWNER,
+        "/app/chargers/{plus}",
+        "Charger {plus}",
+        act=_set_up_passcode,
     ),
     Screen(
         "people",
@@ -399,8 +420,20 @@ SCREENS: tuple[Screen, ...] = (
         status=422,
         act=_commission(lambda _scene: NOT_A_STICKER, "[role=alert]"),
     ),
+    Screen(
+        "error-photo-refused",
+        "A photo that is not one, refused on the page (422)",
+        NEWCOMER,
+        "/app/commission",
+        "Add a charger",
+        status=422,
+        act=_not_a_photo,
+        shot=False,
+    ),
 )
-"""Every fleet-served screen, in the order the gallery shows them."""
+"""Every fleet-served screen, in the order the gallery shows them and the walks open them, on one
+scene: a screen whose act changes the data (Set up, a revocation) comes after those that show
+the data as it was."""
 
 
 def _fill(text: str, scene: Scene) -> str:
