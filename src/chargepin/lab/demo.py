@@ -433,7 +433,7 @@ class Demo:
             "secret, which the fleet checks without storing it. From now on its security events "
             "reach the owner as they happen, and the owner's decisions reach it with no phone.",
         ) as step:
-            base = self.base = self.servers.enter_context(serve(self.fleet.app, self.port))
+            base = self.base = self.servers.enter_context(serve(self.fleet.app, port=self.port))
             endpoint = csms_endpoint(base.replace("http://", "ws://") + "/ocpp/", serial)
             link = StationLink(self.chargers[serial], StationConfig(endpoint))
             started = time.perf_counter()

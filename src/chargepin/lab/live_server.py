@@ -26,7 +26,7 @@ BACKLOG = 256
 
 
 @contextmanager
-def serve(app: ASGIApp, port: int = 0) -> Iterator[str]:
+def serve(app: ASGIApp, *, port: int = 0) -> Iterator[str]:
     """Serve `app` on loopback until the block ends; yields its base URL. On `port`, or a free
     one when 0 (OSError when `port` is taken)."""
     # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
