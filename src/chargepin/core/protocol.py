@@ -236,6 +236,13 @@ MIN_CURRENT_A = 6  # IEC 61851-1: the lowest PWM-signalled current
 MAX_CURRENT_A = 32
 
 
+def checked_current_limit(amps: int) -> int:
+    """A charging current limit the EVSE can signal, else ProtocolError saying the range."""
+    if not MIN_CURRENT_A <= amps <= MAX_CURRENT_A:
+        raise ProtocolError(f"current limit {amps} A outside {MIN_CURRENT_A}-{MAX_CURRENT_A} A")
+    return amps
+
+
 @dataclass(frozen=True)
 class ChargerStatus:
     """The protected status characteristic."""
@@ -284,7 +291,7 @@ class ControlCommand:
         if self.op is ControlOp.SET_CURRENT_LIMIT:
             if self.amps is None:
                 raise ProtocolError("set current limit needs amperes")
-            return bytes([self.op, self.amps])
+            return bytes([self.op, checked_current_limit(self.amps)])
         return bytes([self.op])
 
     @classmethod
@@ -299,11 +306,7 @@ class ControlCommand:
             if len(data) != 2:
                 raise ProtocolError("set current limit is 2 octets: opcode and amperes")
             amps = data[1]
-            if not MIN_CURRENT_A <= amps <= MAX_CURRENT_A:
-                raise ProtocolError(
-                    f"current limit {amps} A outside {MIN_CURRENT_A}-{MAX_CURRENT_A} A"
-                )
-            return cls(op, amps)
+            return cls(op, checked_current_limit(amps))
         if len(data) != 1:
             raise ProtocolError(f"{op.name.lower()} takes no argument; write 1 octet")
         return cls(op)

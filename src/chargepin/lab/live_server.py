@@ -26,9 +26,10 @@ BACKLOG = 256
 
 
 @contextmanager
-def serve(app: ASGIApp, *, port: int = 0) -> Iterator[str]:
+def serve(app: ASGIApp, *, port: int = 0, lifespan: bool = False) -> Iterator[str]:
     """Serve `app` on loopback until the block ends; yields its base URL. On `port`, or a free
-    one when 0 (OSError when `port` is taken)."""
+    one when 0 (OSError when `port` is taken). With `lifespan` the app's startup runs before
+    the first request and its shutdown at the end (the radio app opens its phone there)."""
     # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
     # and without it every response waited ~40 ms for a delayed ACK (Nagle).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -41,7 +42,9 @@ def serve(app: ASGIApp, *, port: int = 0) -> Iterator[str]:
         raise
     sock.listen(BACKLOG)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on" if lifespan else "off", access_log=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

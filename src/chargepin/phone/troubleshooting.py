@@ -47,37 +47,61 @@ async def connect(
     typed), typed only into a device that proved it is charger `serial` (phone/presence.py:
     NotThisCharger otherwise, and no passkey is sent); on a wrong PIN, show the now-correct
     PIN and retry once."""
+    try:
+        return await attempt(phone, fleet, serial, typed_pin=typed_pin, admitted=True)
+    except WrongPin:
+        shown: list[str] = []
+
+        def note(pin: Pin) -> None:
+            shown.append(
+                f"That PIN did not work. The charger's PIN is now {pin}; trying again with it."
+            )
+            show(shown[0])
+
+        connected = await attempt(phone, fleet, serial, admitted=True, vouched=note)
+        return Connected(connected.link, connected.paired_now, shown[0] if shown else None)
+
+
+async def attempt(
+    phone: Phone,
+    fleet: FleetClient,
+    serial: str,
+    *,
+    typed_pin: Pin | str | None = None,
+    admitted: bool = False,
+    vouched: Callable[[Pin], None] = lambda _pin: None,
+) -> Connected:
+    """One connection to charger `serial`: the bond, else the PIN typed or, with none typed,
+    the fleet's PIN of the epoch the device proved (`vouched` is told it), typed only into a
+    device that proved it is the charger.
+
+    `admitted`: on a charger that advertises a lockout, first write a member's admission
+    ticket (DECISIONS.md: a member's phone is admitted past a stranger's lock). A wrong PIN is
+    reported to the fleet with the charger's attested state, then raised (WrongPin): the
+    caller shows the troubleshooting screen, and the retry is this again with no PIN typed.
+    """
     typed = None if typed_pin is None else Pin.parse(str(typed_pin))
 
-    async def first(link: ChargerLink) -> Pin:
+    async def pin_for(link: ChargerLink) -> Pin:
         pin = await vouched_pin(link, fleet, serial)
-        return pin if typed is None else typed
+        if typed is None:
+            vouched(pin)
+            return pin
+        return typed
 
     async def admission(challenge: bytes) -> bytes:
         """A stranger keeping the charger locked must not shut a member's new phone out."""
         return await fleet.ticket(serial, challenge, Action.ADMIT_PAIRING.value)
 
     try:
-        link = await phone.connect(serial, admit=admission, vouched=first)
+        link = await phone.connect(serial, admit=admission if admitted else None, vouched=pin_for)
     except WrongPin as failure:
         await fleet.report(serial, PhoneReport.WRONG_PIN, f"epoch now {failure.epoch}")
-        if failure.locked_for > 0:  # the retry below is admitted past the lock
+        if failure.locked_for > 0:
             await fleet.report(serial, "locked", f"{failure.locked_for:.0f} s")
         if failure.info is not None:
             await fleet.reconcile(failure.info)
-        shown: list[str] = []
-
-        async def retry(link: ChargerLink) -> Pin:
-            """The PIN of the epoch the charger proves now (a hardened one moved on)."""
-            pin = await vouched_pin(link, fleet, serial)
-            shown.append(
-                f"That PIN did not work. The charger's PIN is now {pin}; trying again with it."
-            )
-            show(shown[0])
-            return pin
-
-        link = await phone.connect(serial, admit=admission, vouched=retry)
-        return await _connected(fleet, serial, link, shown[0] if shown else None)
+        raise
     return await _connected(fleet, serial, link, None)
 
 

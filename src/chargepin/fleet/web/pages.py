@@ -14,13 +14,10 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
@@ -41,6 +38,7 @@ from chargepin.fleet.security import token_digest
 from chargepin.fleet.times import utc_now
 from chargepin.fleet.web import sessions
 from chargepin.fleet.web.headers import PREFIX, SecurityHeaders
+from chargepin.fleet.web.templating import templates
 from chargepin.fleet.web.uploads import PHOTO_BODY_BYTES, PhotoForm, read_photo_form
 
 WEB_APP_VERSION = f"web-{__version__}"
@@ -51,26 +49,12 @@ PAGE_SIZE = 20
 """Entries on one page of the security events and of the PIN audit."""
 COMMANDS_SHOWN = 5
 """The newest commands sent to a charger that Charger Info shows with their state."""
-MAX_FORM_FIELDS = 8
 
 PHOTO_PATH = "/commission/photo"
 LARGER_BODIES = {PREFIX + PHOTO_PATH: PHOTO_BODY_BYTES}
 """The routes whose bodies may pass the service's 64 KiB (fleet/body_limit.py): the photo."""
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-templates = Jinja2Templates(
-    env=Environment(
-        loader=PackageLoader("chargepin.fleet.web", "templates"),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-    )
-)
-
-
-def _when(value: dt.datetime | None) -> str:
-    return "" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-templates.env.filters["when"] = _when
 
 
 class PageAnswer(FleetError):
@@ -118,7 +102,7 @@ def render(
         if not bound_to:
             bound_to = fresh = sessions.new_pre_session()
     values = {
-        "csrf": sessions.csrf_token(vault, bound_to),
+        "csrf": sessions.csrf_token(sessions.csrf_key(vault), bound_to),
         "csrf_field": sessions.CSRF_FIELD,
         "user": None if signed is None else signed.user,
         "message": None,
@@ -175,20 +159,10 @@ def signed_in(request: Request, db: DB) -> Signed:
 async def form(request: Request) -> dict[str, str]:
     """The posted form's fields (the first of each name). A body that is not a form has none,
     so it carries no CSRF token and is refused as a forged request."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        return {}
-    body = await request.body()
     try:
-        pairs = parse_qsl(
-            body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
-        )
-    except (UnicodeDecodeError, ValueError):
+        return sessions.form_fields(request.headers.get("content-type", ""), await request.body())
+    except sessions.BadForm:
         raise refused(request, Unprocessable("send the page's form as it is")) from None
-    fields: dict[str, str] = {}
-    for name, value in pairs:
-        fields.setdefault(name, value)
-    return fields
 
 
 Form = Annotated[dict[str, str], Depends(form)]
@@ -202,10 +176,8 @@ CSRF_REFUSED = (
 
 def _check_csrf(request: Request, fields: dict[str, str], bound_to: str | None) -> None:
     """Every state-changing request: our Origin and the form's token for this session."""
-    vault = _state(request).vault
-    if not sessions.same_origin(request) or not sessions.csrf_matches(
-        vault, bound_to, fields.get(sessions.CSRF_FIELD)
-    ):
+    key = sessions.csrf_key(_state(request).vault)
+    if not sessions.post_allowed(request, key, bound_to, fields.get(sessions.CSRF_FIELD)):
         page = render(request, "error.html", {"title": "Form refused", "message": CSRF_REFUSED})
         page.status_code = 403
         raise PageAnswer(page)

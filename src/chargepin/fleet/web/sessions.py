@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
 
@@ -57,18 +58,54 @@ def new_pre_session() -> str:
     return secrets.token_urlsafe(32)
 
 
-def csrf_token(vault: Vault, bound_to: str) -> str:
-    """The form token for the session (or pre-session) whose cookie value is `bound_to`."""
+def csrf_key(vault: Vault) -> bytes:
+    """The fleet's CSRF key K: the vault's `web-csrf` subkey (a radio app, which holds no
+    vault, keeps a random K of its own for its own forms: chargepin.app)."""
     _kid, key = vault.subkey(CSRF_PURPOSE)
+    return key
+
+
+def csrf_token(key: bytes, bound_to: str) -> str:
+    """The form token for the session (or pre-session) whose cookie value is `bound_to`."""
     return hmac.new(key, bound_to.encode(), hashlib.sha256).hexdigest()
 
 
-def csrf_matches(vault: Vault, bound_to: str | None, sent: str | None) -> bool:
+def csrf_matches(key: bytes, bound_to: str | None, sent: str | None) -> bool:
     """Constant-time check of a form's token against its cookie's session."""
     if not bound_to or not sent:
         return False
-    expected = csrf_token(vault, bound_to)
+    expected = csrf_token(key, bound_to)
     return hmac.compare_digest(expected.encode(), sent.encode("utf-8", "replace"))
+
+
+def post_allowed(request: Request, key: bytes, bound_to: str | None, sent: str | None) -> bool:
+    """Every state-changing request: our Origin and the form's token for this session."""
+    return same_origin(request) and csrf_matches(key, bound_to, sent)
+
+
+MAX_FORM_FIELDS = 8
+
+
+class BadForm(ValueError):
+    """A form body that does not parse (not UTF-8, too many fields)."""
+
+
+def form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """A posted form's fields (the first of each name). A body that is not a form has none,
+    so it carries no CSRF token and is refused as a forged request; BadForm for a form body
+    that does not parse."""
+    if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        return {}
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
+        )
+    except (UnicodeDecodeError, ValueError) as error:
+        raise BadForm(str(error)) from None
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        fields.setdefault(name, value)
+    return fields
 
 
 def same_origin(request: Request) -> bool:
