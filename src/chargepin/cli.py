@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from chargepin import __version__
 from chargepin.cli_errors import reports_errors
-from chargepin.extras import CHARGER, EXTRAS, FLEET, LAB, PHONE, Extra, MissingExtra
+from chargepin.extras import APP, CHARGER, EXTRAS, FLEET, LAB, PHONE, Extra, MissingExtra
 
 app = typer.Typer(
     name="chargepin",
@@ -80,6 +80,7 @@ ROLES: tuple[tuple[str, Extra, str, bool], ...] = (
     # commands first, then groups.
     ("radio", CHARGER, "chargepin.radio.cli:radio", False),
     ("demo", LAB, "chargepin.lab.cli:demo", False),
+    ("app", APP, "chargepin.app.cli:app_command", False),
     ("charger", CHARGER, "chargepin.charger.cli:charger_app", True),
     ("phone", PHONE, "chargepin.phone.cli:phone_app", True),
     ("bench", LAB, "chargepin.lab.cli:bench_app", True),

@@ -70,7 +70,9 @@ LAB = Extra(
         )
     ),
 )
-EXTRAS = (CHARGER, PHONE, FLEET, LAB)
+APP = Extra("app", tuple(dict.fromkeys((*PHONE.modules, *FLEET.modules))))
+"""`chargepin app`: the web app beside a radio, a phone serving the fleet's pages."""
+EXTRAS = (CHARGER, PHONE, FLEET, APP, LAB)
 
 
 class MissingExtra(ChargepinError):

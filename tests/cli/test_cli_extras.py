@@ -22,7 +22,7 @@ import typer
 from typer.testing import CliRunner
 
 from chargepin.cli import add_not_installed
-from chargepin.extras import CHARGER, EXTRAS, FLEET, LAB, PHONE, Extra
+from chargepin.extras import APP, CHARGER, EXTRAS, FLEET, LAB, PHONE, Extra
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src" / "chargepin"
@@ -132,6 +132,7 @@ def imports_with_what_they_import(package: str) -> set[str]:
         ("radio", CHARGER),
         ("phone", PHONE),
         ("fleet", FLEET),
+        ("app", APP),
         ("lab", LAB),
         ("cli", None),
     ],

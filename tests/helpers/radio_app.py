@@ -1,0 +1,172 @@
+"""The radio app's world for the tests: a virtual radio with a real charger daemon on an event
+loop of its own (a thread), a real fleet and the radio app each behind a uvicorn on 127.0.0.1.
+
+The daemon and the app's phone meet on the air through `chargepin radio`'s controllers
+(tcp-client on loopback), as two processes would; the app opens its phone in its own server's
+event loop. Nothing sleeps: every start is awaited, every stop joined with a bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import Future
+from contextlib import AsyncExitStack, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from bumble.transport.common import Transport
+
+from chargepin.app.radio import RadioOptions
+from chargepin.app.server import create_app
+from chargepin.charger.daemon import ChargerDaemon
+from chargepin.clock import SystemClock
+from chargepin.fleet.app import create_app as create_fleet
+from chargepin.fleet.settings import FleetSettings
+from chargepin.fleet.vault import Vault
+from chargepin.lab.live_server import serve
+from chargepin.lab.local_fleet import LocalFleet
+from chargepin.lab.ports import free_ports
+from chargepin.lab.testbed import ChargerSpec, provision
+from chargepin.phone.fleet_client import APP_VERSION
+from chargepin.phone.flows import PhoneOptions
+from chargepin.radio.transport import open_hci
+from chargepin.radio.virtual import serve_radio
+from tests.helpers.fleet_accounts import PASSWORD
+
+T = TypeVar("T")
+STEP_TIMEOUT = 20.0
+SCAN_SECONDS = 1.0
+
+
+class Air:
+    """A virtual radio (one controller per port) and a charger daemon on controller 0, on an
+    event loop in a thread of their own."""
+
+    def __init__(self, directory: Path, spec: ChargerSpec) -> None:
+        self.ports = free_ports(2)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.stack = AsyncExitStack()
+        self.transports: list[Transport] = []
+        self.daemon: ChargerDaemon | None = None
+        self.run(self._start(directory / "charger.db", spec))
+
+    def transport(self, index: int) -> str:
+        return f"tcp-client:127.0.0.1:{self.ports[index]}"
+
+    def run(self, coroutine: Awaitable[T]) -> T:
+        """Run `coroutine` on the radio's loop and wait for it (bounded)."""
+
+        async def wrapped() -> T:
+            return await coroutine
+
+        future: Future[T] = asyncio.run_coroutine_threadsafe(wrapped(), self.loop)
+        return future.result(STEP_TIMEOUT)
+
+    def on_daemon(self, read: Callable[[ChargerDaemon], T]) -> T:
+        """`read(daemon)` on the radio's loop (the daemon's state store belongs to it)."""
+
+        async def call() -> T:
+            assert self.daemon is not None
+            return read(self.daemon)
+
+        return self.run(call())
+
+    async def _start(self, state: Path, spec: ChargerSpec) -> None:
+        self.transports = await serve_radio(self.ports)
+        endpoints = await self.stack.enter_async_context(open_hci(self.transport(0)))
+        store = provision(state, spec)
+        self.stack.callback(store.close)
+        self.daemon = ChargerDaemon(store, endpoints, clock=SystemClock())
+        await self.daemon.start()
+        self.stack.push_async_callback(self.daemon.stop)
+
+    async def _stop(self) -> None:
+        await self.stack.aclose()
+        for transport in self.transports:
+            await transport.close()
+
+    def close(self) -> None:
+        try:
+            self.run(self._stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(STEP_TIMEOUT)
+            self.loop.close()
+
+
+@dataclass
+class World:
+    """What a radio-app test talks to."""
+
+    app_url: str
+    fleet_url: str
+    fleet: LocalFleet
+    air: Air
+    serial: str
+    secret: bytes
+    sticker: str
+
+    def owner(self, email: str = "owner@example.com", app_version: str = APP_VERSION) -> str:
+        """A new account that commissioned the charger through the fleet's JSON API (from an
+        app of `app_version`); its e-mail (the password is PASSWORD)."""
+        version = {"X-App-Version": app_version}
+        with httpx.Client(base_url=self.fleet_url, headers=version) as api:
+            body = {"email": email, "password": PASSWORD}
+            assert api.post("/register", json=body).status_code in (200, 201)
+            token = api.post("/login", json=body).json()["token"]
+            claimed = api.post(
+                "/chargers/claim",
+                json={"payload": self.sticker},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert claimed.status_code == 201, claimed.text
+        return email
+
+    def charger_pin(self) -> str:
+        return self.air.on_daemon(lambda daemon: daemon.store.current_pin().digits)
+
+
+@contextmanager
+def radio_world(
+    directory: Path,
+    *,
+    spec: dict[str, Any] | None = None,
+    min_app_version: str = "2.0.0",
+) -> Iterator[World]:
+    """A fleet (SQLite file), a charger it provisioned running on the air, the radio app."""
+    settings = FleetSettings(
+        db_url=f"sqlite:///{directory / 'fleet.db'}", min_app_version=min_app_version
+    )
+    fleet = LocalFleet(create_fleet(settings, vault=Vault.generate(), clock=SystemClock()))
+    try:
+        (made,) = fleet.provision("Pulsar Max", "6.11.2")
+        charger = ChargerSpec.from_bundle(made.bundle)
+        if spec:
+            charger = replace(charger, **spec)
+        air = Air(directory, charger)
+        try:
+            with serve(fleet.app) as fleet_url:
+                options = RadioOptions(
+                    PhoneOptions(transport=air.transport(1), bonds=directory / "app-bonds.db"),
+                    scan_seconds=SCAN_SECONDS,
+                )
+                with serve(create_app(fleet_url, options), lifespan=True) as app_url:
+                    yield World(
+                        app_url,
+                        fleet_url,
+                        fleet,
+                        air,
+                        made.serial,
+                        made.secret,
+                        made.sticker.encode(),
+                    )
+        finally:
+            air.close()
+    finally:
+        fleet.dispose()
