@@ -164,8 +164,11 @@ def test_the_bluetooth_screens_refuse_forged_forms(tmp_path: Path, fleet: LocalF
     sign_up(other, "other@example.com")
     others_token = csrf_of(other.get("/app/nearby/CP-NONE"))
 
-    connect = f"/app/nearby/{serial}/connect"
     own = origin_of(browser)
+    for action in ("connect", "pair", "retry", "limit", "enable-pin", "not-now", "disconnect"):
+        answer = browser.post(f"/app/nearby/{serial}/{action}", data={}, headers=own)
+        assert answer.status_code == 403, action
+    connect = f"/app/nearby/{serial}/connect"
     for data, headers in (
         ({}, own),
         ({"csrf": "0" * 64}, own),
@@ -201,7 +204,8 @@ def test_strangers_revoked_users_and_no_session_get_nothing(
         assert answer.status_code == 404
         assert "no such charger on your account" in answer.text
     token = csrf_of(stranger.get("/app/nearby/CP99999999"))
-    for action in ("connect", "pair", "retry", "start", "stop", "limit", "disconnect"):
+    actions = ("connect", "pair", "retry", "start", "stop", "limit", "disconnect", "not-now")
+    for action in (*actions, "enable-pin"):
         answer = stranger.post(
             f"/app/nearby/{serial}/{action}",
             data={"csrf": token, "pin": "918273", "amps": "16"},

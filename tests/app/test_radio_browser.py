@@ -162,3 +162,46 @@ def test_an_app_too_old_for_the_fleet_says_update_the_app(browser: Browser, tmp_
         expect(page.get_by_role("alert")).to_contain_text("X-App-Version")
         watched.fits()
         page.context.close()
+
+
+def test_the_owner_sets_up_the_passcode_over_bluetooth_and_reconnects_with_the_pin(
+    browser: Browser, tmp_path: Path
+) -> None:
+    with radio_world(tmp_path, model="Volt Home", firmware="6.9.0") as world:  # optional PIN
+        email = world.owner()
+        watched = signed_in(browser, world, email, PHONE)
+        page = watched.page
+        connect_from_nearby(page, world.serial)  # PIN off: no PIN to type
+        expect(page.get_by_role("heading", name=f"Charger {world.serial}")).to_be_visible()
+        offer = page.get_by_role("dialog", name="Set up a passcode?")
+        expect(offer).to_be_visible()
+        watched.fits()
+        offer.get_by_role("button", name="Not now").click()
+        expect(page.get_by_role("heading", name=f"Charger {world.serial}")).to_be_visible()
+        expect(offer).to_have_count(0)
+        page.reload()
+        expect(offer).to_have_count(0)  # for this session
+
+        # Signed in again (a new session), the owner is offered it again and accepts.
+        again = signed_in(browser, world, email, PHONE)
+        again.page.goto(f"{world.app_url}/app/nearby/{world.serial}")
+        offer = again.page.get_by_role("dialog", name="Set up a passcode?")
+        offer.get_by_role("button", name="Set up").click()
+        expect(again.page.get_by_role("status")).to_contain_text(
+            "The connection will be interrupted; reconnect with the PIN"
+        )
+        assert world.air.on_daemon(lambda daemon: daemon.store.pin_enabled)
+        pin = world.charger_pin()
+        again.page.get_by_role("button", name="Reconnect").click()
+        expect(again.page.get_by_role("heading", name=f"Pair with {world.serial}")).to_be_visible()
+        expect(again.page.locator("#pin")).to_have_text(pin)
+        again.page.get_by_label("Type the PIN to pair").fill(pin)
+        again.page.get_by_role("button", name="Pair").click()
+        expect(again.page.get_by_text("Paired with the PIN.")).to_be_visible()
+        expect(again.page.get_by_role("dialog")).to_have_count(0)
+        again.fits()
+        assert watched.errors == [] and again.errors == []
+        for url in watched.urls + again.urls:
+            assert pin not in url, url
+        page.context.close()
+        again.page.context.close()

@@ -138,6 +138,8 @@ def radio_world(
     *,
     spec: dict[str, Any] | None = None,
     min_app_version: str = "2.0.0",
+    model: str = "Pulsar Max",
+    firmware: str = "6.11.2",
 ) -> Iterator[World]:
     """A fleet (SQLite file), a charger it provisioned running on the air, the radio app."""
     settings = FleetSettings(
@@ -145,7 +147,7 @@ def radio_world(
     )
     fleet = LocalFleet(create_fleet(settings, vault=Vault.generate(), clock=SystemClock()))
     try:
-        (made,) = fleet.provision("Pulsar Max", "6.11.2")
+        (made,) = fleet.provision(model, firmware)
         charger = ChargerSpec.from_bundle(made.bundle)
         if spec:
             charger = replace(charger, **spec)

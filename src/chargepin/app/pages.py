@@ -10,8 +10,9 @@ CSRF, headers: fleet/web/sessions.py and headers.py, shared with the fleet's pag
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import httpx
@@ -22,6 +23,7 @@ from chargepin.app.radio import Radio
 from chargepin.core.errors import ChargepinError
 from chargepin.core.limits import serial_problem
 from chargepin.core.pin import Pin
+from chargepin.core.policy import offers_pin_setup
 from chargepin.core.protocol import (
     MAX_CURRENT_A,
     MIN_CURRENT_A,
@@ -29,10 +31,11 @@ from chargepin.core.protocol import (
     ProtocolError,
     checked_current_limit,
 )
+from chargepin.core.tickets import Action
 from chargepin.fleet.web import sessions
 from chargepin.fleet.web.headers import PREFIX
 from chargepin.fleet.web.templating import templates
-from chargepin.phone import troubleshooting
+from chargepin.phone import owner_actions, troubleshooting
 from chargepin.phone.client import ChargerLink
 from chargepin.phone.errors import ChargerLocked, ChargerNotFound, PhoneError, WrongPin
 from chargepin.phone.fleet_client import FleetClient, FleetRefused, FleetUnreachable
@@ -56,6 +59,9 @@ class AppState:
     csrf_key: bytes
     app_version: str
     fleet_transport: httpx.AsyncBaseTransport | None = None
+    not_now: set[tuple[str, str]] = field(default_factory=set)
+    """(session, serial) pairs whose owner answered "Not now" to the passcode pop-up: for the
+    session (and this app's run), as the fleet's pages keep it for theirs."""
 
 
 class Screen(Exception):
@@ -341,7 +347,9 @@ async def _controls(
     amps: str = "",
 ) -> Response:
     shown = status if status is not None else await link.status()
+    offer = await _offers_pin_setup(request, visitor, serial, link)
     context = {
+        "offer": offer,
         "title": f"Charger {serial}",
         "serial": serial,
         "status": shown,
@@ -353,6 +361,31 @@ async def _controls(
         "max_amps": MAX_CURRENT_A,
     }
     return render(request, "radio/controls.html", context, visitor=visitor, status=code)
+
+
+def _session(visitor: Visitor) -> str:
+    return hashlib.sha256(visitor.token.encode()).hexdigest()
+
+
+async def _offers_pin_setup(
+    request: Request, visitor: Visitor, serial: str, link: ChargerLink
+) -> bool:
+    """The passcode pop-up, by the rule the fleet's Charger Info asks too (core.policy's
+    `offers_pin_setup`), with the PIN state the charger shows on this link and the PIN class
+    the fleet decided."""
+    owner = visitor.chargers[serial].get("role") == "owner"
+    if not owner or link.info.pin_enabled:
+        return False  # the rule's answer whatever else holds: nothing more to ask the fleet
+    info = await visitor.fleet.charger_info(serial)
+    if info.policy is None:
+        return False
+    return offers_pin_setup(
+        info.policy,
+        pin_enabled=link.info.pin_enabled,
+        is_owner=owner,
+        enabling=await visitor.fleet.enabling(serial),
+        dismissed=(_session(visitor), serial) in _app(request).not_now,
+    )
 
 
 MAX_TYPED = 12
@@ -397,6 +430,41 @@ async def controls(request: Request, visitor: SignedIn, serial: str) -> Response
             return await _controls(request, visitor, serial, link)
     except ChargepinError as error:
         return _settled(request, visitor, serial, error)
+
+
+@router.post("/{serial}/not-now")
+async def not_now(request: Request, posted: SignedPost, serial: str) -> Response:
+    """ "Not now" to the passcode pop-up: not offered again in this session."""
+    visitor, _fields = posted
+    serial = _mine(request, visitor, serial)
+    _app(request).not_now.add((_session(visitor), serial))
+    return _to(f"/nearby/{serial}")
+
+
+@router.post("/{serial}/enable-pin")
+async def enable_pin(request: Request, posted: SignedPost, serial: str) -> Response:
+    """Set up the passcode: the owner's enable_pin ticket applied over Bluetooth (the phone
+    library's owner action, its receipt handed to the fleet). The charger then interrupts the
+    connection and forgets the bonds made without a PIN: this phone forgets its own too, so the
+    next Connect asks for the PIN (the pairing screen)."""
+    visitor, _fields = posted
+    serial = _mine(request, visitor, serial)
+    radio = _app(request).radio
+    try:
+        async with radio.lock:
+            link = _open_link(request, visitor, serial)
+            await owner_actions.apply(link, visitor.fleet, Action.ENABLE_PIN)
+            await link.wait_closed(INTERRUPTION_WAIT)
+            await radio.drop(serial)
+            await radio.phone.forget(link.address)
+    except ChargepinError as error:
+        return _settled(request, visitor, serial, error)
+    context = {"title": "The PIN is on", "serial": serial}
+    return render(request, "radio/pin_enabled.html", context, visitor=visitor)
+
+
+INTERRUPTION_WAIT = 5.0
+"""Seconds the app waits for the charger to end the link after enabling the PIN."""
 
 
 @router.post("/{serial}/{command}")

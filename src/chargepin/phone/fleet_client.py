@@ -17,10 +17,13 @@ import httpx
 
 from chargepin import __version__
 from chargepin.core.pin import Pin
+from chargepin.core.policy import PinMode, PinPolicy
 from chargepin.core.presence import PresenceProof
 from chargepin.core.protocol import OpenInfo
 from chargepin.phone.errors import PhoneError
 
+RECENT_COMMANDS = 20
+"""How many of a charger's newest commands `enabling` looks through."""
 APP_VERSION = "2.3.0"  # what this client reports in X-App-Version (the service's minimum is 2.0)
 
 
@@ -54,6 +57,8 @@ class ChargerInfo:
     epoch: int
     pin: Pin | None
     message: str
+    policy: PinPolicy | None = None
+    """The PIN class as the fleet decided it (core.policy), when the fleet said it whole."""
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> ChargerInfo:
@@ -67,7 +72,21 @@ class ChargerInfo:
             epoch=int(body.get("epoch", 0)),
             pin=Pin(str(pin)) if pin else None,
             message=str(body.get("message", "")),
+            policy=_policy(body),
         )
+
+
+def _policy(body: dict[str, Any]) -> PinPolicy | None:
+    """The fleet's PinPolicy from Charger Info, None from a fleet that does not say it whole."""
+    try:
+        return PinPolicy(
+            mode=PinMode(str(body["pin_class"])),
+            changeable=bool(body["pin_changeable"]),
+            can_disable=bool(body["pin_can_disable"]),
+            reason=str(body["pin_class_reason"]),
+        )
+    except (KeyError, ValueError):
+        return None
 
 
 class FleetClient:
@@ -258,6 +277,16 @@ class FleetClient:
         """The owner actions sent to the charger over OCPP and their state, newest first."""
         path = f"/chargers/{serial}/commands"
         return [c async for page in self.pages(path, page_size) for c in page]
+
+    async def enabling(self, serial: str) -> bool:
+        """Whether an enable_pin the owner asked for is still on its way to the charger over
+        OCPP (waiting or sent), among its newest commands (owner only)."""
+        path = f"/chargers/{serial}/commands"
+        newest = list(await self._call("GET", path, params={"limit": RECENT_COMMANDS}))
+        return any(
+            c.get("action") == "enable_pin" and c.get("state") in ("waiting", "sent")
+            for c in newest
+        )
 
     async def connection(self, serial: str) -> dict[str, Any]:
         """Whether the charger is connected to the fleet over OCPP, and when it was last heard."""

@@ -47,6 +47,8 @@ class ChargerInfoOut(BaseModel):
     role: Literal["owner", "user"]
     pin_class: Literal["mandatory", "optional", "unsupported"]
     pin_class_reason: str
+    pin_changeable: bool = Field(description="the owner may change the PIN (firmware 6.11+)")
+    pin_can_disable: bool = Field(description="the owner may switch the PIN off")
     pin_enabled: bool
     epoch: int
     pin: str | None
@@ -81,6 +83,8 @@ def _info(view: chargers.ChargerView) -> ChargerInfoOut:
         role=view.role,  # type: ignore[arg-type]
         pin_class=view.policy.mode.value,
         pin_class_reason=view.policy.reason,
+        pin_changeable=view.policy.changeable,
+        pin_can_disable=view.policy.can_disable,
         pin_enabled=view.pin_enabled,
         epoch=view.epoch,
         pin=None if view.pin is None else view.pin.digits,
