@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chargepin.app.forward import Forwarder
-from chargepin.app.radio import RadioOptions
+from chargepin.app.radio import Radio, RadioOptions
 from chargepin.app.server import create_app
 from chargepin.clock import FakeClock
 from chargepin.fleet.web.headers import CONTENT_SECURITY_POLICY
@@ -45,7 +45,8 @@ def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
 
 def radio_app(tmp_path: Path, fleet: LocalFleet, fleet_url: str = FLEET) -> TestClient:
     options = RadioOptions(PhoneOptions(transport=NOWHERE, bonds=tmp_path / "bonds.db"))
-    app = create_app(fleet_url, options, fleet_transport=httpx.ASGITransport(app=fleet.app))
+    transport = httpx.ASGITransport(app=fleet.app)
+    app = create_app(fleet_url, Radio(options), fleet_transport=transport)
     return TestClient(app, base_url=APP)
 
 
@@ -141,7 +142,7 @@ def test_a_fleet_that_does_not_answer_is_a_page_not_a_crash(
     tmp_path: Path, fleet: LocalFleet
 ) -> None:
     options = RadioOptions(PhoneOptions(transport=NOWHERE, bonds=tmp_path / "bonds.db"))
-    browser = TestClient(create_app("http://127.0.0.1:9", options), base_url=APP)
+    browser = TestClient(create_app("http://127.0.0.1:9", Radio(options)), base_url=APP)
     answer = browser.get("/app/signin")
     assert answer.status_code == 502
     assert "did not answer" in answer.text
@@ -307,3 +308,26 @@ def test_chargepin_app_refuses_a_bad_fleet_url_or_transport_in_one_line(
     assert out == ""
     assert err.startswith("error: ") and fragment in err and len(err.splitlines()) == 1
     assert not (tmp_path / "bonds.db").exists()
+
+
+def test_chargepin_app_says_in_one_line_that_its_transport_does_not_open(tmp_path: Path) -> None:
+    code, out, err = invoke(
+        "app",
+        "--transport",
+        NOWHERE,
+        "--fleet",
+        "http://127.0.0.1:9",
+        "--bonds",
+        str(tmp_path / "bonds.db"),
+    )
+    assert code == 2 and out == ""
+    assert err.startswith("error: could not open transport") and len(err.splitlines()) == 1
+
+
+def test_a_body_over_the_fleets_limit_is_refused_before_it_is_read(
+    tmp_path: Path, fleet: LocalFleet
+) -> None:
+    browser = radio_app(tmp_path, fleet)
+    for path in ("/app/signin", "/app/nearby/CP00000001/pair"):
+        answer = browser.post(path, content=b"x" * (64 * 1024 + 1), headers=origin_of(browser))
+        assert answer.status_code == 413, path

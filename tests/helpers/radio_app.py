@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import httpx
 from bumble.transport.common import Transport
 
-from chargepin.app.radio import RadioOptions
+from chargepin.app.radio import Radio, RadioOptions
 from chargepin.app.server import create_app
 from chargepin.charger.daemon import ChargerDaemon
 from chargepin.clock import SystemClock
@@ -158,7 +158,8 @@ def radio_world(
                     PhoneOptions(transport=air.transport(1), bonds=directory / "app-bonds.db"),
                     scan_seconds=SCAN_SECONDS,
                 )
-                with serve(create_app(fleet_url, options), lifespan=True) as app_url:
+                app = create_app(fleet_url, Radio(options))
+                with serve(app, lifespan=True) as app_url:
                     yield World(
                         app_url,
                         fleet_url,

@@ -56,9 +56,11 @@ def app_command(
     ] = 1.5,
 ) -> None:
     """The app beside a radio: the fleet's pages and the Bluetooth screens, on 127.0.0.1."""
+    import asyncio
+
     import uvicorn
 
-    from chargepin.app.radio import RadioOptions
+    from chargepin.app.radio import Radio, RadioOptions
     from chargepin.app.server import create_app
     from chargepin.phone.flows import PhoneOptions
     from chargepin.radio.transport import check_transport_name
@@ -66,5 +68,14 @@ def app_command(
     check_transport_name(transport)
     base = fleet_base(fleet)
     options = RadioOptions(PhoneOptions(transport=transport, bonds=bonds), scan_seconds)
-    typer.echo(f"the app: http://{LOOPBACK}:{port}/app/ (fleet {base})", err=True)
-    uvicorn.run(create_app(base, options), host=LOOPBACK, port=port, log_level="warning")
+
+    async def run() -> None:
+        radio = Radio(options)
+        await radio.start()  # in the server's event loop; a transport that does not open: 1 line
+        config = uvicorn.Config(
+            create_app(base, radio), host=LOOPBACK, port=port, log_level="warning"
+        )
+        typer.echo(f"the app: http://{LOOPBACK}:{port}/app/ (fleet {base})", err=True)
+        await uvicorn.Server(config).serve()
+
+    asyncio.run(run())

@@ -32,8 +32,6 @@ REQUEST_HEADERS = (
 RESPONSE_HEADERS = ("content-type", "location", "retry-after", "cache-control")
 """What the browser needs from the fleet besides cookies; our own security headers are added
 by our middleware (the same as the fleet's)."""
-MAX_BODY = 64 * 1024
-"""The largest form forwarded; the fleet's own limit is the real one (fleet/body_limit.py)."""
 
 
 def _no_cookie_jar() -> CookieJar:
@@ -69,9 +67,7 @@ class Forwarder:
         headers = {n: v for n in REQUEST_HEADERS if (v := request.headers.get(n)) is not None}
         headers["host"] = request.headers.get("host", self.base.netloc.decode())
         headers[RADIO_HEADER] = "1"
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return Response("request too large", status_code=413, media_type="text/plain")
+        body = await request.body()  # at most the fleet's limit: BodyLimit (app/server.py)
         try:
             answer = await self._http.request(
                 request.method, self.target(request), headers=headers, content=body

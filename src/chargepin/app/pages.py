@@ -37,7 +37,7 @@ from chargepin.fleet.web.headers import PREFIX
 from chargepin.fleet.web.templating import templates
 from chargepin.phone import owner_actions, troubleshooting
 from chargepin.phone.client import ChargerLink
-from chargepin.phone.errors import ChargerLocked, ChargerNotFound, PhoneError, WrongPin
+from chargepin.phone.errors import ChargerLocked, ChargerNotFound, WrongPin
 from chargepin.phone.fleet_client import FleetClient, FleetRefused, FleetUnreachable
 
 NEARBY = PREFIX + "/nearby"
@@ -218,9 +218,12 @@ def _settled(request: Request, visitor: Visitor, serial: str, error: Exception) 
 async def nearby(request: Request, visitor: SignedIn) -> Response:
     """The chargers in range: serial, model when it is on your account, PIN on or off, locked."""
     radio = _app(request).radio
-    async with radio.lock:
-        found = await radio.scan()
-        bonded = {charger.address: await radio.bonded(charger) for charger in found}
+    try:
+        async with radio.lock:
+            found = await radio.scan()
+            bonded = {charger.address: await radio.bonded(charger) for charger in found}
+    except ChargepinError as error:
+        return failure(request, visitor, error)
     rows = [
         {
             "found": charger,
@@ -503,5 +506,5 @@ async def control(request: Request, posted: SignedPost, serial: str, command: st
             else:
                 status = await link.stop_charging()
             return await _controls(request, visitor, serial, link, status=status)
-    except PhoneError as error:
+    except ChargepinError as error:
         return _settled(request, visitor, serial, error)

@@ -48,6 +48,10 @@ class Radio:
         self._stack = self._phone = None
 
     @property
+    def started(self) -> bool:
+        return self._phone is not None
+
+    @property
     def phone(self) -> Phone:
         if self._phone is None:
             raise RuntimeError("the radio app's phone is not started")

@@ -13,7 +13,8 @@ from fastapi.staticfiles import StaticFiles
 
 from chargepin.app import pages
 from chargepin.app.forward import Forwarder
-from chargepin.app.radio import Radio, RadioOptions
+from chargepin.app.radio import Radio
+from chargepin.fleet.body_limit import MAX_BODY_BYTES, BodyLimit
 from chargepin.fleet.web.headers import PREFIX, SecurityHeaders
 from chargepin.phone.fleet_client import APP_VERSION
 
@@ -22,20 +23,22 @@ FORWARDED_METHODS = ["GET", "HEAD", "POST"]
 
 def create_app(
     fleet_url: str,
-    options: RadioOptions,
+    radio: Radio,
     *,
     app_version: str = APP_VERSION,
     fleet_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """The radio app for the fleet at `fleet_url`; its phone opens with the app's lifespan.
+    """The radio app for the fleet at `fleet_url`; its phone (`radio`) is opened by the app's
+    lifespan unless it already is (`chargepin app` opens it first, to say in one line that a
+    transport does not open), and closed with it.
 
     `fleet_transport` (tests) reaches the fleet in-process instead of over the network."""
-    radio = Radio(options)
     forwarder = Forwarder(fleet_url, fleet_transport)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await radio.start()
+        if not radio.started:
+            await radio.start()
         try:
             yield
         finally:
@@ -72,4 +75,5 @@ def create_app(
         PREFIX + "/{rest:path}", forward, methods=FORWARDED_METHODS, include_in_schema=False
     )
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # the fleet's limit, before we read
     return app
