@@ -331,3 +331,13 @@ def test_a_body_over_the_fleets_limit_is_refused_before_it_is_read(
     for path in ("/app/signin", "/app/nearby/CP00000001/pair"):
         answer = browser.post(path, content=b"x" * (64 * 1024 + 1), headers=origin_of(browser))
         assert answer.status_code == 413, path
+
+
+def test_a_host_other_than_loopback_is_refused(tmp_path: Path, fleet: LocalFleet) -> None:
+    """DNS rebinding: a page of evil.example resolved to 127.0.0.1 reaches the app with its own
+    Host and a matching Origin; the app answers only loopback names."""
+    browser = radio_app(tmp_path, fleet)
+    for path in ("/app/signin", "/app/nearby", "/app/static/app.css"):
+        answer = browser.get(path, headers={"Host": "evil.example:8080"})
+        assert answer.status_code == 400, path
+    assert browser.get("/app/signin", headers={"Host": "localhost:8080"}).status_code == 200

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from chargepin.app import pages
 from chargepin.app.forward import Forwarder
@@ -19,6 +20,10 @@ from chargepin.fleet.web.headers import PREFIX, SecurityHeaders
 from chargepin.phone.fleet_client import APP_VERSION
 
 FORWARDED_METHODS = ["GET", "HEAD", "POST"]
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]"]
+"""The only Host names the app answers: a page of another site whose name was made to resolve
+to 127.0.0.1 (DNS rebinding) is same-origin with itself, and would otherwise drive this app's
+radio with an account of its own and pass the Origin check."""
 
 
 def create_app(
@@ -76,4 +81,5 @@ def create_app(
     )
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # the fleet's limit, before we read
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_NAMES)
     return app
