@@ -167,8 +167,8 @@ def _mine(request: Request, visitor: Visitor, serial: str) -> str:
 
 
 def failure(request: Request, visitor: Visitor | None, error: ChargepinError) -> Response:
-    """What went wrong, as the screen for it: "update the app", the lockout countdown, or the
-    error in the phone library's or the fleet's words with what to do."""
+    """What went wrong, as the screen for it: "update the app", the sign-in page, or the error
+    in the phone library's or the fleet's words with what to do."""
     if isinstance(error, FleetRefused):
         if error.status == 426:
             context = {"title": "Update the app", "message": None, "detail": error.detail}
@@ -187,12 +187,18 @@ def failure(request: Request, visitor: Visitor | None, error: ChargepinError) ->
     return render(request, "radio/failed.html", context, visitor=visitor, status=status)
 
 
+RETRY_FLOOR = 3
+"""The shortest countdown, in seconds (a charger refusing with LOCKED may not say how long)."""
+
+
 def _locked(
     request: Request, visitor: Visitor, serial: str, seconds: float, *, wrong: bool
 ) -> Response:
     """The lockout screen: "unavailable, try again in m:ss", counting down (static/countdown.js),
-    retrying by itself at the end; without script, the Try again button does the same."""
-    whole = max(int(seconds + 0.999), 0)
+    retrying by itself at the end; without script, the Try again button does the same. A lock
+    whose end the charger did not say still waits `RETRY_FLOOR` seconds: a retry refused again
+    never makes the page hammer the charger."""
+    whole = max(int(seconds + 0.999), RETRY_FLOOR)
     context = {
         "title": f"Charger {serial} is unavailable",
         "serial": serial,
@@ -203,12 +209,11 @@ def _locked(
     return render(request, "radio/locked.html", context, visitor=visitor)
 
 
-def _settled(request: Request, visitor: Visitor, serial: str, error: Exception) -> Response:
+def _settled(request: Request, visitor: Visitor, serial: str, error: ChargepinError) -> Response:
+    """A refused connection or command: the lockout countdown, or `failure`'s screen."""
     if isinstance(error, ChargerLocked):
         return _locked(request, visitor, serial, error.retry_after, wrong=False)
-    if isinstance(error, ChargepinError):
-        return failure(request, visitor, error)
-    raise error
+    return failure(request, visitor, error)
 
 
 # --- screens -----------------------------------------------------------------------------------
@@ -378,7 +383,9 @@ async def _offers_pin_setup(
     the fleet decided."""
     owner = visitor.chargers[serial].get("role") == "owner"
     if not owner or link.info.pin_enabled:
-        return False  # the rule's answer whatever else holds: nothing more to ask the fleet
+        # Charger Info of a charger whose PIN is on is an audited reveal: it is not fetched
+        # only to hear the rule say no (it does, whatever the rest, for these two).
+        return False
     info = await visitor.fleet.charger_info(serial)
     if info.policy is None:
         return False
