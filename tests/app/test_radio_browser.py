@@ -192,6 +192,23 @@ def test_the_owner_sets_up_the_passcode_over_bluetooth_and_reconnects_with_the_p
         page.reload()
         expect(offer).to_have_count(0)  # for this session
 
+        # An invited user on the same phone is not offered it, and a forged Set up is refused
+        # by the fleet (the enable_pin ticket is the owner's): the PIN stays off.
+        guest = signed_in(browser, world, world.guest(email, "guest@example.com"), PHONE)
+        guest.page.goto(f"{world.app_url}/app/nearby/{world.serial}")
+        expect(guest.page.get_by_role("heading", name=f"Charger {world.serial}")).to_be_visible()
+        expect(guest.page.get_by_role("dialog")).to_have_count(0)
+        token = guest.page.locator('input[name="csrf"]').first.get_attribute("value")
+        forged = guest.page.request.post(
+            f"{world.app_url}/app/nearby/{world.serial}/enable-pin",
+            form={"csrf": token or ""},
+            headers={"Origin": world.app_url},
+        )
+        assert forged.status == 403, forged.text()
+        assert "owner" in forged.text()
+        assert not world.air.on_daemon(lambda daemon: daemon.store.pin_enabled)
+        guest.page.context.close()
+
         # Signed in again (a new session), the owner is offered it again and accepts.
         again = signed_in(browser, world, email, PHONE)
         again.page.goto(f"{world.app_url}/app/nearby/{world.serial}")

@@ -128,6 +128,28 @@ class World:
             assert claimed.status_code == 201, claimed.text
         return email
 
+    def guest(self, owner: str, email: str) -> str:
+        """A new account the owner invited to the charger and that accepted (the JSON API)."""
+        with httpx.Client(base_url=self.fleet_url) as api:
+
+            def token(who: str) -> str:
+                body = {"email": who, "password": PASSWORD}
+                return str(api.post("/login", json=body).json()["token"])
+
+            owners = {"Authorization": f"Bearer {token(owner)}"}
+            invited = api.post(
+                f"/chargers/{self.serial}/invitations", json={"email": email}, headers=owners
+            )
+            assert invited.status_code in (200, 201), invited.text
+            assert api.post("/register", json={"email": email, "password": PASSWORD}).is_success
+            accepted = api.post(
+                "/invitations/accept",
+                json={"code": invited.json()["code"]},
+                headers={"Authorization": f"Bearer {token(email)}"},
+            )
+            assert accepted.is_success, accepted.text
+        return email
+
     def charger_pin(self) -> str:
         return self.air.on_daemon(lambda daemon: daemon.store.current_pin().digits)
 
