@@ -39,7 +39,7 @@ from tests.helpers.fleet_accounts import PASSWORD
 
 T = TypeVar("T")
 STEP_TIMEOUT = 20.0
-SCAN_SECONDS = 1.0
+SCAN_SECONDS = 0.5
 
 
 class Air:
