@@ -24,8 +24,10 @@ from chargepin.app.server import create_app
 from chargepin.clock import FakeClock
 from chargepin.fleet.web.headers import CONTENT_SECURITY_POLICY
 from chargepin.fleet.web.sessions import SESSION_COOKIE
+from chargepin.fleet.web.uploads import PHOTO_BODY_BYTES
 from chargepin.lab.local_fleet import LocalFleet
 from chargepin.phone.flows import PhoneOptions
+from tests.fleet.test_web_scan import photographed, scan, sticker_png
 from tests.helpers.cli import invoke
 from tests.helpers.web_app import csrf_of, origin_of, post_form, sign_up
 
@@ -341,3 +343,25 @@ def test_a_host_other_than_loopback_is_refused(tmp_path: Path, fleet: LocalFleet
         answer = browser.get(path, headers={"Host": "evil.example:8080"})
         assert answer.status_code == 400, path
     assert browser.get("/app/signin", headers={"Host": "localhost:8080"}).status_code == 200
+
+
+def test_a_photo_of_the_sticker_commissions_through_the_app(
+    tmp_path: Path, fleet: LocalFleet
+) -> None:
+    """The photo's route may send more than 64 KiB, through the app as to the fleet: the body
+    is streamed on, bounded by the fleet's own limits."""
+    (made,) = fleet.provision("Pulsar Max", "6.11.2")
+    browser = radio_app(tmp_path, fleet)
+    sign_up(browser, "owner@example.com")
+    photo = photographed(sticker_png(made, tmp_path))
+    padded = photo + b"\0" * max(0, 70 * 1024 - len(photo))  # JPEG ignores what follows its end
+    assert len(padded) > 64 * 1024
+    done = scan(browser, padded)
+    assert done.status_code == 200, done.text
+    assert "This charger is yours" in done.text
+    over = browser.post(
+        "/app/commission/photo",
+        content=b"x" * (PHOTO_BODY_BYTES + 1),
+        headers={**origin_of(browser), "Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert over.status_code == 413

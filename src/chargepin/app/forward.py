@@ -21,6 +21,7 @@ from chargepin.fleet.web.templating import RADIO_HEADER
 REQUEST_HEADERS = (
     "accept",
     "accept-language",
+    "content-length",
     "content-type",
     "cookie",
     "origin",
@@ -67,7 +68,9 @@ class Forwarder:
         headers = {n: v for n in REQUEST_HEADERS if (v := request.headers.get(n)) is not None}
         headers["host"] = request.headers.get("host", self.base.netloc.decode())
         headers[RADIO_HEADER] = "1"
-        body = await request.body()  # at most the fleet's limit: BodyLimit (app/server.py)
+        # Streamed, not read: a sticker's photo may be megabytes (BodyLimit, app/server.py,
+        # bounds it as the fleet does, and the fleet reads and drops what it does not keep).
+        body = request.stream() if request.method == "POST" else None
         try:
             answer = await self._http.request(
                 request.method, self.target(request), headers=headers, content=body

@@ -16,6 +16,7 @@ from chargepin.app import pages
 from chargepin.app.forward import Forwarder
 from chargepin.app.radio import Radio
 from chargepin.fleet.body_limit import MAX_BODY_BYTES, BodyLimit
+from chargepin.fleet.web import LARGER_BODIES
 from chargepin.fleet.web.headers import PREFIX, SecurityHeaders
 from chargepin.phone.fleet_client import APP_VERSION
 
@@ -80,6 +81,7 @@ def create_app(
         PREFIX + "/{rest:path}", forward, methods=FORWARDED_METHODS, include_in_schema=False
     )
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # the fleet's limit, before we read
+    # The fleet's limits (the photo's route may send more), before anything is read.
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, larger=LARGER_BODIES)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_NAMES)
     return app
