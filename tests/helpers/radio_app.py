@@ -8,96 +8,29 @@ event loop. Nothing sleeps: every start is awaited, every stop joined with a bou
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import Future
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from bumble.transport.common import Transport
 
 from chargepin.app.radio import Radio, RadioOptions
 from chargepin.app.server import create_app
-from chargepin.charger.daemon import ChargerDaemon
 from chargepin.clock import SystemClock
 from chargepin.fleet.app import create_app as create_fleet
 from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault
 from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
-from chargepin.lab.ports import free_ports
-from chargepin.lab.testbed import ChargerSpec, provision
+from chargepin.lab.radio_air import Air
+from chargepin.lab.testbed import ChargerSpec
 from chargepin.phone.fleet_client import APP_VERSION
 from chargepin.phone.flows import PhoneOptions
-from chargepin.radio.transport import open_hci
-from chargepin.radio.virtual import serve_radio
 from tests.helpers.fleet_accounts import PASSWORD
 
-T = TypeVar("T")
-STEP_TIMEOUT = 20.0
 SCAN_SECONDS = 0.5
-
-
-class Air:
-    """A virtual radio (one controller per port) and a charger daemon on controller 0, on an
-    event loop in a thread of their own."""
-
-    def __init__(self, directory: Path, spec: ChargerSpec) -> None:
-        self.ports = free_ports(2)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.stack = AsyncExitStack()
-        self.transports: list[Transport] = []
-        self.daemon: ChargerDaemon | None = None
-        self.run(self._start(directory / "charger.db", spec))
-
-    def transport(self, index: int) -> str:
-        return f"tcp-client:127.0.0.1:{self.ports[index]}"
-
-    def run(self, coroutine: Awaitable[T]) -> T:
-        """Run `coroutine` on the radio's loop and wait for it (bounded)."""
-
-        async def wrapped() -> T:
-            return await coroutine
-
-        future: Future[T] = asyncio.run_coroutine_threadsafe(wrapped(), self.loop)
-        return future.result(STEP_TIMEOUT)
-
-    def on_daemon(self, read: Callable[[ChargerDaemon], T]) -> T:
-        """`read(daemon)` on the radio's loop (the daemon's state store belongs to it)."""
-
-        async def call() -> T:
-            assert self.daemon is not None
-            return read(self.daemon)
-
-        return self.run(call())
-
-    async def _start(self, state: Path, spec: ChargerSpec) -> None:
-        self.transports = await serve_radio(self.ports)
-        endpoints = await self.stack.enter_async_context(open_hci(self.transport(0)))
-        store = provision(state, spec)
-        self.stack.callback(store.close)
-        self.daemon = ChargerDaemon(store, endpoints, clock=SystemClock())
-        await self.daemon.start()
-        self.stack.push_async_callback(self.daemon.stop)
-
-    async def _stop(self) -> None:
-        await self.stack.aclose()
-        for transport in self.transports:
-            await transport.close()
-
-    def close(self) -> None:
-        try:
-            self.run(self._stop())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(STEP_TIMEOUT)
-            self.loop.close()
 
 
 @dataclass

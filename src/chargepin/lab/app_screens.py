@@ -24,11 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chargepin.app.radio import Radio, RadioOptions
+from chargepin.app.server import create_app as create_radio_app
 from chargepin.clock import FakeClock
 from chargepin.core import bond_statement
 from chargepin.core.bond_statement import BondedPhone
 from chargepin.core.ocpp_events import SecurityEventType
 from chargepin.core.policy import FirmwareVersion
+from chargepin.core.provisioning import ProvisioningBundle
 from chargepin.fleet import accounts, chargers, claims, members
 from chargepin.fleet.access import require_member
 from chargepin.fleet.csms import events, outbox, registry
@@ -39,6 +42,9 @@ from chargepin.fleet.web.pages import WEB_APP_VERSION
 from chargepin.fleet.web.sessions import SESSION_COOKIE
 from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import PASSWORD, LocalFleet
+from chargepin.lab.radio_air import Air
+from chargepin.lab.testbed import ChargerSpec
+from chargepin.phone.flows import PhoneOptions
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
@@ -86,6 +92,9 @@ class Scene:
     """The sticker of a charger nobody has claimed: the Add a charger screen claims it."""
     sessions: dict[str, str] = field(default_factory=dict)
     """A login token for each account, by e-mail."""
+    max_bundle: ProvisioningBundle | None = field(default=None, repr=False)
+    """The Pulsar Max as the factory made it (its secret): the charger radio mode's screens
+    meet on the virtual radio."""
 
     @classmethod
     def build(cls, fleet: LocalFleet, clock: FakeClock) -> Scene:
@@ -143,7 +152,9 @@ class Scene:
                 email: accounts.start_session(db, user, expires) for email, user in users.items()
             }
         _reported(fleet, charger_id, now)
-        return cls(fleet, clock, serial, plus_made.serial, spare.sticker.encode(), tokens)
+        return cls(
+            fleet, clock, serial, plus_made.serial, spare.sticker.encode(), tokens, max_made.bundle
+        )
 
 
 @dataclass(frozen=True)
@@ -153,21 +164,36 @@ class Stage:
     scene: Scene
     base: str
     """The server's address, `http://127.0.0.1:<port>`."""
+    radio_base: str
+    """The radio app's (`chargepin app`) in front of the same fleet: radio mode's screens."""
 
 
 @contextmanager
 def staged(directory: Path) -> Iterator[Stage]:
     """The fleet on a fresh SQLite file in `directory`, on a fake clock, with the scene built
     and served on 127.0.0.1 until the block ends: what the tests and the screenshots walk.
-    A screen served by another app (radio mode) changes this one place."""
+    Radio mode's screens are served by the radio app in front of it, whose phone meets the
+    scene's Pulsar Max (a real charger daemon, the same clock) on a virtual radio."""
     clock = FakeClock()
     fleet = LocalFleet.start(f"sqlite:///{directory / 'fleet.db'}", clock)
     try:
         scene = Scene.build(fleet, clock)
-        with serve(fleet.app) as base:
-            yield Stage(scene, base)
+        assert scene.max_bundle is not None
+        air = Air(directory, ChargerSpec.from_bundle(scene.max_bundle), clock)
+        try:
+            with serve(fleet.app) as base:
+                phone = PhoneOptions(transport=air.transport(1), bonds=directory / "app-bonds.db")
+                radio = Radio(RadioOptions(phone, scan_seconds=RADIO_SCAN_SECONDS))
+                with serve(create_radio_app(base, radio), lifespan=True) as radio_base:
+                    yield Stage(scene, base, radio_base)
+        finally:
+            air.close()
     finally:
         fleet.dispose()
+
+
+RADIO_SCAN_SECONDS = 0.5
+"""How long radio mode's Nearby listens (the daemon advertises every 20 ms)."""
 
 
 def _bond_statement(secret: bytes, serial: str, address: str, sequence: int) -> bytes:
@@ -226,6 +252,8 @@ class Screen:
     """What the person does on `path` to reach the screen (a form sent, a button pressed)."""
     shot: bool = True
     """Photographed for docs/app/ (False: a state of a screen already there, checked only)."""
+    radio: bool = False
+    """Served by the radio app (`chargepin app`, radio mode), not by the fleet."""
 
 
 def _commission(code: Callable[[Scene], str], then: str) -> Act:
@@ -278,6 +306,25 @@ def _invite(page: Page, _scene: Scene) -> None:
     page.get_by_label("Invite by e-mail").fill(NEIGHBOUR)
     page.get_by_role("button", name="Invite", exact=True).click()
     page.locator("#invitation-code").wait_for()
+
+
+def _connect(page: Page, scene: Scene) -> None:
+    """Radio mode: Connect on Nearby (this phone has no bond yet: the pairing screen)."""
+    page.get_by_role("button", name=f"Connect to {scene.max_serial}").click()
+    page.locator("#pin").wait_for()
+
+
+def _type_pin(*, wrong: bool) -> Act:
+    """Radio mode: Connect, then type the PIN shown (or, `wrong`, another) and Pair."""
+
+    def act(page: Page, scene: Scene) -> None:
+        _connect(page, scene)
+        shown = page.locator("#pin").inner_text()
+        typed = ("918273" if shown != "918273" else "827364") if wrong else shown
+        page.get_by_label("Type the PIN to pair").fill(typed)
+        page.get_by_role("button", name="Pair").click()
+
+    return act
 
 
 NOT_POSSIBLE = "Not possible"
@@ -430,10 +477,45 @@ SCREENS: tuple[Screen, ...] = (
         act=_not_a_photo,
         shot=False,
     ),
+    Screen(
+        "nearby",
+        "Radio mode: Nearby, the chargers in range",
+        OWNER,
+        "/app/nearby",
+        "Nearby",
+        radio=True,
+    ),
+    Screen(
+        "pairing",
+        "Radio mode: pairing, the PIN to type",
+        OWNER,
+        "/app/nearby",
+        "Pair with {max}",
+        act=_connect,
+        radio=True,
+    ),
+    Screen(
+        "troubleshooting",
+        "Radio mode: that PIN did not work, the charger's PIN and Try again",
+        OWNER,
+        "/app/nearby",
+        "That PIN did not work",
+        act=_type_pin(wrong=True),
+        radio=True,
+    ),
+    Screen(
+        "controls",
+        "Radio mode: a connected charger's controls",
+        OWNER,
+        "/app/nearby",
+        "Charger {max}",
+        act=_type_pin(wrong=False),
+        radio=True,
+    ),
 )
-"""Every fleet-served screen, in the order the gallery shows them and the walks open them, on one
-scene: a screen whose act changes the data (Set up, a revocation) comes after those that show
-the data as it was."""
+"""Every screen, in the order the gallery shows them and the walks open them, on one scene: a
+screen whose act changes the data (Set up, a revocation, a wrong PIN) comes after those that
+show the data as it was; radio mode's last (a wrong PIN moves the Max to its next PIN)."""
 
 
 def _fill(text: str, scene: Scene) -> str:
@@ -463,7 +545,7 @@ def opened(
     `bypass_csp` only for injecting axe-core: the pages' CSP refuses any script they did not
     serve, which is the point of it.
     """
-    base, scene = stage.base, stage.scene
+    base, scene = (stage.radio_base if screen.radio else stage.base), stage.scene
     context: BrowserContext = browser.new_context(
         viewport={"width": viewport["width"], "height": viewport["height"]},
         bypass_csp=bypass_csp,
