@@ -20,12 +20,13 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chargepin.app.radio import Radio, RadioOptions
 from chargepin.app.server import create_app as create_radio_app
+from chargepin.charger.service import LockoutOverrides
 from chargepin.clock import FakeClock
 from chargepin.core import bond_statement
 from chargepin.core.bond_statement import BondedPhone
@@ -179,7 +180,8 @@ def staged(directory: Path) -> Iterator[Stage]:
     try:
         scene = Scene.build(fleet, clock)
         assert scene.max_bundle is not None
-        air = Air(directory, ChargerSpec.from_bundle(scene.max_bundle), clock)
+        spec = replace(ChargerSpec.from_bundle(scene.max_bundle), overrides=RADIO_LOCKOUT)
+        air = Air(directory, spec, clock)
         try:
             with serve(fleet.app) as base:
                 phone = PhoneOptions(transport=air.transport(1), bonds=directory / "app-bonds.db")
@@ -194,6 +196,8 @@ def staged(directory: Path) -> Iterator[Stage]:
 
 RADIO_SCAN_SECONDS = 0.5
 """How long radio mode's Nearby listens (the daemon advertises every 20 ms)."""
+RADIO_LOCKOUT = LockoutOverrides(failures=2, window=300.0, duration=300.0)
+"""The Max on the air locks at its second wrong PIN: troubleshooting, then the lockout."""
 
 
 def _bond_statement(secret: bytes, serial: str, address: str, sequence: int) -> bytes:
@@ -325,6 +329,14 @@ def _type_pin(*, wrong: bool) -> Act:
         page.get_by_role("button", name="Pair").click()
 
     return act
+
+
+def _past_the_lock(page: Page, scene: Scene) -> None:
+    """Radio mode: Connect while the Max is locked (the countdown), then Try again: the
+    fleet's PIN, the owner's phone admitted past the lock."""
+    page.get_by_role("button", name=f"Connect to {scene.max_serial}").click()
+    page.locator("#countdown").wait_for()
+    page.get_by_role("button", name="Try again").click()
 
 
 NOT_POSSIBLE = "Not possible"
@@ -504,12 +516,21 @@ SCREENS: tuple[Screen, ...] = (
         radio=True,
     ),
     Screen(
+        "lockout",
+        "Radio mode: locked out, counting down",
+        OWNER,
+        "/app/nearby",
+        "Charger {max} is unavailable",
+        act=_type_pin(wrong=True),
+        radio=True,
+    ),
+    Screen(
         "controls",
         "Radio mode: a connected charger's controls",
         OWNER,
         "/app/nearby",
         "Charger {max}",
-        act=_type_pin(wrong=False),
+        act=_past_the_lock,
         radio=True,
     ),
 )
