@@ -13,7 +13,7 @@ import secrets
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from chargepin.clock import FakeClock
 from chargepin.core import bond_statement
@@ -22,7 +22,9 @@ from chargepin.core.epochs import epoch_pin
 from chargepin.core.ocpp_events import SecurityEventType
 from chargepin.core.pin import weakness
 from chargepin.core.policy import FirmwareVersion
+from chargepin.fleet import overview
 from chargepin.fleet.csms import events, outbox, registry
+from chargepin.fleet.deps import user_for_digest
 from chargepin.fleet.models import Charger, CsmsCommand, PinReveal, Token
 from chargepin.fleet.security import token_digest
 from chargepin.fleet.times import utc_now
@@ -333,6 +335,64 @@ def test_my_chargers_shows_the_connection_and_a_reported_lockout(
 
     fleet_clock.advance(301)
     assert "locked until" not in browser.get("/app/chargers").text
+
+
+def test_my_chargers_asks_the_same_queries_for_many_chargers_as_for_few(
+    client: TestClient, fleet_clock: FakeClock
+) -> None:
+    """One query for all connections and one for all lockouts, not a few per charger; each
+    charger's state is what the per-charger rules (the JSON API's) say of it alone."""
+    browser, _serial, _pin = commissioned(client)
+    fleet = client.app.state.fleet  # type: ignore[attr-defined]
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    def page_queries() -> int:
+        statements.clear()
+        event.listen(fleet.engine, "before_cursor_execute", count)
+        try:
+            assert browser.get("/app/chargers").status_code == 200
+        finally:
+            event.remove(fleet.engine, "before_cursor_execute", count)
+        return len(statements)
+
+    alone = page_queries()
+    for made in provision(client, count=6):
+        answer = post_form(
+            browser, "/app/commission", {"code": made.sticker.encode()}, from_page="/app/commission"
+        )
+        assert answer.status_code == 200, answer.text
+    now = utc_now(fleet_clock)
+    with fleet.sessions() as db:
+        ids = list(db.scalars(select(Charger.id).order_by(Charger.serial)))
+    with fleet.sessions() as db, db.begin():
+        registry.take(db, ids[1], "connection-1", "process-1", now)
+        registry.take(db, ids[2], "connection-2", "process-1", now - dt.timedelta(hours=1))
+    running = json.dumps({"failures": 5, "duration": 3600})
+    over = json.dumps({"failures": 5, "duration": 60})
+    reported(client, ids[3], SecurityEventType.PIN_LOCKOUT, running, now)
+    reported(client, ids[4], SecurityEventType.PIN_LOCKOUT, over, now - dt.timedelta(hours=1))
+    reported(client, ids[4], SecurityEventType.PIN_LOCKOUT, running, now)
+    # The newest lockout reported is the one that counts: this one ended, the older one runs.
+    reported(client, ids[5], SecurityEventType.PIN_LOCKOUT, running, now)
+    reported(client, ids[5], SecurityEventType.PIN_LOCKOUT, over, now - dt.timedelta(hours=1))
+    reported(client, ids[6], SecurityEventType.LOGIN_FAILED, running, now)
+
+    assert page_queries() == alone
+    owner = login(client, OWNER)["Authorization"].removeprefix("Bearer ")
+    with fleet.sessions() as db:
+        user = user_for_digest(db, token_digest(owner), now)
+        listed = overview.my_chargers(db, user, now, fleet.settings.ocpp_heartbeat_interval)
+        interval = fleet.settings.ocpp_heartbeat_interval
+        for state in listed:
+            serial = state.info.serial
+            assert state.online == registry.connection_of(db, user, serial, now, interval).online
+            assert state.locked_until == events.locked_until(db, user, serial, now)
+    assert [s.online for s in listed] == [False, True, False, False, False, False, False]
+    locked = [s.locked_until is not None for s in listed]
+    assert locked == [False, False, False, True, True, False, False]
 
 
 def test_security_events_are_newest_first_in_words_and_paged(

@@ -2,8 +2,9 @@
 
 The app's first screen (PRODUCT.md: "a list of my chargers with their state"). It only puts
 together what other modules decide: Charger Info without the PIN (`chargers.describe`), the OCPP
-connection (`csms.registry.connection_of`) and a reported lockout (`csms.events.locked_until`).
-Those two are the owner's (`access.require_owner`); an invited user sees them as unknown.
+connection (`csms.registry.connections_of`) and a reported lockout (`csms.events.lockouts_of`),
+each read for all the owner's chargers at once. Those two are the owner's (the role of the
+membership, as `access.require_owner` checks it); an invited user sees them as unknown.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from chargepin.fleet.access import OWNER
 from chargepin.fleet.chargers import ChargerView, describe, memberships_of
-from chargepin.fleet.csms.events import locked_until
-from chargepin.fleet.csms.registry import connection_of
-from chargepin.fleet.errors import Forbidden
+from chargepin.fleet.csms.events import lockouts_of
+from chargepin.fleet.csms.registry import connections_of
 from chargepin.fleet.models import User
 
 
@@ -33,15 +34,23 @@ class ChargerState:
 def my_chargers(
     db: Session, user: User, now: dt.datetime, heartbeat_interval: int
 ) -> list[ChargerState]:
-    """The chargers `user` is a live member of, by serial, with their state."""
+    """The chargers `user` is a live member of, by serial, with their state.
+
+    A fixed number of queries however many chargers: the memberships, then the connections and
+    the lockouts of the owned ones, each in one query (`connections_of`, `lockouts_of`).
+    """
+    listed = memberships_of(db, user)
+    owned = [charger.id for charger, role in listed if role == OWNER]
+    links = connections_of(db, owned, now, heartbeat_interval)
+    locks = lockouts_of(db, owned, now)
     states = []
-    for charger, role in memberships_of(db, user):
-        try:
-            online: bool | None = connection_of(
-                db, user, charger.serial, now, heartbeat_interval
-            ).online
-            locked = locked_until(db, user, charger.serial, now)
-        except Forbidden:  # not the owner: the connection and the events are the owner's
-            online, locked = None, None
-        states.append(ChargerState(describe(charger, role), online, locked))
+    for charger, role in listed:
+        link = links.get(charger.id)  # None: not the owner's, the connection is not theirs
+        states.append(
+            ChargerState(
+                describe(charger, role),
+                None if link is None else link.online,
+                locks.get(charger.id),
+            )
+        )
     return states
