@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, replace
+from typing import Protocol, cast
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from chargepin.core.pin import Pin
@@ -27,7 +28,25 @@ MESSAGE_PIN_OFF = "PIN not enabled"
 MESSAGE_UPDATE_CHARGER = "update the charger"
 
 
-def policy_of(charger: ChargerFacts) -> PinPolicy:
+class Labelled(Protocol):
+    """What Charger Info without the PIN reads of a charger: its ORM row, or a Core row of
+    these columns (My chargers lists hundreds without building an ORM object for each)."""
+
+    @property
+    def serial(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def firmware(self) -> FirmwareVersion: ...
+    @property
+    def produced(self) -> dt.date: ...
+    @property
+    def pin_enabled(self) -> bool: ...
+    @property
+    def epoch(self) -> int: ...
+
+
+def policy_of(charger: Labelled) -> PinPolicy:
     return pin_policy(charger.model, charger.firmware, charger.produced)
 
 
@@ -82,7 +101,7 @@ def audit_reveal(
     )
 
 
-def describe(charger: Charger, role: str) -> ChargerView:
+def describe(charger: Labelled, role: str) -> ChargerView:
     """Charger Info without the PIN: what the web app shows before "Show PIN" is pressed."""
     policy = policy_of(charger)
     if policy.mode is PinMode.UNSUPPORTED:
@@ -174,26 +193,46 @@ def pin_for_epoch(
 
 
 @dataclass(frozen=True)
-class MemberCharger:
+class ChargerOfMember:
     serial: str
     model: str
     role: str
 
 
-def memberships_of(db: Session, user: User) -> list[tuple[Charger, str]]:
-    """The chargers `user` is a live member of, by serial, each with the member's role."""
-    rows = db.execute(
-        select(Charger, Membership.role)
-        .join(Membership, Membership.charger_id == Charger.id)
-        .where(Membership.user_id == user.id, Membership.revoked_at.is_(None))
-        .order_by(Charger.serial)
+class MemberCharger(Labelled, Protocol):
+    """A charger of `memberships_of`: the columns `describe` reads and its id."""
+
+    @property
+    def id(self) -> int: ...
+
+
+_MEMBER_CHARGERS = (
+    select(
+        Charger.id,
+        Charger.serial,
+        Charger.model,
+        Charger.firmware,
+        Charger.produced,
+        Charger.pin_enabled,
+        Charger.epoch,
+        Membership.role,
     )
-    return [(charger, role) for charger, role in rows]
+    .join(Membership, Membership.charger_id == Charger.id)
+    .where(Membership.user_id == bindparam("user_id"), Membership.revoked_at.is_(None))
+    .order_by(Charger.serial)
+)
+"""Built once: the listing reads columns, not ORM objects (an owner may have hundreds)."""
 
 
-def chargers_of(db: Session, user: User) -> list[MemberCharger]:
+def memberships_of(db: Session, user: User) -> list[tuple[MemberCharger, str]]:
+    """The chargers `user` is a live member of, by serial, each with the member's role."""
+    rows = db.execute(_MEMBER_CHARGERS, {"user_id": user.id})
+    return [(cast(MemberCharger, row), row.role) for row in rows]
+
+
+def chargers_of(db: Session, user: User) -> list[ChargerOfMember]:
     """The chargers `user` is a live member of, by serial."""
-    return [MemberCharger(c.serial, c.model, role) for c, role in memberships_of(db, user)]
+    return [ChargerOfMember(c.serial, c.model, role) for c, role in memberships_of(db, user)]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -90,7 +91,22 @@ def holder(db: Session, charger_id: int) -> CsmsConnection | None:
     return db.scalar(select(CsmsConnection).where(CsmsConnection.charger_id == charger_id))
 
 
-def is_online(row: CsmsConnection | None, now: dt.datetime, heartbeat_interval: int) -> bool:
+class Heard(Protocol):
+    """What the owner's view reads of a registry row: the ORM row or a Core row of these."""
+
+    @property
+    def connected_at(self) -> dt.datetime: ...
+    @property
+    def last_seen(self) -> dt.datetime: ...
+    @property
+    def booted_at(self) -> dt.datetime | None: ...
+    @property
+    def closed_at(self) -> dt.datetime | None: ...
+    @property
+    def connector_status(self) -> str | None: ...
+
+
+def is_online(row: Heard | None, now: dt.datetime, heartbeat_interval: int) -> bool:
     """Connected and heard within the grace period."""
     if row is None or row.closed_at is not None:
         return False
@@ -123,17 +139,22 @@ def connections_of(
 ) -> dict[int, ConnectionView]:
     """`connection_of` for many chargers in one query per `IN_BATCH` (the web app's My
     chargers); the caller has checked that they are the owner's."""
-    rows: dict[int, CsmsConnection] = {}
+    rows: dict[int, Heard] = {}
     for start in range(0, len(charger_ids), IN_BATCH):
         batch = charger_ids[start : start + IN_BATCH]
-        query = select(CsmsConnection).where(CsmsConnection.charger_id.in_(batch))
-        rows.update((row.charger_id, row) for row in db.scalars(query))
+        query = select(
+            CsmsConnection.charger_id,
+            CsmsConnection.connected_at,
+            CsmsConnection.last_seen,
+            CsmsConnection.booted_at,
+            CsmsConnection.closed_at,
+            CsmsConnection.connector_status,
+        ).where(CsmsConnection.charger_id.in_(batch))
+        rows.update((row.charger_id, cast(Heard, row)) for row in db.execute(query))
     return {id_: view_of(rows.get(id_), now, heartbeat_interval) for id_ in charger_ids}
 
 
-def view_of(
-    row: CsmsConnection | None, now: dt.datetime, heartbeat_interval: int
-) -> ConnectionView:
+def view_of(row: Heard | None, now: dt.datetime, heartbeat_interval: int) -> ConnectionView:
     """What the owner sees of a charger's registry row (None: it never connected)."""
     if row is None:
         return ConnectionView(False, None, None, None, None)
