@@ -255,6 +255,34 @@ def bench_fleet(
     raise typer.Exit(run_fleet_bench(json_path, chargers, seconds, concurrency))
 
 
+@bench_app.command("app")
+@reports_errors
+def bench_web_app(
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
+    ] = None,
+    chargers: Annotated[
+        int,
+        typer.Option(min=1, help="Chargers to provision (the measured accounts claim some)."),
+    ] = 1_000_000,
+    requests: Annotated[
+        int, typer.Option(min=1, help="Measured requests per page (after a few unmeasured).")
+    ] = 200,
+    db_url: Annotated[
+        str | None,
+        typer.Option(
+            "--db-url",
+            help="An empty database to fill (postgresql+psycopg://...); a fresh SQLite file if "
+            "omitted.",
+        ),
+    ] = None,
+) -> None:
+    """Weigh every page of the web app and time it in the server, on a 1M-charger database."""
+    from chargepin.lab.bench_app import run_app_bench
+
+    raise typer.Exit(run_app_bench(json_path, chargers, requests, db_url))
+
+
 @bench_app.command("ocpp")
 @reports_errors
 def bench_ocpp(
