@@ -296,6 +296,7 @@ def members(db: Session, owner: User, serial: str) -> list[MemberView]:
         .where(Membership.charger_id == charger.id)
         .order_by(Membership.created_at, Membership.id)
     ).all()
+    phones = phones_by_member(db, charger)
     return [
         MemberView(
             user_id=user.id,
@@ -304,7 +305,7 @@ def members(db: Session, owner: User, serial: str) -> list[MemberView]:
             since=aware(member.created_at),
             revoked=member.revoked_at is not None,
             revoked_at=None if member.revoked_at is None else aware(member.revoked_at),
-            phones=phones_of(db, charger, user.id),
+            phones=phones.get(user.id, ()),
         )
         for member, user in rows
     ]
@@ -383,12 +384,24 @@ def pins_seen(db: Session, charger: Charger, user_id: int) -> int:
 
 def phones_of(db: Session, charger: Charger, user_id: int) -> tuple[str, ...]:
     """The identity addresses the charger vouched for as this member's phones, by bond order."""
-    addresses = db.scalars(
-        select(PhoneBond.address)
-        .where(PhoneBond.charger_id == charger.id, PhoneBond.user_id == user_id)
+    return phones_by_member(db, charger, user_id).get(user_id, ())
+
+
+def phones_by_member(
+    db: Session, charger: Charger, user_id: int | None = None
+) -> dict[int, tuple[str, ...]]:
+    """`phones_of` for every member of the charger (or only `user_id`), in one query."""
+    query = (
+        select(PhoneBond.user_id, PhoneBond.address)
+        .where(PhoneBond.charger_id == charger.id)
         .order_by(PhoneBond.sequence, PhoneBond.id)
     )
-    return tuple(addresses)
+    if user_id is not None:
+        query = query.where(PhoneBond.user_id == user_id)
+    phones: dict[int, list[str]] = {}
+    for member, address in db.execute(query):
+        phones.setdefault(member, []).append(address)
+    return {member: tuple(addresses) for member, addresses in phones.items()}
 
 
 def relay_bond(
