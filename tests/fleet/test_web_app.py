@@ -337,6 +337,22 @@ def test_my_chargers_shows_the_connection_and_a_reported_lockout(
     assert "locked until" not in browser.get("/app/chargers").text
 
 
+def queries_of(client: TestClient, browser: TestClient, path: str) -> int:
+    """The SQL statements the app executed to answer one GET of `path`."""
+    engine = client.app.state.fleet.engine  # type: ignore[attr-defined]
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert browser.get(path).status_code == 200, path
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return len(statements)
+
+
 def test_my_chargers_asks_the_same_queries_for_many_chargers_as_for_few(
     client: TestClient, fleet_clock: FakeClock
 ) -> None:
@@ -344,21 +360,7 @@ def test_my_chargers_asks_the_same_queries_for_many_chargers_as_for_few(
     charger's state is what the per-charger rules (the JSON API's) say of it alone."""
     browser, _serial, _pin = commissioned(client)
     fleet = client.app.state.fleet  # type: ignore[attr-defined]
-    statements: list[str] = []
-
-    def count(*args: Any) -> None:
-        statements.append(str(args[2]))
-
-    def page_queries() -> int:
-        statements.clear()
-        event.listen(fleet.engine, "before_cursor_execute", count)
-        try:
-            assert browser.get("/app/chargers").status_code == 200
-        finally:
-            event.remove(fleet.engine, "before_cursor_execute", count)
-        return len(statements)
-
-    alone = page_queries()
+    alone = queries_of(client, browser, "/app/chargers")
     for made in provision(client, count=6):
         answer = post_form(
             browser, "/app/commission", {"code": made.sticker.encode()}, from_page="/app/commission"
@@ -380,7 +382,7 @@ def test_my_chargers_asks_the_same_queries_for_many_chargers_as_for_few(
     reported(client, ids[5], SecurityEventType.PIN_LOCKOUT, over, now - dt.timedelta(hours=1))
     reported(client, ids[6], SecurityEventType.LOGIN_FAILED, running, now)
 
-    assert page_queries() == alone
+    assert queries_of(client, browser, "/app/chargers") == alone
     owner = login(client, OWNER)["Authorization"].removeprefix("Bearer ")
     with fleet.sessions() as db:
         user = user_for_digest(db, token_digest(owner), now)
@@ -666,6 +668,28 @@ def bonded(
 
 MEMBER_PHONE = "F0:F1:F2:F3:F4:F5"
 OWNER_PHONE = "C4:11:22:33:44:55"
+
+
+def test_people_asks_the_same_queries_for_many_members_with_phones_as_for_one(
+    client: TestClient,
+) -> None:
+    owner, made = commissioned_charger(client)
+    owner_api = login(client, OWNER)
+    people = f"/app/chargers/{made.serial}/people"
+    bonded(client, owner_api, made, OWNER_PHONE, 1)
+    alone = queries_of(client, owner, people)
+    for n in range(3):
+        member_api = invited(client, owner_api, made.serial, f"member{n}@example.com")
+        bonded(client, member_api, made, f"F0:F1:F2:F3:F4:{n:02X}", 2 + 2 * n)
+        bonded(client, member_api, made, f"F0:F1:F2:F3:F5:{n:02X}", 3 + 2 * n)
+
+    assert queries_of(client, owner, people) == alone
+    page = owner.get(people).text
+    for n in range(3):  # each member's phones, in bond order, under their own name
+        first, second = f"F0:F1:F2:F3:F4:{n:02X}", f"F0:F1:F2:F3:F5:{n:02X}"
+        assert page.index(first) < page.index(second)
+        assert f"Remove the phone {first} of member{n}@example.com" in page
+    assert f"Remove the phone {OWNER_PHONE} of {OWNER}" in page
 
 
 def test_paired_phones_are_removed_with_the_command_the_api_queues(client: TestClient) -> None:
