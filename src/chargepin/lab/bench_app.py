@@ -227,6 +227,10 @@ def seed(engine: Engine, vault: Vault, stickers: list[str], requests: int) -> Se
                         attested_at=now,
                     )
                 )
+        revoked = account(db, "revoked")
+        invitation = members.invite(db, users["few"], few[0].serial, revoked.email, now, DAY)
+        members.accept(db, revoked, invitation.code, now)
+        members.revoke(db, users["few"], few[0].serial, revoked.id, now)
         for n in range(2):
             members.invite(
                 db, users["few"], few[0].serial, f"pending{n}@bench.example.org", now, DAY
@@ -307,6 +311,7 @@ def seed(engine: Engine, vault: Vault, stickers: list[str], requests: int) -> Se
         many_owner_chargers=MANY,
         few_owner_chargers=FEW,
         members=MEMBERS,
+        revoked_members=1,
         phones=MEMBERS * PHONES_EACH,
         reveals=REVEALS,
         commands=COMMANDS,
@@ -337,6 +342,8 @@ class Page:
     form: dict[str, str] = field(default_factory=dict)
     uses: str | None = None
     status: int = 200
+    csrf: bool = True
+    """False: a forged form, without the session's CSRF token (refused, 403)."""
 
 
 PAGES: tuple[Page, ...] = (
@@ -350,12 +357,23 @@ PAGES: tuple[Page, ...] = (
     Page("Charger Info (owner, audit page 2)", "/app/chargers/{few}?before={audit_before}", "few"),
     Page("Charger Info (invited user)", "/app/chargers/{few}", "member"),
     Page("Charger Info (stranger: 404)", "/app/chargers/{few}", "stranger", status=404),
+    Page("Charger Info (revoked user: 403)", "/app/chargers/{few}", "revoked", status=403),
+    Page("Charger Info (no such serial: 404)", "/app/chargers/" + "Z" * 40, "few", status=404),
+    Page("My chargers (signed out: 303)", "/app/chargers", "visitor", status=303),
     Page("Security events (newest)", "/app/chargers/{busy}/events", "few"),
     Page("Security events (deep page)", "/app/chargers/{busy}/events?before={deep_before}", "few"),
     Page("People", "/app/chargers/{few}/people", "few"),
     Page("Accept an invitation", "/app/invitations/accept", "member"),
     Page("Show PIN (owner)", "/app/chargers/{few}/pin", "few", "POST"),
     Page("Show PIN (invited user)", "/app/chargers/{few}/pin", "member", "POST"),
+    Page(
+        "Show PIN (forged form: 403)",
+        "/app/chargers/{few}/pin",
+        "few",
+        "POST",
+        csrf=False,
+        status=403,
+    ),
     Page(
         "Commission (sticker code)",
         "/app/commission",
@@ -516,9 +534,9 @@ class Browser:
         else:
             token = self.seeded.tokens[page.who]
             form = {name: value.format(**values) for name, value in page.form.items()}
-            form[sessions.CSRF_FIELD] = sessions.csrf_token(
-                sessions.csrf_key(self.seeded.vault), token
-            )
+            if page.csrf:
+                key = sessions.csrf_key(self.seeded.vault)
+                form[sessions.CSRF_FIELD] = sessions.csrf_token(key, token)
             response = await self.client.post(path, data=form, headers={**headers, "Origin": BASE})
         sent = Sent(response, self.timed.last, self.queries.count - before)
         if response.status_code != page.status:
