@@ -9,6 +9,7 @@ leaves the vault is audited (a PinReveal row: who, when, which app, which epoch)
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Protocol, cast
 
@@ -47,7 +48,15 @@ class Labelled(Protocol):
 
 
 def policy_of(charger: Labelled) -> PinPolicy:
-    return pin_policy(charger.model, charger.firmware, charger.produced)
+    return _policy(charger.model, str(charger.firmware), charger.produced)
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy(model: str, firmware: str, produced: dt.date) -> PinPolicy:
+    """`pin_policy`, once per model, firmware text and production date: a listing decides it
+    for hundreds of chargers of a few kinds. Keyed by the firmware's text, not its value, since
+    the reason quotes it as written (6.11 and 6.11.0 are equal versions, not equal words)."""
+    return pin_policy(model, FirmwareVersion.parse(firmware), produced)
 
 
 def shows_pin(charger: Charger) -> bool:

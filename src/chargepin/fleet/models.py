@@ -7,6 +7,7 @@ describe it for the ORM. Times are timezone-aware UTC datetimes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -28,6 +29,10 @@ from sqlalchemy.types import TypeDecorator
 from chargepin.core.limits import SERIAL_MAX_LENGTH
 from chargepin.core.policy import FirmwareVersion
 
+_parse_firmware = functools.lru_cache(maxsize=1024)(FirmwareVersion.parse)
+"""A fleet has few firmware versions and a listing reads hundreds of rows: each text is parsed
+once (a FirmwareVersion is immutable, so the same one may be handed out again)."""
+
 
 class FirmwareColumn(TypeDecorator[FirmwareVersion]):
     """A firmware version stored as its text ("6.11.2"), read back parsed: the fleet parses it
@@ -40,7 +45,7 @@ class FirmwareColumn(TypeDecorator[FirmwareVersion]):
         return None if value is None else str(value)
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> FirmwareVersion | None:
-        return None if value is None else FirmwareVersion.parse(value)
+        return None if value is None else _parse_firmware(value)
 
 
 def utcnow() -> dt.datetime:

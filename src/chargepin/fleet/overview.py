@@ -2,7 +2,7 @@
 
 The app's first screen (PRODUCT.md: "a list of my chargers with their state"). It only puts
 together what other modules decide: Charger Info without the PIN (`chargers.describe`), the OCPP
-connection (`csms.registry.connections_of`) and a reported lockout (`csms.events.lockouts_of`),
+connection (`csms.registry.online_of`) and a reported lockout (`csms.events.lockouts_of`),
 each read for all the owner's chargers at once. Those two are the owner's (the role of the
 membership, as `access.require_owner` checks it); an invited user sees them as unknown.
 """
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from chargepin.fleet.access import OWNER
 from chargepin.fleet.chargers import ChargerView, describe, memberships_of
 from chargepin.fleet.csms.events import lockouts_of
-from chargepin.fleet.csms.registry import connections_of
+from chargepin.fleet.csms.registry import online_of
 from chargepin.fleet.models import User
 
 
@@ -37,20 +37,15 @@ def my_chargers(
     """The chargers `user` is a live member of, by serial, with their state.
 
     A fixed number of queries however many chargers: the memberships, then the connections and
-    the lockouts of the owned ones, each in one query (`connections_of`, `lockouts_of`).
+    the lockouts of the owned ones, each in one query (`online_of`, `lockouts_of`).
     """
     listed = memberships_of(db, user)
     owned = [charger.id for charger, role in listed if role == OWNER]
-    links = connections_of(db, owned, now, heartbeat_interval)
+    online = online_of(db, owned, now, heartbeat_interval)
     locks = lockouts_of(db, owned, now)
     states = []
     for charger, role in listed:
-        link = links.get(charger.id)  # None: not the owner's, the connection is not theirs
-        states.append(
-            ChargerState(
-                describe(charger, role),
-                None if link is None else link.online,
-                locks.get(charger.id),
-            )
-        )
+        # None: not the owner's, so the connection is not the caller's to see.
+        link = charger.id in online if role == OWNER else None
+        states.append(ChargerState(describe(charger, role), link, locks.get(charger.id)))
     return states

@@ -91,22 +91,16 @@ def holder(db: Session, charger_id: int) -> CsmsConnection | None:
     return db.scalar(select(CsmsConnection).where(CsmsConnection.charger_id == charger_id))
 
 
-class Heard(Protocol):
-    """What the owner's view reads of a registry row: the ORM row or a Core row of these."""
+class Seen(Protocol):
+    """What `is_online` reads of a registry row: the ORM row or a Core row of these columns."""
 
-    @property
-    def connected_at(self) -> dt.datetime: ...
     @property
     def last_seen(self) -> dt.datetime: ...
     @property
-    def booted_at(self) -> dt.datetime | None: ...
-    @property
     def closed_at(self) -> dt.datetime | None: ...
-    @property
-    def connector_status(self) -> str | None: ...
 
 
-def is_online(row: Heard | None, now: dt.datetime, heartbeat_interval: int) -> bool:
+def is_online(row: Seen | None, now: dt.datetime, heartbeat_interval: int) -> bool:
     """Connected and heard within the grace period."""
     if row is None or row.closed_at is not None:
         return False
@@ -134,27 +128,28 @@ def connection_of(
     return view_of(holder(db, charger.id), now, heartbeat_interval)
 
 
-def connections_of(
+def online_of(
     db: Session, charger_ids: Sequence[int], now: dt.datetime, heartbeat_interval: int
-) -> dict[int, ConnectionView]:
-    """`connection_of` for many chargers in one query per `IN_BATCH` (the web app's My
-    chargers); the caller has checked that they are the owner's."""
-    rows: dict[int, Heard] = {}
+) -> set[int]:
+    """Which of the chargers are online (`is_online`), in one query per `IN_BATCH` (the web
+    app's My chargers); the caller has checked that they are the owner's."""
+    online: set[int] = set()
     for start in range(0, len(charger_ids), IN_BATCH):
         batch = charger_ids[start : start + IN_BATCH]
         query = select(
-            CsmsConnection.charger_id,
-            CsmsConnection.connected_at,
-            CsmsConnection.last_seen,
-            CsmsConnection.booted_at,
-            CsmsConnection.closed_at,
-            CsmsConnection.connector_status,
+            CsmsConnection.charger_id, CsmsConnection.last_seen, CsmsConnection.closed_at
         ).where(CsmsConnection.charger_id.in_(batch))
-        rows.update((row.charger_id, cast(Heard, row)) for row in db.execute(query))
-    return {id_: view_of(rows.get(id_), now, heartbeat_interval) for id_ in charger_ids}
+        online.update(
+            row.charger_id
+            for row in db.execute(query)
+            if is_online(cast(Seen, row), now, heartbeat_interval)
+        )
+    return online
 
 
-def view_of(row: Heard | None, now: dt.datetime, heartbeat_interval: int) -> ConnectionView:
+def view_of(
+    row: CsmsConnection | None, now: dt.datetime, heartbeat_interval: int
+) -> ConnectionView:
     """What the owner sees of a charger's registry row (None: it never connected)."""
     if row is None:
         return ConnectionView(False, None, None, None, None)
