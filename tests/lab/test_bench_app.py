@@ -71,10 +71,11 @@ def test_bench_measures_every_page_of_the_real_app(
         assert weight["page"] > (500 if linked else 100), name
         server = page["server_ms"]
         assert server["n"] == REQUESTS and 0 < server["min"] <= server["median"] <= server["max"]
+        assert page["server_cpu_ms"]["n"] == REQUESTS and page["server_cpu_ms"]["max"] > 0
         assert page["weight_pass"] == (weight["total"] < WEIGHT_TARGET_BYTES), name
         assert page["time_pass"] == (server["median"] < SERVER_TARGET_MS), name
     assert report["pass"] == all(p["weight_pass"] and p["time_pass"] for p in pages)
-    assert report["bare_ms"]["n"] == REQUESTS * len(PAGES)
+    assert report["bare_ms"]["n"] == report["bare_ms"]["cpu"]["n"] == REQUESTS * len(PAGES)
 
     by_name = {p["name"]: p for p in pages}
     many, few = by_name["My chargers (200 chargers)"], by_name["My chargers (3 chargers)"]
@@ -86,7 +87,7 @@ def test_bench_measures_every_page_of_the_real_app(
     assert by_name["Sign in"]["queries"]["max"] == 0
 
     table = capsys.readouterr().out
-    assert "My chargers" in table and "bare FastAPI" in table
+    assert "chargepin bench app (sqlite" in table and "report written" in table
 
 
 def test_bench_refuses_a_database_too_small_for_its_accounts(
