@@ -8,18 +8,22 @@ its stylesheet, icon and scripts; under 20 ms of server time at the median).
    connected over OCPP, some with a running lockout, a few events each), an owner of a few
    (members with paired phones, invitations, hundreds of audited reveals, commands, and one
    charger with thousands of security events so paging is exercised), an invited user, a
-   stranger and an installer who commissions.
-2. The pages. Every entry of `PAGES` (GETs, and the POSTs that answer with a page: Show PIN,
-   commissioning, Change PIN, invite, revoke, remove a phone) is requested `requests` times
-   through the real app (`create_app` on that database) in this process, over
-   `httpx.ASGITransport`, each request followed by one to a bare FastAPI route serving an HTML
-   page of the same size (`bare_app`), so both see the same machine load.
+   stranger, a revoked member, an installer who commissions and an owner whose members are
+   revoked one per request.
+2. The pages. Every entry of `PAGES` (GETs, the POSTs that answer with a page: Show PIN,
+   commissioning, Change PIN, invite, revoke, remove a phone, and the refusals a careless or
+   hostile client gets) is requested `requests` times through the real app (`create_app` on
+   that database) in this process, over `httpx.ASGITransport`, each request followed by one to
+   a bare FastAPI route serving a 3 KB HTML page (`bare_app`), so both see the same moment of
+   the machine.
    - Server time: a timer around the ASGI call (`TimedApp`): from the moment the app is called
      to the moment it has sent its last byte, with the middleware, routing, dependencies,
      thread-pool hop, queries and template; without the client (httpx) and without uvicorn's
      HTTP parsing, which cost every page and the bare route the same. In-process rather than a
      Server-Timing header from a middleware, because a middleware would not see the work done
-     outside it (the other middleware, the exception handlers that render a refusal).
+     outside it (the other middleware, the exception handlers that render a refusal). The
+     process's CPU time during the call is reported next to it: on a shared machine the wall
+     time also holds the waits for a core.
    - Queries: the SQL statements the request executed (an engine event), so a page that asks
      the database once per charger shows it.
    - Weight: what a browser downloads on a first visit, nothing cached: the page's status line,
@@ -50,7 +54,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from rich.table import Table
 from sqlalchemy import Engine, event, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from chargepin.core.errors import ChargepinError
 from chargepin.core.ocpp_events import SecurityEventType
@@ -156,7 +160,8 @@ def provision(db_url: str, vault: Vault, count: int, keep: int) -> tuple[float, 
 
 
 def needed_stickers(requests: int) -> int:
-    """Stickers the seed and the commissioning page use up."""
+    """Stickers the seed uses up: the owners' chargers, and one per request of commissioning and
+    of revoking (each revoked member has a charger of its own)."""
     return MANY + FEW + 2 * (WARMUP + requests + 1)
 
 
@@ -178,8 +183,6 @@ def phone_address(n: int) -> str:
 
 def seed(engine: Engine, vault: Vault, stickers: list[str], requests: int) -> Seeded:
     """The measured accounts and their data, written through the fleet's service functions."""
-    from sqlalchemy.orm import sessionmaker
-
     factory_sessions = sessionmaker(engine, expire_on_commit=False)
     now = dt.datetime.now(dt.UTC)
     later = now + dt.timedelta(days=30)
