@@ -32,6 +32,9 @@ MAX_PIXELS = 50_000_000
 DECODE_SIDE = 2048
 """Width and height the photo is scaled into before the QR code is looked for: a sticker that
 fills a fair part of the frame keeps several pixels per module."""
+DRAFT_SIDE = DECODE_SIDE // 2
+"""The least width and height JPEG's draft decoding keeps: a 12-megapixel photo (4032 x 3024) is
+decoded at 2016 x 1512, a quarter of the pixels, instead of in full and then scaled."""
 FORMATS = ("JPEG", "PNG", "WEBP")
 QR_CODES = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
 
@@ -102,7 +105,10 @@ def _opened(photo: bytes) -> Image.Image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise too_many_pixels(f"{width} x {height} pixels")
-            image.draft("L", (DECODE_SIDE, DECODE_SIDE))  # JPEG: scaled while decoding
+            # JPEG: scaled while decoding, by the largest power of two that keeps both sides at
+            # least DRAFT_SIDE (asking for DECODE_SIDE itself never scales a 4:3 photo under
+            # 4096 x 4096: its short side halved is under 2048); the thumbnail does the rest.
+            image.draft("L", (DRAFT_SIDE, DRAFT_SIDE))
             grey = image.convert("L")
             grey.thumbnail((DECODE_SIDE, DECODE_SIDE))
             return grey
