@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import re
 import secrets
 import statistics
@@ -50,8 +51,10 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import segno
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+from PIL import Image
 from rich.table import Table
 from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -59,6 +62,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from chargepin.core.errors import ChargepinError
 from chargepin.core.ocpp_events import SecurityEventType
 from chargepin.core.pin import weakness
+from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet import accounts, claims, factory, members
 from chargepin.fleet.app import create_app
 from chargepin.fleet.chargers import audit_reveal
@@ -99,6 +103,13 @@ MEMBERS = 4
 PHONES_EACH = 2
 COMMANDS = 8
 """Commands queued for the few-owner's first charger before the measurement."""
+
+OPTIONAL_MODEL, OPTIONAL_FIRMWARE, OPTIONAL_PRODUCED = "Volt Home", "6.8.0", dt.date(2024, 3, 15)
+"""An optional-PIN charger, PIN off: its owner's Charger Info offers the pop-up to set one up."""
+PHOTO_REQUESTS = 20
+"""Measured requests of the photo page: each needs a photo of another sticker made first."""
+PHOTO_SIZE = (4032, 3024)
+"""A 12-megapixel phone photo, as the camera of a phone's browser sends it."""
 
 CHUNK = 100_000
 """Chargers per `provision` call: bounds the secrets held in memory."""
@@ -162,7 +173,12 @@ def provision(db_url: str, vault: Vault, count: int, keep: int) -> tuple[float, 
 def needed_stickers(requests: int) -> int:
     """Stickers the seed uses up: the owners' chargers, and one per request of commissioning and
     of revoking (each revoked member has a charger of its own)."""
-    return MANY + FEW + 2 * (WARMUP + requests + 1)
+    return MANY + FEW + 2 * (WARMUP + requests + 1) + photos(requests)
+
+
+def photos(requests: int) -> int:
+    """Stickers the photo page uses up: its warm-up, its measured requests and its first."""
+    return 1 + min(requests, PHOTO_REQUESTS) + 1
 
 
 def strong_pins(count: int) -> list[str]:
@@ -173,6 +189,21 @@ def strong_pins(count: int) -> list[str]:
         if weakness(digits) is None:
             pins.append(digits)
     return pins
+
+
+def sticker_photo(text: str) -> bytes:
+    """A phone's photo of a sticker: 12 megapixels of sensor noise with the sticker's QR code
+    (segno, as the factory prints it) filling half the frame's height, as a JPEG."""
+    printed = io.BytesIO()
+    segno.make(text, error="m").save(printed, kind="png", scale=8, border=4)
+    width, height = PHOTO_SIZE
+    side = height // 2
+    code = Image.open(printed).convert("L").resize((side, side), Image.Resampling.NEAREST)
+    photo = Image.effect_noise(PHOTO_SIZE, 16)
+    photo.paste(code, ((width - side) // 2, (height - side) // 2))
+    taken = io.BytesIO()
+    photo.convert("RGB").save(taken, "JPEG", quality=85)
+    return taken.getvalue()
 
 
 def phone_address(n: int) -> str:
@@ -207,12 +238,30 @@ def seed(engine: Engine, vault: Vault, stickers: list[str], requests: int) -> Se
         return claims.claim(db, vault, user, "127.0.0.1", next(pool), time.time())
 
     with transaction(factory_sessions) as db:
-        for name in ("many", "few", "member", "stranger", "installer", "revoker"):
+        for name in ("many", "few", "member", "stranger", "installer", "revoker", "optional"):
             account(db, name)
         many = [claim(db, users["many"]) for _ in range(MANY)]
         few = [claim(db, users["few"]) for _ in range(FEW)]
         serials.update(many=many[0].serial, few=few[0].serial, busy=few[1].serial)
-        pools["sticker"] = [next(pool) for _ in range(WARMUP + requests + 1)]
+        pools["sticker"] = [next(pool) for _ in range(WARMUP + requests + 1 + photos(requests))]
+
+        # Optional-PIN chargers (PIN off) of their own owner: one shows the pop-up, the others
+        # are set up one per request.
+        optional = factory.provision(
+            db,
+            vault,
+            count=WARMUP + requests + 2,
+            model=OPTIONAL_MODEL,
+            firmware=FirmwareVersion.parse(OPTIONAL_FIRMWARE),
+            produced=OPTIONAL_PRODUCED,
+            serial_prefix="VH",
+        )
+        owned = [
+            claims.claim(db, vault, users["optional"], "127.0.0.1", m.sticker.encode(), time.time())
+            for m in optional
+        ]
+        serials["optional"] = owned[0].serial
+        pools["optional"] = [c.serial for c in owned[1:]]
 
         # Members of the first charger with their phones, and two pending invitations.
         for n in range(MEMBERS):
@@ -347,6 +396,11 @@ class Page:
     status: int = 200
     csrf: bool = True
     """False: a forged form, without the session's CSRF token (refused, 403)."""
+    photo: bool = False
+    """A multipart form with a phone-sized photo of the sticker `{item}` (`sticker_photo`)."""
+    requests: int | None = None
+    """Fewer measured requests than the run's (a page whose every request needs a photo made)."""
+    warmup: int = WARMUP
 
 
 PAGES: tuple[Page, ...] = (
@@ -359,6 +413,7 @@ PAGES: tuple[Page, ...] = (
     Page("Charger Info (owner)", "/app/chargers/{few}", "few"),
     Page("Charger Info (owner, audit page 2)", "/app/chargers/{few}?before={audit_before}", "few"),
     Page("Charger Info (invited user)", "/app/chargers/{few}", "member"),
+    Page("Charger Info (optional PIN: the pop-up)", "/app/chargers/{optional}", "optional"),
     Page("Charger Info (stranger: 404)", "/app/chargers/{few}", "stranger", status=404),
     Page("Charger Info (revoked user: 403)", "/app/chargers/{few}", "revoked", status=403),
     Page("Charger Info (no such serial: 404)", "/app/chargers/" + "Z" * 40, "few", status=404),
@@ -378,6 +433,16 @@ PAGES: tuple[Page, ...] = (
         status=403,
     ),
     Page(
+        "Commission (photo of the sticker)",
+        "/app/commission/photo",
+        "installer",
+        "POST",
+        uses="sticker",
+        photo=True,
+        requests=PHOTO_REQUESTS,
+        warmup=1,
+    ),
+    Page(
         "Commission (sticker code)",
         "/app/commission",
         "installer",
@@ -386,6 +451,20 @@ PAGES: tuple[Page, ...] = (
         uses="sticker",
     ),
     Page("Change PIN", "/app/chargers/{few}/change-pin", "few", "POST", {"pin": "{item}"}, "pin"),
+    Page(
+        "Set up the PIN (pop-up)",
+        "/app/chargers/{item}/pin-setup",
+        "optional",
+        "POST",
+        uses="optional",
+    ),
+    Page(
+        "Not now (pop-up: 303)",
+        "/app/chargers/{optional}/pin-setup/not-now",
+        "optional",
+        "POST",
+        status=303,
+    ),
     Page(
         "Change PIN (weak: 422)",
         "/app/chargers/{few}/change-pin",
@@ -546,7 +625,12 @@ class Browser:
             if page.csrf:
                 key = sessions.csrf_key(self.seeded.vault)
                 form[sessions.CSRF_FIELD] = sessions.csrf_token(key, token)
-            response = await self.client.post(path, data=form, headers={**headers, "Origin": BASE})
+            files = None
+            if page.photo:
+                files = {"photo": ("sticker.jpg", sticker_photo(values["item"]), "image/jpeg")}
+            response = await self.client.post(
+                path, data=form, files=files, headers={**headers, "Origin": BASE}
+            )
         sent = Sent(response, self.timed.last, self.timed.last_cpu, self.queries.count - before)
         if response.status_code != page.status:
             raise BenchError(
@@ -610,12 +694,12 @@ async def measure_pages(
             theirs: list[float] = []
             cpu: list[float] = []
             counted: list[int] = []
-            for n in range(WARMUP + requests):
+            for n in range(page.warmup + min(requests, page.requests or requests)):
                 sent = await browser.send(page)
                 bare_answer = await baseline.get("/page")
                 if bare_answer.status_code != 200:
                     raise BenchError(f"the bare route answered {bare_answer.status_code}")
-                if n >= WARMUP:
+                if n >= page.warmup:
                     ours.append(sent.seconds * 1000.0)
                     cpu.append(sent.cpu_seconds * 1000.0)
                     theirs.append(bare.last * 1000.0)
