@@ -12,6 +12,7 @@ import json
 import secrets
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 
@@ -354,7 +355,7 @@ def queries_of(client: TestClient, browser: TestClient, path: str) -> int:
 
 
 def test_my_chargers_asks_the_same_queries_for_many_chargers_as_for_few(
-    client: TestClient, fleet_clock: FakeClock
+    client: TestClient, fleet_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One query for all connections and one for all lockouts, not a few per charger; each
     charger's state is what the per-charger rules (the JSON API's) say of it alone."""
@@ -395,6 +396,12 @@ def test_my_chargers_asks_the_same_queries_for_many_chargers_as_for_few(
     assert [s.online for s in listed] == [False, True, False, False, False, False, False]
     locked = [s.locked_until is not None for s in listed]
     assert locked == [False, False, False, True, True, False, False]
+    # An owner of more chargers than one IN list holds gets the same answer, in more batches.
+    monkeypatch.setattr(registry, "IN_BATCH", 3)
+    monkeypatch.setattr(events, "IN_BATCH", 3)
+    with fleet.sessions() as db:
+        user = user_for_digest(db, token_digest(owner), now)
+        assert overview.my_chargers(db, user, now, interval) == listed
 
 
 def test_security_events_are_newest_first_in_words_and_paged(
