@@ -8,18 +8,23 @@ package when it is missing). Playwright's own browser download is never used.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from starlette.types import Message, Receive, Scope, Send
 
 from chargepin.clock import FakeClock
 from chargepin.core.epochs import epoch_pin
 from chargepin.fleet import factory
+from chargepin.fleet.sticker_photo import SENT_SIDE
 from chargepin.fleet.web.pages import WEB_APP_VERSION
 from chargepin.fleet.web.sessions import SESSION_COOKIE
 from chargepin.lab.app_screens import DESKTOP, PHONE
+from chargepin.lab.bench_app import sticker_photo
 from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.browser import chromium_path
@@ -261,4 +266,47 @@ def test_a_photo_of_the_sticker_then_the_passcode_pop_up_at_a_phones_width(
         assert watched.errors == []  # the dialog needs no script and no inline style
         for url in watched.urls:
             assert made.sticker.claim_code not in url, url
+        context.close()
+
+
+def test_the_page_scales_a_cameras_photo_before_sending_it(
+    browser: Browser, fleet: LocalFleet, tmp_path: Path
+) -> None:
+    """A 12-megapixel photo of the sticker leaves the browser scaled into SENT_SIDE pixels
+    (static/photo.js), a few hundred KB instead of megabytes, and commissions the charger."""
+    (made,) = fleet.provision(MANDATORY.model, MANDATORY.firmware, MANDATORY.produced)
+    taken = tmp_path / "camera.jpg"
+    taken.write_bytes(sticker_photo(made.sticker.encode()))
+    bodies: list[bytes] = []
+
+    async def observed(scope: Scope, receive: Receive, send: Send) -> None:
+        """The fleet app, with the photo route's request bodies kept (what the browser sent)."""
+        if scope["type"] != "http" or scope["path"] != "/app/commission/photo":
+            return await fleet.app(scope, receive, send)
+        body = bytearray()
+        bodies.append(b"")
+
+        async def kept() -> Message:
+            message = await receive()
+            body.extend(message.get("body", b""))
+            bodies[-1] = bytes(body)
+            return message
+
+        await fleet.app(scope, kept, send)
+
+    with serve(observed) as base:
+        context = browser.new_context(viewport=PHONE)
+        watched = Watched(context.new_page())
+        page = watched.page
+        sign_up_in(page, base, "owner@example.com")
+        page.get_by_role("link", name="Add a charger").click()
+        page.get_by_label("Scan the sticker").set_input_files(taken)
+        page.get_by_role("button", name="Read the sticker").click()
+        expect(page.get_by_role("heading", name="This charger is yours")).to_be_visible()
+        (body,) = bodies
+        assert len(body) < taken.stat().st_size // 4, (len(body), taken.stat().st_size)
+        start = body.index(b"\xff\xd8\xff")  # the JPEG in the multipart body
+        with Image.open(io.BytesIO(body[start:])) as image:
+            assert max(image.size) == SENT_SIDE, image.size
+        assert watched.errors == []
         context.close()

@@ -66,6 +66,8 @@ def test_bench_measures_every_page_of_the_real_app(
         linked = (
             {"/app/static/app.css", "/app/static/icon.svg"} if declared.status != 303 else set()
         )
+        if (declared.method, declared.path) == ("GET", "/app/commission"):
+            linked.add("/app/static/photo.js")  # scales the sticker's photo before sending it
         assert set(weight["assets"]) == linked, name
         assert weight["total"] == weight["page"] + sum(weight["assets"].values()), name
         assert weight["page"] > (500 if linked else 100), name
@@ -73,7 +75,8 @@ def test_bench_measures_every_page_of_the_real_app(
         assert server["n"] == REQUESTS and 0 < server["min"] <= server["median"] <= server["max"]
         assert page["server_cpu_ms"]["n"] == REQUESTS and page["server_cpu_ms"]["max"] > 0
         assert page["weight_pass"] == (weight["total"] < WEIGHT_TARGET_BYTES), name
-        assert page["time_pass"] == (server["median"] < SERVER_TARGET_MS), name
+        timed = server["median"] < SERVER_TARGET_MS
+        assert page["time_pass"] == (timed or not declared.timed), name
     assert report["pass"] == all(p["weight_pass"] and p["time_pass"] for p in pages)
     assert report["bare_ms"]["n"] == report["bare_ms"]["cpu"]["n"] == REQUESTS * len(PAGES)
 

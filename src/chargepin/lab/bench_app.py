@@ -42,7 +42,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from http import HTTPStatus
@@ -72,6 +72,7 @@ from chargepin.fleet.models import Charger, PhoneBond, PinReveal, StationSecurit
 from chargepin.fleet.operations import open_database
 from chargepin.fleet.security import hash_password
 from chargepin.fleet.settings import FleetSettings
+from chargepin.fleet.sticker_photo import SENT_SIDE
 from chargepin.fleet.vault import Vault
 from chargepin.fleet.web import sessions
 from chargepin.fleet.web.pages import PAGE_SIZE, WEB_APP_VERSION
@@ -177,8 +178,10 @@ def needed_stickers(requests: int) -> int:
 
 
 def photos(requests: int) -> int:
-    """Stickers the photo page uses up: its warm-up, its measured requests and its first."""
-    return 1 + min(requests, PHOTO_REQUESTS) + 1
+    """Stickers the photo pages use up: each its warm-up, its measured requests and its first."""
+    return sum(1 for page in PAGES if page.photo is not None) * (
+        1 + min(requests, PHOTO_REQUESTS) + 1
+    )
 
 
 def strong_pins(count: int) -> list[str]:
@@ -191,19 +194,28 @@ def strong_pins(count: int) -> list[str]:
     return pins
 
 
-def sticker_photo(text: str) -> bytes:
-    """A phone's photo of a sticker: 12 megapixels of sensor noise with the sticker's QR code
-    (segno, as the factory prints it) filling half the frame's height, as a JPEG."""
+def sticker_photo(text: str, size: tuple[int, int] = PHOTO_SIZE, quality: int = 85) -> bytes:
+    """A phone's photo of a sticker: `size` pixels of sensor noise (12 megapixels by default)
+    with the sticker's QR code (segno, as the factory prints it) filling half the frame's
+    height, as a JPEG."""
     printed = io.BytesIO()
     segno.make(text, error="m").save(printed, kind="png", scale=8, border=4)
-    width, height = PHOTO_SIZE
+    width, height = size
     side = height // 2
     code = Image.open(printed).convert("L").resize((side, side), Image.Resampling.NEAREST)
-    photo = Image.effect_noise(PHOTO_SIZE, 16)
+    photo = Image.effect_noise(size, 16)
     photo.paste(code, ((width - side) // 2, (height - side) // 2))
     taken = io.BytesIO()
-    photo.convert("RGB").save(taken, "JPEG", quality=85)
+    photo.convert("RGB").save(taken, "JPEG", quality=quality)
     return taken.getvalue()
+
+
+def sent_photo(text: str) -> bytes:
+    """The photo as the page's script sends it (static/photo.js): scaled into SENT_SIDE pixels,
+    a JPEG at quality 0.9 (the canvas's toBlob)."""
+    width, height = PHOTO_SIZE
+    ratio = SENT_SIDE / max(width, height)
+    return sticker_photo(text, (round(width * ratio), round(height * ratio)), quality=90)
 
 
 def phone_address(n: int) -> str:
@@ -396,8 +408,12 @@ class Page:
     status: int = 200
     csrf: bool = True
     """False: a forged form, without the session's CSRF token (refused, 403)."""
-    photo: bool = False
-    """A multipart form with a phone-sized photo of the sticker `{item}` (`sticker_photo`)."""
+    photo: Callable[[str], bytes] | None = None
+    """A multipart form with this photo of the sticker `{item}` (`sent_photo`: as the page's
+    script sends it; `sticker_photo`: as a browser without the script sends the camera's)."""
+    timed: bool = True
+    """False: no server-time target (the photo as taken, sent by a browser without the page's
+    script: decode-bound, shown for what it costs)."""
     requests: int | None = None
     """Fewer measured requests than the run's (a page whose every request needs a photo made)."""
     warmup: int = WARMUP
@@ -433,14 +449,25 @@ PAGES: tuple[Page, ...] = (
         status=403,
     ),
     Page(
-        "Commission (photo of the sticker)",
+        "Commission (photo of the sticker, as the page's script sends it)",
         "/app/commission/photo",
         "installer",
         "POST",
         uses="sticker",
-        photo=True,
+        photo=sent_photo,
         requests=PHOTO_REQUESTS,
         warmup=1,
+    ),
+    Page(
+        "Commission (photo as taken: a browser without the script; no time target)",
+        "/app/commission/photo",
+        "installer",
+        "POST",
+        uses="sticker",
+        photo=sticker_photo,
+        requests=PHOTO_REQUESTS,
+        warmup=1,
+        timed=False,
     ),
     Page(
         "Commission (sticker code)",
@@ -626,8 +653,8 @@ class Browser:
                 key = sessions.csrf_key(self.seeded.vault)
                 form[sessions.CSRF_FIELD] = sessions.csrf_token(key, token)
             files = None
-            if page.photo:
-                files = {"photo": ("sticker.jpg", sticker_photo(values["item"]), "image/jpeg")}
+            if page.photo is not None:
+                files = {"photo": ("sticker.jpg", page.photo(values["item"]), "image/jpeg")}
             response = await self.client.post(
                 path, data=form, files=files, headers={**headers, "Origin": BASE}
             )
@@ -723,7 +750,8 @@ async def measure_pages(
                     "ratio_to_bare": round(server["median"] / bare_median, 1),
                     "queries": {"median": statistics.median(counted), "max": max(counted)},
                     "weight_pass": weight["total"] < WEIGHT_TARGET_BYTES,
-                    "time_pass": server["median"] < SERVER_TARGET_MS,
+                    "time_pass": not page.timed or server["median"] < SERVER_TARGET_MS,
+                    "time_target": page.timed,
                 }
             )
     return results, {**summary_ms(bare_all), "cpu": summary_ms(bare_cpu)}
@@ -807,7 +835,9 @@ def _verdict(page: dict[str, Any]) -> str:
         for what, held in (("weight", page["weight_pass"]), ("time", page["time_pass"]))
         if not held
     ]
-    return "pass" if not missed else "MISS " + ", ".join(missed)
+    if missed:
+        return "MISS " + ", ".join(missed)
+    return "pass" if page.get("time_target", True) else "pass (weight; no time target)"
 
 
 def report_table(report: dict[str, Any]) -> Table:

@@ -16,6 +16,8 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from chargepin.fleet.sticker_photo import SENT_SIDE
+
 RADIO_HEADER = "X-Chargepin-Radio"
 """What a radio app adds to the requests it forwards to the fleet's pages."""
 
@@ -37,3 +39,4 @@ templates = Jinja2Templates(
     context_processors=[_nearby],
 )
 templates.env.filters["when"] = _when
+templates.env.globals["photo_side"] = SENT_SIDE
