@@ -35,12 +35,13 @@ fills a fair part of the frame keeps several pixels per module."""
 DRAFT_SIDE = DECODE_SIDE // 2
 """The least width and height JPEG's draft decoding keeps: a 12-megapixel photo (4032 x 3024) is
 decoded at 2016 x 1512, a quarter of the pixels, instead of in full and then scaled."""
-SENT_SIDE = 1280
+SENT_SIDE = 1024
 """Width and height the page's script (static/photo.js) scales a photo into before sending it:
-a 12-megapixel photo goes as 1280 x 960, about 200 KB instead of 2 to 5 MB, and is read in a few
-milliseconds instead of about 70 (docs/PERFORMANCE.md, "Web app pages"); a sticker a fifth of the
-frame wide keeps about 7 pixels per module of its QR code. A browser without the script sends
-the photo as taken, and it is read all the same, only slower."""
+a 12-megapixel photo goes as 1024 x 768, about 130 KB instead of 2 to 5 MB, and is read in a
+few milliseconds instead of about 70 (docs/PERFORMANCE.md, "Web app pages"); a sticker a fifth
+of the frame wide still has about 6 pixels per module of its QR code (version 2: 25 modules and
+a quiet zone of 4 each side). A browser without the script sends the photo as taken, and it is
+read all the same, only slower."""
 FORMATS = ("JPEG", "PNG", "WEBP")
 QR_CODES = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
 

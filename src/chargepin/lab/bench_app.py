@@ -194,28 +194,32 @@ def strong_pins(count: int) -> list[str]:
     return pins
 
 
-def sticker_photo(text: str, size: tuple[int, int] = PHOTO_SIZE, quality: int = 85) -> bytes:
-    """A phone's photo of a sticker: `size` pixels of sensor noise (12 megapixels by default)
-    with the sticker's QR code (segno, as the factory prints it) filling half the frame's
-    height, as a JPEG."""
+def sticker_photo(text: str) -> bytes:
+    """A phone's photo of a sticker: 12 megapixels of sensor noise with the sticker's QR code
+    (segno, as the factory prints it) filling half the frame's height, as a JPEG."""
     printed = io.BytesIO()
     segno.make(text, error="m").save(printed, kind="png", scale=8, border=4)
-    width, height = size
+    width, height = PHOTO_SIZE
     side = height // 2
     code = Image.open(printed).convert("L").resize((side, side), Image.Resampling.NEAREST)
-    photo = Image.effect_noise(size, 16)
+    photo = Image.effect_noise(PHOTO_SIZE, 16)
     photo.paste(code, ((width - side) // 2, (height - side) // 2))
     taken = io.BytesIO()
-    photo.convert("RGB").save(taken, "JPEG", quality=quality)
+    photo.convert("RGB").save(taken, "JPEG", quality=85)
     return taken.getvalue()
 
 
 def sent_photo(text: str) -> bytes:
-    """The photo as the page's script sends it (static/photo.js): scaled into SENT_SIDE pixels,
-    a JPEG at quality 0.9 (the canvas's toBlob)."""
-    width, height = PHOTO_SIZE
-    ratio = SENT_SIDE / max(width, height)
-    return sticker_photo(text, (round(width * ratio), round(height * ratio)), quality=90)
+    """The photo as the page's script sends it (static/photo.js): the camera's photo
+    (`sticker_photo`) drawn into SENT_SIDE pixels (a canvas's smoothing) and encoded as a JPEG
+    at quality 0.9 (the canvas's toBlob)."""
+    with Image.open(io.BytesIO(sticker_photo(text))) as taken:
+        ratio = SENT_SIDE / max(taken.size)
+        size = (round(taken.width * ratio), round(taken.height * ratio))
+        scaled = taken.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    sent = io.BytesIO()
+    scaled.save(sent, "JPEG", quality=90)
+    return sent.getvalue()
 
 
 def phone_address(n: int) -> str:
