@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from playwright.sync_api import Browser, sync_playwright
 
 from chargepin.clock import FakeClock
 from chargepin.lab.testbed import Testbed
+from tests.helpers.browser import chromium_path
 
 # These machines are shared and noisy: time is never a property under test here (benchmarks
 # measure it), so no per-example deadline and no "generation too slow" health check.
@@ -65,3 +67,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.connect() as connection:
             connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium (Debian's, tests/helpers/browser.py) for a module's tests; each
+    test opens its own context."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
+        yield chromium
+        chromium.close()

@@ -6,29 +6,19 @@ the page (10 s at most), never a fixed time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from chargepin.charger.service import LockoutOverrides
 from chargepin.core.epochs import epoch_pin
 from chargepin.fleet.web.sessions import SESSION_COOKIE
-from tests.fleet.test_web_browser import DESKTOP, PHONE, Watched, chromium_path
+from tests.fleet.test_web_browser import DESKTOP, PHONE, Watched
 from tests.helpers.fleet_accounts import PASSWORD
 from tests.helpers.radio_app import World, radio_world
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One headless Chromium for this module's tests (each test has its own context)."""
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
-        yield chromium
-        chromium.close()
 
 
 def signed_in(

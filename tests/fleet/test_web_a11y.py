@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from chargepin.lab.app_screens import (
     DESKTOP,
@@ -29,7 +29,7 @@ from chargepin.lab.app_screens import (
     opened,
     staged,
 )
-from tests.helpers.browser import axe_script, chromium_path
+from tests.helpers.browser import axe_script
 
 REFLOW = {"width": 320, "height": 640}
 """WCAG 1.4.10: content reflows at 320 CSS px (a 1280 px screen zoomed to 400 %) without
@@ -41,14 +41,6 @@ STANDARDS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-pract
 NON_TEXT_CONTRAST = 3.0
 """WCAG 1.4.11: a focus ring stands out 3:1 from what surrounds it."""
 FOCUSABLE = "a[href], button, input:not([type=hidden]), select, textarea, [tabindex]"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

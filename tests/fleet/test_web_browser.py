@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 from starlette.types import Message, Receive, Scope, Send
 
 from chargepin.clock import FakeClock
@@ -27,7 +27,6 @@ from chargepin.lab.app_screens import DESKTOP, PHONE
 from chargepin.lab.bench_app import sticker_photo
 from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
-from tests.helpers.browser import chromium_path
 from tests.helpers.fleet_accounts import PASSWORD
 from tests.helpers.fleet_factory import MANDATORY, OPTIONAL
 
@@ -35,15 +34,6 @@ FAILED_LOAD = "Failed to load resource: the server responded with a status of"
 NEW_PIN = "730418"
 WAIT_MS = 10_000
 """How long an expectation waits for its condition (it returns as soon as it holds)."""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One headless Chromium for this module's tests (each test has its own context)."""
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
