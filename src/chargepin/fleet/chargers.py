@@ -21,30 +21,12 @@ from chargepin.core.policy import FirmwareVersion, PinMode, PinPolicy, pin_polic
 from chargepin.fleet.db import keyset_page
 from chargepin.fleet.errors import Conflict, Unprocessable
 from chargepin.fleet.models import Charger, Membership, PinReveal, User
-from chargepin.fleet.pins import ChargerFacts, active_pin
+from chargepin.fleet.pins import ChargerFacts, Labelled, active_pin
 from chargepin.fleet.times import aware, moment
 from chargepin.fleet.vault import Vault
 
 MESSAGE_PIN_OFF = "PIN not enabled"
 MESSAGE_UPDATE_CHARGER = "update the charger"
-
-
-class Labelled(Protocol):
-    """What Charger Info without the PIN reads of a charger: its ORM row, or a Core row of
-    these columns (My chargers lists hundreds without building an ORM object for each)."""
-
-    @property
-    def serial(self) -> str: ...
-    @property
-    def model(self) -> str: ...
-    @property
-    def firmware(self) -> FirmwareVersion: ...
-    @property
-    def produced(self) -> dt.date: ...
-    @property
-    def pin_enabled(self) -> bool: ...
-    @property
-    def epoch(self) -> int: ...
 
 
 def policy_of(charger: Labelled) -> PinPolicy:

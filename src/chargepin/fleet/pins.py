@@ -12,12 +12,10 @@ from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet.vault import Vault
 
 
-class ChargerFacts(Protocol):
-    """What the PIN rules read of a charger: its ORM row, or a Core row of the same columns
-    (the PIN reveal's hot path reads those without the ORM, docs/PERFORMANCE.md)."""
+class Labelled(Protocol):
+    """What Charger Info without the PIN reads of a charger: its ORM row, or a Core row of
+    these columns (My chargers lists hundreds without building an ORM object for each)."""
 
-    @property
-    def id(self) -> int: ...
     @property
     def serial(self) -> str: ...
     @property
@@ -27,15 +25,23 @@ class ChargerFacts(Protocol):
     @property
     def produced(self) -> dt.date: ...
     @property
+    def pin_enabled(self) -> bool: ...
+    @property
     def epoch(self) -> int: ...
+
+
+class ChargerFacts(Labelled, Protocol):
+    """What the PIN rules read of a charger: its ORM row, or a Core row of the same columns
+    (the PIN reveal's hot path reads those without the ORM, docs/PERFORMANCE.md)."""
+
+    @property
+    def id(self) -> int: ...
     @property
     def generation(self) -> int: ...
     @property
     def secret_ct(self) -> bytes: ...
     @property
     def custom_pin_ct(self) -> bytes | None: ...
-    @property
-    def pin_enabled(self) -> bool: ...
 
 
 def secret_context(serial: str) -> str:
