@@ -54,8 +54,14 @@ def create_app(
     vault: Vault | None = None,
     clock: Clock | None = None,
     engine: Engine | None = None,
+    api: bool = True,
+    ocpp: bool = True,
 ) -> FastAPI:
-    """The ASGI app; migrations are applied before it serves anything."""
+    """The ASGI app; migrations are applied before it serves anything. `api`: the JSON API and
+    the pages; `ocpp`: the CSMS's WebSocket route (`fleet gateway` serves only that one, `fleet
+    serve --no-ocpp` all but that one)."""
+    if not (api or ocpp):
+        raise ValueError("an app serves the API, OCPP or both")
     settings = settings or FleetSettings.from_env()
     engine = engine or make_engine(settings.db_url, settings.db_lock_timeout)
     migrate(engine)
@@ -76,16 +82,19 @@ def create_app(
 
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, larger=LARGER_BODIES)
-    app.include_router(accounts.router)
-    app.include_router(chargers.router)
-    app.include_router(members_api.router)
-    app.include_router(tickets_api.router)
-    app.include_router(presence_api.router)
-    app.include_router(factory_api.router)
-    app.include_router(csms_api.router)
-    app.include_router(csms_route.router)
-    install_web(app)  # the app's pages under /app/ (docs/APP.md)
-    declare_refusals(app)
+    if api:
+        app.include_router(accounts.router)
+        app.include_router(chargers.router)
+        app.include_router(members_api.router)
+        app.include_router(tickets_api.router)
+        app.include_router(presence_api.router)
+        app.include_router(factory_api.router)
+        app.include_router(csms_api.router)
+    if ocpp:
+        app.include_router(csms_route.router)
+    if api:
+        install_web(app)  # the app's pages under /app/ (docs/APP.md)
+        declare_refusals(app)
     return app
 
 

@@ -56,13 +56,38 @@ def serve(
     host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     vault_key_file: KeyFileOption = None,
+    ocpp: Annotated[
+        bool,
+        typer.Option(
+            "--ocpp/--no-ocpp",
+            help="Also serve the chargers' OCPP WebSockets (/ocpp/{serial}); --no-ocpp leaves "
+            "them to `chargepin fleet gateway` processes (PostgreSQL only).",
+        ),
+    ] = True,
 ) -> None:
-    """Serve the fleet API (OpenAPI at /docs) and the app (/app/) on loopback; migrations apply
-    on start."""
+    """Serve the fleet API (OpenAPI at /docs), the app (/app/) and the chargers' OCPP route on
+    loopback; migrations apply on start."""
     from chargepin.fleet import operations
 
     operations.require_loopback(host)
-    operations.serve(_settings(db, vault_key_file), host, port)
+    operations.serve(_settings(db, vault_key_file), host, port, ocpp=ocpp)
+
+
+@fleet_app.command("gateway")
+@reports_errors
+def gateway(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")],
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
+    vault_key_file: KeyFileOption = None,
+) -> None:
+    """Serve only the chargers' OCPP WebSockets (/ocpp/{serial}), no API or pages: any number of
+    gateways on one PostgreSQL database, each woken by NOTIFY for the commands of its chargers
+    (docs/OCPP.md, "Gateways")."""
+    from chargepin.fleet import operations
+
+    operations.require_loopback(host)
+    operations.serve(_settings(db, vault_key_file), host, port, api=False)
 
 
 @fleet_app.command("migrate")

@@ -262,17 +262,35 @@ class CsmsConnection(Base):
     """
 
     __tablename__ = "csms_connections"
+    __table_args__ = (Index("ix_csms_connections_process", "process"),)
 
     charger_id: Mapped[int] = mapped_column(
         ForeignKey("chargers.id", ondelete="CASCADE"), primary_key=True
     )
     connection_id: Mapped[str] = mapped_column(String(32))
+    # The gateway (a CsmsGateway's id) whose process holds the socket.
     process: Mapped[str] = mapped_column(String(128))
     connected_at: Mapped[dt.datetime]
     last_seen: Mapped[dt.datetime]
     booted_at: Mapped[dt.datetime | None]
     closed_at: Mapped[dt.datetime | None]
     connector_status: Mapped[str | None] = mapped_column(String(20))
+
+
+class CsmsGateway(Base):
+    """A process serving OCPP WebSockets (`fleet serve`, `fleet gateway`) and its heartbeat.
+
+    Written every few seconds by the process (fleet/csms/gateways.py); a charger held by a
+    gateway whose `last_seen` is older than the gateway grace is offline, whatever the charger's
+    own row says (the process died with its sockets). No foreign key from csms_connections: a
+    connection naming a gateway row that is gone (pruned) is offline too.
+    """
+
+    __tablename__ = "csms_gateways"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    started_at: Mapped[dt.datetime]
+    last_seen: Mapped[dt.datetime]
 
 
 class StationSecurityEvent(Base):

@@ -85,20 +85,41 @@ def prune(settings: FleetSettings, now: float) -> dict[str, int]:
         engine.dispose()
 
 
-def serve(settings: FleetSettings, host: str, port: int) -> None:
-    """Run the fleet service with uvicorn on loopback until interrupted."""
+def needs_postgresql(settings: FleetSettings, what: str) -> None:
+    """Refuse a scale-out mode on SQLite (one process: nothing would wake the other one)."""
+    if not settings.db_url.startswith("postgresql"):
+        raise InvalidConfig(
+            f"{what} needs PostgreSQL (--db postgresql+psycopg://...): OCPP gateways apart from "
+            "the API are woken by PostgreSQL NOTIFY; on SQLite `chargepin fleet serve` serves "
+            "OCPP itself"
+        )
+
+
+def serve(
+    settings: FleetSettings, host: str, port: int, *, api: bool = True, ocpp: bool = True
+) -> None:
+    """Run the fleet service with uvicorn on loopback until interrupted: the API and pages
+    (`api`) and the chargers' OCPP route (`ocpp`, this process then a gateway with a heartbeat:
+    fleet/csms/gateways.py)."""
     import uvicorn
 
     from chargepin.fleet.app import create_app
     from chargepin.fleet.csms.station import MAX_FRAME
 
     require_loopback(host)
+    if not ocpp:
+        needs_postgresql(settings, "serving without OCPP (--no-ocpp)")
+    if not api:
+        needs_postgresql(settings, "an OCPP gateway (chargepin fleet gateway)")
+    app = create_app(settings, api=api, ocpp=ocpp)
+    if ocpp:
+        app.router.lifespan_context = app.state.csms.lifespan
     # ws_max_size: uvicorn refuses a larger OCPP frame before assembling it (default 16 MiB).
     # ws_per_message_deflate: permessage-deflate (RFC 7692, a server may decline it) kept two
     # zlib contexts per charger, about half of the memory a connection costs (~50 of ~100 KiB),
     # to shrink OCPP-J messages of a few hundred octets (docs/DECISIONS.md, docs/PERFORMANCE.md).
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         log_level="info",

@@ -22,9 +22,10 @@ from chargepin.core.errors import ChargepinError
 from chargepin.core.tickets import Action
 from chargepin.fleet import tickets
 from chargepin.fleet.access import require_owner
+from chargepin.fleet.csms import gateways
 from chargepin.fleet.db import keyset_page
 from chargepin.fleet.errors import FleetError, Unprocessable
-from chargepin.fleet.models import Charger, CsmsCommand, PhoneBond, User
+from chargepin.fleet.models import Charger, CsmsCommand, CsmsConnection, PhoneBond, User
 from chargepin.fleet.times import aware
 from chargepin.fleet.vault import Vault
 
@@ -91,7 +92,8 @@ def enqueue(
     requested_by: int | None,
     now: dt.datetime,
 ) -> CsmsCommand:
-    """A new waiting command for `charger` (the caller's transaction commits it)."""
+    """A new waiting command for `charger` (the caller's transaction commits it, and with it
+    the NOTIFY that wakes the gateway holding the charger: fleet/csms/gateways.py)."""
     if action not in COMMAND_NAMES:
         raise ValueError(f"{action} is not sent to chargers over OCPP")
     command = CsmsCommand(
@@ -106,6 +108,7 @@ def enqueue(
     )
     db.add(command)
     db.flush()
+    gateways.notify(db, charger.id)
     return command
 
 
@@ -240,14 +243,49 @@ def next_for(db: Session, charger_id: int) -> Pending | None:
     return None if row is None else Pending(row.id, row.action)
 
 
+class NotHolder(Exception):
+    """The connection asking to deliver no longer holds the charger (a newer one, in this
+    gateway or another, took its registry row): it must not send anything, and closes."""
+
+
+def claim(db: Session, command_id: int, connection_id: str) -> CsmsCommand | None:
+    """The open command, locked for this transaction, if `connection_id` holds its charger:
+    exactly one connection (so one gateway) sends a given ticket. `FOR UPDATE SKIP LOCKED`: a
+    command another transaction is sealing or concluding right now is not waited for (None,
+    as for a command no longer open); the registry row is read `FOR SHARE`, so a takeover
+    (registry.take locks it for update) and a claim never interleave. NotHolder when another
+    connection holds the charger."""
+    command = db.scalar(
+        select(CsmsCommand)
+        .where(CsmsCommand.id == command_id, CsmsCommand.state.in_([s.value for s in OPEN_STATES]))
+        .with_for_update(skip_locked=True)
+    )
+    if command is None:
+        return None
+    holder = db.scalar(
+        select(CsmsConnection.connection_id)
+        .where(CsmsConnection.charger_id == command.charger_id)
+        .with_for_update(read=True)
+    )
+    if holder != connection_id:
+        raise NotHolder(f"connection {connection_id} no longer holds charger {command.charger_id}")
+    return command
+
+
 def seal(
-    db: Session, vault: Vault, command_id: int, challenge: bytes, now: dt.datetime
+    db: Session,
+    vault: Vault,
+    command_id: int,
+    challenge: bytes,
+    now: dt.datetime,
+    connection_id: str,
 ) -> bytes | None:
-    """The ticket for the command against the charger's `challenge`, the command marked sent;
-    None (the command failed, with the reason) when the fleet itself refuses it now (the PIN
-    class no longer allows it, a weak PIN)."""
-    command = db.get(CsmsCommand, command_id, with_for_update=True)
-    if command is None or command.state not in OPEN_STATES:
+    """The ticket for the command against the charger's `challenge`, the command marked sent
+    (claimed by `connection_id`, see `claim`); None when it is no longer open or someone else
+    is on it, or (the command failed, with the reason) when the fleet itself refuses it now
+    (the PIN class no longer allows it, a weak PIN)."""
+    command = claim(db, command_id, connection_id)
+    if command is None:
         return None
     charger = db.get(Charger, command.charger_id)
     assert charger is not None  # foreign key, ON DELETE CASCADE
@@ -339,12 +377,15 @@ def _finish(
     command.updated_at = now
 
 
-def password_sent(db: Session, command_id: int, digest: bytes, now: dt.datetime) -> bool:
+def password_sent(
+    db: Session, command_id: int, digest: bytes, now: dt.datetime, connection_id: str
+) -> bool:
     """Note the digest of the password about to be sent for the command (the command marked
-    sent); False when the command is no longer open. Every digest sent is kept until the
-    charger answers: a charger that took one whose answer was lost still gets in with it."""
-    command = db.get(CsmsCommand, command_id, with_for_update=True)
-    if command is None or command.state not in OPEN_STATES:
+    sent, claimed by `connection_id`: `claim`); False when the command is no longer open. Every
+    digest sent is kept until the charger answers: a charger that took one whose answer was
+    lost still gets in with it."""
+    command = claim(db, command_id, connection_id)
+    if command is None:
         return False
     args = dict(command.args or {})
     args[_DIGESTS] = [*list(args.get(_DIGESTS, []))[-3:], digest.hex()]

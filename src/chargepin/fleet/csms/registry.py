@@ -3,7 +3,8 @@
 In the database, not in a process's memory, so any process can tell whether a charger is online
 and which process holds it (DESIGN.md, "Scale-out"). A newer connection takes the charger's row
 over; the older socket, wherever it is, finds at its next write that the row names another
-connection and closes.
+connection and closes. The row names its gateway (`process`, fleet/csms/gateways.py): a charger
+whose gateway stopped beating is offline whatever its own row says.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chargepin.fleet.access import require_owner
-from chargepin.fleet.models import CsmsConnection, User
+from chargepin.fleet.csms import gateways
+from chargepin.fleet.models import CsmsConnection, CsmsGateway, User
 
 IN_BATCH = 500
 """Charger ids per `IN (...)` list: well below every database's parameter limit."""
@@ -100,9 +102,11 @@ class Seen(Protocol):
     def closed_at(self) -> dt.datetime | None: ...
 
 
-def is_online(row: Seen | None, now: dt.datetime, heartbeat_interval: int) -> bool:
-    """Connected and heard within the grace period."""
-    if row is None or row.closed_at is not None:
+def is_online(
+    row: Seen | None, now: dt.datetime, heartbeat_interval: int, gateway_alive: bool
+) -> bool:
+    """Connected, its gateway alive, and heard within the grace period."""
+    if row is None or row.closed_at is not None or not gateway_alive:
         return False
     last = row.last_seen if row.last_seen.tzinfo else row.last_seen.replace(tzinfo=dt.UTC)
     return now - last <= offline_after(heartbeat_interval)
@@ -125,36 +129,49 @@ def connection_of(
     """Whether the charger is connected to the fleet's CSMS, and when it was last heard (owner
     only: the JSON API's `/connection`)."""
     charger = require_owner(db, owner, serial, "see the charger's connection")
-    return view_of(holder(db, charger.id), now, heartbeat_interval)
+    row = holder(db, charger.id)
+    alive = row is not None and gateways.alive(db, row.process, gateways.wall_now())
+    return view_of(row, now, heartbeat_interval, alive)
 
 
 def online_of(
     db: Session, charger_ids: Sequence[int], now: dt.datetime, heartbeat_interval: int
 ) -> set[int]:
-    """Which of the chargers are online (`is_online`), in one query per `IN_BATCH` (the web
-    app's My chargers); the caller has checked that they are the owner's."""
+    """Which of the chargers are online (`is_online`, their gateway's heartbeat read in the same
+    query), in one query per `IN_BATCH` (the web app's My chargers); the caller has checked
+    that they are the owner's."""
     online: set[int] = set()
+    wall = gateways.wall_now()
     for start in range(0, len(charger_ids), IN_BATCH):
         batch = charger_ids[start : start + IN_BATCH]
-        query = select(
-            CsmsConnection.charger_id, CsmsConnection.last_seen, CsmsConnection.closed_at
-        ).where(CsmsConnection.charger_id.in_(batch))
+        query = (
+            select(
+                CsmsConnection.charger_id,
+                CsmsConnection.last_seen,
+                CsmsConnection.closed_at,
+                CsmsGateway.last_seen.label("gateway_seen"),
+            )
+            .outerjoin(CsmsGateway, CsmsGateway.id == CsmsConnection.process)
+            .where(CsmsConnection.charger_id.in_(batch))
+        )
         online.update(
             row.charger_id
             for row in db.execute(query)
-            if is_online(cast(Seen, row), now, heartbeat_interval)
+            if is_online(
+                cast(Seen, row), now, heartbeat_interval, gateways.fresh(row.gateway_seen, wall)
+            )
         )
     return online
 
 
 def view_of(
-    row: CsmsConnection | None, now: dt.datetime, heartbeat_interval: int
+    row: CsmsConnection | None, now: dt.datetime, heartbeat_interval: int, gateway_alive: bool
 ) -> ConnectionView:
     """What the owner sees of a charger's registry row (None: it never connected)."""
     if row is None:
         return ConnectionView(False, None, None, None, None)
     return ConnectionView(
-        online=is_online(row, now, heartbeat_interval),
+        online=is_online(row, now, heartbeat_interval, gateway_alive),
         connected_at=row.connected_at,
         last_seen=row.last_seen,
         booted_at=row.booted_at,

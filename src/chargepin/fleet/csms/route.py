@@ -4,18 +4,21 @@ The handshake is refused before the upgrade (an HTTP answer, never an accepted s
 serial that is not one, a client that does not offer `ocpp2.0.1`, or credentials that do not
 prove the charger (fleet/csms/auth.py). A charger holds one connection: a newer one takes the
 registry row over and the older socket is closed (here at once; in another process at its next
-write). `Hub` knows only this process's sockets, to wake their delivery when a command for them
-is queued here; everything another process would need is in the database.
+write or delivery). `Hub` knows only this process's sockets, to wake their delivery when a
+command for them is queued (here, or anywhere: PostgreSQL NOTIFY); everything another process
+would need is in the database, this gateway's own liveness included (fleet/csms/gateways.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import socket
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
@@ -23,9 +26,9 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from chargepin.core.limits import serial_problem
-from chargepin.fleet.csms import auth, events, registry
+from chargepin.fleet.csms import auth, events, gateways, registry
 from chargepin.fleet.csms.station import SocketTransport, StationSession
-from chargepin.fleet.db import transaction
+from chargepin.fleet.db import session_factory, transaction
 from chargepin.fleet.times import utc_now
 
 if TYPE_CHECKING:
@@ -39,16 +42,119 @@ REALM = 'Basic realm="chargepin OCPP", charset="UTF-8"'
 router = APIRouter()
 
 
+LISTEN_RETRY_MAX = 5.0
+"""Seconds between attempts to LISTEN again after the connection was lost (doubling from 0.25)."""
+
+
 class Hub:
-    """This process's OCPP sockets by charger id (never the source of truth: the registry is)."""
+    """This process's OCPP sockets by charger id (never the source of truth: the registry is),
+    and the process as a gateway: its heartbeat, its LISTEN for queued commands (PostgreSQL),
+    its sweep for the ones a lost notification would have missed (fleet/csms/gateways.py)."""
 
     def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions_db = session_factory(engine)
         self.events = events.EventWriter(engine)
         """The process's one writer of the stations' security events (group commit)."""
         self.process = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"[:128]
+        """This gateway's id (csms_gateways.id, named by its chargers' connection rows)."""
         self.sessions: dict[int, StationSession] = {}
         self.wakes: dict[int, asyncio.Event] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.listening = asyncio.Event()
+        """Set while this gateway LISTENs (PostgreSQL)."""
+
+    # ------------------------------------------------------------------ the gateway's life
+
+    def start(self) -> None:
+        """Beat, sweep and (PostgreSQL) listen from now on, on the running loop (idempotent: the
+        served process starts them with the app, an app served without its lifespan at its
+        first charger)."""
+        if self.tasks:
+            return
+        self.loop = asyncio.get_running_loop()
+        self.tasks.append(asyncio.create_task(self._beat(), name="ocpp-gateway-beat"))
+        if self.engine.dialect.name == "postgresql":
+            self.tasks.append(asyncio.create_task(self._listen(), name="ocpp-gateway-listen"))
+
+    async def stop(self) -> None:
+        """Stop beating and listening, and retire the gateway: its chargers are offline now."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+        with contextlib.suppress(Exception):  # a database already gone: its beat ends anyway
+            await run_in_threadpool(self._db, gateways.retire)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Any) -> AsyncIterator[None]:
+        """The app's lifespan in a served process: the gateway registered before it serves."""
+        await run_in_threadpool(self._db, gateways.beat, gateways.wall_now())
+        self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    def _db(self, step: Any, *args: Any) -> Any:
+        with transaction(self.sessions_db) as db:
+            return step(db, self.process, *args)
+
+    async def _beat(self) -> None:
+        """The heartbeat every BEAT seconds; the sweep every SWEEP seconds."""
+        loop = asyncio.get_running_loop()
+        swept = loop.time()
+        while True:
+            try:
+                await run_in_threadpool(self._db, gateways.beat, gateways.wall_now())
+                if loop.time() - swept >= gateways.SWEEP:
+                    swept = loop.time()
+                    await self.sweep()
+            except Exception as error:  # the database away: beat again, never end the process
+                logger.warning("gateway %s: heartbeat failed: %s", self.process, error)
+            await asyncio.sleep(gateways.BEAT)
+
+    async def sweep(self) -> None:
+        """Wake the delivery of this gateway's chargers that have a command waiting."""
+        for charger_id in await run_in_threadpool(self._db, gateways.waiting):
+            self.wake(charger_id)
+
+    async def _listen(self) -> None:
+        """LISTEN on gateways.CHANNEL and wake the session named by each notification; a lost
+        connection is opened again (with back-off) and followed by a sweep."""
+        import psycopg
+
+        conninfo = self.engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        retry = 0.25
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    conninfo, autocommit=True
+                ) as connection:
+                    await connection.execute(f"LISTEN {gateways.CHANNEL}")
+                    self.listening.set()
+                    retry = 0.25
+                    await self.sweep()  # what was queued while nobody listened here
+                    async for note in connection.notifies():
+                        self._notified(note.payload)
+            except (psycopg.Error, OSError) as error:
+                logger.warning("gateway %s: LISTEN lost: %s", self.process, error)
+            self.listening.clear()
+            await asyncio.sleep(retry)
+            retry = min(retry * 2, LISTEN_RETRY_MAX)
+
+    def _notified(self, payload: str) -> None:
+        """A notification's payload is a charger id; anything else (a stranger with access to
+        the database) is logged and ignored."""
+        if not payload.isascii() or not payload.isdigit() or len(payload) > 19:
+            logger.warning("gateway %s: notification ignored: %.40r", self.process, payload)
+            return
+        self.wake(int(payload))
+
+    # ------------------------------------------------------------------ this process's sockets
 
     def wake_event(self, charger_id: int) -> asyncio.Event:
         return self.wakes.setdefault(charger_id, asyncio.Event())
@@ -113,7 +219,9 @@ async def station(websocket: WebSocket, serial: str) -> None:
         )
         return
     await websocket.accept(subprotocol=SUBPROTOCOL)
-    hub.loop = asyncio.get_running_loop()
+    if not hub.tasks:  # served without the app's lifespan: a gateway from its first charger on
+        await run_in_threadpool(hub._db, gateways.beat, gateways.wall_now())
+        hub.start()
     connection_id = secrets.token_hex(16)
 
     def take() -> None:

@@ -365,7 +365,14 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # the ocpp package is 
                     "the charger gave no challenge; it may not support owner actions over OCPP",
                 )
                 return True
-            blob = await self._db(outbox.seal, self.fleet.vault, pending.id, challenge, self._now())
+            blob = await self._db(
+                outbox.seal,
+                self.fleet.vault,
+                pending.id,
+                challenge,
+                self._now(),
+                self.connection_id,
+            )
             if blob is None:
                 return True
             answer = await self.call(
@@ -382,6 +389,11 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # the ocpp package is 
             )
             logger.info("%s: %s command %d %s", self.serial, pending.action, pending.id, state)
             return True
+        except outbox.NotHolder:
+            # Another connection (in this gateway or another) holds the charger now: it
+            # delivers; this one sends nothing more and closes.
+            await self.close("a newer connection of this charger took over")
+            return False
         except OCPPError as error:
             await self._db(
                 outbox.fail, pending.id, self._now(), "call_error", f"{error.code}: {error}"
@@ -399,7 +411,9 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # the ocpp package is 
         password itself never leaves this coroutine."""
         password = new_password()
         digest = rotated_password_digest(password)
-        if not await self._db(outbox.password_sent, pending.id, digest, self._now()):
+        if not await self._db(
+            outbox.password_sent, pending.id, digest, self._now(), self.connection_id
+        ):
             return
         answer = await self.call(
             call.SetVariables(
