@@ -24,7 +24,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from chargepin.core.policy import FirmwareVersion
 from chargepin.core.tickets import Action
@@ -191,6 +193,14 @@ async def test_commands_reach_chargers_on_either_gateway_and_survive_a_gateway_k
         produced=dt.date(2025, 9, 1),
     )
     a, b, c = run.chargers
+    async with httpx.AsyncClient() as http:
+        # A gateway serves OCPP only; the API without OCPP refuses the chargers' handshake.
+        for path in ("/docs", "/openapi.json", "/chargers", "/app/"):
+            assert (await http.get(fleet.url(0) + path)).status_code == 404, path
+        with pytest.raises(InvalidStatus) as refused:
+            async with station(f"http://127.0.0.1:{fleet.api_port}", a.serial, a.secret, time.time):
+                pass
+        assert refused.value.response.status_code == 403
     await fleet.owner.register("owner@example.com", PASSWORD)
     await fleet.owner.login("owner@example.com", PASSWORD)
     for charger in run.chargers:

@@ -73,6 +73,10 @@ def create_app(
         title="chargepin fleet service",
         version=__version__,
         description="Accounts, chargers, commissioning, the PIN vault, invitations and tickets.",
+        # A gateway (OCPP only) has no API to describe.
+        docs_url="/docs" if api else None,
+        redoc_url="/redoc" if api else None,
+        openapi_url="/openapi.json" if api else None,
     )
     app.state.fleet = FleetState(
         settings, engine, session_factory(engine), vault, clock or SystemClock()

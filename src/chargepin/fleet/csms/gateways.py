@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import delete, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chargepin.fleet.models import CsmsCommand, CsmsConnection, CsmsGateway
@@ -53,7 +54,11 @@ def beat(db: Session, gateway: str, now: dt.datetime) -> None:
     row was forgotten while it was frozen), and forget gateways long dead."""
     written = db.execute(update(CsmsGateway).where(CsmsGateway.id == gateway).values(last_seen=now))
     if not written.rowcount:  # type: ignore[attr-defined]
-        db.add(CsmsGateway(id=gateway, started_at=now, last_seen=now))
+        try:
+            with db.begin_nested():
+                db.add(CsmsGateway(id=gateway, started_at=now, last_seen=now))
+        except IntegrityError:
+            pass  # its first two beats at once (start and the beat task): the other inserted
     db.execute(delete(CsmsGateway).where(CsmsGateway.last_seen < now - FORGET))
 
 

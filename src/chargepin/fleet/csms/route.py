@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from chargepin.core.limits import serial_problem
 from chargepin.fleet.csms import auth, events, gateways, registry
 from chargepin.fleet.csms.station import SocketTransport, StationSession
-from chargepin.fleet.db import session_factory, transaction
+from chargepin.fleet.db import make_engine, session_factory, transaction
 from chargepin.fleet.times import utc_now
 
 if TYPE_CHECKING:
@@ -46,6 +46,13 @@ LISTEN_RETRY_MAX = 5.0
 """Seconds between attempts to LISTEN again after the connection was lost (doubling from 0.25)."""
 
 
+LISTEN_CONNECT_TIMEOUT = 10
+LISTEN_KEEPALIVE_IDLE = 30
+"""libpq options of the LISTEN connection (connect timeout; TCP keepalives after 30 s idle, every
+10 s, 3 lost): a server that vanished without closing it (a cut network) is noticed within about
+a minute and the connection made again (the sweep covers the time between)."""
+
+
 class Hub:
     """This process's OCPP sockets by charger id (never the source of truth: the registry is),
     and the process as a gateway: its heartbeat, its LISTEN for queued commands (PostgreSQL),
@@ -53,6 +60,10 @@ class Hub:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.own_engine: Engine | None = None
+        """The gateway's own connection (beat, sweep), opened by `start`: a pool and a thread
+        pool busy with a reconnection storm never starve the heartbeat that says this gateway
+        is alive."""
         self.sessions_db = session_factory(engine)
         self.events = events.EventWriter(engine)
         """The process's one writer of the stations' security events (group commit)."""
@@ -74,6 +85,13 @@ class Hub:
         if self.tasks:
             return
         self.loop = asyncio.get_running_loop()
+        self.own_engine = make_engine(
+            self.engine.url.render_as_string(hide_password=False),
+            gateways.BEAT,
+            pool_size=1,
+            max_overflow=0,
+        )
+        self.sessions_db = session_factory(self.own_engine)
         self.tasks.append(asyncio.create_task(self._beat(), name="ocpp-gateway-beat"))
         if self.engine.dialect.name == "postgresql":
             self.tasks.append(asyncio.create_task(self._listen(), name="ocpp-gateway-listen"))
@@ -85,13 +103,15 @@ class Hub:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
         with contextlib.suppress(Exception):  # a database already gone: its beat ends anyway
-            await run_in_threadpool(self._db, gateways.retire)
+            await asyncio.to_thread(self._db, gateways.retire)
+        if self.own_engine is not None:
+            self.own_engine.dispose()
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
         """The app's lifespan in a served process: the gateway registered before it serves."""
-        await run_in_threadpool(self._db, gateways.beat, gateways.wall_now())
         self.start()
+        await asyncio.to_thread(self._db, gateways.beat, gateways.wall_now())
         try:
             yield
         finally:
@@ -107,7 +127,7 @@ class Hub:
         swept = loop.time()
         while True:
             try:
-                await run_in_threadpool(self._db, gateways.beat, gateways.wall_now())
+                await asyncio.to_thread(self._db, gateways.beat, gateways.wall_now())
                 if loop.time() - swept >= gateways.SWEEP:
                     swept = loop.time()
                     await self.sweep()
@@ -117,7 +137,7 @@ class Hub:
 
     async def sweep(self) -> None:
         """Wake the delivery of this gateway's chargers that have a command waiting."""
-        for charger_id in await run_in_threadpool(self._db, gateways.waiting):
+        for charger_id in await asyncio.to_thread(self._db, gateways.waiting):
             self.wake(charger_id)
 
     async def _listen(self) -> None:
@@ -132,7 +152,13 @@ class Hub:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    conninfo, autocommit=True
+                    conninfo,
+                    autocommit=True,
+                    connect_timeout=LISTEN_CONNECT_TIMEOUT,
+                    keepalives=1,
+                    keepalives_idle=LISTEN_KEEPALIVE_IDLE,
+                    keepalives_interval=10,
+                    keepalives_count=3,
                 ) as connection:
                     await connection.execute(f"LISTEN {gateways.CHANNEL}")
                     self.listening.set()
@@ -220,8 +246,8 @@ async def station(websocket: WebSocket, serial: str) -> None:
         return
     await websocket.accept(subprotocol=SUBPROTOCOL)
     if not hub.tasks:  # served without the app's lifespan: a gateway from its first charger on
-        await run_in_threadpool(hub._db, gateways.beat, gateways.wall_now())
         hub.start()
+        await asyncio.to_thread(hub._db, gateways.beat, gateways.wall_now())
     connection_id = secrets.token_hex(16)
 
     def take() -> None:
