@@ -24,7 +24,7 @@ from chargepin.core.ocpp_events import SecurityEventType
 from chargepin.core.pin import weakness
 from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet import overview
-from chargepin.fleet.csms import events, outbox, registry
+from chargepin.fleet.csms import events, gateways, outbox, registry
 from chargepin.fleet.deps import user_for_digest
 from chargepin.fleet.models import Charger, CsmsCommand, PinReveal, Token
 from chargepin.fleet.security import token_digest
@@ -371,8 +371,13 @@ def test_my_chargers_asks_the_same_queries_for_many_chargers_as_for_few(
     with fleet.sessions() as db:
         ids = list(db.scalars(select(Charger.id).order_by(Charger.serial)))
     with fleet.sessions() as db, db.begin():
+        wall = gateways.wall_now()
+        gateways.beat(db, "process-1", wall)
+        gateways.beat(db, "process-2", wall - gateways.GRACE - dt.timedelta(seconds=1))
         registry.take(db, ids[1], "connection-1", "process-1", now)
         registry.take(db, ids[2], "connection-2", "process-1", now - dt.timedelta(hours=1))
+        # Heard just now, but through a gateway whose heartbeat stopped: offline.
+        registry.take(db, ids[6], "connection-6", "process-2", now)
     running = json.dumps({"failures": 5, "duration": 3600})
     over = json.dumps({"failures": 5, "duration": 60})
     reported(client, ids[3], SecurityEventType.PIN_LOCKOUT, running, now)
