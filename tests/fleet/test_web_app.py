@@ -327,6 +327,7 @@ def test_my_chargers_shows_the_connection_and_a_reported_lockout(
     now = utc_now(fleet_clock)
     with fleet.sessions() as db, db.begin():
         charger_id = db.scalar(select(Charger.id).where(Charger.serial == serial))
+        gateways.beat(db, "process-1", gateways.wall_now())  # a live gateway holds it
         registry.take(db, charger_id, "connection-1", "process-1", now)
     info = json.dumps({"failures": 5, "duration": 300, "phone": "aa:bb:cc:dd:ee:ff"})
     reported(client, charger_id, SecurityEventType.PIN_LOCKOUT, info, now)
@@ -578,6 +579,7 @@ def test_the_owner_changes_the_pin_with_the_command_the_api_queues(
     fleet = client.app.state.fleet  # type: ignore[attr-defined]
     with fleet.sessions() as db, db.begin():
         charger_id = db.scalar(select(Charger.id).where(Charger.serial == serial))
+        gateways.beat(db, "process-1", gateways.wall_now())  # a live gateway holds it
         registry.take(db, charger_id, "connection-1", "process-1", utc_now(fleet_clock))
     again = post_form(owner, f"{info}/change-pin", {"pin": "591724"}, from_page=info)
     assert again.status_code == 200 and "it is online, so it gets it over OCPP now" in again.text

@@ -35,7 +35,7 @@ from chargepin.core.policy import FirmwareVersion
 from chargepin.core.provisioning import ProvisioningBundle
 from chargepin.fleet import accounts, chargers, claims, members
 from chargepin.fleet.access import require_member
-from chargepin.fleet.csms import events, outbox, registry
+from chargepin.fleet.csms import events, gateways, outbox, registry
 from chargepin.fleet.db import transaction
 from chargepin.fleet.factory import provision
 from chargepin.fleet.times import utc_now
@@ -146,6 +146,8 @@ class Scene:
                 )
             members.revoke(db, owner, serial, users[FORMER].id, now)
             outbox.request(db, state.vault, owner, serial, "change_pin", {"pin": CHOSEN_PIN}, now)
+            # The scene's charger stays online however long the screenshots take.
+            gateways.staged(db, "process-1")
             registry.take(db, charger.id, "connection-1", "process-1", now)
             charger_id = charger.id
             expires = now + dt.timedelta(seconds=state.settings.token_lifetime)

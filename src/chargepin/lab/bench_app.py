@@ -66,7 +66,7 @@ from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet import accounts, claims, factory, members
 from chargepin.fleet.app import create_app
 from chargepin.fleet.chargers import audit_reveal
-from chargepin.fleet.csms import events, outbox, registry
+from chargepin.fleet.csms import events, gateways, outbox, registry
 from chargepin.fleet.db import make_engine, transaction
 from chargepin.fleet.models import Charger, PhoneBond, PinReveal, StationSecurityEvent, User
 from chargepin.fleet.operations import open_database
@@ -329,6 +329,7 @@ def seed(engine: Engine, vault: Vault, stickers: list[str], requests: int) -> Se
 
         # OCPP: half of the many-owner's chargers connected (some no longer heard), and the
         # first charger of each owner with a lockout still running.
+        gateways.staged(db, "bench")
         for n, charger in enumerate([*many[::2], few[0]]):
             heard = now - dt.timedelta(hours=2) if n % 10 == 9 else now
             registry.take(db, charger.id, f"bench{n}", "bench", heard)

@@ -62,6 +62,13 @@ def beat(db: Session, gateway: str, now: dt.datetime) -> None:
     db.execute(delete(CsmsGateway).where(CsmsGateway.last_seen < now - FORGET))
 
 
+def staged(db: Session, gateway: str) -> None:
+    """A gateway for a staged scene (the lab's screenshots and benches), which no process beats
+    for: heard a day ahead on the wall clock, so its chargers stay online for the scene."""
+    now = wall_now()
+    db.add(CsmsGateway(id=gateway, started_at=now, last_seen=now + dt.timedelta(days=1)))
+
+
 def retire(db: Session, gateway: str) -> None:
     """The gateway stops: its chargers are offline from now on (they reconnect elsewhere)."""
     db.execute(delete(CsmsGateway).where(CsmsGateway.id == gateway))
