@@ -24,6 +24,8 @@ class FleetSettings:
     # The Heartbeat interval a BootNotification answer gives chargers (OCPP), in seconds; a
     # charger silent for two of them (and 30 s) counts as offline (fleet/csms/registry.py).
     ocpp_heartbeat_interval: int = 300
+    # Open commands an owner may queue for one charger before 409 too_many_queued (outbox.py).
+    outbox_max_open: int = 20
 
     @classmethod
     def from_env(cls, **overrides: object) -> FleetSettings:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from pydantic import BaseModel, Field
 
 from chargepin.core.tickets import Action
+from chargepin.fleet.api.refusals import ErrorOut
 from chargepin.fleet.csms import events, outbox, registry
 from chargepin.fleet.deps import DB, BeforeCursor, CurrentUser, PageLimit, SerialPath
 from chargepin.fleet.times import utc_now
@@ -85,7 +86,18 @@ def commands(
     return [CommandOut(**vars(c)) for c in outbox.listed(db, user, serial, limit, before)]
 
 
-@router.post("/chargers/{serial}/commands", status_code=202, response_model=CommandOut)
+@router.post(
+    "/chargers/{serial}/commands",
+    status_code=202,
+    response_model=CommandOut,
+    responses={
+        409: {
+            "model": ErrorOut,
+            "description": "the PIN class does not allow it, or too_many_queued: the most "
+            "commands one charger may have waiting already wait; wait until it applied them",
+        }
+    },
+)
 def send_command(
     serial: SerialPath,
     body: CommandRequest,
@@ -98,7 +110,14 @@ def send_command(
     else when it connects. `GET .../commands` follows it to applied or failed."""
     fleet = request.app.state.fleet
     queued = outbox.request(
-        db, fleet.vault, user, serial, str(body.action), body.args, utc_now(fleet.clock)
+        db,
+        fleet.vault,
+        user,
+        serial,
+        str(body.action),
+        body.args,
+        utc_now(fleet.clock),
+        fleet.settings.outbox_max_open,
     )
     background.add_task(request.app.state.csms.wake, queued.charger_id)
     return CommandOut(**vars(queued.command))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from chargepin.core.errors import ChargepinError
@@ -24,7 +24,7 @@ from chargepin.fleet import tickets
 from chargepin.fleet.access import require_owner
 from chargepin.fleet.csms import gateways
 from chargepin.fleet.db import keyset_page
-from chargepin.fleet.errors import FleetError, Unprocessable
+from chargepin.fleet.errors import Conflict, FleetError, Unprocessable
 from chargepin.fleet.models import Charger, CsmsCommand, CsmsConnection, PhoneBond, User
 from chargepin.fleet.times import aware
 from chargepin.fleet.vault import Vault
@@ -46,6 +46,13 @@ class CommandState(StrEnum):
 
 
 OPEN_STATES = (CommandState.WAITING, CommandState.SENT)
+
+MAX_OPEN_PER_CHARGER = 20
+"""Open (waiting or sent) commands an owner may queue for one charger (FleetSettings
+.outbox_max_open): an offline charger's queue cannot grow without bound, and a careless or
+hostile owner script cannot fill the table. Each command is applied in order at the next
+connection, so twenty is far more than any real change needs; a revocation's own commands
+(fleet/members.py) are never refused by it, since a revoked phone must always be removed."""
 
 COMMAND_ACTIONS = frozenset(
     {Action.REMOVE_PHONE, Action.CHANGE_PIN, Action.ENABLE_PIN, Action.DISABLE_PIN, Action.REKEY}
@@ -155,12 +162,14 @@ def request(
     action: str,
     args: Mapping[str, str],
     now: dt.datetime,
+    max_open: int = MAX_OPEN_PER_CHARGER,
 ) -> Queued:
     """An owner's action for the charger, queued (owner only): the JSON API's
     `POST /chargers/{serial}/commands` and the web app's Change PIN and Remove phone. What can
-    be refused now is refused now (tickets.check_request: the PIN class, a weak PIN); a chosen
-    PIN is kept sealed (SEALED_PIN); the caller wakes the charger's connection once the
-    transaction is committed."""
+    be refused now is refused now (tickets.check_request: the PIN class, a weak PIN; 409
+    `too_many_queued` when `max_open` commands already wait for the charger); a chosen PIN is
+    kept sealed (SEALED_PIN); the caller wakes the charger's connection once the transaction is
+    committed."""
     charger = require_owner(db, owner, serial, "send commands to the charger")
     if action not in COMMAND_NAMES:
         raise Unprocessable(
@@ -170,8 +179,33 @@ def request(
     kept = dict(args)
     if action != CSMS_PASSWORD:
         kept = _sealed(vault, charger.id, tickets.check_request(charger, Action(action), args))
+    # The charger's row written first (a no-op UPDATE): it locks the row on PostgreSQL and takes
+    # SQLite's write lock (whose driver would not begin the transaction before a SELECT, and
+    # which ignores FOR UPDATE), so concurrent requests count one after the other and the cap
+    # holds however many arrive at once.
+    db.execute(update(Charger).where(Charger.id == charger.id).values(id=Charger.id))
+    if open_count(db, charger.id) >= max_open:
+        raise Conflict(
+            f"{max_open} commands already wait for {serial}, the most one charger may have "
+            "queued; they are delivered when it connects: wait until it has applied them (GET "
+            f"/chargers/{serial}/commands) or check that it is online, then try again",
+            code="too_many_queued",
+        )
     command = enqueue(db, charger, action, kept, owner.id, now)
     return Queued(charger.id, view(command))
+
+
+def open_count(db: Session, charger_id: int) -> int:
+    """How many of the charger's commands are waiting or sent."""
+    count = db.scalar(
+        select(func.count())
+        .select_from(CsmsCommand)
+        .where(
+            CsmsCommand.charger_id == charger_id,
+            CsmsCommand.state.in_([s.value for s in OPEN_STATES]),
+        )
+    )
+    return int(count or 0)
 
 
 def open_commands(db: Session, charger_id: int) -> set[tuple[str, tuple[tuple[str, str], ...]]]:

@@ -529,7 +529,14 @@ class OwnerPost:
         now = utc_now(state.clock)
         try:
             queued = outbox.request(
-                self.db, state.vault, signed.user, self.serial, str(body.action), body.args, now
+                self.db,
+                state.vault,
+                signed.user,
+                self.serial,
+                str(body.action),
+                body.args,
+                now,
+                state.settings.outbox_max_open,
             )
         except FleetError as error:
             raise refuse(error) from None
