@@ -63,7 +63,14 @@ def create_app(
     if not (api or ocpp):
         raise ValueError("an app serves the API, OCPP or both")
     settings = settings or FleetSettings.from_env()
-    engine = engine or make_engine(settings.db_url, settings.db_lock_timeout)
+    engine = engine or make_engine(
+        settings.db_url,
+        settings.db_lock_timeout,
+        settings.db_statement_timeout,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+    )
     migrate(engine)
     if vault is None:
         vault, created = load_vault(settings.vault_key_file)

@@ -20,6 +20,10 @@ from chargepin.fleet.errors import Conflict, FleetError, ServiceBusy
 DEFAULT_URL = "sqlite:///chargepin-fleet.db"
 LOCK_TIMEOUT = 30.0
 """Seconds a statement waits for another transaction's lock before the request gives up (503)."""
+POOL_TIMEOUT = 10.0
+"""Seconds a request waits for a free pooled connection before it gives up (503 busy)."""
+STATEMENT_TIMEOUT = 30.0
+"""Seconds one statement may run on PostgreSQL before the server cancels it (503 busy)."""
 
 
 def private_sqlite_file(url: str) -> None:
@@ -41,14 +45,22 @@ def private_sqlite_file(url: str) -> None:
         return
 
 
-def make_engine(url: str, lock_timeout: float = LOCK_TIMEOUT, **pool: Any) -> Engine:
+def make_engine(
+    url: str,
+    lock_timeout: float = LOCK_TIMEOUT,
+    statement_timeout: float | None = None,
+    **pool: Any,
+) -> Engine:
     """An engine for `url`; SQLite gets WAL, foreign keys, a busy timeout and a 0600 file.
 
     Both databases wait `lock_timeout` for a lock another writer holds (SQLite's busy timeout,
     PostgreSQL's lock_timeout), then fail the statement: the request answers 503 (see
-    `refusal`) instead of hanging for as long as the other writer runs. `pool` goes to
-    create_engine (pool_size, max_overflow, pool_timeout): every request uses one connection
-    of it, never two, so any size works (tests run the claims on a pool of one).
+    `refusal`) instead of hanging for as long as the other writer runs. On PostgreSQL a
+    `statement_timeout` bounds any one statement, however slow the server is (SQLite has no
+    server: its statements are this process's own work). `pool` goes to create_engine
+    (pool_size, max_overflow, pool_timeout): every request uses one connection of it, never
+    two, so any size works (tests run the claims on a pool of one); a request that finds none
+    free within pool_timeout is 503 too. Back-pressure, never a hang (docs/FLEET.md, "Limits").
     """
     if url.startswith("sqlite"):
         private_sqlite_file(url)
@@ -67,13 +79,22 @@ def make_engine(url: str, lock_timeout: float = LOCK_TIMEOUT, **pool: Any) -> En
         return engine
     connect_args: dict[str, Any] = {}
     if url.startswith("postgresql+psycopg"):
-        connect_args["options"] = f"-c lock_timeout={max(1, round(lock_timeout * 1000))}"
+        options = f"-c lock_timeout={_ms(lock_timeout)}"
+        if statement_timeout is not None:
+            options += f" -c statement_timeout={_ms(statement_timeout)}"
+        connect_args["options"] = options
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
+
+
+def _ms(seconds: float) -> int:
+    """A timeout for PostgreSQL in whole milliseconds, at least 1 (0 would mean none)."""
+    return max(1, round(seconds * 1000))
 
 
 _SQLITE_BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes, masked to 8 bits)
 _SQLITE_COLLISIONS = {1555, 2067, 787}  # constraint PRIMARYKEY, UNIQUE, FOREIGNKEY
 _PG_BUSY = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
+_PG_CANCELLED = "57014"  # query_canceled: statement_timeout (or an operator's pg_cancel_backend)
 _PG_COLLISIONS = {"23505", "23503"}  # unique violation, foreign key violation
 
 
@@ -98,6 +119,11 @@ def refusal(error: Exception) -> FleetError | None:
         return ServiceBusy(
             "another change to the database was in progress and this one could not wait for "
             "it; nothing was changed, try again"
+        )
+    if sqlstate == _PG_CANCELLED:
+        return ServiceBusy(
+            "the database is too slow to answer now (the statement ran past the service's "
+            "statement timeout); nothing was changed, try again"
         )
     if sqlstate in _PG_COLLISIONS or sqlite_code in _SQLITE_COLLISIONS:
         return Conflict(
@@ -128,6 +154,9 @@ def migrate(engine: Engine) -> None:
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
+            # A migration may rewrite a large table: the requests' statement timeout is not its
+            # (nor the wait for another process's migration).
+            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from chargepin.fleet.db import DEFAULT_URL, LOCK_TIMEOUT
+from chargepin.fleet.db import DEFAULT_URL, LOCK_TIMEOUT, POOL_TIMEOUT, STATEMENT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,13 @@ class FleetSettings:
     db_url: str = DEFAULT_URL
     # How long a write waits for another writer's lock (a large `fleet provision`) before 503.
     db_lock_timeout: float = LOCK_TIMEOUT
+    # Back-pressure (docs/FLEET.md, "Limits"): a request waits at most db_pool_timeout for one of
+    # db_pool_size + db_max_overflow connections, and a statement runs at most
+    # db_statement_timeout on PostgreSQL; past either it is 503 with Retry-After, never a hang.
+    db_pool_size: int = 5
+    db_max_overflow: int = 10
+    db_pool_timeout: float = POOL_TIMEOUT
+    db_statement_timeout: float = STATEMENT_TIMEOUT
     vault_key_file: Path = Path("chargepin-vault-key.json")
     # PRODUCT.md: an app too old to know the PIN gets "update the app", never a silent failure.
     min_app_version: str = "2.0.0"

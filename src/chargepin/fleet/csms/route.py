@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
 
 from chargepin.core.limits import serial_problem
 from chargepin.fleet.csms import auth, events, gateways, registry
 from chargepin.fleet.csms.station import SocketTransport, StationSession
-from chargepin.fleet.db import make_engine, session_factory, transaction
+from chargepin.fleet.db import make_engine, refusal, session_factory, transaction
 from chargepin.fleet.times import utc_now
 
 if TYPE_CHECKING:
@@ -204,10 +205,17 @@ class Hub:
             self.wakes.pop(session.charger_id, None)
 
 
-async def refuse(websocket: WebSocket, status: int, error: str, detail: str) -> None:
+async def refuse(
+    websocket: WebSocket,
+    status: int,
+    error: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+) -> None:
     """Answer the handshake with an HTTP refusal (the Denial Response extension), or a plain
     close before accepting (uvicorn answers 403) where the server lacks it."""
-    headers = {"WWW-Authenticate": REALM} if status == 401 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": REALM}
     response = JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
     try:
         await websocket.send_denial_response(response)
@@ -234,7 +242,17 @@ async def station(websocket: WebSocket, serial: str) -> None:
             header = websocket.headers.get("authorization")
             return auth.authenticate(db, fleet.vault, serial, header, utc_now(fleet.clock))
 
-    charger_id = await run_in_threadpool(check)
+    try:
+        charger_id = await run_in_threadpool(check)
+    except (sa_exc.DBAPIError, sa_exc.TimeoutError) as failure:
+        busy = refusal(failure)
+        if busy is None:
+            raise
+        # The database is slow or its pool exhausted: a bounded wait, then a clean refusal the
+        # charger retries (its reconnect back-off), never a socket left hanging.
+        logger.warning("%s: handshake refused, database busy: %s", serial, failure)
+        await refuse(websocket, busy.status, busy.code, str(busy), busy.headers)
+        return
     if charger_id is None:
         await refuse(
             websocket,
@@ -254,7 +272,14 @@ async def station(websocket: WebSocket, serial: str) -> None:
         with transaction(fleet.sessions) as db:
             registry.take(db, charger_id, connection_id, hub.process, utc_now(fleet.clock))
 
-    await run_in_threadpool(take)
+    try:
+        await run_in_threadpool(take)
+    except (sa_exc.DBAPIError, sa_exc.TimeoutError) as failure:
+        if refusal(failure) is None:
+            raise
+        logger.warning("%s: connection dropped, database busy: %s", serial, failure)
+        await websocket.close(code=1013, reason="database busy; reconnect later")  # Try Again Later
+        return
     session = StationSession(
         fleet,
         serial,
