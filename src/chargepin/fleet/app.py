@@ -30,8 +30,9 @@ from chargepin.fleet.csms import route as csms_route
 from chargepin.fleet.db import make_engine, migrate, refusal, session_factory
 from chargepin.fleet.errors import FleetError
 from chargepin.fleet.settings import FleetSettings
+from chargepin.fleet.source_limits import SourceLimits
 from chargepin.fleet.vault import Vault, load_vault
-from chargepin.fleet.web import LARGER_BODIES
+from chargepin.fleet.web import LARGER_BODIES, plain_page
 from chargepin.fleet.web import install as install_web
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,16 @@ def create_app(
 
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, larger=LARGER_BODIES)
+    # Outside the body limit (a refused source's body is never read), inside the pages'
+    # security headers (added by install_web, so its refusal page carries them). A gateway
+    # (OCPP only) limits its sources the same way.
+    app.add_middleware(
+        SourceLimits,
+        limits=settings.source_limits,
+        engine=engine,
+        clock=app.state.fleet.clock,
+        refusal_page=plain_page,
+    )
     if api:
         app.include_router(accounts.router)
         app.include_router(chargers.router)

@@ -20,7 +20,7 @@ from chargepin.fleet.errors import Conflict, FleetError, ServiceBusy
 DEFAULT_URL = "sqlite:///chargepin-fleet.db"
 LOCK_TIMEOUT = 30.0
 """Seconds a statement waits for another transaction's lock before the request gives up (503)."""
-POOL_TIMEOUT = 10.0
+POOL_TIMEOUT = 30.0
 """Seconds a request waits for a free pooled connection before it gives up (503 busy)."""
 STATEMENT_TIMEOUT = 30.0
 """Seconds one statement may run on PostgreSQL before the server cancels it (503 busy)."""

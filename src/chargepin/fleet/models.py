@@ -335,3 +335,15 @@ class CsmsCommand(Base):
     reason: Mapped[str | None] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(String(500))
     receipt: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class SourceHit(Base):
+    """Requests from one source (an IPv4 address, an IPv6 /64) in one fixed window of the
+    request-rate limit (fleet/source_limits.py): shared by every process on PostgreSQL."""
+
+    __tablename__ = "source_hits"
+
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    """The window's number: its start in seconds since the epoch, divided by its length."""
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hits: Mapped[int]

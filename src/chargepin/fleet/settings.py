@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from chargepin.fleet.db import DEFAULT_URL, LOCK_TIMEOUT, POOL_TIMEOUT, STATEMENT_TIMEOUT
+from chargepin.fleet.source_limits import SourceLimitSettings
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class FleetSettings:
     ocpp_heartbeat_interval: int = 300
     # Open commands an owner may queue for one charger before 409 too_many_queued (outbox.py).
     outbox_max_open: int = 20
+    # Per-source request rate and requests/sockets at once (fleet/source_limits.py).
+    source_limits: SourceLimitSettings = field(default_factory=SourceLimitSettings)
 
     @classmethod
     def from_env(cls, **overrides: object) -> FleetSettings:

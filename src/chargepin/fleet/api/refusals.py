@@ -7,8 +7,9 @@ could not know a login may be throttled or how long to wait.
 
 Where a refusal applies is read off each operation where it can be: 413 wherever a request body
 is taken (fleet/body_limit.py refuses it before the route runs), 426 wherever X-App-Version is
-read (fleet/deps.check_app_version), 422 wherever a parameter or body is validated. Only 429 is
-a route's own business (its throttle): those routes say so with `responses=THROTTLED`.
+read (fleet/deps.check_app_version), 422 wherever a parameter or body is validated; 429 (the
+per-source limits, fleet/source_limits.py) and 503 (back-pressure) on every route, with their
+Retry-After. A throttled route says more of its 429 with `responses=THROTTLED`.
 """
 
 from __future__ import annotations
@@ -54,7 +55,12 @@ _DECLARED = {
     413: f"the request body is over {MAX_BODY_BYTES // 1024} KiB: refused before it is read",
     422: "a parameter or the body is invalid; `detail` names each problem",
     426: "X-App-Version is missing, not a version, or too old: update the app",
+    429: "too_many_requests: more requests from this address than the service takes "
+    "(fleet/source_limits.py); try again after Retry-After seconds",
+    503: "busy: the database is slow or its connections are taken; nothing was changed, try "
+    "again after Retry-After seconds",
 }
+_WITH_RETRY_AFTER = {429, 503}
 
 
 def refusals_of(operation: dict[str, Any]) -> dict[int, str]:
@@ -69,6 +75,7 @@ def refusals_of(operation: dict[str, Any]) -> dict[int, str]:
     headers = {p["name"].lower() for p in parameters if p.get("in") == "header"}
     if APP_VERSION_HEADER in headers:
         statuses.append(426)
+    statuses += [429, 503]  # any request: the per-source limits, back-pressure
     return {status: _DECLARED[status] for status in statuses}
 
 
@@ -85,7 +92,12 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         for operation in path.values():
             responses = operation.setdefault("responses", {})
             for status, description in refusals_of(operation).items():
-                responses[str(status)] = {"description": description, "content": _CONTENT}
+                declared: dict[str, Any] = {"description": description, "content": _CONTENT}
+                if status in _WITH_RETRY_AFTER:
+                    declared["headers"] = RETRY_AFTER
+                if status == 429 and "429" in responses:
+                    continue  # a throttle's own 429 (THROTTLED) says more than the general one
+                responses[str(status)] = declared
     schemas.pop("HTTPValidationError", None)  # FastAPI's 422 shape: the service never sends it
     schemas.pop("ValidationError", None)
     app.openapi_schema = document

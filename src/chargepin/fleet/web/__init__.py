@@ -5,6 +5,6 @@ registry and events): the pages validate, call them and render; no rule lives he
 web's own (cookie sessions, CSRF, security headers). `install(app)` mounts it.
 """
 
-from chargepin.fleet.web.pages import LARGER_BODIES, install
+from chargepin.fleet.web.pages import LARGER_BODIES, install, plain_page
 
-__all__ = ["LARGER_BODIES", "install"]
+__all__ = ["LARGER_BODIES", "install", "plain_page"]

@@ -115,6 +115,13 @@ def render(
     return response
 
 
+def plain_page(request: Request, status: int, title: str, message: str) -> Response:
+    """The error page without a session (no form on it, so no CSRF token): what the service's
+    own limits answer before any route runs (fleet/source_limits.py)."""
+    context = {"title": title, "message": message, "user": None}
+    return templates.TemplateResponse(request, "error.html", context, status_code=status)
+
+
 def refused(
     request: Request,
     error: FleetError,
