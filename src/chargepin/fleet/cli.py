@@ -64,13 +64,74 @@ def serve(
             "them to `chargepin fleet gateway` processes (PostgreSQL only).",
         ),
     ] = True,
+    source_header: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CHARGEPIN_SOURCE_HEADER",
+            help="The header the proxy in front sets to the client's address, e.g. "
+            "X-Forwarded-For (its last entry counts); default none: the peer's address.",
+        ),
+    ] = None,
+    source_rate: Annotated[
+        int, typer.Option(min=0, help="Requests per source per window (0: no rate limit).")
+    ] = 600,
+    source_window: Annotated[
+        float, typer.Option(min=1, max=3600, help="The rate limit's window in seconds.")
+    ] = 60.0,
+    source_in_flight: Annotated[
+        int, typer.Option(min=0, help="HTTP requests in progress per source per process.")
+    ] = 32,
+    source_sockets: Annotated[
+        int, typer.Option(min=0, help="Open OCPP WebSockets per source per process.")
+    ] = 1000,
+    source_exempt: Annotated[
+        list[str] | None,
+        typer.Option(help="A network never limited (repeatable; default loopback)."),
+    ] = None,
+    outbox_max_open: Annotated[
+        int, typer.Option(min=1, help="Open commands one charger may have queued.")
+    ] = 20,
+    db_pool_size: Annotated[
+        int, typer.Option(min=1, help="Pooled database connections kept open.")
+    ] = 5,
+    db_max_overflow: Annotated[
+        int, typer.Option(min=0, help="Connections opened beyond the pool under load.")
+    ] = 10,
+    db_pool_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a request waits for a connection (then 503).")
+    ] = 30.0,
+    db_statement_timeout: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds a PostgreSQL statement may run (then 503)."),
+    ] = 30.0,
 ) -> None:
     """Serve the fleet API (OpenAPI at /docs), the app (/app/) and the chargers' OCPP route on
-    loopback; migrations apply on start."""
+    loopback; migrations apply on start. The limits that protect it: docs/FLEET.md, "Limits
+    that protect the service"."""
+    import dataclasses
+
     from chargepin.fleet import operations
+    from chargepin.fleet.source_limits import LOOPBACK, SourceLimitSettings
 
     operations.require_loopback(host)
-    operations.serve(_settings(db, vault_key_file), host, port, ocpp=ocpp)
+    limits = SourceLimitSettings(
+        rate=source_rate,
+        window=source_window,
+        in_flight=source_in_flight,
+        sockets=source_sockets,
+        header=source_header or None,
+        exempt=tuple(source_exempt) if source_exempt is not None else LOOPBACK,
+    )
+    settings = dataclasses.replace(
+        _settings(db, vault_key_file),
+        source_limits=limits,
+        outbox_max_open=outbox_max_open,
+        db_pool_size=db_pool_size,
+        db_max_overflow=db_max_overflow,
+        db_pool_timeout=db_pool_timeout,
+        db_statement_timeout=db_statement_timeout,
+    )
+    operations.serve(settings, host, port, ocpp=ocpp)
 
 
 @fleet_app.command("gateway")

@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chargepin.clock import Clock
+from chargepin.core.errors import InvalidConfig
 from chargepin.fleet.accounts import source_key
 from chargepin.fleet.models import SourceHit
 
@@ -62,16 +63,18 @@ class SourceLimitSettings:
         for name in ("rate", "in_flight", "sockets"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"source limit {name} must be a whole number >= 0, got {value!r}")
+                raise InvalidConfig(
+                    f"source limit {name} must be a whole number >= 0, got {value!r}"
+                )
         if not 1 <= self.window <= 3600:
-            raise ValueError(f"source limit window must be 1 to 3600 seconds, got {self.window}")
+            raise InvalidConfig(f"source limit window must be 1 to 3600 seconds, got {self.window}")
         if self.header is not None and not _HEADER_NAME.issuperset(self.header.lower()):
-            raise ValueError(f"source header {self.header!r} is not an HTTP header name")
+            raise InvalidConfig(f"source header {self.header!r} is not an HTTP header name")
         for network in self.exempt:
             try:
                 ipaddress.ip_network(network, strict=False)
             except ValueError:
-                raise ValueError(
+                raise InvalidConfig(
                     f"exempt source {network!r} is not an address or network like 10.0.0.0/8"
                 ) from None
 
