@@ -255,6 +255,29 @@ def bench_fleet(
     raise typer.Exit(run_fleet_bench(json_path, chargers, seconds, concurrency))
 
 
+@bench_app.command("limits")
+@reports_errors
+def bench_limits(
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
+    ] = None,
+    db_url: Annotated[
+        str | None,
+        typer.Option(
+            "--db-url",
+            help="An empty PostgreSQL database (postgresql+psycopg://...); a fresh SQLite file "
+            "if omitted.",
+        ),
+    ] = None,
+    seconds: Annotated[float, typer.Option(min=0.1, help="Seconds of load per arm.")] = 5.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent client workers.")] = 8,
+) -> None:
+    """The per-source rate limit's cost per request, a flood past it, and back-pressure."""
+    from chargepin.lab.bench_limits import run_limits_bench
+
+    raise typer.Exit(run_limits_bench(json_path, db_url, seconds, concurrency))
+
+
 @bench_app.command("app")
 @reports_errors
 def bench_web_app(
