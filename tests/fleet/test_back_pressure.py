@@ -20,6 +20,7 @@ from chargepin.clock import FakeClock
 from chargepin.core.csms_auth import csms_password
 from chargepin.fleet.app import create_app
 from chargepin.fleet.settings import FleetSettings
+from chargepin.fleet.source_limits import SourceLimitSettings
 from chargepin.fleet.vault import Vault
 from chargepin.lab.live_server import serve
 from tests.helpers.fleet_accounts import login
@@ -32,7 +33,7 @@ NEVER_LONGER = 5.0
 """What the test accepts as 'bounded' on a loaded machine: far below the 30 s defaults."""
 
 
-def fleet(db_url: str, clock: FakeClock, **settings: float) -> FastAPI:
+def fleet(db_url: str, clock: FakeClock, **settings: object) -> FastAPI:
     return create_app(
         FleetSettings(db_url=db_url, **settings),  # type: ignore[arg-type]
         vault=Vault.generate(),
@@ -42,7 +43,14 @@ def fleet(db_url: str, clock: FakeClock, **settings: float) -> FastAPI:
 
 @pytest.fixture
 def pool_of_one(db_url: str, fleet_clock: FakeClock) -> Iterator[TestClient]:
-    app = fleet(db_url, fleet_clock, db_pool_size=1, db_max_overflow=0, db_pool_timeout=BOUND)
+    app = fleet(
+        db_url,
+        fleet_clock,
+        db_pool_size=1,
+        db_max_overflow=0,
+        db_pool_timeout=BOUND,
+        source_limits=SourceLimitSettings(header="X-Forwarded-For"),
+    )
     with TestClient(app) as client:
         yield client
     app.state.fleet.engine.dispose()
@@ -80,6 +88,11 @@ async def test_an_exhausted_pool_is_503_with_retry_after_within_the_bound_then_r
             assert busy.json()["error"] == "busy" and "no free database connection" in busy.text
             assert int(busy.headers["Retry-After"]) >= 1
             assert BOUND <= waited < NEVER_LONGER
+            # A counted source's request: the rate's counter (PostgreSQL's) waits as long, then
+            # the same 503, never a 500 from the limiter itself.
+            counted = http.get("/me", headers={**owner, "X-Forwarded-For": "198.51.100.7"})
+            assert counted.status_code == 503 and counted.json()["error"] == "busy"
+            assert counted.headers["Retry-After"] == "5"
             # The OCPP side: the handshake is refused with 503 (the charger retries), not hung.
             started = time.monotonic()
             assert await handshake(live, charger.serial, credentials) == (503, "5")

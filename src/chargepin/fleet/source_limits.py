@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, delete, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -38,6 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from chargepin.clock import Clock
 from chargepin.core.errors import InvalidConfig
 from chargepin.fleet.accounts import source_key
+from chargepin.fleet.db import refusal
 from chargepin.fleet.models import SourceHit
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
@@ -148,7 +150,17 @@ class SourceLimits:
             )
             await self.refuse(scope, receive, send, 429, "too_many_requests", detail, 1)
             return
-        wait = await self.count(source) if self.limits.rate else None
+        try:
+            wait = await self.count(source) if self.limits.rate else None
+        except (sa_exc.DBAPIError, sa_exc.TimeoutError) as failure:
+            busy = refusal(failure)
+            if busy is None:
+                raise
+            # The counter waits no longer than a request would (the pool's timeout, the
+            # statement timeout), then says what the request would have said: busy.
+            retry = int((busy.headers or {}).get("Retry-After", "5"))
+            await self.refuse(scope, receive, send, busy.status, busy.code, str(busy), retry)
+            return
         if wait is not None:
             detail = (
                 f"more than {self.limits.rate} requests from your address in "
