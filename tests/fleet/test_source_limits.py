@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -154,4 +155,7 @@ async def test_a_source_s_sockets_at_once_and_its_handshakes_past_the_rate_are_r
         assert await once_closed() == (101, "")
         # The fifth counted handshake in the window is refused until the window's end.
         assert await once_closed() == (429, str(int(WINDOW)))
+        # No header is trusted here: a client naming itself loopback is still itself.
+        spoofed = httpx.get(f"{live}/me", headers={"X-Forwarded-For": "127.0.0.1"}, timeout=10)
+        assert spoofed.status_code == 429
     app.state.fleet.engine.dispose()
