@@ -4,9 +4,11 @@
 the chargers in the fleet database with a vaulted 32-byte secret, a serial and a one-time claim
 code (only its keyed digest is kept, fleet/claims.py), with the PIN on or off as the vendor's
 policy says. The secret and the claim code leave it once, in the returned values, for the
-bundle and the sticker (`write_outputs`). Rows are written with bulk inserts in batches and a
-single commit by the caller, because a factory run of a million chargers must not pay for one
-round trip and one fsync per charger (docs/PERFORMANCE.md).
+bundle and the sticker (`write_outputs`). Rows are written in batches and committed once by the
+caller, because a factory run of a million chargers must not pay for one round trip and one fsync
+per charger (docs/PERFORMANCE.md): bulk INSERTs on SQLite, `COPY ... FROM STDIN` on PostgreSQL
+(psycopg 3's `cursor.copy()`, one stream per batch on the session's own connection, so inside
+the caller's transaction: a run that dies half-way leaves no charger, see docs/DEPLOY.md).
 """
 
 from __future__ import annotations
@@ -48,6 +50,23 @@ _INSERT = insert(Charger.metadata.tables[Charger.__tablename__]).values(
 )
 """A Core executemany INSERT: the ORM's per-row bookkeeping and JSON encoding of the (empty)
 claim lockout cost more than the encryption at a million rows."""
+
+_COPY_COLUMNS = (
+    "serial",
+    "model",
+    "firmware",
+    "produced",
+    "secret_ct",
+    "claim_code_hash",
+    "pin_enabled",
+    "epoch",
+    "created_at",
+)
+"""The columns a batch's rows hold, in order; both paths add the (empty) claim lockout."""
+
+_COPY = f"COPY {Charger.__tablename__} ({', '.join(_COPY_COLUMNS)}, claim_lockout) FROM STDIN"
+"""PostgreSQL's bulk load: the rows of `_INSERT` with the same columns and values, streamed.
+The other columns take their defaults as with the INSERT (generation's server default 0, NULLs)."""
 
 
 @dataclass(frozen=True)
@@ -129,29 +148,44 @@ def provision(
         )
     pin_enabled = policy.mode is PinMode.MANDATORY
     claim_digest = code_digester(vault)
+    write = _copy_rows if db.get_bind().dialect.name == "postgresql" else _insert_rows
+    firmware_text = str(firmware)
     made: list[Provisioned] = []
     for start in range(first, first + count, BATCH):
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         for number in range(start, min(start + BATCH, first + count)):
             serial = f"{serial_prefix}{number:0{SERIAL_DIGITS}d}"
             secret = new_secret()
             code = new_claim_code()
             rows.append(
-                {
-                    "serial": serial,
-                    "model": model,
-                    "firmware": firmware,
-                    "produced": produced,
-                    "secret_ct": vault.seal(secret, secret_context(serial)),
-                    "claim_code_hash": claim_digest(serial, code),
-                    "pin_enabled": pin_enabled,
-                    "epoch": 0,
-                    "created_at": created_at,
-                }
+                (
+                    serial,
+                    model,
+                    firmware_text,
+                    produced,
+                    vault.seal(secret, secret_context(serial)),
+                    claim_digest(serial, code),
+                    pin_enabled,
+                    0,
+                    created_at,
+                )
             )
             made.append(Provisioned(serial, model, firmware, produced, policy, secret, code))
-        db.execute(_INSERT, rows)
+        write(db, rows)
     return made
+
+
+def _insert_rows(db: Session, rows: list[tuple[Any, ...]]) -> None:
+    """One batch as a bulk INSERT (SQLite, or any database without COPY)."""
+    db.execute(_INSERT, [dict(zip(_COPY_COLUMNS, row, strict=True)) for row in rows])
+
+
+def _copy_rows(db: Session, rows: list[tuple[Any, ...]]) -> None:
+    """One batch streamed with COPY on the session's connection (so in its transaction)."""
+    driver = db.connection().connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(_COPY) as copy:  # type: ignore[union-attr]
+        for row in rows:
+            copy.write_row((*row, "{}"))
 
 
 def reissue_claim_code(db: Session, vault: Vault, serial: str) -> StickerPayload:
