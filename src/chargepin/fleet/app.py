@@ -21,6 +21,7 @@ from chargepin.core.errors import ChargepinError
 from chargepin.fleet.api import accounts, chargers
 from chargepin.fleet.api import csms as csms_api
 from chargepin.fleet.api import factory as factory_api
+from chargepin.fleet.api import health as health_api
 from chargepin.fleet.api import members as members_api
 from chargepin.fleet.api import presence as presence_api
 from chargepin.fleet.api import tickets as tickets_api
@@ -114,6 +115,7 @@ def create_app(
         app.include_router(csms_api.router)
     if ocpp:
         app.include_router(csms_route.router)
+    app.include_router(health_api.router)  # the load balancer's check, on gateways too
     if api:
         install_web(app)  # the app's pages under /app/ (docs/APP.md)
         declare_refusals(app)
