@@ -104,6 +104,14 @@ def serve(
         float,
         typer.Option(min=0.1, help="Seconds a PostgreSQL statement may run (then 503)."),
     ] = 30.0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes sharing the port (more than 1 needs PostgreSQL).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the fleet API (OpenAPI at /docs), the app (/app/) and the chargers' OCPP route on
     loopback; migrations apply on start. The limits that protect it: docs/FLEET.md, "Limits
@@ -131,7 +139,8 @@ def serve(
         db_pool_timeout=db_pool_timeout,
         db_statement_timeout=db_statement_timeout,
     )
-    operations.serve(settings, host, port, ocpp=ocpp)
+    operations.require_workers(settings.db_url, workers)
+    operations.serve(settings, host, port, ocpp=ocpp, workers=workers)
 
 
 @fleet_app.command("gateway")

@@ -11,6 +11,7 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +25,9 @@ from chargepin.fleet.models import Charger
 from chargepin.fleet.pins import custom_pin_context, secret_context
 from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import ENV_KEY, ENV_KEY_FILE, Vault, VaultError, key_id, load_vault
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 ROTATION_BATCH = 2000
 
@@ -95,15 +99,97 @@ def needs_postgresql(settings: FleetSettings, what: str) -> None:
         )
 
 
+MAX_WORKERS = 64
+
+APP_FACTORY = "chargepin.fleet.operations:worker_app"
+"""What each of `serve --workers N`'s processes imports and calls: the app from the environment
+(CHARGEPIN_DB_URL, the vault's key file or key, ENV_WORKER_OCPP), which `serve` sets for them."""
+
+ENV_WORKER_OCPP = "CHARGEPIN_WORKER_OCPP"
+"""'1' when the workers of `serve --workers N` also serve OCPP (each then a gateway), '0' not."""
+
+ENV_WORKER_SETTINGS = "CHARGEPIN_WORKER_SETTINGS"
+"""The parent's FleetSettings as JSON, for its workers: every option of `serve` (limits, pool
+sizes, timeouts) reaches every worker, not only what the environment says."""
+
+
+def settings_json(settings: FleetSettings) -> str:
+    """`settings` as JSON (`settings_from_json` reads it back equal)."""
+    import dataclasses
+    import json
+
+    return json.dumps(dataclasses.asdict(settings), default=str)
+
+
+def settings_from_json(text: str) -> FleetSettings:
+    """The FleetSettings of `settings_json`."""
+    import json
+
+    from chargepin.fleet.source_limits import SourceLimitSettings
+
+    values = json.loads(text)
+    limits = values.pop("source_limits")
+    limits["exempt"] = tuple(limits["exempt"])
+    return FleetSettings(
+        **{
+            **values,
+            "vault_key_file": Path(values["vault_key_file"]),
+            "source_limits": SourceLimitSettings(**limits),
+        }
+    )
+
+
+def require_workers(db_url: str, workers: int) -> int:
+    """`workers` when this database can serve that many processes, else InvalidConfig.
+
+    Several API processes share nothing but the database: every throttle, lockout, outbox row
+    and event is a row in it (docs/DEPLOY.md, "Workers"). SQLite is one process's database (its
+    writers queue on one file lock), so more than one worker needs PostgreSQL.
+    """
+    if isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+        raise InvalidConfig(f"workers must be 1 to {MAX_WORKERS}, got {workers!r}")
+    if workers > 1 and not db_url.startswith("postgresql"):
+        raise InvalidConfig(
+            f"--workers {workers} needs PostgreSQL (--db postgresql+psycopg://...): several "
+            "processes share their state through the database, and SQLite serves one process; "
+            "run one worker on SQLite"
+        )
+    return workers
+
+
+def served_app(settings: FleetSettings, *, api: bool = True, ocpp: bool = True) -> FastAPI:
+    """The app one server process runs: with `ocpp`, the Hub's lifespan makes it a gateway
+    with a heartbeat (fleet/csms/gateways.py)."""
+    from chargepin.fleet.app import create_app
+
+    app = create_app(settings, api=api, ocpp=ocpp)
+    if ocpp:
+        app.router.lifespan_context = app.state.csms.lifespan
+    return app
+
+
+def worker_app() -> FastAPI:
+    """One worker of `serve --workers N` (uvicorn imports and calls this in each process): the
+    parent's settings (ENV_WORKER_SETTINGS), else those of the environment."""
+    text = os.environ.get(ENV_WORKER_SETTINGS)
+    settings = settings_from_json(text) if text else FleetSettings.from_env()
+    return served_app(settings, ocpp=os.environ.get(ENV_WORKER_OCPP) != "0")
+
+
 def serve(
-    settings: FleetSettings, host: str, port: int, *, api: bool = True, ocpp: bool = True
+    settings: FleetSettings,
+    host: str,
+    port: int,
+    *,
+    api: bool = True,
+    ocpp: bool = True,
+    workers: int = 1,
 ) -> None:
     """Run the fleet service with uvicorn on loopback until interrupted: the API and pages
     (`api`) and the chargers' OCPP route (`ocpp`, this process then a gateway with a heartbeat:
-    fleet/csms/gateways.py)."""
+    fleet/csms/gateways.py); `workers` API processes share the port (PostgreSQL only)."""
     import uvicorn
 
-    from chargepin.fleet.app import create_app
     from chargepin.fleet.csms.station import MAX_FRAME
 
     require_loopback(host)
@@ -111,21 +197,42 @@ def serve(
         needs_postgresql(settings, "serving without OCPP (--no-ocpp)")
     if not api:
         needs_postgresql(settings, "an OCPP gateway (chargepin fleet gateway)")
-    app = create_app(settings, api=api, ocpp=ocpp)
-    if ocpp:
-        app.router.lifespan_context = app.state.csms.lifespan
+    require_workers(settings.db_url, workers)
+    if workers > 1 and not api:
+        raise InvalidConfig("--workers is for the API; start more gateways for OCPP")
+    # Once, before any worker starts: the schema (the workers' own upgrades then find it
+    # current; db.migrate serialises them anyway; a database that cannot be reached is one
+    # line here, not a traceback per worker) and, below, the vault's key file (N workers
+    # creating it at once would each make a different key and seal with it).
+    engine, _ = open_database(settings.db_url)
+    engine.dispose()
     # ws_max_size: uvicorn refuses a larger OCPP frame before assembling it (default 16 MiB).
     # ws_per_message_deflate: permessage-deflate (RFC 7692, a server may decline it) kept two
     # zlib contexts per charger, about half of the memory a connection costs (~50 of ~100 KiB),
     # to shrink OCPP-J messages of a few hundred octets (docs/DECISIONS.md, docs/PERFORMANCE.md).
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="info",
-        ws_max_size=MAX_FRAME,
-        ws_per_message_deflate=False,
-    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "ws_max_size": MAX_FRAME,
+        "ws_per_message_deflate": False,
+    }
+    if workers == 1:
+        uvicorn.run(served_app(settings, api=api, ocpp=ocpp), **options)
+        return
+    _vault, created = load_vault(settings.vault_key_file)
+    if created:
+        import logging
+
+        logging.getLogger(__name__).warning(created)
+    os.environ["CHARGEPIN_DB_URL"] = settings.db_url
+    os.environ[ENV_WORKER_OCPP] = "1" if ocpp else "0"
+    os.environ[ENV_WORKER_SETTINGS] = settings_json(settings)
+    if not os.environ.get(ENV_KEY):
+        os.environ[ENV_KEY_FILE] = str(
+            Path(os.environ.get(ENV_KEY_FILE) or settings.vault_key_file).absolute()
+        )
+    uvicorn.run(APP_FACTORY, factory=True, workers=workers, **options)
 
 
 @dataclass(frozen=True)
