@@ -8,10 +8,12 @@ reveals answered and audited) and that the JSON carries what docs/PERFORMANCE.md
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from chargepin.lab.bench_fleet import RATIO_TARGET, run_fleet_bench
 
@@ -63,3 +65,59 @@ def test_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.CaptureFi
 def test_bench_refuses_nonsense(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_fleet_bench(None, chargers=0, seconds=1.0, concurrency=1) == 2
     assert "at least 1" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("CHARGEPIN_TEST_POSTGRES"), reason="needs a PostgreSQL server"
+)
+def test_bench_on_postgresql_with_two_workers_reports_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = os.environ["CHARGEPIN_TEST_POSTGRES"] + "/postgres"
+    report_path = tmp_path / "fleet.json"
+
+    code = run_fleet_bench(
+        report_path, chargers=300, seconds=0.3, concurrency=2, db_url=server, workers=2
+    )
+
+    report = json.loads(report_path.read_text())
+    assert code == (0 if report["pass"] else 1), capsys.readouterr().out
+    assert report["database"] == "postgresql" and report["workers"] == 2
+    assert report["command"].endswith(f"--db-url {server} --workers 2")
+    assert report["provisioning"]["chargers"] == 300
+    assert report["provisioning"]["database_mib"] > 0
+    reveal = report["pin_reveal"]
+    assert_arm(reveal["reveal"])
+    assert_arm(reveal["reveal_workers"])
+    assert reveal["workers_to_one_ratio"] > 0
+    # Both servers revealed from the one database: every reveal of both was audited there.
+    assert (
+        reveal["audit_rows"] >= reveal["reveal"]["requests"] + reveal["reveal_workers"]["requests"]
+    )
+    assert "2 workers" in capsys.readouterr().out
+    # The bench's own database is gone again: nothing is left on the server.
+    engine = create_engine(server)
+    try:
+        with engine.connect() as connection:
+            left = connection.execute(
+                text("SELECT count(*) FROM pg_database WHERE datname LIKE :mine"),
+                {"mine": f"chargepin_bench_{os.getpid()}_%"},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert left == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"workers": 2}, "--workers 2 needs PostgreSQL"),
+        ({"db_url": "sqlite:///x.db"}, "--db-url must be a PostgreSQL URL"),
+    ],
+)
+def test_bench_refuses_several_workers_without_postgresql(
+    capsys: pytest.CaptureFixture[str], options: dict[str, Any], fragment: str
+) -> None:
+    assert run_fleet_bench(None, chargers=1, seconds=1.0, concurrency=1, **options) == 2
+    assert fragment in capsys.readouterr().out.replace("\n", " ")

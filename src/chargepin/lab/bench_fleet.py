@@ -1,6 +1,7 @@
 """`chargepin bench fleet`: what the fleet service costs, at factory scale and per PIN reveal.
 
-Two claims of docs/PERFORMANCE.md, measured against a real SQLite file:
+Two claims of docs/PERFORMANCE.md, measured against a real SQLite file, or with `--db-url` a
+database the bench makes (and drops) on a PostgreSQL server:
 
 1. Provisioning. `fleet.factory.provision` creates N chargers (1,000,000 by default; rows only,
    no sticker or bundle files) in one transaction, in chunks so that the returned secrets of a
@@ -11,6 +12,8 @@ Two claims of docs/PERFORMANCE.md, measured against a real SQLite file:
    it a bare FastAPI JSON endpoint served the same way (`bare_app` below). C workers on one
    httpx client hit one server, then the other, in alternating slices (A, B, A, B, ...), so both
    see the same machine load. The result is a throughput ratio, reveal / bare; target >= 0.5.
+   With `--workers N` (PostgreSQL) the same app behind N uvicorn processes on the same database
+   is a third arm in the alternation: the reveal's throughput on N workers against one.
 
 The client runs in the bench's process and shares the machine with the server it measures, so
 the server's own CPU time per request (read with psutil) is reported next to the throughput.
@@ -23,6 +26,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -44,7 +48,7 @@ from chargepin.core.errors import ChargepinError
 from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet import factory
 from chargepin.fleet.db import make_engine, transaction
-from chargepin.fleet.operations import open_database
+from chargepin.fleet.operations import MAX_WORKERS, open_database
 from chargepin.fleet.vault import ENV_KEY, Vault
 from chargepin.lab.bench import DIGITS_MS, percentile, report_bench
 from chargepin.lab.bench import machine_info as base_machine_info
@@ -166,13 +170,20 @@ class Server:
     process: subprocess.Popen[bytes]
 
     def cpu_seconds(self) -> float:
-        times = psutil.Process(self.process.pid).cpu_times()
-        return float(times.user + times.system)
+        """User and system CPU of the server and its worker processes (live ones)."""
+        parent = psutil.Process(self.process.pid)
+        total = 0.0
+        for process in (parent, *parent.children(recursive=True)):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
 
 
 @contextlib.contextmanager
-def serve(name: str, factory: str, env: dict[str, str]) -> Iterator[Server]:
-    """Run `uvicorn --factory FACTORY` (one worker, log level warning) until the block ends."""
+def serve(name: str, factory: str, env: dict[str, str], workers: int = 1) -> Iterator[Server]:
+    """Run `uvicorn --factory FACTORY` (`workers` processes, log level warning) until the block
+    ends; `fleet serve --workers N` runs the same uvicorn supervisor."""
     port = free_port()
     command = [
         sys.executable,
@@ -185,7 +196,7 @@ def serve(name: str, factory: str, env: dict[str, str]) -> Iterator[Server]:
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
         "--log-level",
         "warning",
     ]
@@ -301,18 +312,29 @@ def latency_summary(samples: Sequence[float]) -> dict[str, float | int]:
 
 
 async def measure_reveal(
-    reveal: Server, bare: Server, sticker: str, serial: str, seconds: float, concurrency: int
+    reveal: Server,
+    bare: Server,
+    sticker: str,
+    serial: str,
+    seconds: float,
+    concurrency: int,
+    scaled: Server | None = None,
 ) -> dict[str, Any]:
-    """Claim the charger, warm both servers up, then alternate reveal and bare slices."""
+    """Claim the charger, warm the servers up, then alternate reveal and bare slices (and the
+    reveal on `scaled`, the same database behind N workers, when given)."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=REQUEST_TIMEOUT) as client:
         await wait_ready(client, reveal, "/openapi.json")
         await wait_ready(client, bare, "/pin")
+        if scaled is not None:
+            await wait_ready(client, scaled, "/openapi.json")
         headers = await login_and_claim(client, reveal.url, sticker)
         arms = [
             Arm(reveal, f"/chargers/{serial}/pin?epoch=0", headers),
             Arm(bare, "/pin", {"X-App-Version": APP_VERSION}),
         ]
+        if scaled is not None:
+            arms.append(Arm(scaled, f"/chargers/{serial}/pin?epoch=0", headers))
         for arm in arms:
             await arm.slice(client, WARMUP_S, concurrency)
             arm.latencies_ms.clear()
@@ -320,16 +342,72 @@ async def measure_reveal(
         for _ in range(SLICES):
             for arm in arms:
                 await arm.slice(client, seconds / SLICES, concurrency)
-    ours, theirs = (arm.summary() for arm in arms)
+    ours, theirs = (arm.summary() for arm in arms[:2])
     # The verdict is on the reported value, so that the report never contradicts itself.
     ratio = round(ours["requests_per_s"] / theirs["requests_per_s"], 3)
-    return {
+    result: dict[str, Any] = {
         "reveal": ours,
         "bare": theirs,
         "ratio": ratio,
         "target": RATIO_TARGET,
         "pass": ratio >= RATIO_TARGET,
     }
+    if scaled is not None:
+        more = arms[2].summary()
+        result["reveal_workers"] = more
+        result["workers_to_one_ratio"] = round(more["requests_per_s"] / ours["requests_per_s"], 3)
+    return result
+
+
+# ---------------------------------------------------------------- databases
+
+
+@contextlib.contextmanager
+def bench_database(directory: Path, server_url: str | None) -> Iterator[str]:
+    """The bench's empty fleet database: a SQLite file in `directory`, or (with `server_url`,
+    a PostgreSQL URL) a database of its own made on that server and dropped afterwards, so a
+    bench never writes into the fleet's database."""
+    if server_url is None:
+        yield f"sqlite:///{directory / 'fleet.db'}"
+        return
+    if not server_url.startswith("postgresql"):
+        raise BenchError(
+            f"--db-url must be a PostgreSQL URL (postgresql+psycopg://user@host:port/db), not "
+            f"{server_url.split(':', 1)[0]!r}; without it the bench uses a SQLite file"
+        )
+    from sqlalchemy import create_engine, make_url
+
+    url = make_url(server_url)
+    name = f"chargepin_bench_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    except Exception as error:
+        admin.dispose()
+        raise BenchError(
+            f"could not create the bench's database on {url.render_as_string(hide_password=True)}"
+            f" ({type(error).__name__}: {str(error).splitlines()[0]}); the user needs CREATEDB"
+        ) from error
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
+def database_mib(db_url: str, directory: Path) -> float:
+    """The fleet database's size on disk after provisioning, MiB."""
+    if db_url.startswith("sqlite"):
+        return round((directory / "fleet.db").stat().st_size / 2**20, 1)
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            size = connection.execute(text("SELECT pg_database_size(current_database())"))
+            return round(int(size.scalar_one()) / 2**20, 1)
+    finally:
+        engine.dispose()
 
 
 # ---------------------------------------------------------------- report
@@ -343,35 +421,77 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def command_line(json_path: Path | None, chargers: int, seconds: float, concurrency: int) -> str:
-    """The CLI command that reproduces a run with these settings."""
+def command_line(
+    json_path: Path | None,
+    chargers: int,
+    seconds: float,
+    concurrency: int,
+    db_url: str | None = None,
+    workers: int = 1,
+) -> str:
+    """The CLI command that reproduces a run with these settings (the URL without password)."""
     parts = ["chargepin bench fleet"]
     if json_path is not None:
         parts.append(f"--json {json_path}")
     parts.append(f"--chargers {chargers} --seconds {seconds:g} --concurrency {concurrency}")
+    if db_url is not None:
+        from sqlalchemy import make_url
+
+        parts.append(f"--db-url {make_url(db_url).render_as_string(hide_password=True)}")
+    if workers > 1:
+        parts.append(f"--workers {workers}")
     return " ".join(parts)
 
 
 def run_bench(
-    directory: Path, chargers: int, seconds: float, concurrency: int, command: str = ""
+    directory: Path,
+    chargers: int,
+    seconds: float,
+    concurrency: int,
+    command: str = "",
+    server_url: str | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """The whole report as a JSON-ready dict; the database lives under `directory`."""
+    """The whole report as a JSON-ready dict; the database is a SQLite file under `directory`,
+    or a throwaway database on the PostgreSQL server of `server_url`. With `workers` > 1
+    (PostgreSQL only) the PIN reveal is measured on 1 and on `workers` API processes."""
     if chargers < 1:
         raise ValueError(f"chargers must be at least 1, got {chargers}")
     if not seconds > 0:
         raise ValueError(f"seconds must be more than 0, got {seconds}")
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"workers must be 1 to {MAX_WORKERS}, got {workers}")
+    if workers > 1 and server_url is None:
+        raise ValueError(
+            f"--workers {workers} needs PostgreSQL (--db-url postgresql+psycopg://...): several "
+            "API processes share one database, and SQLite serves one process"
+        )
+    with bench_database(directory, server_url) as db_url:
+        return _run_bench(directory, db_url, chargers, seconds, concurrency, command, workers)
+
+
+def _run_bench(
+    directory: Path,
+    db_url: str,
+    chargers: int,
+    seconds: float,
+    concurrency: int,
+    command: str,
+    workers: int,
+) -> dict[str, Any]:
     started = dt.datetime.now(dt.UTC)
-    db_url = f"sqlite:///{directory / 'fleet.db'}"
     vault = Vault.generate()
     report: dict[str, Any] = {
         "command": command,
         "started": started.isoformat(timespec="seconds"),
         "machine": machine_info(),
+        "database": make_engine_name(db_url),
         "chargers": chargers,
         "seconds_per_arm": seconds,
         "concurrency": concurrency,
+        "workers": workers,
         "slices_per_arm": SLICES,
     }
 
@@ -386,16 +506,20 @@ def run_bench(
         "target_s": target_s,
         "target_rows_per_s": round(PROVISION_TARGET_COUNT / PROVISION_TARGET_S),
         "pass": seconds_s <= target_s,
-        "database_mib": round((directory / "fleet.db").stat().st_size / 2**20, 1),
+        "database_mib": database_mib(db_url, directory),
     }
 
     env = {"CHARGEPIN_DB_URL": db_url, ENV_KEY: vault.current.hex()}
-    with (
-        serve("fleet", "chargepin.fleet.app:create_app", env) as reveal,
-        serve("bare", f"{__name__}:bare_app", {}) as bare,
-    ):
+    with contextlib.ExitStack() as stack:
+        reveal = stack.enter_context(serve("fleet", "chargepin.fleet.app:create_app", env))
+        bare = stack.enter_context(serve("bare", f"{__name__}:bare_app", {}))
+        scaled = None
+        if workers > 1:
+            scaled = stack.enter_context(
+                serve(f"fleet ({workers} workers)", "chargepin.fleet.app:create_app", env, workers)
+            )
         report["pin_reveal"] = asyncio.run(
-            measure_reveal(reveal, bare, sticker, serial, seconds, concurrency)
+            measure_reveal(reveal, bare, sticker, serial, seconds, concurrency, scaled)
         )
     report["pin_reveal"]["audit_rows"] = count_rows(db_url, "pin_reveals")
     report["targets"] = {
@@ -405,6 +529,11 @@ def run_bench(
     report["pass"] = report["provisioning"]["pass"] and report["pin_reveal"]["pass"]
     report["duration_s"] = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1)
     return report
+
+
+def make_engine_name(db_url: str) -> str:
+    """ "sqlite" or "postgresql": which database the report's figures are of."""
+    return "postgresql" if db_url.startswith("postgresql") else "sqlite"
 
 
 def _duration(seconds: float) -> str:
@@ -420,7 +549,8 @@ def report_table(report: dict[str, Any]) -> Table:
     """The short human summary the CLI prints."""
     provisioning = report["provisioning"]
     reveal = report["pin_reveal"]
-    table = Table(title="chargepin bench fleet (SQLite)")
+    names = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+    table = Table(title=f"chargepin bench fleet ({names[report.get('database', 'sqlite')]})")
     table.add_column("measurement")
     table.add_column("rate /s", justify="right")
     table.add_column("p50 ms", justify="right")
@@ -440,10 +570,10 @@ def report_table(report: dict[str, Any]) -> Table:
         "",
         "",
     )
-    for label, arm in (
-        ("PIN reveal (fleet app)", reveal["reveal"]),
-        ("bare FastAPI", reveal["bare"]),
-    ):
+    arms = [("PIN reveal (fleet app)", reveal["reveal"]), ("bare FastAPI", reveal["bare"])]
+    if "reveal_workers" in reveal:
+        arms.insert(1, (f"PIN reveal, {report['workers']} workers", reveal["reveal_workers"]))
+    for label, arm in arms:
         table.add_row(
             label,
             f"{arm['requests_per_s']:,.0f}",
@@ -458,6 +588,14 @@ def report_table(report: dict[str, Any]) -> Table:
         "",
         "",
     )
+    if "reveal_workers" in reveal:
+        table.add_row(
+            f"{report['workers']} workers / 1 worker",
+            f"{reveal['workers_to_one_ratio']:.2f}",
+            "",
+            "",
+            "",
+        )
     return table
 
 
@@ -466,17 +604,19 @@ def run_fleet_bench(
     chargers: int = DEFAULT_CHARGERS,
     seconds: float = DEFAULT_SECONDS,
     concurrency: int = DEFAULT_CONCURRENCY,
+    db_url: str | None = None,
+    workers: int = 1,
 ) -> int:
     """Run the bench, print a short table, write the JSON report; the exit code.
 
     0 when both targets are met, 1 when one is missed, 2 when the bench could not measure (the
     message says why).
     """
-    command = command_line(json_path, chargers, seconds, concurrency)
+    command = command_line(json_path, chargers, seconds, concurrency, db_url, workers)
 
     def measure() -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="chargepin-bench-fleet-") as tmp:
-            return run_bench(Path(tmp), chargers, seconds, concurrency, command)
+            return run_bench(Path(tmp), chargers, seconds, concurrency, command, db_url, workers)
 
     return report_bench(
         measure,

@@ -242,17 +242,32 @@ def bench_fleet(
         Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
     ] = None,
     chargers: Annotated[
-        int, typer.Option(min=1, help="Chargers to provision into the bench's SQLite database.")
+        int, typer.Option(min=1, help="Chargers to provision into the bench's database.")
     ] = 1_000_000,
     seconds: Annotated[
         float, typer.Option(min=0.01, help="Seconds of load per endpoint (split into slices).")
     ] = 5.0,
     concurrency: Annotated[int, typer.Option(min=1, help="Concurrent client workers.")] = 8,
+    db_url: Annotated[
+        str | None,
+        typer.Option(
+            help="A PostgreSQL server (postgresql+psycopg://user@host:port/db) to bench on: the "
+            "bench makes a database of its own there and drops it after (default: a SQLite file).",
+        ),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Also measure the PIN reveal on this many API processes (needs --db-url).",
+        ),
+    ] = 1,
 ) -> None:
     """Time provisioning and the PIN reveal endpoint against a bare FastAPI endpoint."""
     from chargepin.lab.bench_fleet import run_fleet_bench
 
-    raise typer.Exit(run_fleet_bench(json_path, chargers, seconds, concurrency))
+    raise typer.Exit(run_fleet_bench(json_path, chargers, seconds, concurrency, db_url, workers))
 
 
 @bench_app.command("limits")
