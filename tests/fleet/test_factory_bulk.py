@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
 
 from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet import factory, pins
 from chargepin.fleet.claims import code_digest, code_matches
+from chargepin.fleet.errors import Conflict
 from chargepin.fleet.models import Charger
 from chargepin.fleet.pins import secret_context
 from tests.helpers.fleet_accounts import login
 from tests.helpers.fleet_factory import MANDATORY, claim, provision
 
+PRODUCED = dt.date(2025, 9, 1)
 COLUMNS = [column.key for column in inspect(Charger).columns if column.key != "id"]
 
 
@@ -86,3 +90,34 @@ def test_model_names_with_copy_control_characters_arrive_intact(client: TestClie
     with fleet.sessions() as db:
         rows = db.scalars(select(Charger).order_by(Charger.id)).all()
     assert [(row.serial, row.model) for row in rows] == [(m.serial, name) for m in made]
+
+
+def test_a_second_run_of_a_prefix_in_progress_is_refused_at_once(client: TestClient) -> None:
+    fleet = client.app.state.fleet  # type: ignore[attr-defined]
+    if fleet.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: the second run waits for the first")
+    firmware = FirmwareVersion.parse(MANDATORY.firmware)
+
+    def run(db: Session, prefix: str = "CP") -> list[factory.Provisioned]:
+        return factory.provision(
+            db,
+            fleet.vault,
+            count=2,
+            model="Pulsar Max",
+            firmware=firmware,
+            produced=PRODUCED,
+            serial_prefix=prefix,
+        )
+
+    with fleet.sessions() as first, first.begin():
+        run(first)
+        with (
+            fleet.sessions() as second,
+            pytest.raises(Conflict, match="in progress"),
+            second.begin(),
+        ):
+            run(second)
+        with fleet.sessions() as other, other.begin():
+            assert [m.serial for m in run(other, "PX")] == ["PX00000001", "PX00000002"]
+    with fleet.sessions() as later, later.begin():
+        assert [m.serial for m in run(later)] == ["CP00000003", "CP00000004"]

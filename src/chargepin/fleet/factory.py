@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import segno
-from sqlalchemy import insert, literal_column, select
+from sqlalchemy import func, insert, literal_column, select
 from sqlalchemy.orm import Session
 
 from chargepin.core.errors import InvalidConfig, ProvisioningRefused
@@ -30,6 +30,7 @@ from chargepin.core.keys import new_secret
 from chargepin.core.policy import FirmwareVersion, PinMode, PinPolicy, pin_policy
 from chargepin.core.provisioning import ProvisioningBundle, StickerPayload, new_claim_code
 from chargepin.fleet.claims import code_digest, code_digester
+from chargepin.fleet.errors import Conflict
 from chargepin.fleet.models import Charger
 from chargepin.fleet.pins import secret_context
 from chargepin.fleet.vault import Vault
@@ -111,6 +112,25 @@ def next_serial_number(db: Session, prefix: str) -> int:
     return 1
 
 
+def claim_run(db: Session, prefix: str) -> None:
+    """Make this transaction the one provisioning run of `prefix` (PostgreSQL), or Conflict.
+
+    Two runs with one prefix pick the same serials; the unique index would make the second wait
+    for the first's commit (up to the lock timeout, a factory run may take longer) and then fail
+    on a constraint. A transaction-scoped advisory lock per prefix refuses the second at once,
+    saying why; it ends with the transaction. SQLite has one writer at a time anyway.
+    """
+    if db.get_bind().dialect.name != "postgresql":
+        return
+    key = func.hashtext(f"chargepin/provision/{prefix}")
+    if not db.scalar(select(func.pg_try_advisory_xact_lock(key))):
+        raise Conflict(
+            f"another provisioning run with serial prefix {prefix} is in progress; wait for it "
+            "to finish (its serials come first), or use another prefix",
+            code="provisioning_in_progress",
+        )
+
+
 def provision(
     db: Session,
     vault: Vault,
@@ -140,6 +160,7 @@ def provision(
     if policy.mode is PinMode.UNSUPPORTED:
         raise ProvisioningRefused(f"cannot provision {model} on {firmware}: {policy.reason}")
     created_at = now or dt.datetime.now(dt.UTC)
+    claim_run(db, serial_prefix)
     first = next_serial_number(db, serial_prefix)
     if first + count - 1 >= 10**SERIAL_DIGITS:
         raise InvalidConfig(
