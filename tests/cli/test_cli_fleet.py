@@ -260,3 +260,16 @@ def test_help_lists_the_fleet_commands() -> None:
     assert code == 0
     for command in ("serve", "migrate", "provision", "sticker", "rotate-key", "prune"):
         assert command in out
+
+
+def test_a_database_that_cannot_be_reached_is_one_line_without_its_password(
+    fleet: dict[str, Path | str],
+) -> None:
+    from chargepin.lab.ports import free_port
+
+    url = f"postgresql+psycopg://fleet:hunter2secret@127.0.0.1:{free_port()}/fleet"
+    for command in (["migrate"], ["serve", "--workers", "2", "--port", str(free_port())]):
+        code, out, err = invoke("fleet", *command, "--db", url)
+        assert code == 2, (out, err)
+        assert "cannot open the database postgresql+psycopg://fleet:***@127.0.0.1" in err
+        assert "hunter2secret" not in out + err and "Traceback" not in out + err

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from chargepin.core.errors import InvalidConfig
@@ -51,9 +52,19 @@ def require_loopback(host: str) -> str:
 
 
 def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
-    """An engine on `url` with the schema migrated to the newest revision."""
+    """An engine on `url` with the schema migrated to the newest revision; InvalidConfig naming
+    the database (without its password) when it cannot be reached."""
     engine = make_engine(url)
-    migrate(engine)
+    try:
+        migrate(engine)
+    except sa_exc.OperationalError as error:
+        engine.dispose()
+        where = engine.url.render_as_string(hide_password=True)
+        reason = str(error.orig or error).strip().splitlines()[0]
+        raise InvalidConfig(
+            f"cannot open the database {where} ({reason}); check --db (CHARGEPIN_DB_URL) and "
+            "that the server runs"
+        ) from error
     return engine, session_factory(engine)
 
 
@@ -217,6 +228,12 @@ def serve(
         "ws_max_size": MAX_FRAME,
         "ws_per_message_deflate": False,
     }
+    # Once, before any worker starts: the schema (the workers' own upgrades then find it
+    # current; db.migrate serialises them anyway; a database that cannot be reached is one
+    # line here, not a traceback per worker) and, below, the vault's key file (N workers
+    # creating it at once would each make a different key and seal with it).
+    engine, _ = open_database(settings.db_url)
+    engine.dispose()
     if workers == 1:
         uvicorn.run(served_app(settings, api=api, ocpp=ocpp), **options)
         return
