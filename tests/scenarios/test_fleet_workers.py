@@ -19,6 +19,7 @@ import pytest
 
 from chargepin.core.login_throttle import ACCOUNT_LOCKOUT
 from chargepin.lab.ports import free_port
+from tests.helpers.cli import invoke
 
 pytestmark = pytest.mark.slow
 
@@ -157,13 +158,9 @@ def test_two_workers_share_the_port_a_throttle_and_survive_a_kill(
 def test_several_workers_on_sqlite_are_refused_with_the_reason(db_url: str, tmp_path: Path) -> None:
     if db_url.startswith("postgresql"):
         pytest.skip("the refusal is SQLite's")
-    done = subprocess.run(
-        _command(db_url, free_port(), tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2
-    assert "--workers 2 needs PostgreSQL" in done.stderr
+    # In-process: the refusal comes before uvicorn, the schema or the vault's key file.
+    code, out, err = invoke(*_command(db_url, free_port(), tmp_path)[3:])
+    assert code == 2, (out, err)
+    assert "--workers 2 needs PostgreSQL" in err
     assert not (tmp_path / "vault-key.json").exists()
+    assert not (tmp_path / "fleet.db").exists()
