@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet import factory, pins
 from chargepin.fleet.claims import code_digest, code_matches
+from chargepin.fleet.db import make_engine
 from chargepin.fleet.errors import Conflict
 from chargepin.fleet.models import Charger
 from chargepin.fleet.pins import secret_context
@@ -92,11 +93,16 @@ def test_model_names_with_copy_control_characters_arrive_intact(client: TestClie
     assert [(row.serial, row.model) for row in rows] == [(m.serial, name) for m in made]
 
 
-def test_a_second_run_of_a_prefix_in_progress_is_refused_at_once(client: TestClient) -> None:
+def test_a_second_run_of_a_prefix_in_progress_is_refused_with_the_reason(
+    client: TestClient, db_url: str
+) -> None:
+    """PostgreSQL refuses a second run of the prefix at once (other prefixes go on); SQLite's
+    second run waits for the one writer, and is refused past its lock timeout. Afterwards the
+    serials continue where the first run's commit left them."""
     fleet = client.app.state.fleet  # type: ignore[attr-defined]
-    if fleet.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has one writer at a time: the second run waits for the first")
     firmware = FirmwareVersion.parse(MANDATORY.firmware)
+    postgresql = fleet.engine.dialect.name == "postgresql"
+    impatient = make_engine(db_url, lock_timeout=0.2)
 
     def run(db: Session, prefix: str = "CP") -> list[factory.Provisioned]:
         return factory.provision(
@@ -109,15 +115,19 @@ def test_a_second_run_of_a_prefix_in_progress_is_refused_at_once(client: TestCli
             serial_prefix=prefix,
         )
 
-    with fleet.sessions() as first, first.begin():
-        run(first)
-        with (
-            fleet.sessions() as second,
-            pytest.raises(Conflict, match="in progress"),
-            second.begin(),
-        ):
-            run(second)
-        with fleet.sessions() as other, other.begin():
-            assert [m.serial for m in run(other, "PX")] == ["PX00000001", "PX00000002"]
+    try:
+        with fleet.sessions() as first, first.begin():
+            run(first)
+            with (
+                Session(impatient) as second,
+                pytest.raises(Conflict, match="in progress" if postgresql else "lock timeout"),
+                second.begin(),
+            ):
+                run(second)
+            if postgresql:
+                with fleet.sessions() as other, other.begin():
+                    assert [m.serial for m in run(other, "PX")] == ["PX00000001", "PX00000002"]
+    finally:
+        impatient.dispose()
     with fleet.sessions() as later, later.begin():
         assert [m.serial for m in run(later)] == ["CP00000003", "CP00000004"]

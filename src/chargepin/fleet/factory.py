@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import segno
-from sqlalchemy import func, insert, literal_column, select
+from sqlalchemy import false, func, insert, literal_column, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from chargepin.core.errors import InvalidConfig, ProvisioningRefused
@@ -30,7 +31,8 @@ from chargepin.core.keys import new_secret
 from chargepin.core.policy import FirmwareVersion, PinMode, PinPolicy, pin_policy
 from chargepin.core.provisioning import ProvisioningBundle, StickerPayload, new_claim_code
 from chargepin.fleet.claims import code_digest, code_digester
-from chargepin.fleet.errors import Conflict
+from chargepin.fleet.db import refusal
+from chargepin.fleet.errors import Conflict, ServiceBusy
 from chargepin.fleet.models import Charger
 from chargepin.fleet.pins import secret_context
 from chargepin.fleet.vault import Vault
@@ -113,14 +115,27 @@ def next_serial_number(db: Session, prefix: str) -> int:
 
 
 def claim_run(db: Session, prefix: str) -> None:
-    """Make this transaction the one provisioning run of `prefix` (PostgreSQL), or Conflict.
+    """Make this transaction the one provisioning run of `prefix`, or Conflict saying why.
 
     Two runs with one prefix pick the same serials; the unique index would make the second wait
     for the first's commit (up to the lock timeout, a factory run may take longer) and then fail
-    on a constraint. A transaction-scoped advisory lock per prefix refuses the second at once,
-    saying why; it ends with the transaction. SQLite has one writer at a time anyway.
+    on a constraint. On PostgreSQL a transaction-scoped advisory lock per prefix refuses the
+    second at once; runs of other prefixes go on side by side. SQLite has one writer: the run
+    takes the write lock before it reads the serials (an UPDATE of no row), so a second run
+    waits for the first's commit and continues its serials, or, past the busy timeout, is
+    refused the same way. Either lock ends with the transaction.
     """
     if db.get_bind().dialect.name != "postgresql":
+        try:
+            db.execute(update(Charger).where(false()).values(epoch=Charger.epoch))
+        except OperationalError as error:
+            if not isinstance(refusal(error), ServiceBusy):
+                raise
+            raise Conflict(
+                "another writer (a provisioning run?) held the database past the lock timeout; "
+                "try again when it has finished",
+                code="provisioning_in_progress",
+            ) from error
         return
     key = func.hashtext(f"chargepin/provision/{prefix}")
     if not db.scalar(select(func.pg_try_advisory_xact_lock(key))):
