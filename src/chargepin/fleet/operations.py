@@ -228,12 +228,6 @@ def serve(
         "ws_max_size": MAX_FRAME,
         "ws_per_message_deflate": False,
     }
-    # Once, before any worker starts: the schema (the workers' own upgrades then find it
-    # current; db.migrate serialises them anyway; a database that cannot be reached is one
-    # line here, not a traceback per worker) and, below, the vault's key file (N workers
-    # creating it at once would each make a different key and seal with it).
-    engine, _ = open_database(settings.db_url)
-    engine.dispose()
     if workers == 1:
         uvicorn.run(served_app(settings, api=api, ocpp=ocpp), **options)
         return
