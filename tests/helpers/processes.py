@@ -8,7 +8,9 @@ import asyncio
 import re
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -124,3 +126,18 @@ async def until_listening(port: int, timeout: float = 15.0) -> None:
         await writer.wait_closed()
         return
     pytest.fail(f"nothing listens on {LOOPBACK}:{port} after {timeout} s")
+
+
+T = TypeVar("T")
+
+
+async def until(check: Callable[[], Awaitable[T | None]], what: str, timeout: float = 15.0) -> T:
+    """The first truthy `check()`, polled every 20 ms; fails the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.02)

@@ -20,9 +20,8 @@ import datetime as dt
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 import pytest
@@ -39,7 +38,7 @@ from chargepin.lab.ports import free_ports
 from chargepin.lab.processes import Service
 from chargepin.phone.fleet_client import FleetClient
 from tests.helpers.ocpp_station import SimStation, StationState, station
-from tests.helpers.processes import Bench, until_listening
+from tests.helpers.processes import Bench, until, until_listening
 
 pytestmark = [
     pytest.mark.slow,
@@ -55,20 +54,6 @@ OFFLINE_BOUND = gateways.GRACE.total_seconds() + 2 * gateways.BEAT + 2.0
 """Seconds from kill -9 of a gateway to its chargers shown offline (its last beat may be BEAT
 old when it dies; one more for a slow owner's request on a shared machine)."""
 WAIT = 15.0
-
-T = TypeVar("T")
-
-
-async def until(check: Callable[[], Awaitable[T | None]], what: str, timeout: float = WAIT) -> T:
-    """The first truthy `check()`, polled every 20 ms; fails the test after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 class Fleet:

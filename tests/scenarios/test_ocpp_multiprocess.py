@@ -25,9 +25,9 @@ import datetime as dt
 import json
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -45,7 +45,7 @@ from chargepin.phone.client import Phone
 from chargepin.phone.errors import PinNeeded, WrongPin
 from chargepin.phone.fleet_client import FleetClient
 from chargepin.phone.flows import PhoneOptions, open_phone
-from tests.helpers.processes import Bench, until_listening
+from tests.helpers.processes import Bench, until, until_listening
 from tests.helpers.relay import Relay
 from tests.scenarios.test_multiprocess import another_pin
 
@@ -63,20 +63,6 @@ later steps can fail PINs again; long enough for 5 attempts on a loaded machine.
 FAILED = "MaintenanceLoginFailed"
 WAIT = 15.0
 """Bound on waiting for anything that has no bound of its own in the issue."""
-
-T = TypeVar("T")
-
-
-async def until(check: Callable[[], Awaitable[T | None]], what: str, timeout: float = WAIT) -> T:
-    """The first truthy `check()`, polled every 20 ms; fails the test after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 def tech(event: dict[str, Any]) -> dict[str, Any]:
