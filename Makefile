@@ -51,7 +51,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP) $(INTEROP_STAMP) $(AXE_STAMP)
 	CHARGEPIN_TEST_POSTGRES="$$(bash .ci/postgres.sh)" \
 	CHARGEPIN_TEST_CHROMIUM="$$(bash .ci/chromium.sh)" $(BIN)/pytest \
-	  -n $${CHARGEPIN_TEST_WORKERS:-auto} --maxprocesses 4 --dist worksteal
+	  -n $${CHARGEPIN_TEST_WORKERS:-auto} --maxprocesses 4 --dist worksteal --durations=25
 
 # Every screen of the web app at 360 px into docs/app/ and the gallery in README.md, in Debian's
 # Chromium (the list of screens is src/chargepin/lab/app_screens.py, as for the axe test).
