@@ -4,7 +4,8 @@ and is usable with the keyboard alone (docs/APP.md, "Accessibility").
 The screens are `chargepin.lab.app_screens.SCREENS`, the list the screenshots in docs/app/ are
 made from: a screen added there is checked here. axe-core (npm, pinned by tests/fleet/axe's lock
 file) is injected into a context that bypasses the CSP, since the pages' policy refuses any
-script they did not serve; the keyboard test uses a normal context.
+script they did not serve; the keyboard walk runs in the same opening of each screen, after
+axe (every other browser test, and the screenshots, use normal contexts).
 """
 
 from __future__ import annotations
@@ -66,14 +67,20 @@ def violations(page: Page) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_every_screen_passes_axe_at_a_phones_width_and_on_a_desktop_and_reflows_at_320_px(
+def test_every_screen_passes_axe_reflows_at_320_px_and_works_with_the_keyboard(
     browser: Browser, stage: Stage
 ) -> None:
+    """Each screen, opened once: axe-core at a phone's width and on a desktop, no sideways
+    scrolling at 320 px, then (back at a phone's width) Tab reaches every control in the page's
+    order, each with a visible focus ring 3:1 against what it is drawn on, and then leaves the
+    page (no trap). One opening per screen for all of it: the screens act (commission, revoke,
+    pair), and opening each twice doubled the suite's longest test."""
     failures: dict[str, list[dict[str, Any]]] = {}
     too_wide: dict[str, int] = {}
+    checked: list[Screen] = []
     for screen in SCREENS:
         with opened(browser, stage, screen, PHONE, bypass_csp=True) as page:
-            for viewport in (REFLOW, PHONE, DESKTOP):  # the same page, laid out again
+            for viewport in (REFLOW, DESKTOP, PHONE):  # the same page, laid out again
                 page.set_viewport_size({"width": viewport["width"], "height": viewport["height"]})
                 where = f"{screen.name} at {viewport['width']} px"
                 overflow: int = page.evaluate(
@@ -83,8 +90,19 @@ def test_every_screen_passes_axe_at_a_phones_width_and_on_a_desktop_and_reflows_
                     too_wide[where] = overflow
                 if viewport is not REFLOW and (found := violations(page)):
                     failures[where] = found
+            count = controls(page)
+            walked, left = tab_walk(page, count + 1)  # every control, then off the page
+            order = [step["index"] for step in walked]
+            assert order == list(range(count)) and left, (screen.name, walked)
+            for step in walked:
+                assert step["visible"], (screen.name, step)
+                assert step["outline"] != "none" and step["width"] >= 2, (screen.name, step)
+                ring = contrast(step["colour"], step["around"])
+                assert ring >= NON_TEXT_CONTRAST, (screen.name, ring, step)
+        checked.append(screen)
     assert failures == {}
     assert too_wide == {}, "sideways scrolling (px too wide)"
+    assert checked == list(SCREENS)
 
 
 def test_axe_finds_an_unlabelled_field_and_faint_text(browser: Browser, stage: Stage) -> None:
@@ -213,23 +231,3 @@ def controls(page: Page) -> int:
         FOCUSABLE,
     )
     return count
-
-
-@pytest.mark.slow
-def test_the_keyboard_reaches_every_control_in_order_with_a_visible_focus_ring(
-    browser: Browser, stage: Stage
-) -> None:
-    checked: list[Screen] = []
-    for screen in SCREENS:
-        with opened(browser, stage, screen, PHONE) as page:
-            count = controls(page)
-            walked, left = tab_walk(page, count + 1)  # every control, then off the page
-            order = [step["index"] for step in walked]
-            assert order == list(range(count)) and left, (screen.name, walked)
-            for step in walked:
-                assert step["visible"], (screen.name, step)
-                assert step["outline"] != "none" and step["width"] >= 2, (screen.name, step)
-                ring = contrast(step["colour"], step["around"])
-                assert ring >= NON_TEXT_CONTRAST, (screen.name, ring, step)
-        checked.append(screen)
-    assert checked == list(SCREENS)
