@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from chargepin.core import tickets
 from chargepin.core.errors import InvalidConfig, TicketRejected
 from chargepin.core.keys import derive_key
+from chargepin.core.protocol import MAX_TICKET_SIZE
 from chargepin.core.tickets import (
     ARG_RULES,
     Action,
@@ -26,6 +27,7 @@ SECRET = bytes(range(32))
 SERIAL = "CP-0001"
 CHALLENGE = bytes(range(16))
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z
+MAX_EXPIRES = 10**12  # a 13-digit expiry, longer than any clock will write
 
 # The published vector (docs/PROTOCOL.md).
 VECTOR_HEX = (
@@ -49,6 +51,10 @@ VALID_ARGS: list[tuple[Action, dict[str, str]]] = [
     (Action.REMOVE_PHONE, {"all": "1"}),
     (Action.ADMIT_PAIRING, {}),
     (Action.REKEY, {}),
+    # The fleet's command identity, which every action takes (core/applied_ops.py).
+    *((action, {"op": "0123456789abcdef" * 2}) for action in (Action.REKEY, Action.LIST_PHONES)),
+    (Action.CHANGE_PIN, {"next_epoch": "1", "op": "f" * 32}),
+    (Action.REMOVE_PHONE, {"address": "F0:F1:F2:F3:F4:F5", "op": "0" * 32}),
 ]
 
 BAD_ARGS: list[tuple[Action, dict[str, str], str]] = [
@@ -69,6 +75,14 @@ BAD_ARGS: list[tuple[Action, dict[str, str], str]] = [
     (Action.REMOVE_PHONE, {"address": "F0:F1:F2:F3:F4:F5/R"}, "address must look like"),
     (Action.REMOVE_PHONE, {"address": "F0:F1:F2:F3:F4:F5", "all": "1"}, "exactly one of"),
     (Action.REMOVE_PHONE, {"serial": "x"}, "does not take serial"),
+    (Action.REKEY, {"op": "0" * 31}, "32 lower-case hex digits"),
+    (Action.REKEY, {"op": "0" * 33}, "32 lower-case hex digits"),
+    (Action.REKEY, {"op": "A" * 32}, "32 lower-case hex digits"),
+    (Action.REKEY, {"op": "g" * 32}, "32 lower-case hex digits"),
+    (Action.REKEY, {"op": "0" * 31 + "\n"}, "32 lower-case hex digits"),
+    (Action.REKEY, {"op": "٠" * 32}, "32 lower-case hex digits"),
+    (Action.REKEY, {"op": ""}, "32 lower-case hex digits"),
+    (Action.DISABLE_PIN, {"op": "0" * 32, "pin": "385172"}, "takes no arguments"),
 ]
 
 
@@ -145,7 +159,15 @@ def test_payload_is_canonical_json() -> None:
 @pytest.mark.parametrize(("action", "args"), VALID_ARGS)
 def test_typical_tickets_fit_in_200_bytes(action: Action, args: dict[str, str]) -> None:
     ticket = issue_ticket("PLSR-2025-00012345", CHALLENGE, action, args, now=NOW)
-    assert len(seal_ticket(SECRET, ticket)) < 200
+    # A phone's ticket (no op) fits one Bluetooth write; the fleet's commands with their op
+    # travel over OCPP (DataTransfer, at most MAX_TICKET_SIZE octets) and cost 42 more.
+    assert len(seal_ticket(SECRET, ticket)) < (200 if "op" not in args else 250)
+
+
+def test_the_longest_command_ticket_fits_a_data_transfer() -> None:
+    args = {"pin": "385172", "forget_bonds": "1", "op": "f" * 32}
+    ticket = issue_ticket("S" * 32, CHALLENGE, Action.CHANGE_PIN, args, now=MAX_EXPIRES)
+    assert len(seal_ticket(SECRET, ticket)) <= 256 < MAX_TICKET_SIZE
 
 
 def test_every_seal_uses_a_fresh_nonce() -> None:

@@ -23,13 +23,14 @@ from ocpp.v201.enums import Action, DataTransferStatusEnumType
 from websockets.asyncio.client import ClientConnection, connect
 
 from chargepin.core import pin_state
+from chargepin.core.applied_ops import AppliedOps, Decision, decide
 from chargepin.core.csms_auth import csms_password
 from chargepin.core.epochs import pin_fingerprint
 from chargepin.core.errors import TicketRejected
 from chargepin.core.ocpp_events import custom_data
 from chargepin.core.pin_state import PinState
+from chargepin.core.tickets import OP, Receipt, Ticket, open_ticket, sign_receipt
 from chargepin.core.tickets import Action as TicketAction
-from chargepin.core.tickets import Receipt, Ticket, open_ticket, sign_receipt
 
 SUBPROTOCOL = "ocpp2.0.1"
 
@@ -49,6 +50,13 @@ class StationState:
 
     pin: PinState = field(default_factory=lambda: PinState(enabled=True, epoch=0))
     applied: list[Ticket] = field(default_factory=list)
+    """Every ticket applied, in order; a repeat of an applied op is not (`repeats`)."""
+    ops: AppliedOps = field(default_factory=AppliedOps)
+    """The ops applied (core.applied_ops), as the charger's state file keeps them."""
+    repeats: list[Ticket] = field(default_factory=list)
+    """Tickets answered without applying them: their op was applied before."""
+    drop_before_answering_ticket: bool = False
+    """Apply the next ticket, then lose the connection before the answer leaves (once)."""
     refuse_with: tuple[str, str] | None = None
     password: str | None = None
     """The Basic auth password a SetVariables set (None: the derived one)."""
@@ -90,10 +98,19 @@ class OwnerDesk:
             self.ticket_arrived.set()
         if self.state.refuse_with is not None:
             return self._refused(*self.state.refuse_with)
-        self.state.applied.append(ticket)
-        # The rule the charger applies (core.pin_state.apply), as owner_actions does.
-        now_state = pin_state.apply(ticket.action, dict(ticket.args), self.state.pin)
-        self.state.pin = now_state
+        op = ticket.arg(OP)
+        # The charger's rules, as owner_actions applies them: an op applied before is answered
+        # with the current state and not applied again (core.applied_ops), else
+        # core.pin_state.apply, the op remembered with the change.
+        removed = 0
+        if decide(self.state.ops, op) is Decision.ANSWER:
+            self.state.repeats.append(ticket)
+        else:
+            self.state.applied.append(ticket)
+            self.state.pin = pin_state.apply(ticket.action, dict(ticket.args), self.state.pin)
+            self.state.ops = self.state.ops.after(op)
+            removed = 1 if ticket.action is TicketAction.REMOVE_PHONE else 0
+        now_state = self.state.pin
         receipt = Receipt(
             self.serial,
             ticket.challenge,
@@ -101,7 +118,7 @@ class OwnerDesk:
             now_state.epoch,
             now_state.enabled,
             pin_fingerprint(self.secret, self.serial, now_state.live_pin(self.secret, self.serial)),
-            bonds_removed=1 if ticket.action is TicketAction.REMOVE_PHONE else 0,
+            bonds_removed=removed,
             generation=now_state.generation,
         )
         return DataTransferStatusEnumType.accepted, {
@@ -142,6 +159,9 @@ class SimStation(ChargePoint):  # type: ignore[misc]
         self, vendor_id: str, message_id: str | None = None, data: Any = None, **_: Any
     ) -> call_result.DataTransfer:
         status, answer = self.desk.data_transfer(vendor_id, message_id, data)
+        if message_id == "ticket" and self.state.drop_before_answering_ticket:
+            self.state.drop_before_answering_ticket = False
+            await self._connection.close()
         return call_result.DataTransfer(status=status, data=answer)
 
     @on(Action.set_variables)

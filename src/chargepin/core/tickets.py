@@ -59,6 +59,13 @@ _FLAG = "1"
 _ADDRESS_RE = re.compile(r"[0-9A-F]{2}(?::[0-9A-F]{2}){5}(?:/P)?", re.ASCII | re.IGNORECASE)
 _HEX_RE = re.compile(r"[0-9a-f]*", re.ASCII)
 
+OP_SIZE = 16
+"""Random octets of a fleet command's identity (`op`): 32 lower-case hex digits in a ticket."""
+OP = "op"
+"""The ticket argument naming the fleet command a ticket was sealed for (core/applied_ops.py):
+the charger applies a command once however many tickets carry it."""
+_OP_RE = re.compile(rf"[0-9a-f]{{{2 * OP_SIZE}}}", re.ASCII)
+
 
 class Action(StrEnum):
     """What a ticket authorises."""
@@ -113,12 +120,30 @@ def _address_value(value: str) -> str:
     return value.upper()
 
 
+def new_op() -> str:
+    """A fresh command identity: OP_SIZE random octets in hex, never reused (a row id would be,
+    by a restored backup or a second database)."""
+    return secrets.token_bytes(OP_SIZE).hex()
+
+
+def op_value(value: str) -> str:
+    """A command identity as a ticket carries it: exactly 32 lower-case hex digits."""
+    if not isinstance(value, str) or not _OP_RE.fullmatch(value):
+        shown = repr(value) if len(repr(value)) <= 80 else f"{repr(value)[:80]}..."
+        raise InvalidConfig(
+            f"argument op must be {2 * OP_SIZE} lower-case hex digits (a command's identity), "
+            f"got {shown}"
+        )
+    return value
+
+
 _ARG_VALUES: Mapping[str, Callable[[str], str]] = {
     "pin": _pin_value,
     "next_epoch": _flag_value("next_epoch"),
     "forget_bonds": _flag_value("forget_bonds"),
     "address": _address_value,
     "all": _flag_value("all"),
+    OP: op_value,
 }
 """How each argument's value is checked (and normalised), whatever the action."""
 
@@ -131,17 +156,21 @@ class _ArgRule:
     optional: frozenset[str] = frozenset()
 
 
+_ANY = frozenset({OP})
+"""Arguments every action takes: `op`, the fleet command a ticket carries (tickets a phone
+carries over Bluetooth have none)."""
+
 ARG_RULES: Mapping[Action, _ArgRule] = {
     # No "pin" means: use the PIN of the current epoch.
-    Action.ENABLE_PIN: _ArgRule(optional=frozenset({"pin"})),
+    Action.ENABLE_PIN: _ArgRule(optional=frozenset({"pin"}) | _ANY),
     Action.CHANGE_PIN: _ArgRule(
-        one_of=frozenset({"pin", "next_epoch"}), optional=frozenset({"forget_bonds"})
+        one_of=frozenset({"pin", "next_epoch"}), optional=frozenset({"forget_bonds"}) | _ANY
     ),
-    Action.DISABLE_PIN: _ArgRule(),
-    Action.LIST_PHONES: _ArgRule(),
-    Action.REMOVE_PHONE: _ArgRule(one_of=frozenset({"address", "all"})),
-    Action.ADMIT_PAIRING: _ArgRule(),
-    Action.REKEY: _ArgRule(),
+    Action.DISABLE_PIN: _ArgRule(optional=_ANY),
+    Action.LIST_PHONES: _ArgRule(optional=_ANY),
+    Action.REMOVE_PHONE: _ArgRule(one_of=frozenset({"address", "all"}), optional=_ANY),
+    Action.ADMIT_PAIRING: _ArgRule(optional=_ANY),
+    Action.REKEY: _ArgRule(optional=_ANY),
 }
 """The one table of which arguments each action takes."""
 
@@ -152,7 +181,8 @@ def check_args(action: Action, args: Mapping[str, str]) -> tuple[tuple[str, str]
     allowed = rule.one_of | rule.optional
     unknown = set(args) - allowed
     if unknown:
-        takes = ", ".join(sorted(allowed)) if allowed else "no arguments"
+        own = allowed - _ANY  # `op` is the fleet's, not the action's: not offered
+        takes = ", ".join(sorted(own)) if own else "no arguments"
         raise InvalidConfig(
             f"{action.value} does not take {', '.join(sorted(map(str, unknown)))}; it takes {takes}"
         )
