@@ -140,11 +140,12 @@ def test_a_schema_2_file_gains_the_queue_and_keeps_its_state(tmp_path: Path) -> 
         store.advance_epoch()
     with sqlite3.connect(path) as connection:
         connection.executescript(
-            "DROP TABLE ocpp_queue; DROP TABLE csms_credentials; PRAGMA user_version = 2;"
+            "DROP TABLE ocpp_queue; DROP TABLE csms_credentials; DROP TABLE applied_ops;"
+            " PRAGMA user_version = 2;"
         )
     with StateStore.open(path) as store:
         assert store.epoch == 1 and store.queue_length() == 0
         connection = store.keystore.connection
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         store.record_event(EventKind.PIN_ENABLED, "owner ticket", 1.0)
         assert store.queue_length() == 1

@@ -26,7 +26,7 @@ from chargepin.core.csms_auth import csms_password
 from chargepin.core.csms_link import csms_endpoint
 from chargepin.core.events import EventKind
 from chargepin.core.protocol import ChargingState, ControlCommand, ControlOp
-from chargepin.core.tickets import Action, verify_receipt
+from chargepin.core.tickets import Action, Receipt, new_op, verify_receipt
 from chargepin.lab.testbed import ChargerSpec, Testbed
 from chargepin.phone.errors import WrongPin
 from tests.helpers.ocpp_csms import TestCsms, data_transfer
@@ -250,6 +250,70 @@ async def test_removing_a_phone_over_ocpp_forgets_the_bond_and_drops_its_link(ri
     assert not rig.daemon.device.connections
     [removed] = await rig.events_of("org.chargepin.PhoneRemoved")
     assert json.loads(removed["tech_info"])["phone"] == address.split("/")[0]
+
+
+async def test_a_command_sent_twice_is_applied_once_even_across_a_restart(bed: Testbed) -> None:
+    """The fleet repeats a command whose answer it lost: a new ticket, for a new challenge, with
+    the same op (core/applied_ops.py). The charger answers it with a fresh receipt of its state
+    and applies nothing; its record survives a reboot."""
+    daemon = await bed.charger(ChargerSpec(serial=SERIAL))
+    secret, authority = daemon.store.secret, bed.authority(daemon)
+    csms = TestCsms({SERIAL: csms_password(secret, SERIAL)})
+    await csms.start()
+    generation, op = daemon.store.generation, new_op()
+
+    async def rekey(command_op: str) -> Receipt:
+        response = await csms.ask(SERIAL, data_transfer("challenge"))
+        fresh = bytes.fromhex(response.data)
+        ticket = authority.ticket(fresh, Action.REKEY, {"op": command_op})
+        answer = await csms.ask(SERIAL, data_transfer("ticket", ticket.hex()))
+        assert answer.status == "Accepted", answer.data
+        receipt = verify_receipt(secret, SERIAL, bytes.fromhex(answer.data["receipt"]))
+        assert receipt.challenge == fresh and receipt.action is Action.REKEY
+        return receipt
+
+    link = start_link(daemon, csms)
+    try:
+        await asyncio.wait_for(link.connected.wait(), 10)
+        assert (await rekey(op)).generation == generation + 1
+        assert (await rekey(op)).generation == generation + 1  # answered, not applied
+        assert daemon.store.generation == generation + 1
+        assert daemon.store.counters()[EventKind.PIN_REKEYED] == 1
+        assert op in daemon.store.applied_ops
+        # A reboot between the two: the record is in the state file, with the change it records.
+        await link.stop()
+        connections = len(csms.of(SERIAL).boots)
+        daemon = await bed.restart(daemon)
+        link = start_link(daemon, csms)
+        await csms.wait_for(lambda: len(csms.of(SERIAL).boots) > connections, timeout=10)
+        assert (await rekey(op)).generation == generation + 1
+        assert daemon.store.generation == generation + 1
+        assert daemon.store.counters()[EventKind.PIN_REKEYED] == 1
+        # Another command is applied as ever.
+        assert (await rekey(new_op())).generation == generation + 2
+    finally:
+        await link.stop()
+        await csms.stop()
+
+
+async def test_a_phone_removed_twice_by_one_command_is_removed_once(rig: Rig) -> None:
+    phone = await rig.bed.phone("member")
+    link = await phone.connect(SERIAL, pin=str(rig.daemon.store.current_pin()))
+    address = str(link.connection.self_address).split("/")[0]
+    authority = rig.bed.authority(rig.daemon)
+    args = {"address": address, "op": new_op()}
+    answers = []
+    for _ in range(2):
+        ticket = authority.ticket(await challenge(rig), Action.REMOVE_PHONE, args)
+        answers.append(await rig.csms.ask(SERIAL, data_transfer("ticket", ticket.hex())))
+    first, second = answers
+    assert first.data["ok"] is True and len(first.data["phones"]) == 1
+    # Before exactly once, the second was refused ("no paired phone") and its command failed.
+    assert second.status == "Accepted" and second.data["ok"] is True, second.data
+    assert second.data["phones"] == []
+    receipt = verify_receipt(rig.daemon.store.secret, SERIAL, bytes.fromhex(second.data["receipt"]))
+    assert receipt.bonds_removed == 0  # nothing removed this time
+    assert rig.daemon.store.counters()[EventKind.BOND_REMOVED] == 1
 
 
 @pytest.mark.parametrize(

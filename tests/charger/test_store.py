@@ -93,7 +93,7 @@ def test_the_file_is_private_wal_and_synced(state_path: Path) -> None:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 def test_classic_profile_and_disabled_pin(tmp_path: Path) -> None:
@@ -286,8 +286,8 @@ def test_open_a_sqlite_database_that_is_not_ours(tmp_path: Path, with_table: boo
 
 def test_open_a_newer_schema(state_path: Path) -> None:
     with sqlite3.connect(state_path) as connection:
-        connection.execute("PRAGMA user_version = 4")
-    with pytest.raises(StateError, match=r"schema version 4, newer.*upgrade chargepin"):
+        connection.execute("PRAGMA user_version = 5")
+    with pytest.raises(StateError, match=r"schema version 5, newer.*upgrade chargepin"):
         StateStore.open(state_path)
 
 
@@ -306,6 +306,7 @@ def _as_schema_1(path: Path) -> None:
             ALTER TABLE pin_config_1 RENAME TO pin_config;
             DROP TABLE ocpp_queue;
             DROP TABLE csms_credentials;
+            DROP TABLE applied_ops;
             PRAGMA user_version = 1;
             """
         )
@@ -334,7 +335,7 @@ def test_a_failed_upgrade_says_so_and_changes_nothing(state_path: Path) -> None:
     with sqlite3.connect(state_path) as connection:
         connection.execute("PRAGMA user_version = 1")
     before = state_path.read_bytes()
-    with pytest.raises(StateError, match=r"cannot upgrade .* schema version 1 to 3.*backup"):
+    with pytest.raises(StateError, match=r"cannot upgrade .* schema version 1 to 4.*backup"):
         StateStore.open(state_path)
     assert state_path.read_bytes() == before
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from chargepin.charger.store import StateStore
 from chargepin.core import pin_state
 from chargepin.core.action_policy import ActionNotAllowed, authorize
+from chargepin.core.applied_ops import Decision, decide
 from chargepin.core.errors import ChargepinError, InvalidConfig, TicketRejected
 from chargepin.core.events import EventKind
 from chargepin.core.ocpp_events import EventFacts, Origin
@@ -19,6 +20,7 @@ from chargepin.core.pin_state import PIN_ACTIONS
 from chargepin.core.policy import pin_policy
 from chargepin.core.protocol import AdminResult
 from chargepin.core.tickets import (
+    OP,
     Action,
     Receipt,
     Ticket,
@@ -87,9 +89,11 @@ def apply_ticket(
     """Open, authorise and apply one ticket; raises TicketRejected or ActionNotAllowed, and
     NeedsPairedLink (nothing applied) when its action is not among `only`.
 
-    The state change and its events commit in one transaction (the caller's, if it holds one:
-    the daemon adds the bond removals to it). `origin` says which way the ticket came (the
-    GATT admin point or OCPP DataTransfer) for the security events.
+    The state change, its events and the ticket's `op` (the fleet command it carries: a
+    command applied before is answered with the current state and not applied again,
+    core/applied_ops.py) commit in one transaction (the caller's, if it holds one: the daemon
+    adds the bond removals to it). `origin` says which way the ticket came (the GATT admin
+    point or OCPP DataTransfer) for the security events.
     """
     with store.transaction():
         return _apply(store, blob, challenge, now, bonded, only, EventFacts(origin=origin))
@@ -108,15 +112,29 @@ def _apply(
     ticket = open_ticket(store.secret, identity.serial, blob, now, challenge)
     if only is not None and ticket.action not in only:
         raise NeedsPairedLink(ticket.action)
-    return _carry_out(
+    op = ticket.arg(OP)
+    if decide(store.applied_ops, op) is Decision.ANSWER:
+        # The fleet sent this command again (its first answer was lost): answer it with the
+        # state as it is now, signed for this ticket's challenge; apply nothing, report nothing.
+        return AdminOutcome(
+            AdminResult(
+                ok=True,
+                action=ticket.action.value,
+                receipt=_receipt(store, ticket),
+                phones=tuple(bonded) if ticket.action is Action.LIST_PHONES else (),
+            )
+        )
+    outcome = _carry_out(
         store,
         ticket.action,
-        dict(ticket.args),
+        {name: value for name, value in ticket.args if name != OP},
         now,
         bonded,
         facts,
         lambda removed: _receipt(store, ticket, bonds_removed=removed),
     )
+    store.record_op(op)  # in the caller's transaction, with the change it records
+    return outcome
 
 
 def apply_setting(

@@ -24,6 +24,7 @@ from typing import Any, Final
 from chargepin.charger.errors import StateError
 from chargepin.core import csms_auth, ocpp_events
 from chargepin.core.addresses import static_address_problem
+from chargepin.core.applied_ops import AppliedOps
 from chargepin.core.errors import InvalidConfig
 from chargepin.core.events import EventKind
 from chargepin.core.keys import SECRET_SIZE
@@ -36,7 +37,7 @@ from chargepin.core.policy import FirmwareVersion
 from chargepin.core.profiles import ProfileName, profile_name
 from chargepin.radio.keystore import DAMAGED_VALUE, SqliteKeyStore
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """PRAGMA user_version of the database this module reads and writes."""
 
 _OCPP_QUEUE_TABLE: Final = """CREATE TABLE ocpp_queue (
@@ -54,6 +55,12 @@ _CSMS_CREDENTIALS_TABLE: Final = """CREATE TABLE csms_credentials (
         password TEXT NOT NULL)"""
 """The Basic auth password a CSMS set (SecurityCtrlr.BasicAuthPassword); no row: the derived one."""
 
+_APPLIED_OPS_TABLE: Final = """CREATE TABLE applied_ops (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        ops TEXT NOT NULL)"""
+"""The fleet commands (ops) applied, a JSON list, oldest first (core/applied_ops.py)."""
+_NO_OPS: Final = "INSERT INTO applied_ops VALUES (1, '[]')"
+
 _UPGRADES: Final[dict[int, tuple[str, ...]]] = {
     # 1 -> 2: the PIN generation (a re-key moves to the next; every charger starts at 0).
     1: (
@@ -62,6 +69,8 @@ _UPGRADES: Final[dict[int, tuple[str, ...]]] = {
     ),
     # 2 -> 3: OCPP (issue 10): the security events waiting for the CSMS, the rotated password.
     2: (_OCPP_QUEUE_TABLE, _CSMS_CREDENTIALS_TABLE),
+    # 3 -> 4: exactly once (issue 12): the fleet commands applied, none yet.
+    3: (_APPLIED_OPS_TABLE, _NO_OPS),
 }
 """What brings a file of schema version N to N+1, applied in one transaction at open."""
 
@@ -112,8 +121,9 @@ _SCHEMA = (
         count INTEGER NOT NULL CHECK (count >= 0))""",
     _OCPP_QUEUE_TABLE,
     _CSMS_CREDENTIALS_TABLE,
+    _APPLIED_OPS_TABLE,
 )
-_SINGLE_ROW_TABLES = ("identity", "settings", "pin_config", "lockout")
+_SINGLE_ROW_TABLES = ("identity", "settings", "pin_config", "lockout", "applied_ops")
 _TABLES = (
     *_SINGLE_ROW_TABLES,
     "events",
@@ -263,6 +273,7 @@ class StateStore:
                 "INSERT INTO lockout VALUES (1, ?)",
                 (json.dumps(LockoutState().to_dict(), sort_keys=True),),
             )
+            connection.execute(_NO_OPS)
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             connection.execute("COMMIT")
             _sync_directory(target.parent)
@@ -483,6 +494,33 @@ class StateStore:
             state = self.pin_state.rotated()
             self.save_pin_state(state)
         return state.epoch
+
+    # -- exactly once -------------------------------------------------------------------------
+
+    @property
+    def applied_ops(self) -> AppliedOps:
+        """The fleet commands applied lately (core/applied_ops.py), oldest first."""
+        try:
+            return AppliedOps.from_text(str(self._row("SELECT ops FROM applied_ops")[0]))
+        except InvalidConfig as error:
+            raise StateError(
+                f"state file {self._path} holds a damaged record of applied commands ({error}); "
+                "restore it from backup, or empty it (UPDATE applied_ops SET ops = '[]': a "
+                "command whose answer was lost may then be applied a second time)"
+            ) from None
+
+    def record_op(self, op: str | None) -> None:
+        """Remember that fleet command `op` was applied (None: nothing to remember).
+
+        Call it inside the transaction of the state change it records, so that a power cut
+        keeps both or neither: a change kept without its op would be applied again when the
+        fleet repeats the command; an op kept without its change would never be applied.
+        """
+        if op is None:
+            return
+        with self.transaction():
+            record = self.applied_ops.after(op)
+            self._execute("UPDATE applied_ops SET ops = ?", (record.to_text(),))
 
     # -- lockout -----------------------------------------------------------------------------
 
@@ -735,6 +773,7 @@ class StateStore:
             if not 0 <= self.generation <= MAX_GENERATION:
                 raise ValueError(f"generation {self.generation} is outside 0..{MAX_GENERATION}")
             self.pin_enabled  # noqa: B018
+            self.applied_ops  # noqa: B018
             self.counters()
             self.events(MAX_EVENTS)
             for event in self.queued_events(ocpp_events.MAX_QUEUE + 1):  # + its summary event
