@@ -29,10 +29,12 @@ from chargepin.core.epochs import pin_fingerprint
 from chargepin.core.errors import TicketRejected
 from chargepin.core.ocpp_events import custom_data
 from chargepin.core.pin_state import PinState
+from chargepin.core.policy import OP_FIRMWARE
 from chargepin.core.tickets import OP, Receipt, Ticket, open_ticket, sign_receipt
 from chargepin.core.tickets import Action as TicketAction
 
 SUBPROTOCOL = "ocpp2.0.1"
+OP_FIRMWARE_TEXT = str(OP_FIRMWARE)
 
 
 def basic(serial: str, password: str) -> dict[str, str]:
@@ -186,7 +188,9 @@ class SimStation(ChargePoint):  # type: ignore[misc]
             await self._connection.close()
         return call_result.SetVariables(set_variable_result=results)
 
-    async def boot(self, firmware: str = "6.11.2", serial_number: str | None = None) -> Any:
+    async def boot(self, firmware: str = OP_FIRMWARE_TEXT, serial_number: str | None = None) -> Any:
+        """BootNotification; by default as a charger of today, whose firmware knows `op` (the
+        fleet then seals each command's op in its tickets and OwnerDesk applies it once)."""
         station: dict[str, str] = {"model": "Pulsar Max", "vendor_name": "chargepin"}
         station["firmware_version"] = firmware
         station["serial_number"] = serial_number or self.serial

@@ -138,6 +138,22 @@ MANDATORY_FIRMWARE = FirmwareVersion((6, 11))
 OPTIONAL_FIRMWARE = FirmwareVersion((6, 7, 17))
 """From this firmware on the PIN is supported (off until the owner enables it)."""
 
+OP_FIRMWARE = FirmwareVersion((6, 12))
+"""From this firmware on the charger knows a ticket's `op` and applies each fleet command once
+(core/applied_ops.py). Older firmware refuses a ticket with an argument it does not know
+(`bad_args`), so the fleet seals their tickets without it (docs/DECISIONS.md, "Exactly once")."""
+
+
+def knows_op(firmware: FirmwareVersion) -> bool:
+    """Whether a charger on `firmware` takes the `op` ticket argument (OP_FIRMWARE or later)."""
+    if not isinstance(firmware, FirmwareVersion):
+        raise InvalidVersion(
+            f"knows_op needs a FirmwareVersion, got {type(firmware).__name__}; "
+            "parse it where it enters with FirmwareVersion.parse"
+        )
+    return firmware >= OP_FIRMWARE
+
+
 MANDATORY_MODELS = frozenset({"Pulsar Max", "Pulsar Pro"})
 """Models with a mandatory PIN when produced on or after MANDATORY_MODELS_FROM."""
 

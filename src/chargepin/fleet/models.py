@@ -28,6 +28,7 @@ from sqlalchemy.types import TypeDecorator
 
 from chargepin.core.limits import SERIAL_MAX_LENGTH
 from chargepin.core.policy import FirmwareVersion
+from chargepin.core.tickets import new_op
 
 _parse_firmware = functools.lru_cache(maxsize=1024)(FirmwareVersion.parse)
 """A fleet has few firmware versions and a listing reads hundreds of rows: each text is parsed
@@ -321,9 +322,16 @@ class CsmsCommand(Base):
     """
 
     __tablename__ = "csms_commands"
-    __table_args__ = (Index("ix_csms_commands_charger_id_state_id", "charger_id", "state", "id"),)
+    __table_args__ = (
+        Index("ix_csms_commands_charger_id_state_id", "charger_id", "state", "id"),
+        Index("ix_csms_commands_op", "op", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    op: Mapped[str] = mapped_column(String(32), default=new_op)
+    """The command's identity, carried by every ticket sealed for it: 16 random octets in hex
+    (core/tickets.py `new_op`), never the row id, which a restored backup would reuse. The
+    charger applies an op once (core/applied_ops.py); migration 0015."""
     charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id", ondelete="CASCADE"))
     action: Mapped[str] = mapped_column(String(16))
     args: Mapped[dict[str, Any]] = mapped_column(default=dict)

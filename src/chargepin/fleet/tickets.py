@@ -27,8 +27,15 @@ from chargepin.core.attestation import AttestationInvalid, AttestedState, verify
 from chargepin.core.errors import InvalidConfig, ReceiptInvalid, WeakPin
 from chargepin.core.pin import Pin
 from chargepin.core.pin_state import PIN_ACTIONS, Live, Observed, PinState, commit_receipt
-from chargepin.core.policy import PinMode, pin_policy
-from chargepin.core.tickets import Action, check_args, issue_ticket, seal_ticket, verify_receipt
+from chargepin.core.policy import PinMode, knows_op, pin_policy
+from chargepin.core.tickets import (
+    OP,
+    Action,
+    check_args,
+    issue_ticket,
+    seal_ticket,
+    verify_receipt,
+)
 from chargepin.fleet import pins
 from chargepin.fleet.access import OWNER, require_member
 from chargepin.fleet.errors import Conflict, Forbidden, Unprocessable
@@ -86,10 +93,13 @@ def seal_for_charger(
     action: Action,
     args: Mapping[str, str],
     now: float,
+    op: str | None = None,
 ) -> IssuedTicket:
     """The ticket for `action` on `charger`, once its PIN class allows it; the change recorded
     as pending. The one sealing path, whoever carries the ticket: a phone over Bluetooth
-    (`request_ticket`, after the caller's role) or the CSMS over OCPP (fleet/csms/outbox.py).
+    (`request_ticket`, after the caller's role) or the CSMS over OCPP (fleet/csms/outbox.py),
+    which passes its command's `op` (the ticket carries it when the charger's firmware knows
+    it: core.policy.knows_op; the charger then applies the command once).
     """
     serial = charger.serial
     policy = pin_policy(charger.model, charger.firmware, charger.produced)
@@ -98,8 +108,9 @@ def seal_for_charger(
     except ActionNotAllowed as error:
         raise Conflict(str(error), code="action_not_allowed") from None
     chosen = _chosen(action, args)
+    carried = chosen if op is None or not knows_op(charger.firmware) else {**chosen, OP: op}
     try:
-        ticket = issue_ticket(serial, challenge, action, chosen, now)
+        ticket = issue_ticket(serial, challenge, action, carried, now)
     except InvalidConfig as error:
         raise Unprocessable(str(error), code="invalid_ticket_args") from None
     blob = seal_ticket(pins.charger_secret(vault, charger), ticket)
@@ -153,6 +164,11 @@ def _chosen(action: Action, args: Mapping[str, str]) -> dict[str, str]:
     """The ticket's arguments: change_pin with neither "pin" nor "next_epoch" means the fleet
     picks, the next epoch's PIN; a chosen PIN in its six-digit form, refused with the reason
     when weak or malformed."""
+    if OP in args:
+        raise Unprocessable(
+            f"argument {OP} is the fleet's own (each queued command has one); leave it out",
+            code="invalid_ticket_args",
+        )
     chosen = dict(args)
     if action is Action.CHANGE_PIN and "pin" not in chosen and "next_epoch" not in chosen:
         chosen["next_epoch"] = "1"
@@ -201,6 +217,7 @@ def commit_charger_receipt(
         and charger.pending is not None
         and hmac.compare_digest(str(charger.pending["challenge"]), receipt.challenge.hex())
         and charger.pending["action"] == receipt.action.value
+        and _shows_pending(secret, serial, pending, seen)
     ):
         _store(
             vault,
@@ -210,6 +227,16 @@ def commit_charger_receipt(
         )
         return _state(charger, "pending")
     return _state(charger, _observe(vault, charger, secret, seen))
+
+
+def _shows_pending(secret: bytes, serial: str, pending: PinState, seen: Observed) -> bool:
+    """Whether a receipt for the pending change's ticket shows that change's PIN. A first
+    application always does; a repeat of a command applied before (its answer lost,
+    core/applied_ops.py) is answered with the charger's state now, which a later change (a
+    phone's ticket meanwhile) may have moved elsewhere: such a receipt is matched like any
+    other signed state (`_observe`), never committed as the pending change."""
+    applied = PinState(seen.pin_enabled, seen.epoch, pending.custom_pin, seen.generation)
+    return hmac.compare_digest(applied.fingerprint(secret, serial), seen.fingerprint)
 
 
 def reconcile(

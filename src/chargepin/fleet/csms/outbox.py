@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from chargepin.core.errors import ChargepinError
-from chargepin.core.tickets import Action
+from chargepin.core.tickets import Action, new_op
 from chargepin.fleet import tickets
 from chargepin.fleet.access import require_owner
 from chargepin.fleet.csms import gateways
@@ -105,6 +105,7 @@ def enqueue(
         raise ValueError(f"{action} is not sent to chargers over OCPP")
     command = CsmsCommand(
         charger_id=charger.id,
+        op=new_op(),
         action=str(action),
         args=dict(args),
         state=CommandState.WAITING.value,
@@ -332,6 +333,7 @@ def seal(
             Action(command.action),
             command_args(vault, charger.id, command.args or {}),
             now.timestamp(),
+            op=command.op,
         )
     except FleetError as error:
         _finish(command, CommandState.FAILED, now, error.code, str(error))
