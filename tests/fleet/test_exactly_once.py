@@ -24,7 +24,7 @@ from chargepin.fleet.models import Charger, CsmsCommand
 from chargepin.lab.live_server import serve
 from tests.helpers.fleet_accounts import login
 from tests.helpers.fleet_records import MANDATORY, add_charger, charger_row
-from tests.helpers.ocpp_station import OP_FIRMWARE_TEXT, StationState, station
+from tests.helpers.ocpp_station import OP_FIRMWARE_TEXT, OwnerDesk, StationState, station
 
 NOW = dt.datetime(2026, 5, 1, 12, 0)
 
@@ -185,3 +185,49 @@ def test_migration_0015_gives_queued_commands_an_op_and_goes_down_and_up(db_url:
             )
     finally:
         engine.dispose()
+
+
+async def test_a_repeat_answered_with_a_later_pin_does_not_commit_the_older_change(
+    client: TestClient, live: str, fleet_clock: FakeClock
+) -> None:
+    """The owner's PIN X goes by OCPP, applied, answer lost; meanwhile the owner's phone sets Y
+    over Bluetooth (its ticket has no op) and hands in its receipt. The repeat of X is answered
+    with Y's state: the fleet must keep Y, not take the receipt as X's confirmation."""
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner, MANDATORY)
+    state = StationState(drop_before_answering_ticket=True)
+    async with station(live, charger.serial, charger.secret, fleet_clock.now, state) as sim:
+        await sim.boot(firmware=OP_FIRMWARE_TEXT)
+        queued = client.post(
+            f"/chargers/{charger.serial}/commands",
+            json={"action": "change_pin", "args": {"pin": "385172"}},
+            headers=owner,
+        )
+        assert queued.status_code == 202, queued.text
+        await asyncio.wait_for(sim._connection.wait_closed(), 10)
+        await until_state(live, charger.serial, owner, "sent")
+    # The phone, over Bluetooth: the charger's challenge, a ticket for Y, the receipt handed in.
+    desk = OwnerDesk(charger.serial, charger.secret, fleet_clock.now, state)
+    _, challenge = desk.data_transfer("org.chargepin", "challenge", None)
+    ticket = client.post(
+        f"/chargers/{charger.serial}/tickets",
+        json={"challenge": challenge, "action": "change_pin", "args": {"pin": "749263"}},
+        headers=owner,
+    )
+    assert ticket.status_code == 200, ticket.text
+    status, answer = desk.data_transfer("org.chargepin", "ticket", ticket.json()["ticket"])
+    assert status == "Accepted" and answer["ok"], answer
+    handed = client.post(
+        f"/chargers/{charger.serial}/receipts", json={"receipt": answer["receipt"]}, headers=owner
+    )
+    assert handed.status_code == 200, handed.text
+    with_y = charger_row(client, charger.serial)
+    assert with_y.pending is None
+    async with station(live, charger.serial, charger.secret, fleet_clock.now, state) as sim:
+        await sim.boot(firmware=OP_FIRMWARE_TEXT)
+        await until_state(live, charger.serial, owner, "applied")
+    assert [t.arg("pin") for t in state.applied] == ["385172", "749263"]
+    assert [t.arg("pin") for t in state.repeats] == ["385172"]
+    after = charger_row(client, charger.serial)
+    assert after.custom_pin_ct == with_y.custom_pin_ct  # Y, as the charger has it
+    assert after.pending is None

@@ -212,13 +212,13 @@ def commit_charger_receipt(
         generation=receipt.generation,
     )
     pending = _pending(vault, charger)
-    if (
+    answers_pending = (
         pending is not None
         and charger.pending is not None
         and hmac.compare_digest(str(charger.pending["challenge"]), receipt.challenge.hex())
         and charger.pending["action"] == receipt.action.value
-        and _shows_pending(secret, serial, pending, seen)
-    ):
+    )
+    if answers_pending and pending is not None and _shows_pending(secret, serial, pending, seen):
         _store(
             vault,
             charger,
@@ -226,7 +226,13 @@ def commit_charger_receipt(
             None,
         )
         return _state(charger, "pending")
-    return _state(charger, _observe(vault, charger, secret, seen))
+    live = _observe(vault, charger, secret, seen)
+    if answers_pending:
+        # The answer to the pending change's own ticket shows another PIN: the change was
+        # applied before and overtaken since (a repeat, core/applied_ops.py). No receipt will
+        # ever confirm it: the receipt's state is what stands.
+        charger.pending = None
+    return _state(charger, live)
 
 
 def _shows_pending(secret: bytes, serial: str, pending: PinState, seen: Observed) -> bool:
