@@ -270,6 +270,9 @@ async def test_a_command_sent_twice_is_applied_once_even_across_a_restart(bed: T
         assert answer.status == "Accepted", answer.data
         receipt = verify_receipt(secret, SERIAL, bytes.fromhex(answer.data["receipt"]))
         assert receipt.challenge == fresh and receipt.action is Action.REKEY
+        # The same bytes again: a replay, refused whatever op it carries.
+        replay = await csms.ask(SERIAL, data_transfer("ticket", ticket.hex()))
+        assert replay.data["reason"] == "challenge"
         return receipt
 
     link = start_link(daemon, csms)
