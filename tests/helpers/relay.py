@@ -29,11 +29,15 @@ class Relay:
         self.losing = False
         """While set, bytes from the server are dropped (counted in `lost`), not forwarded."""
         self.lost = 0
+        self.client_silenced = False
+        """While set, bytes from the client are dropped (counted in `lost`) until `hang_up`:
+        set at the right moment (the charger committed a change), its answer is lost."""
         self.connections = 0
         """Client connections the server accepted (for the test's own checks)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
+        self._pumps: set[asyncio.Task[None]] = set()
         self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
 
     def start(self) -> int:
@@ -50,13 +54,30 @@ class Relay:
                 loop.call_soon_threadsafe(stop.set)
         self._thread.join(START_TIMEOUT)
 
+    def hang_up(self) -> None:
+        """Close every connection now (both ends see it closed) and forward the client again."""
+        loop = self._loop
+        done = threading.Event()
+
+        def cut() -> None:
+            for task in list(self._pumps):
+                task.cancel()
+            self.client_silenced = False
+            done.set()
+
+        if loop is None or loop.is_closed():
+            raise RuntimeError("the relay is not running")
+        loop.call_soon_threadsafe(cut)
+        if not done.wait(START_TIMEOUT):
+            raise RuntimeError(f"the relay did not hang up within {START_TIMEOUT} s")
+
     def _run(self) -> None:
         asyncio.run(self._main())
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        pumps: set[asyncio.Task[None]] = set()
+        pumps = self._pumps
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
@@ -103,7 +124,7 @@ class Relay:
         pump ends too (a killed client closes its server connection, and the reverse)."""
         try:
             while chunk := await source.read(CHUNK):
-                if from_server and self.losing:
+                if (from_server and self.losing) or (not from_server and self.client_silenced):
                     self.lost += len(chunk)
                     continue
                 sink.write(chunk)
