@@ -345,3 +345,65 @@ def bench_ocpp(
     from chargepin.lab.bench_ocpp import run_ocpp_bench
 
     raise typer.Exit(run_ocpp_bench(json_path, stations, seconds, concurrency, clients))
+
+
+@bench_app.command("fleet-scale")
+@reports_errors
+def bench_fleet_scale(
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
+    ] = None,
+    chargers: Annotated[
+        int, typer.Option(min=3, help="Chargers to provision into PostgreSQL.")
+    ] = 1_000_000,
+    stations: Annotated[
+        int, typer.Option(min=2, help="Simulated OCPP stations (half on the gateway killed).")
+    ] = 20_000,
+    gateways: Annotated[
+        int, typer.Option(min=2, max=64, help="`chargepin fleet gateway` processes.")
+    ] = 3,
+    clients: Annotated[
+        int | None,
+        typer.Option(min=1, help="Station processes (default: one per 5,000 stations)."),
+    ] = None,
+    seconds: Annotated[
+        float, typer.Option(min=0.1, help="Seconds of steady events before the kill.")
+    ] = 10.0,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Events in flight over all stations.")
+    ] = 64,
+    reveal_seconds: Annotated[
+        float, typer.Option(min=0.1, help="Seconds of PIN reveals per arm (1, 2 workers, bare).")
+    ] = 4.0,
+    pgbench_seconds: Annotated[
+        float, typer.Option(min=1, help="Seconds of each pgbench reference run.")
+    ] = 10.0,
+    pgbench_scale: Annotated[int, typer.Option(min=1, help="pgbench -i's scale.")] = 10,
+    db_url: Annotated[
+        str | None,
+        typer.Option(
+            help="A PostgreSQL server (postgresql+psycopg://user@host:port/db) where the bench "
+            "makes a database of its own and drops it after (default: a throwaway cluster of "
+            "its own, fsync on).",
+        ),
+    ] = None,
+) -> None:
+    """1M chargers in PostgreSQL, 20k OCPP stations over gateways, kill -9 of one, PIN reveal
+    on 1 and 2 workers, pgbench as the reference (docs/PERFORMANCE.md, "Scale-out")."""
+    from chargepin.lab.bench_fleet_scale import run_fleet_scale_bench
+
+    raise typer.Exit(
+        run_fleet_scale_bench(
+            json_path,
+            chargers,
+            stations,
+            gateways,
+            clients,
+            seconds,
+            concurrency,
+            reveal_seconds,
+            pgbench_seconds,
+            pgbench_scale,
+            db_url,
+        )
+    )

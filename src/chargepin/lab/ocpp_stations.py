@@ -11,6 +11,15 @@ process, it records why it failed.
 Run as a child process (`python -m chargepin.lab.ocpp_stations STATIONS_JSON`) so that the
 server's memory and CPU are its own: it reads one JSON command per line on stdin and answers
 each with one JSON line on stdout (`StationClient` below is the parent's side).
+
+Roaming (`hold`, for `chargepin bench fleet-scale`): each station keeps a connection to one of
+several gateway URLs, its home first. When the socket drops (its gateway killed) it waits a
+back-off (from BACKOFF_FIRST s, jittered by up to half, doubling to BACKOFF_MAX s) and tries
+the next URL in its own order, as a charger behind a load balancer lands on another gateway.
+Events are sent by a few loops per process, one CALL in flight per connection; an event stays
+pending until its CallResult arrives and is resent with the same eventId on the station's next
+connection (the charger's queue does the same), so the counts `created`, `acked` and `resent`
+let the parent check that nothing acknowledged was lost and nothing was stored twice.
 """
 
 from __future__ import annotations
@@ -19,6 +28,9 @@ import asyncio
 import contextlib
 import itertools
 import json
+import random
+import resource
+import signal
 import sys
 import time
 from collections import Counter
@@ -33,6 +45,7 @@ from websockets.typing import Subprotocol
 
 from chargepin.core.csms_auth import basic_authorization
 from chargepin.core.ocpp_events import SecurityEventType, custom_data, tech_info, timestamp
+from chargepin.lab.orphans import die_with_parent
 
 SUBPROTOCOL = Subprotocol("ocpp2.0.1")
 CALL, CALL_RESULT, CALL_ERROR = 2, 3, 4
@@ -49,6 +62,15 @@ PHONE = "AA:BB:CC:DD:EE:01"
 
 READY = "READY"
 EXTENSIONS = "Sec-WebSocket-Extensions"
+
+BACKOFF_FIRST = 1.0
+"""Seconds a roaming station waits before its first reconnection (the charger's own back-off,
+docs/OCPP.md), plus up to half of it at random so a dead gateway's stations do not all come
+back in the same instant."""
+BACKOFF_MAX = 8.0
+"""The back-off's cap, seconds."""
+DRAIN_POLL = 0.05
+"""Seconds between a draining loop's looks for a station whose pending event can go."""
 
 
 class StationFailed(Exception):
@@ -174,6 +196,182 @@ class Station:
                 await socket.close()
 
 
+# ---------------------------------------------------------------- roaming stations
+
+
+@dataclass
+class Roamer:
+    """A station that keeps a connection to one of `urls` (its order: home first) and sends
+    events that stay pending until answered (resent, same eventId, after a reconnection)."""
+
+    station: Station
+    urls: list[str]
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    pending: dict[str, Any] | None = None
+    """The event sent but not yet answered: resent as is on the next connection."""
+    sent_before: bool = False
+    """Whether `pending` went out at least once (its next send is a resend)."""
+    created: int = 0
+    acked: int = 0
+    resent: int = 0
+    connects: int = 0
+    drops: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    url: str = ""
+    """The URL of the current (or last) connection."""
+
+    async def keep(self, stop: asyncio.Event, timeout: float) -> None:
+        """Connect, wait for the socket to close, back off, try the next URL; until `stop`."""
+        turn, backoff = 0, BACKOFF_FIRST
+        while not stop.is_set():
+            url = self.urls[turn % len(self.urls)]
+            try:
+                await self.station.boot(url, timeout)
+            except (OSError, WebSocketException, StationFailed, TimeoutError, ValueError) as error:
+                self.failures[error_name(error)] += 1
+                await self.station.close()
+                turn += 1
+                await _pause(stop, backoff * (1.0 + random.random() / 2))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            self.url, backoff = url, BACKOFF_FIRST
+            self.connects += 1
+            self.connected.set()
+            socket = self.station.socket
+            assert socket is not None
+            closed = asyncio.ensure_future(socket.wait_closed())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({closed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            closed.cancel()
+            stopped.cancel()
+            self.connected.clear()
+            if stop.is_set():
+                break
+            self.drops += 1
+            await self.station.close()
+            turn += 1  # its gateway is gone: the next URL, after a pause
+            await _pause(stop, BACKOFF_FIRST * (1.0 + random.random() / 2))
+        self.connected.clear()
+        await self.station.close()
+
+    async def send(self, timeout: float, fresh: bool) -> bool:
+        """Send the pending event, or (with `fresh`) a new one if none is pending; True when
+        it was answered. A failure leaves it pending and closes the socket (the keeper then
+        reconnects: a station that gets no answer does not trust its link)."""
+        if self.pending is None:
+            if not fresh:
+                return False
+            number = next(self.station.events)
+            self.pending = event_payload(self.station.serial, number, time.time())
+            self.created += 1
+            self.sent_before = False
+        if self.sent_before:
+            self.resent += 1
+        self.sent_before = True
+        try:
+            await self.station.call("SecurityEventNotification", self.pending, timeout)
+        except (OSError, WebSocketException, StationFailed, TimeoutError) as error:
+            self.failures[f"event: {error_name(error)}"] += 1
+            # Not connected any more for the loops: a socket already closed fails at once,
+            # and a loop that retried it before its keeper ran would never yield.
+            self.connected.clear()
+            await self.station.close()
+            await asyncio.sleep(0)
+            return False
+        self.pending = None
+        self.acked += 1
+        return True
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep `seconds` or until `stop`, whichever is first."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+class Roaming:
+    """This process's roaming stations, their keepers and the loops that send their events."""
+
+    def __init__(self, roamers: list[Roamer], timeout: float) -> None:
+        self.roamers = roamers
+        self.timeout = timeout
+        self.stop = asyncio.Event()
+        self.fresh = False
+        """Whether the loops create new events (else they only resend pending ones)."""
+        self.keepers = [asyncio.ensure_future(r.keep(self.stop, timeout)) for r in roamers]
+        self.loops: list[asyncio.Future[None]] = []
+
+    def start_events(self, concurrency: int) -> None:
+        """`concurrency` loops, each over its share of the stations, one CALL at a time."""
+        self.fresh = True
+        count = min(concurrency, len(self.roamers))
+        self.loops = [
+            asyncio.ensure_future(self._loop(self.roamers[w::count])) for w in range(count)
+        ]
+
+    async def _loop(self, mine: list[Roamer]) -> None:
+        turn = 0
+        while not self.stop.is_set() and (self.fresh or any(r.pending for r in mine)):
+            roamer = mine[turn % len(mine)]
+            turn += 1
+            if not roamer.connected.is_set() or (not self.fresh and roamer.pending is None):
+                if turn % len(mine) == 0:  # a whole round with nobody to serve: wait a little
+                    await _pause(self.stop, DRAIN_POLL)
+                continue
+            await roamer.send(self.timeout, self.fresh)
+
+    async def drain(self, timeout: float) -> None:
+        """Stop creating events; wait (bounded) until every pending one is answered."""
+        self.fresh = False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self.loops), timeout)
+
+    def status(self) -> dict[str, Any]:
+        """Counts over this process's stations; `acked_upto`: serial -> highest answered
+        event number (events of a station are numbered 1, 2, ... and answered in order)."""
+        failures: Counter[str] = Counter()
+        by_url: Counter[str] = Counter()
+        for roamer in self.roamers:
+            failures.update(roamer.failures)
+            if roamer.connected.is_set():
+                by_url[roamer.url] += 1
+        return {
+            "stations": len(self.roamers),
+            "connected": sum(1 for r in self.roamers if r.connected.is_set()),
+            "by_url": dict(by_url),
+            "created": sum(r.created for r in self.roamers),
+            "acked": sum(r.acked for r in self.roamers),
+            "pending": sum(1 for r in self.roamers if r.pending is not None),
+            "resent": sum(r.resent for r in self.roamers),
+            "connects": sum(r.connects for r in self.roamers),
+            "drops": sum(r.drops for r in self.roamers),
+            "failures": dict(failures),
+        }
+
+    def acked_upto(self) -> dict[str, int]:
+        return {r.station.serial: r.acked for r in self.roamers}
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.gather(*self.keepers, *self.loops, return_exceptions=True)
+
+
+def url_order(count: int, home: int, index: int) -> list[int]:
+    """A station's order of `count` URLs (indexes): its home first, then the others rotated
+    by `index`, so that the stations of a dead gateway spread evenly over the survivors."""
+    others = [i for i in range(count) if i != home]
+    shift = index % len(others) if others else 0
+    return [home, *others[shift:], *others[:shift]]
+
+
+def raise_file_limit() -> tuple[int, int]:
+    """Raise this process's soft limit of open files to the hard one; (soft, hard) after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
 # ---------------------------------------------------------------- the child process
 
 
@@ -183,6 +381,28 @@ class Pool:
     def __init__(self, credentials: Sequence[tuple[str, str]]) -> None:
         self.credentials = list(credentials)
         self.arms: dict[str, list[Station]] = {}
+        self.roaming: Roaming | None = None
+
+    async def hold(
+        self, urls: list[str], orders: list[list[int]], timeout: float
+    ) -> dict[str, Any]:
+        """Start every station roaming (station i tries `urls` in the order `orders[i]`, its
+        home first) and wait until all are connected (bounded by `timeout`); the status then."""
+        if self.roaming is not None:
+            return {"error": "already holding"}
+        if len(orders) != len(self.credentials):
+            return {"error": f"{len(orders)} URL orders for {len(self.credentials)} stations"}
+        if not all(order and all(0 <= i < len(urls) for i in order) for order in orders):
+            return {"error": "a URL order names no URL or one out of range"}
+        roamers = [
+            Roamer(Station(serial, password), [urls[i] for i in order])
+            for (serial, password), order in zip(self.credentials, orders, strict=True)
+        ]
+        started = time.perf_counter()
+        self.roaming = Roaming(roamers, timeout)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(r.connected.wait() for r in roamers)), timeout)
+        return {**self.roaming.status(), "seconds": time.perf_counter() - started}
 
     def stations(self, arm: str) -> list[Station]:
         return [s for s in self.arms.get(arm, []) if s.socket is not None]
@@ -278,6 +498,30 @@ async def serve_commands(pool: Pool) -> None:
             )
         elif op == "close":
             answer = await pool.close(arm)
+        elif op == "hold":
+            answer = await pool.hold(
+                [str(u) for u in command["urls"]],
+                [[int(i) for i in order] for order in command["orders"]],
+                timeout,
+            )
+        elif op in ("send", "status", "drain", "release") and pool.roaming is None:
+            answer = {"error": f"{op} before hold"}
+        elif op == "send":
+            assert pool.roaming is not None
+            pool.roaming.start_events(int(command["concurrency"]))
+            answer = pool.roaming.status()
+        elif op == "status":
+            assert pool.roaming is not None
+            answer = pool.roaming.status()
+        elif op == "drain":
+            assert pool.roaming is not None
+            await pool.roaming.drain(timeout)
+            answer = {**pool.roaming.status(), "acked_upto": pool.roaming.acked_upto()}
+        elif op == "release":
+            assert pool.roaming is not None
+            await pool.roaming.close()
+            answer = pool.roaming.status()
+            pool.roaming = None
         elif op == "quit":
             break
         else:
@@ -285,6 +529,8 @@ async def serve_commands(pool: Pool) -> None:
         print(json.dumps({"op": op, **answer}), flush=True)
     for arm in list(pool.arms):
         await pool.close(arm)
+    if pool.roaming is not None:
+        await pool.roaming.close()
 
 
 def main(argv: Sequence[str]) -> int:
@@ -293,6 +539,8 @@ def main(argv: Sequence[str]) -> int:
         print("usage: python -m chargepin.lab.ocpp_stations STATIONS_JSON", file=sys.stderr)
         return 2
     credentials = [(str(s), str(p)) for s, p in json.loads(Path(argv[0]).read_text())]
+    raise_file_limit()  # a process of thousands of stations needs a descriptor each
+    die_with_parent(signal.SIGKILL)  # a bench killed with -9 leaves no station behind
     asyncio.run(serve_commands(Pool(credentials)))
     return 0
 
