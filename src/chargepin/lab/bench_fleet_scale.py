@@ -746,6 +746,7 @@ async def run_stations(run: Run, gates: list[Gateway], pg: Cluster) -> None:
                     "urls": urls,
                     "orders": [plan.order(i) for i in share],
                     "timeout": STATION_TIMEOUT,
+                    "wait": HOLD_TIMEOUT,
                 }
                 for share in shares
             ],

@@ -13,9 +13,10 @@ server's memory and CPU are its own: it reads one JSON command per line on stdin
 each with one JSON line on stdout (`StationClient` below is the parent's side).
 
 Roaming (`hold`, for `chargepin bench fleet-scale`): each station keeps a connection to one of
-several gateway URLs, its home first. When the socket drops (its gateway killed) it waits a
-back-off (from BACKOFF_FIRST s, jittered by up to half, doubling to BACKOFF_MAX s) and tries
-the next URL in its own order, as a charger behind a load balancer lands on another gateway.
+several gateway URLs, its home first. When the socket drops (its gateway killed) or an attempt
+fails, it waits the charger's own back-off (`core.csms_link.reconnect_delay`: from 1 s,
+doubling per failure in a row, plus up to half at random) and tries the next URL in its own
+order, as a charger behind a load balancer lands on another gateway.
 Events are sent by a few loops per process, one CALL in flight per connection; an event stays
 pending until its CallResult arrives and is resent with the same eventId on the station's next
 connection (the charger's queue does the same), so the counts `created`, `acked` and `resent`
@@ -44,6 +45,7 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.typing import Subprotocol
 
 from chargepin.core.csms_auth import basic_authorization
+from chargepin.core.csms_link import reconnect_delay
 from chargepin.core.ocpp_events import SecurityEventType, custom_data, tech_info, timestamp
 from chargepin.lab.orphans import die_with_parent
 
@@ -63,12 +65,10 @@ PHONE = "AA:BB:CC:DD:EE:01"
 READY = "READY"
 EXTENSIONS = "Sec-WebSocket-Extensions"
 
-BACKOFF_FIRST = 1.0
-"""Seconds a roaming station waits before its first reconnection (the charger's own back-off,
-docs/OCPP.md), plus up to half of it at random so a dead gateway's stations do not all come
-back in the same instant."""
-BACKOFF_MAX = 8.0
-"""The back-off's cap, seconds."""
+BOOT_IN_FLIGHT = 100
+"""First connections a process of roaming stations has in progress at once: the fleet's
+stations are brought up at the pace the gateways take them (a ramp, not the storm measured);
+reconnections after a drop are not held back (their back-off is the charger's own)."""
 DRAIN_POLL = 0.05
 """Seconds between a draining loop's looks for a station whose pending event can go."""
 
@@ -220,21 +220,26 @@ class Roamer:
     url: str = ""
     """The URL of the current (or last) connection."""
 
-    async def keep(self, stop: asyncio.Event, timeout: float) -> None:
-        """Connect, wait for the socket to close, back off, try the next URL; until `stop`."""
-        turn, backoff = 0, BACKOFF_FIRST
+    async def keep(self, stop: asyncio.Event, timeout: float, first: asyncio.Semaphore) -> None:
+        """Connect, wait for the socket to close, back off, try the next URL; until `stop`.
+        The first connection waits its turn on `first` (the ramp)."""
+        turn, failures = 0, 0
         while not stop.is_set():
             url = self.urls[turn % len(self.urls)]
             try:
-                await self.station.boot(url, timeout)
+                if self.connects == 0:
+                    async with first:
+                        await self.station.boot(url, timeout)
+                else:
+                    await self.station.boot(url, timeout)
             except (OSError, WebSocketException, StationFailed, TimeoutError, ValueError) as error:
                 self.failures[error_name(error)] += 1
                 await self.station.close()
                 turn += 1
-                await _pause(stop, backoff * (1.0 + random.random() / 2))
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                await _pause(stop, reconnect_delay(failures, random.random()))
+                failures += 1
                 continue
-            self.url, backoff = url, BACKOFF_FIRST
+            self.url, failures = url, 0
             self.connects += 1
             self.connected.set()
             socket = self.station.socket
@@ -249,8 +254,8 @@ class Roamer:
                 break
             self.drops += 1
             await self.station.close()
-            turn += 1  # its gateway is gone: the next URL, after a pause
-            await _pause(stop, BACKOFF_FIRST * (1.0 + random.random() / 2))
+            turn += 1  # its gateway is gone: the next URL, after the charger's pause
+            await _pause(stop, reconnect_delay(0, random.random()))
         self.connected.clear()
         await self.station.close()
 
@@ -298,7 +303,8 @@ class Roaming:
         self.stop = asyncio.Event()
         self.fresh = False
         """Whether the loops create new events (else they only resend pending ones)."""
-        self.keepers = [asyncio.ensure_future(r.keep(self.stop, timeout)) for r in roamers]
+        first = asyncio.Semaphore(BOOT_IN_FLIGHT)
+        self.keepers = [asyncio.ensure_future(r.keep(self.stop, timeout, first)) for r in roamers]
         self.loops: list[asyncio.Future[None]] = []
 
     def start_events(self, concurrency: int) -> None:
@@ -384,10 +390,11 @@ class Pool:
         self.roaming: Roaming | None = None
 
     async def hold(
-        self, urls: list[str], orders: list[list[int]], timeout: float
+        self, urls: list[str], orders: list[list[int]], timeout: float, wait: float
     ) -> dict[str, Any]:
         """Start every station roaming (station i tries `urls` in the order `orders[i]`, its
-        home first) and wait until all are connected (bounded by `timeout`); the status then."""
+        home first; `timeout` for each attempt and answer) and wait until all are connected
+        (bounded by `wait`); the status then."""
         if self.roaming is not None:
             return {"error": "already holding"}
         if len(orders) != len(self.credentials):
@@ -401,7 +408,7 @@ class Pool:
         started = time.perf_counter()
         self.roaming = Roaming(roamers, timeout)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(r.connected.wait() for r in roamers)), timeout)
+            await asyncio.wait_for(asyncio.gather(*(r.connected.wait() for r in roamers)), wait)
         return {**self.roaming.status(), "seconds": time.perf_counter() - started}
 
     def stations(self, arm: str) -> list[Station]:
@@ -503,6 +510,7 @@ async def serve_commands(pool: Pool) -> None:
                 [str(u) for u in command["urls"]],
                 [[int(i) for i in order] for order in command["orders"]],
                 timeout,
+                float(command["wait"]),
             )
         elif op in ("send", "status", "drain", "release") and pool.roaming is None:
             answer = {"error": f"{op} before hold"}
