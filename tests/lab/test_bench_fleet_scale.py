@@ -177,6 +177,15 @@ def test_the_victims_stations_spread_evenly_over_the_survivors() -> None:
     shares = plan.shares()
     assert sorted(i for share in shares for i in share) == list(range(plan.stations))
     assert all(len(share) == 5_000 for share in shares)
+    # Homes alternate (victim, 1, victim, 2, ...); the victim's stations alternate fallbacks.
+    assert [plan.order(i) for i in range(6)] == [
+        [0, 1, 2],
+        [1, 0, 2],
+        [0, 2, 1],
+        [2, 1, 0],
+        [0, 1, 2],
+        [1, 0, 2],
+    ]
     assert url_order(3, 0, 0) == [0, 1, 2] and url_order(3, 0, 1) == [0, 2, 1]
     assert url_order(3, 2, 5) == [2, 1, 0]
 

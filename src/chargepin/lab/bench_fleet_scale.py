@@ -580,16 +580,20 @@ class Plan:
     clients: int
 
     def home(self, index: int) -> int:
-        """Half the stations live on gateway 0, the victim; the rest spread over the others."""
-        victims = self.stations // 2
-        return 0 if index < victims else 1 + (index - victims) % (self.gateways - 1)
+        """Every other station lives on gateway 0, the victim (half of them); the rest spread
+        over the others. Alternating, so that the stations' first connections, brought up in
+        order, go to every gateway at once."""
+        if index % 2 == 0:
+            return 0
+        return 1 + (index // 2) % (self.gateways - 1)
 
     def order(self, index: int) -> list[int]:
-        return url_order(self.gateways, self.home(index), index)
+        return url_order(self.gateways, self.home(index), index // 2)
 
     def shares(self) -> list[list[int]]:
-        """Station indexes per station process, interleaved (each process has victims)."""
-        return [list(range(c, self.stations, self.clients)) for c in range(self.clients)]
+        """Station indexes per station process: contiguous runs (each alternates homes)."""
+        bounds = [round(c * self.stations / self.clients) for c in range(self.clients + 1)]
+        return [list(range(bounds[c], bounds[c + 1])) for c in range(self.clients)]
 
     def survivor_peak(self) -> int:
         """Sockets the busiest survivor holds after the storm."""
