@@ -1132,7 +1132,7 @@ def run_fleet_scale_bench(
     try:
         return report_bench(
             measure,
-            (ChargepinError, ValueError, ClientError, httpx.HTTPError),
+            (ChargepinError, ValueError, ClientError, httpx.HTTPError, psutil.Error),
             report_table,
             json_path,
             lambda report: bool(report["pass"]),
