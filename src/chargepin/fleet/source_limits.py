@@ -90,6 +90,37 @@ class BadSource(ValueError):
     """The trusted header did not carry an address (a proxy set up wrong, or not in front)."""
 
 
+def client_address(scope: Scope, header: str | None) -> str | None:
+    """The client's address as the service counts it: the last entry of the trusted `header`
+    when the operator named one (`--source-header`) and the request carries it, else the
+    socket's peer (None without one). The one rule for the per-source limits and for the
+    login and claim throttles (`request_address`): behind a proxy the peer is the proxy.
+    BadSource when the header is there but does not end with an address."""
+    if header is not None:
+        name = header.lower().encode()
+        values = [v for k, v in scope["headers"] if k == name]
+        if values:
+            host: str = values[-1].decode("latin-1").split(",")[-1].strip()
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise BadSource(
+                    f"the {header} header does not end with a client address; "
+                    "the proxy in front of the service must set it"
+                ) from None
+            return host
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def request_address(request: Request) -> str | None:
+    """`client_address` of a request to the fleet's app, under its settings' header: what the
+    login, registration and claim throttles count (SourceLimits has refused a bad header with
+    400 before any route runs)."""
+    header = request.app.state.fleet.settings.source_limits.header
+    return client_address(request.scope, header)
+
+
 @dataclass
 class _Window:
     number: int = -1
@@ -116,7 +147,6 @@ class SourceLimits:
         self.refusal_page = refusal_page
         self.shared = engine.dialect.name == "postgresql"
         self.exempt = [ipaddress.ip_network(n, strict=False) for n in limits.exempt]
-        self.header = None if limits.header is None else limits.header.lower().encode()
         self.window = _Window()
         self.in_flight: dict[str, int] = {}
         self.sockets: dict[str, int] = {}
@@ -180,21 +210,7 @@ class SourceLimits:
 
     def source_of(self, scope: Scope) -> str | None:
         """The source key of the request, None when it is exempt."""
-        host: str | None = None
-        if self.header is not None:
-            values = [v for k, v in scope["headers"] if k == self.header]
-            if values:
-                host = values[-1].decode("latin-1").split(",")[-1].strip()
-                try:
-                    ipaddress.ip_address(host)
-                except ValueError:
-                    raise BadSource(
-                        f"the {self.limits.header} header does not end with a client address; "
-                        "the proxy in front of the service must set it"
-                    ) from None
-        if host is None:
-            client = scope.get("client")
-            host = client[0] if client else None
+        host = client_address(scope, self.limits.header)
         try:
             address = ipaddress.ip_address(host or "")
         except ValueError:

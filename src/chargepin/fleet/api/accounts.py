@@ -13,6 +13,7 @@ from chargepin.fleet.api.refusals import THROTTLED
 from chargepin.fleet.deps import DB, CurrentUser, bearer_digest
 from chargepin.fleet.errors import Unauthorized
 from chargepin.fleet.security import MIN_PASSWORD
+from chargepin.fleet.source_limits import request_address
 from chargepin.fleet.times import utc_now
 
 router = APIRouter(tags=["accounts"])
@@ -45,7 +46,7 @@ class SessionsEnded(BaseModel):
 
 
 def _attempt(request: Request, email: str) -> accounts.Attempt:
-    return accounts.Attempt(email, request.client.host if request.client else None)
+    return accounts.Attempt(email, request_address(request))
 
 
 def _token(authorization: str | None) -> bytes:
@@ -58,7 +59,7 @@ def _token(authorization: str | None) -> bytes:
 @router.post("/register", status_code=201, response_model=Account, responses=THROTTLED)
 def register(body: Credentials, db: DB, request: Request) -> Account:
     """Create an account (argon2id password hash); 409 if the address has one (counted)."""
-    client = request.client.host if request.client else None
+    client = request_address(request)
     now = request.app.state.fleet.clock.now()
     user = accounts.register(db, str(body.email), body.password, client, now)
     return Account(id=user.id, email=user.email)

@@ -25,6 +25,7 @@ from chargepin.fleet.deps import (
     check_app_version,
     user_for_token,
 )
+from chargepin.fleet.source_limits import request_address
 from chargepin.fleet.times import utc_now
 
 router = APIRouter(tags=["chargers"])
@@ -99,7 +100,7 @@ def claim(
     """Commission a charger by its sticker: the first valid claim makes the caller its owner."""
     state = request.app.state.fleet
     now = state.clock.now()
-    host = request.client.host if request.client else None
+    host = request_address(request)
     return _info(claims.commission(db, state.vault, user, host, body.payload, version, now))
 
 

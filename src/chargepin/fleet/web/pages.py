@@ -35,6 +35,7 @@ from chargepin.fleet.deps import DB, MAX_ROW_ID, user_for_digest
 from chargepin.fleet.errors import FleetError, NotFound, Unauthorized, Unprocessable
 from chargepin.fleet.models import User
 from chargepin.fleet.security import token_digest
+from chargepin.fleet.source_limits import request_address
 from chargepin.fleet.times import utc_now
 from chargepin.fleet.web import sessions
 from chargepin.fleet.web.headers import PREFIX, SecurityHeaders
@@ -77,11 +78,6 @@ class Signed:
 
 def _state(request: Request) -> Any:
     return request.app.state.fleet
-
-
-def _host(request: Request) -> str | None:
-    """The client's address, which the sign-in and claim throttles count per network."""
-    return request.client.host if request.client else None
 
 
 def render(
@@ -324,7 +320,7 @@ def signup(request: Request, db: DB, fields: Form) -> Response:
     body, refuse = _credentials(request, fields, "signup.html")
     now = _state(request).clock.now()
     try:
-        user = accounts.register(db, str(body.email), body.password, _host(request), now)
+        user = accounts.register(db, str(body.email), body.password, request_address(request), now)
     except FleetError as error:
         raise refuse(error) from None
     return _start_session(request, db, user)
@@ -334,7 +330,7 @@ def signup(request: Request, db: DB, fields: Form) -> Response:
 def signin(request: Request, db: DB, fields: Form) -> Response:
     """The account's password (throttled as for the JSON API's /login), then a session."""
     body, refuse = _credentials(request, fields, "signin.html")
-    attempt = accounts.Attempt(str(body.email), _host(request))
+    attempt = accounts.Attempt(str(body.email), request_address(request))
     try:
         user = accounts.check_password(db, attempt, body.password, _state(request).clock.now())
     except FleetError as error:
@@ -408,7 +404,7 @@ def _commission(request: Request, db: DB, signed: Signed, code: str, field: str)
             db,
             state.vault,
             signed.user,
-            _host(request),
+            request_address(request),
             body.payload,
             WEB_APP_VERSION,
             state.clock.now(),
