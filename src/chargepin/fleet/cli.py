@@ -8,9 +8,11 @@ and the charger's commands stay quick.
 from __future__ import annotations
 
 import datetime
+import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -49,8 +51,149 @@ def _settings(db: str | None, vault_key_file: Path | None = None) -> FleetSettin
     return FleetSettings.from_env(db_url=db, vault_key_file=vault_key_file)
 
 
+def _option(name: str, annotation: object, default: object) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+    )
+
+
+SERVICE_OPTIONS = (
+    _option(
+        "source_header",
+        Annotated[
+            str | None,
+            typer.Option(
+                envvar="CHARGEPIN_SOURCE_HEADER",
+                help="The header the proxy in front sets to the client's address, e.g. "
+                "X-Forwarded-For (its last entry counts); default none: the peer's address. "
+                "The per-source limits and the login and claim throttles count it.",
+            ),
+        ],
+        None,
+    ),
+    _option(
+        "source_rate",
+        Annotated[
+            int, typer.Option(min=0, help="Requests per source per window (0: no rate limit).")
+        ],
+        600,
+    ),
+    _option(
+        "source_window",
+        Annotated[float, typer.Option(min=1, max=3600, help="The rate limit's window in seconds.")],
+        60.0,
+    ),
+    _option(
+        "source_in_flight",
+        Annotated[
+            int, typer.Option(min=0, help="HTTP requests in progress per source per process.")
+        ],
+        32,
+    ),
+    _option(
+        "source_sockets",
+        Annotated[int, typer.Option(min=0, help="Open OCPP WebSockets per source per process.")],
+        1000,
+    ),
+    _option(
+        "source_exempt",
+        Annotated[
+            list[str] | None,
+            typer.Option(help="A network never limited (repeatable; default loopback)."),
+        ],
+        None,
+    ),
+    _option(
+        "db_pool_size",
+        Annotated[int, typer.Option(min=1, help="Pooled database connections kept open.")],
+        5,
+    ),
+    _option(
+        "db_max_overflow",
+        Annotated[int, typer.Option(min=0, help="Connections opened beyond the pool under load.")],
+        10,
+    ),
+    _option(
+        "db_pool_timeout",
+        Annotated[
+            float,
+            typer.Option(min=0.1, help="Seconds a request waits for a connection (then 503)."),
+        ],
+        30.0,
+    ),
+    _option(
+        "db_statement_timeout",
+        Annotated[
+            float,
+            typer.Option(min=0.1, help="Seconds a PostgreSQL statement may run (then 503)."),
+        ],
+        30.0,
+    ),
+)
+"""The options of every process of the service, `fleet serve` and `fleet gateway` alike: the
+per-source limits and the database pool (docs/DEPLOY.md, "Limits"). Defined once here and
+added to each command by `service_options`."""
+
+R = TypeVar("R")
+
+
+def service_options(command: Callable[..., R]) -> Callable[..., R]:
+    """Give `command` the SERVICE_OPTIONS: it takes them as one dict, its `service` argument.
+
+    Typer reads a command's options off its signature: this one shows the command's own
+    parameters followed by the shared ones, so both commands list them in --help and neither
+    copies them."""
+    own = [
+        p
+        for p in inspect.signature(command, eval_str=True).parameters.values()
+        if p.name != "service"
+    ]
+    names = [p.name for p in SERVICE_OPTIONS]
+
+    def wrapper(*args: Any, **kwargs: Any) -> R:
+        service = {name: kwargs.pop(name) for name in names if name in kwargs}
+        return command(*args, service=service, **kwargs)
+
+    parameters = [*own, *SERVICE_OPTIONS]
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    wrapper.__name__ = command.__name__
+    wrapper.__qualname__ = command.__qualname__
+    wrapper.__doc__ = command.__doc__
+    return wrapper
+
+
+def _service_settings(
+    db: str | None, vault_key_file: Path | None, service: dict[str, Any], **more: Any
+) -> FleetSettings:
+    """The settings of a process of the service, from its options (SERVICE_OPTIONS)."""
+    import dataclasses
+
+    from chargepin.fleet.source_limits import LOOPBACK, SourceLimitSettings
+
+    exempt = service["source_exempt"]
+    limits = SourceLimitSettings(
+        rate=service["source_rate"],
+        window=service["source_window"],
+        in_flight=service["source_in_flight"],
+        sockets=service["source_sockets"],
+        header=service["source_header"] or None,
+        exempt=tuple(exempt) if exempt is not None else LOOPBACK,
+    )
+    return dataclasses.replace(
+        _settings(db, vault_key_file),
+        source_limits=limits,
+        db_pool_size=service["db_pool_size"],
+        db_max_overflow=service["db_max_overflow"],
+        db_pool_timeout=service["db_pool_timeout"],
+        db_statement_timeout=service["db_statement_timeout"],
+        **more,
+    )
+
+
 @fleet_app.command("serve")
 @reports_errors
+@service_options
 def serve(
     db: DbOption = None,
     host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
@@ -64,46 +207,9 @@ def serve(
             "them to `chargepin fleet gateway` processes (PostgreSQL only).",
         ),
     ] = True,
-    source_header: Annotated[
-        str | None,
-        typer.Option(
-            envvar="CHARGEPIN_SOURCE_HEADER",
-            help="The header the proxy in front sets to the client's address, e.g. "
-            "X-Forwarded-For (its last entry counts); default none: the peer's address.",
-        ),
-    ] = None,
-    source_rate: Annotated[
-        int, typer.Option(min=0, help="Requests per source per window (0: no rate limit).")
-    ] = 600,
-    source_window: Annotated[
-        float, typer.Option(min=1, max=3600, help="The rate limit's window in seconds.")
-    ] = 60.0,
-    source_in_flight: Annotated[
-        int, typer.Option(min=0, help="HTTP requests in progress per source per process.")
-    ] = 32,
-    source_sockets: Annotated[
-        int, typer.Option(min=0, help="Open OCPP WebSockets per source per process.")
-    ] = 1000,
-    source_exempt: Annotated[
-        list[str] | None,
-        typer.Option(help="A network never limited (repeatable; default loopback)."),
-    ] = None,
     outbox_max_open: Annotated[
         int, typer.Option(min=1, help="Open commands one charger may have queued.")
     ] = 20,
-    db_pool_size: Annotated[
-        int, typer.Option(min=1, help="Pooled database connections kept open.")
-    ] = 5,
-    db_max_overflow: Annotated[
-        int, typer.Option(min=0, help="Connections opened beyond the pool under load.")
-    ] = 10,
-    db_pool_timeout: Annotated[
-        float, typer.Option(min=0.1, help="Seconds a request waits for a connection (then 503).")
-    ] = 30.0,
-    db_statement_timeout: Annotated[
-        float,
-        typer.Option(min=0.1, help="Seconds a PostgreSQL statement may run (then 503)."),
-    ] = 30.0,
     workers: Annotated[
         int,
         typer.Option(
@@ -112,52 +218,38 @@ def serve(
             help="API processes sharing the port (more than 1 needs PostgreSQL).",
         ),
     ] = 1,
+    *,
+    service: dict[str, Any],
 ) -> None:
     """Serve the fleet API (OpenAPI at /docs), the app (/app/) and the chargers' OCPP route on
     loopback; migrations apply on start. The limits that protect it: docs/FLEET.md, "Limits
     that protect the service"."""
-    import dataclasses
-
     from chargepin.fleet import operations
-    from chargepin.fleet.source_limits import LOOPBACK, SourceLimitSettings
 
     operations.require_loopback(host)
-    limits = SourceLimitSettings(
-        rate=source_rate,
-        window=source_window,
-        in_flight=source_in_flight,
-        sockets=source_sockets,
-        header=source_header or None,
-        exempt=tuple(source_exempt) if source_exempt is not None else LOOPBACK,
-    )
-    settings = dataclasses.replace(
-        _settings(db, vault_key_file),
-        source_limits=limits,
-        outbox_max_open=outbox_max_open,
-        db_pool_size=db_pool_size,
-        db_max_overflow=db_max_overflow,
-        db_pool_timeout=db_pool_timeout,
-        db_statement_timeout=db_statement_timeout,
-    )
+    settings = _service_settings(db, vault_key_file, service, outbox_max_open=outbox_max_open)
     operations.require_workers(settings.db_url, workers)
     operations.serve(settings, host, port, ocpp=ocpp, workers=workers)
 
 
 @fleet_app.command("gateway")
 @reports_errors
+@service_options
 def gateway(
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")],
     db: DbOption = None,
     host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
     vault_key_file: KeyFileOption = None,
+    *,
+    service: dict[str, Any],
 ) -> None:
     """Serve only the chargers' OCPP WebSockets (/ocpp/{serial}), no API or pages: any number of
     gateways on one PostgreSQL database, each woken by NOTIFY for the commands of its chargers
-    (docs/OCPP.md, "Gateways")."""
+    (docs/OCPP.md, "Gateways"). The limits are those of `fleet serve`."""
     from chargepin.fleet import operations
 
     operations.require_loopback(host)
-    operations.serve(_settings(db, vault_key_file), host, port, api=False)
+    operations.serve(_service_settings(db, vault_key_file, service), host, port, api=False)
 
 
 @fleet_app.command("migrate")
