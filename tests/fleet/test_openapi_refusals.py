@@ -12,8 +12,15 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
+from chargepin.clock import FakeClock
 from chargepin.core.provisioning import StickerPayload
+from chargepin.fleet import factory
+from chargepin.fleet.app import create_app
+from chargepin.fleet.models import User
+from chargepin.fleet.settings import FleetSettings
+from chargepin.fleet.vault import Vault
 from tests.helpers.fleet_accounts import login
 from tests.helpers.fleet_factory import provision
 
@@ -130,3 +137,32 @@ def test_the_refusals_the_service_answers_are_the_ones_declared(
     invalid = client.post("/register", json={"email": "not an address"})
     assert invalid.status_code == 422
     _conforms(invalid, document, "post", "/register")
+
+
+def test_a_provisioning_run_in_progress_is_the_409_declared(db_url: str) -> None:
+    """POST /factory/chargers while another run of the prefix holds its lock (an advisory lock
+    on PostgreSQL, the one writer's lock on SQLite): the 409 it answers is declared."""
+    settings = FleetSettings(db_url=db_url, db_lock_timeout=0.2)
+    app = create_app(settings, vault=Vault.generate(), clock=FakeClock())
+    fleet = app.state.fleet
+    try:
+        with TestClient(app, client=("198.51.100.9", 40000)) as client:
+            document = client.get("/openapi.json").json()
+            headers = login(client, "factory@example.com")
+            with fleet.sessions() as db, db.begin():
+                db.execute(update(User).values(is_admin=True))
+            body = {
+                "count": 1,
+                "model": "Pulsar Max",
+                "firmware": "6.11.2",
+                "produced": "2025-09-01",
+            }
+            with fleet.sessions() as other, other.begin():
+                factory.claim_run(other, "CP")  # a run in progress, holding the prefix
+                refused = client.post("/factory/chargers", json=body, headers=headers)
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["error"] == "provisioning_in_progress"
+            _conforms(refused, document, "post", "/factory/chargers")
+            assert client.post("/factory/chargers", json=body, headers=headers).status_code == 201
+    finally:
+        fleet.engine.dispose()

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from chargepin.core.errors import InvalidConfig, InvalidVersion, ProvisioningRefused
 from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet import factory
+from chargepin.fleet.api.refusals import ErrorOut
 from chargepin.fleet.deps import DB, CurrentUser
 from chargepin.fleet.errors import Forbidden, Unprocessable
 from chargepin.fleet.times import utc_now
@@ -39,7 +40,22 @@ class ProvisionedCharger(BaseModel):
     bundle: dict[str, Any] = Field(description="`chargepin charger init --bundle` input.")
 
 
-@router.post("/factory/chargers", status_code=201, response_model=list[ProvisionedCharger])
+PROVISIONING_REFUSALS: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ErrorOut,
+        "description": "provisioning_in_progress: another run with this serial prefix is in "
+        "progress (PostgreSQL), or another writer held the database past the lock timeout "
+        "(SQLite); nothing was made: wait for it, or use another prefix",
+    }
+}
+
+
+@router.post(
+    "/factory/chargers",
+    status_code=201,
+    response_model=list[ProvisionedCharger],
+    responses=PROVISIONING_REFUSALS,
+)
 def provision_chargers(
     body: ProvisionRequest, user: CurrentUser, db: DB, request: Request
 ) -> list[ProvisionedCharger]:
