@@ -264,6 +264,35 @@ def migrate(db: DbOption = None) -> None:
     typer.echo(f"database {engine.url.render_as_string(hide_password=True)} is up to date")
 
 
+@fleet_app.command("status")
+@reports_errors
+def status(
+    db: DbOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object instead of lines.")
+    ] = False,
+    source_rate: Annotated[
+        int, typer.Option(min=0, help="The services' --source-rate, to count refused sources.")
+    ] = 600,
+    source_window: Annotated[
+        float, typer.Option(min=1, max=3600, help="The services' --source-window.")
+    ] = 60.0,
+) -> None:
+    """The figures to watch, from the database (any host, changes nothing): gateways and their
+    heartbeats, chargers per gateway, the outbox's oldest waiting command, security events per
+    minute, sources over the rate, PostgreSQL's connections (docs/DEPLOY.md, "What to watch")."""
+    import json
+
+    from chargepin.fleet import operations
+    from chargepin.fleet import status as fleet_status
+
+    figures = operations.fleet_status(_settings(db), source_rate, source_window)
+    if as_json:
+        typer.echo(json.dumps(figures.to_json(), indent=2))
+    else:
+        typer.echo("\n".join(fleet_status.lines(figures)))
+
+
 @fleet_app.command("provision")
 @reports_errors
 def provision(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, make_url, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +29,8 @@ from chargepin.fleet.vault import ENV_KEY, ENV_KEY_FILE, Vault, VaultError, key_
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from chargepin.fleet.status import FleetStatus
 
 ROTATION_BATCH = 2000
 
@@ -59,13 +61,53 @@ def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
         migrate(engine)
     except sa_exc.OperationalError as error:
         engine.dispose()
-        where = engine.url.render_as_string(hide_password=True)
-        reason = str(error.orig or error).strip().splitlines()[0]
-        raise InvalidConfig(
-            f"cannot open the database {where} ({reason}); check --db (CHARGEPIN_DB_URL) and "
-            "that the server runs"
-        ) from error
+        raise _cannot_open(engine, error) from error
     return engine, session_factory(engine)
+
+
+def _cannot_open(engine: Engine, error: sa_exc.DBAPIError) -> InvalidConfig:
+    where = engine.url.render_as_string(hide_password=True)
+    reason = str(error.orig or error).strip().splitlines()[0]
+    return InvalidConfig(
+        f"cannot open the database {where} ({reason}); check --db (CHARGEPIN_DB_URL) and "
+        "that the server runs"
+    )
+
+
+def fleet_status(settings: FleetSettings, source_rate: int, source_window: float) -> FleetStatus:
+    """The figures to watch (fleet/status.py), read from the database as it is: this command
+    changes nothing, not even the schema (a database not migrated to this version's schema is
+    refused, naming `chargepin fleet migrate`)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from chargepin.fleet import status
+    from chargepin.fleet.csms.gateways import wall_now
+    from chargepin.fleet.db import alembic_config
+
+    if source_rate < 0 or not 1 <= source_window <= 3600:
+        raise InvalidConfig("--source-rate must be >= 0 and --source-window 1 to 3600 seconds")
+    url = make_url(settings.db_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        raise InvalidConfig(f"no fleet database at {url.database}: check --db (CHARGEPIN_DB_URL)")
+    engine = make_engine(settings.db_url)
+    try:
+        try:
+            with engine.connect() as connection:
+                current = MigrationContext.configure(connection).get_current_revision()
+        except sa_exc.OperationalError as error:
+            raise _cannot_open(engine, error) from error
+        head = ScriptDirectory.from_config(alembic_config(settings.db_url)).get_current_head()
+        if current != head:
+            where = engine.url.render_as_string(hide_password=True)
+            raise InvalidConfig(
+                f"the database {where} is at schema revision {current or 'none'}, this version "
+                f"reads {head}: run `chargepin fleet migrate` (or start the service) first"
+            )
+        with session_factory(engine)() as db:
+            return status.read(db, wall_now(), source_rate, source_window)
+    finally:
+        engine.dispose()
 
 
 def make_admin(settings: FleetSettings, email: str) -> None:
