@@ -257,8 +257,17 @@ def serve(
     # current; db.migrate serialises them anyway; a database that cannot be reached is one
     # line here, not a traceback per worker) and, below, the vault's key file (N workers
     # creating it at once would each make a different key and seal with it).
-    engine, _ = open_database(settings.db_url)
-    engine.dispose()
+    engine, sessions = open_database(settings.db_url)
+    try:
+        vault, created = load_vault(settings.vault_key_file)
+        with sessions() as db:
+            require_vault_of(db, vault, _key_file(settings) if created else None)
+    finally:
+        engine.dispose()
+    if created:
+        import logging
+
+        logging.getLogger(__name__).warning(created)
     # ws_max_size: uvicorn refuses a larger OCPP frame before assembling it (default 16 MiB).
     # ws_per_message_deflate: permessage-deflate (RFC 7692, a server may decline it) kept two
     # zlib contexts per charger, about half of the memory a connection costs (~50 of ~100 KiB),
@@ -273,11 +282,6 @@ def serve(
     if workers == 1:
         uvicorn.run(served_app(settings, api=api, ocpp=ocpp), **options)
         return
-    _vault, created = load_vault(settings.vault_key_file)
-    if created:
-        import logging
-
-        logging.getLogger(__name__).warning(created)
     os.environ["CHARGEPIN_DB_URL"] = settings.db_url
     os.environ[ENV_WORKER_OCPP] = "1" if ocpp else "0"
     os.environ[ENV_WORKER_SETTINGS] = settings_json(settings)
@@ -417,6 +421,33 @@ def reseal_all(db: Session, vault: Vault) -> tuple[int, int]:
         if changes:
             db.execute(update(Charger), changes)
         last_id = rows[-1][0]
+
+
+def _key_file(settings: FleetSettings) -> Path:
+    """The key file `load_vault` reads (or creates) for these settings."""
+    return Path(os.environ.get(ENV_KEY_FILE) or settings.vault_key_file)
+
+
+def require_vault_of(db: Session, vault: Vault, created: Path | None) -> None:
+    """VaultError, before anything is served, when the vault is not this database's: its newest
+    charger secret is sealed with a key the keyring lacks (a restored backup started with
+    another host's key file, or with a key file made afresh because none was restored). Left to
+    the requests, every PIN reveal and OCPP login would fail one by one while new chargers were
+    sealed with the wrong key."""
+    sealed = db.scalar(select(Charger.secret_ct).order_by(Charger.id.desc()).limit(1))
+    missing = None if sealed is None else vault.sealed_with(sealed)
+    if missing is None:
+        return
+    where, made = vault.source, ""
+    if created is not None:  # it sealed nothing yet: leave no key file that is not this fleet's
+        created.unlink(missing_ok=True)
+        where, made = str(created), " (made just now, as there was none: removed again)"
+    raise VaultError(
+        f"the database's charger secrets are sealed with vault key {missing}, which the vault "
+        f"key in {where}{made} does not hold: start the service with the key file that "
+        "belongs to this database (restore it from where it was kept apart from the database "
+        "backups); without it no PIN or charger secret in this database can be opened"
+    )
 
 
 def rotate_key(settings: FleetSettings) -> Rotation:

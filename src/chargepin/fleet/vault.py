@@ -138,6 +138,14 @@ class Vault:
         self._subkeys[(purpose, kid)] = derived
         return kid, derived
 
+    def sealed_with(self, ciphertext: bytes) -> str | None:
+        """The id (hex) of the key `ciphertext` was sealed with when this keyring lacks it (after
+        re-reading its key file once), else None: whether this vault belongs to a database."""
+        kid = ciphertext[1 : 1 + KEY_ID_SIZE]
+        if kid in self.keys or self._reload_for(kid) is not None:
+            return None
+        return kid.hex()
+
     def needs_rotation(self, ciphertext: bytes) -> bool:
         return ciphertext[1 : 1 + KEY_ID_SIZE] != key_id(self.current)
 
