@@ -9,7 +9,9 @@ import time
 import pytest
 from sqlalchemy import inspect, text
 
+from chargepin.core.errors import InvalidConfig
 from chargepin.fleet.db import MIGRATION_LOCK, make_engine, migrate
+from tests.helpers.cli import invoke
 
 WAIT = 30.0
 
@@ -51,4 +53,23 @@ def test_a_second_upgrade_waits_for_the_first_and_finds_the_schema_current(db_ur
             assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
     finally:
         holder.dispose()
+        engine.dispose()
+
+
+def test_an_older_version_on_a_newer_schema_says_so_in_one_line(db_url: str) -> None:
+    """A rolling upgrade migrated the database; a process of the old version (re)starts: it
+    refuses with what to do, not Alembic's traceback, and changes nothing."""
+    engine = make_engine(db_url)
+    try:
+        migrate(engine)
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))
+        with pytest.raises(InvalidConfig, match="revision ffffffffffff, newer than this version"):
+            migrate(engine)
+        code, _, error = invoke("fleet", "status", "--db", db_url)
+        assert code == 2 and "newer than this version of chargepin knows" in error
+        with engine.connect() as connection:
+            version = connection.execute(text("SELECT version_num FROM alembic_version"))
+            assert version.scalar_one() == "ffffffffffff"
+    finally:
         engine.dispose()

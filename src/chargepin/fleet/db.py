@@ -11,10 +11,13 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Select, create_engine, event, make_url
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, Select, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
+from chargepin.core.errors import InvalidConfig
 from chargepin.fleet.errors import Conflict, FleetError, ServiceBusy
 
 DEFAULT_URL = "sqlite:///chargepin-fleet.db"
@@ -159,7 +162,23 @@ def migrate(engine: Engine) -> None:
             connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = connection
+        require_known_revision(connection, config)
         command.upgrade(config, "head")
+
+
+def require_known_revision(connection: Connection, config: Config) -> None:
+    """InvalidConfig when the database's schema is newer than this version of chargepin knows
+    (a rolling upgrade migrated it, and an old process starts or restarts): said in one line
+    rather than Alembic's traceback, with what to do."""
+    current = MigrationContext.configure(connection).get_current_revision()
+    scripts = ScriptDirectory.from_config(config)
+    known = {revision.revision for revision in scripts.walk_revisions()}
+    if current is not None and current not in known:
+        raise InvalidConfig(
+            f"the database's schema is at revision {current}, newer than this version of "
+            f"chargepin knows (up to {scripts.get_current_head()}): a newer version migrated "
+            'it; run that version here too (docs/DEPLOY.md, "Migrations and upgrades")'
+        )
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -83,7 +83,7 @@ def fleet_status(settings: FleetSettings, source_rate: int, source_window: float
 
     from chargepin.fleet import status
     from chargepin.fleet.csms.gateways import wall_now
-    from chargepin.fleet.db import alembic_config
+    from chargepin.fleet.db import alembic_config, require_known_revision
 
     if source_rate < 0 or not 1 <= source_window <= 3600:
         raise InvalidConfig("--source-rate must be >= 0 and --source-window 1 to 3600 seconds")
@@ -97,7 +97,10 @@ def fleet_status(settings: FleetSettings, source_rate: int, source_window: float
                 current = MigrationContext.configure(connection).get_current_revision()
         except sa_exc.OperationalError as error:
             raise _cannot_open(engine, error) from error
-        head = ScriptDirectory.from_config(alembic_config(settings.db_url)).get_current_head()
+        config = alembic_config(settings.db_url)
+        with engine.connect() as connection:
+            require_known_revision(connection, config)
+        head = ScriptDirectory.from_config(config).get_current_head()
         if current != head:
             where = engine.url.render_as_string(hide_password=True)
             raise InvalidConfig(
