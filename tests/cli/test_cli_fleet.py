@@ -273,3 +273,42 @@ def test_a_database_that_cannot_be_reached_is_one_line_without_its_password(
         assert code == 2, (out, err)
         assert "cannot open the database postgresql+psycopg://fleet:***@127.0.0.1" in err
         assert "hunter2secret" not in out + err and "Traceback" not in out + err
+
+
+def test_rotate_key_on_two_hosts_in_two_steps_never_leaves_a_process_without_the_key(
+    fleet: dict[str, Path | str], tmp_path: Path
+) -> None:
+    """Host A makes the key (--no-reseal), the key file is copied to host B, then the rows are
+    re-sealed (--reseal-only): a process on B that loaded its key file before opens every row
+    after each step (it re-reads its own file), and the flags together are refused."""
+    provision(fleet, count=2)
+    host_a, host_b = Path(fleet["key"]), tmp_path / "host-b-key.json"
+    host_b.write_bytes(host_a.read_bytes())
+    host_b.chmod(0o600)
+    running_on_b = Vault.load_file(host_b)
+    before = [pins.charger_secret(running_on_b, row) for row in rows(fleet)]
+    old_id = key_id(running_on_b.current)
+    db = ("--db", str(fleet["db"]))
+
+    code, out, err = invoke(
+        "fleet", "rotate-key", *db, "--vault-key-file", str(host_a), "--no-reseal"
+    )
+    assert code == 0, err
+    assert "nothing was re-encrypted" in out
+    assert all(row.secret_ct[1:9] == old_id for row in rows(fleet))
+    assert [pins.charger_secret(running_on_b, row) for row in rows(fleet)] == before
+
+    host_b.write_bytes(host_a.read_bytes())  # the operator's copy to every host
+    code, out, err = invoke(
+        "fleet", "rotate-key", *db, "--vault-key-file", str(host_b), "--reseal-only"
+    )
+    assert code == 0, err
+    assert "re-encrypted 2 secrets" in out
+    new_id = key_id(Vault.load_file(host_a).current)
+    assert new_id != old_id and key_id(Vault.load_file(host_b).current) == new_id
+    assert all(row.secret_ct[1:9] == new_id for row in rows(fleet))
+    assert [pins.charger_secret(running_on_b, row) for row in rows(fleet)] == before
+
+    both = ("--no-reseal", "--reseal-only")
+    code, _, err = invoke("fleet", "rotate-key", *db, "--vault-key-file", str(host_a), *both)
+    assert code == 2 and "would do nothing" in err

@@ -382,11 +382,38 @@ def prune(db: DbOption = None) -> None:
 
 @fleet_app.command("rotate-key")
 @reports_errors
-def rotate_key(db: DbOption = None, vault_key_file: KeyFileOption = None) -> None:
-    """Make a new vault key and re-encrypt every charger secret and custom PIN with it."""
+def rotate_key(
+    db: DbOption = None,
+    vault_key_file: KeyFileOption = None,
+    no_reseal: Annotated[
+        bool,
+        typer.Option(
+            "--no-reseal",
+            help="Only add the new key to the key file (then copy it to every host).",
+        ),
+    ] = False,
+    reseal_only: Annotated[
+        bool,
+        typer.Option(
+            "--reseal-only",
+            help="Only re-encrypt what is not under the key file's current key.",
+        ),
+    ] = False,
+) -> None:
+    """Make a new vault key and re-encrypt every charger secret and custom PIN with it; on
+    several hosts in two steps, --no-reseal then --reseal-only (docs/DEPLOY.md, "The vault
+    key")."""
     from chargepin.fleet import operations
 
-    rotation = operations.rotate_key(_settings(db, vault_key_file))
+    rotation = operations.rotate_key(
+        _settings(db, vault_key_file), new_key=not reseal_only, reseal=not no_reseal
+    )
+    if no_reseal:
+        typer.echo(
+            f"vault key {rotation.key_id} is current in {rotation.key_file}; nothing was "
+            "re-encrypted: copy this key file to every host, then run rotate-key --reseal-only"
+        )
+        return
     typer.echo(
         f"vault key {rotation.key_id} is current (saved in {rotation.key_file}); re-encrypted "
         f"{rotation.secrets} secrets and {rotation.custom_pins} custom PINs; a running service "

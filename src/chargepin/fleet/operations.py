@@ -453,13 +453,17 @@ def require_vault_of(db: Session, vault: Vault, created: Path | None) -> None:
     )
 
 
-def rotate_key(settings: FleetSettings) -> Rotation:
+def rotate_key(settings: FleetSettings, *, new_key: bool = True, reseal: bool = True) -> Rotation:
     """Make a new vault key, save the key file, then re-encrypt every ciphertext in one go.
 
     The key file is saved first (it keeps the old keys), so a crash at any point leaves every
     ciphertext decryptable. A key from CHARGEPIN_VAULT_KEY cannot be rotated here: there is no
-    file to add the new key to.
+    file to add the new key to. On several hosts (each with its own copy of the key file) the
+    two steps run apart: `new_key` alone, the file copied to every host, then `reseal` alone,
+    so no process meets a ciphertext under a key its host's file lacks (docs/DEPLOY.md).
     """
+    if not (new_key or reseal):
+        raise InvalidConfig("--no-reseal and --reseal-only together would do nothing")
     if os.environ.get(ENV_KEY):
         raise VaultError(
             f"the vault key comes from {ENV_KEY}, which cannot hold a keyring; move it to a key "
@@ -471,8 +475,11 @@ def rotate_key(settings: FleetSettings) -> Rotation:
             f"no vault key file at {key_file}; give the one the service uses with --vault-key-file"
         )
     vault, _ = load_vault(key_file)
-    vault.rotate()
-    vault.save(key_file)
+    if new_key:
+        vault.rotate()
+        vault.save(key_file)
+    if not reseal:
+        return Rotation(key_id(vault.current).hex(), key_file, 0, 0)
     engine, sessions = open_database(settings.db_url)
     try:
         with transaction(sessions) as db:
