@@ -138,6 +138,9 @@ def test_status_reads_only_a_database_of_its_schema_and_changes_nothing(
         code, _, error = invoke("fleet", "status", "--db", f"sqlite:///{missing}")
         assert code == 2 and "no fleet database at" in error
         assert not missing.exists()
+        code, _, error = invoke("fleet", "status", "--db", "postgres://fleet:s3cret@db/fleet")
+        assert code == 2 and "is not a database URL the service can use" in error
+        assert "s3cret" not in error
         return
     engine = sqlalchemy.create_engine(db_url)
     try:

@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Select, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, Select, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
@@ -65,6 +65,7 @@ def make_engine(
     two, so any size works (tests run the claims on a pool of one); a request that finds none
     free within pool_timeout is 503 too. Back-pressure, never a hang (docs/FLEET.md, "Limits").
     """
+    database_url(url)
     if url.startswith("sqlite"):
         private_sqlite_file(url)
         engine = create_engine(
@@ -87,6 +88,21 @@ def make_engine(
             options += f" -c statement_timeout={_ms(statement_timeout)}"
         connect_args["options"] = options
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
+
+
+def database_url(url: str) -> URL:
+    """`url` parsed, or InvalidConfig saying which URLs the service takes (not a traceback)."""
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except sa_exc.ArgumentError:
+        # Not the URL itself: it may hold a password.
+        scheme = url.split("://", 1)[0] if "://" in url else "none"
+        raise InvalidConfig(
+            f"the --db URL (scheme {scheme[:40]!r}) is not a database URL the service can use: "
+            "give sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/NAME"
+        ) from None
+    return parsed
 
 
 def _ms(seconds: float) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, make_url, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -83,11 +83,11 @@ def fleet_status(settings: FleetSettings, source_rate: int, source_window: float
 
     from chargepin.fleet import status
     from chargepin.fleet.csms.gateways import wall_now
-    from chargepin.fleet.db import alembic_config, require_known_revision
+    from chargepin.fleet.db import alembic_config, database_url, require_known_revision
 
     if source_rate < 0 or not 1 <= source_window <= 3600:
         raise InvalidConfig("--source-rate must be >= 0 and --source-window 1 to 3600 seconds")
-    url = make_url(settings.db_url)
+    url = database_url(settings.db_url)
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
         raise InvalidConfig(f"no fleet database at {url.database}: check --db (CHARGEPIN_DB_URL)")
     engine = make_engine(settings.db_url)
