@@ -45,6 +45,7 @@ def run(*args: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 def test_a_restored_backup_reveals_the_pins_with_its_key_and_refuses_another(
     db_url: str, tmp_path: Path
 ) -> None:
