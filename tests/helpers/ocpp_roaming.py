@@ -70,8 +70,8 @@ class EventQueue:
     """How often each event was sent (more than once: resent after a lost connection)."""
     in_flight: str | None = None
     """The event sent and not yet answered."""
-    log: list[str] = field(default_factory=list)
-    """Every send, in order."""
+    answer_read: bool = False
+    """The answer to the event in flight has been read (it is being acknowledged)."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def add(self, note: str) -> str:
@@ -126,7 +126,6 @@ class RoamingStation:
         self.held = asyncio.Event()
         """Set once a ticket's answer is being held (hold_next_ticket)."""
         self._hold = False
-        self._held_from = 0
         self._release = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -149,11 +148,12 @@ class RoamingStation:
         self._release.set()
 
     def unread_event(self) -> str | None:
-        """The event sent after the held ticket arrived: answered by the CSMS perhaps, but
-        never read by this station (None while there is none)."""
-        log, name = self.events.log, self.events.in_flight
-        if self.held.is_set() and len(log) > self._held_from and name == log[-1]:
-            return name
+        """While a ticket's answer is held: the event in flight whose answer this station has
+        not read (and will not: it reads nothing while it holds), perhaps stored by the CSMS;
+        None when there is none."""
+        queue = self.events
+        if self.held.is_set() and queue.in_flight is not None and not queue.answer_read:
+            return queue.in_flight
         return None
 
     @property
@@ -217,7 +217,7 @@ class RoamingStation:
                 event = queue.pending[0]
                 queue.in_flight = event.event_id
                 queue.sends[event.event_id] += 1
-                queue.log.append(event.event_id)
+                queue.answer_read = False
                 await _until_closed(
                     station.security_event(EVENT_TYPE, event.tech_info, event.queue_id, event.at),
                     closed,
@@ -238,6 +238,13 @@ class _Station(SimStation):
         self.roaming = roaming
         self.closed = closed
 
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        """The package's, noting when an answer to the station's own call is read."""
+        with contextlib.suppress(ValueError, TypeError, IndexError, KeyError):
+            if json.loads(raw_msg)[0] in (3, 4):  # CALLRESULT, CALLERROR
+                self.roaming.events.answer_read = True
+        await super().route_message(raw_msg)
+
     @on(Action.data_transfer)
     async def on_data_transfer(
         self, vendor_id: str, message_id: str | None = None, data: Any = None, **_: Any
@@ -250,7 +257,6 @@ class _Station(SimStation):
             and roaming._hold
         ):
             roaming._hold = False
-            roaming._held_from = len(roaming.events.log)
             roaming.held.set()
             with contextlib.suppress(LinkLost):
                 await _until_closed(roaming._release.wait(), self.closed)

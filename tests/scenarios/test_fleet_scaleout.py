@@ -41,7 +41,7 @@ from chargepin.core import bond_statement
 from chargepin.core.bond_statement import BondedPhone
 from chargepin.core.pin import weakness
 from chargepin.core.policy import FirmwareVersion
-from chargepin.core.tickets import Action, Ticket
+from chargepin.core.tickets import Ticket
 from chargepin.fleet.factory import Provisioned
 from chargepin.fleet.operations import provision_to_dir
 from chargepin.fleet.settings import FleetSettings
@@ -398,13 +398,18 @@ async def test_a_gateway_killed_while_owners_revoke_and_change_pins_loses_and_do
                 commands = await owner.client.commands(charger.serial)
                 commands_total += len(commands)
                 counts = Counter(command_key(t) for t in station.applied)
-                assert len(counts) == per_charger, (charger.serial, counts, commands)
                 twice += [(charger.serial, key) for key, n in counts.items() if n > 1]
                 assert max(counts.values()) <= 2, counts
+                # One distinct command applied per command the API shows, of the same actions.
+                distinct = {command_key(t): t.action.value for t in station.applied}
+                assert sorted(distinct.values()) == sorted(c["action"] for c in commands), (
+                    charger.serial,
+                    counts,
+                    commands,
+                )
                 # The last PIN the owner chose is the charger's.
                 custom = station.state.pin.custom_pin
                 assert custom is not None and custom.digits == owner.pins[charger.serial][-1]
-                assert [t.action for t in station.applied].count(Action.REKEY) >= 1
         if ops:
             assert twice == [], f"applied twice: {twice}"
         else:
