@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, sync_playwright
 from chargepin.clock import FakeClock
 from chargepin.lab.testbed import Testbed
 from tests.helpers.browser import chromium_path
+from tests.helpers.postgres import new_database
 
 # These machines are shared and noisy: time is never a property under test here (benchmarks
 # measure it), so no per-example deadline and no "generation too slow" health check.
@@ -52,21 +53,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fleet.db'}"
         return
-    import uuid
-
-    import sqlalchemy
-
-    base = os.environ["CHARGEPIN_TEST_POSTGRES"]  # postgresql+psycopg://user@127.0.0.1:5432
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+    with new_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

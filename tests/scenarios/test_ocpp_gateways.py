@@ -38,6 +38,7 @@ from chargepin.lab.ports import free_ports
 from chargepin.lab.processes import Service
 from chargepin.phone.fleet_client import FleetClient
 from tests.helpers.ocpp_station import SimStation, StationState, station
+from tests.helpers.postgres import new_database
 from tests.helpers.processes import Bench, until, until_listening
 
 pytestmark = [
@@ -108,25 +109,14 @@ async def booted(
 
 @pytest.fixture
 async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
-    import uuid
-
-    import sqlalchemy
-
-    base = os.environ["CHARGEPIN_TEST_POSTGRES"]
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    bench = Bench(tmp_path, phones=0)
-    made = Fleet(bench, f"{base}/{name}", tmp_path / "vault-key.json")
-    try:
-        yield made
-    finally:
-        await made.owner.close()
-        bench.close()
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+    with new_database() as db:
+        bench = Bench(tmp_path, phones=0)
+        made = Fleet(bench, db, tmp_path / "vault-key.json")
+        try:
+            yield made
+        finally:
+            await made.owner.close()
+            bench.close()
 
 
 def notify(db: str, payload: str) -> None:
