@@ -36,6 +36,7 @@ import httpx
 import psutil
 import pytest
 import sqlalchemy
+from websockets.exceptions import InvalidStatus
 
 from chargepin.core import bond_statement
 from chargepin.core.bond_statement import BondedPhone
@@ -49,6 +50,7 @@ from chargepin.lab.ports import free_ports
 from chargepin.lab.processes import Service
 from chargepin.phone.fleet_client import FleetClient
 from tests.helpers.ocpp_roaming import RoamingStation
+from tests.helpers.ocpp_station import station as station_link
 from tests.helpers.postgres import POSTGRES, new_database
 from tests.helpers.processes import Bench, until, until_listening
 
@@ -358,6 +360,13 @@ async def test_a_gateway_killed_while_owners_revoke_and_change_pins_loses_and_do
         for station in stations:
             for _ in range(EVENTS_PER_PHASE):
                 station.events.add("outage")
+        # A stranger who knows the held charger is away tries its serial on the survivor.
+        with pytest.raises(InvalidStatus) as refused:
+            async with station_link(
+                fleet.gateway_urls()[SURVIVOR], held.serial, b"", time.time, password="x" * 40
+            ):
+                pass
+        assert refused.value.response.status_code == 401
 
         # After: every charger of gateway 0 on gateway 1, then more events from all of them.
         async def all_on_survivor() -> bool:
