@@ -260,6 +260,9 @@ class _Station(SimStation):
             roaming.held.set()
             with contextlib.suppress(LinkLost):
                 await _until_closed(roaming._release.wait(), self.closed)
+        if message_id == "ticket" and self.state.drop_before_answering_ticket:
+            self.state.drop_before_answering_ticket = False  # as SimStation
+            await self._connection.close()
         return call_result.DataTransfer(status=status, data=answer)
 
 
