@@ -44,7 +44,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -79,6 +78,7 @@ from chargepin.lab.bench_fleet import (
     measure_reveal,
 )
 from chargepin.lab.bench_fleet import serve as serve_app
+from chargepin.lab.bench_ocpp import CsmsServer
 from chargepin.lab.ocpp_stations import ClientError, StationClient, url_order
 from chargepin.lab.orphans import preexec
 from chargepin.lab.ports import LOOPBACK, free_port
@@ -188,42 +188,19 @@ def raise_limit_in_child() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-@dataclass
-class Gateway:
-    """One `chargepin fleet gateway` process."""
+class Gateway(CsmsServer):
+    """One `chargepin fleet gateway` process: bench ocpp's CSMS server, numbered."""
 
-    index: int
-    port: int
-    command: list[str]
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"ws://{LOOPBACK}:{self.port}/ocpp/"
-
-    def held(self) -> int:
-        """Established TCP connections on its port, as the kernel counts them."""
-        return sum(
-            1
-            for c in psutil.Process(self.process.pid).net_connections(kind="tcp")
-            if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == self.port
-        )
-
-    def wait_listening(self, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.process.poll() is None:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection((LOOPBACK, self.port), timeout=1.0),
-            ):
-                return
-            time.sleep(0.05)
-        raise BenchError(
-            f"gateway {self.index} did not start (exit code {self.process.poll()}); run "
-            f"`{' '.join(self.command)}` to see why; its log:\n"
-            + self.log.read_text(errors="replace")[-2000:]
-        )
+    def __init__(
+        self,
+        index: int,
+        port: int,
+        command: list[str],
+        process: subprocess.Popen[bytes],
+        log: Path,
+    ) -> None:
+        super().__init__(f"gateway {index}", port, command, process, log)
+        self.index = index
 
     def stop(self) -> None:
         if self.process.poll() is None:
