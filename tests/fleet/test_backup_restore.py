@@ -5,7 +5,6 @@ the service refuses to start on it with any other key, saying which key it needs
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -18,6 +17,7 @@ from chargepin.clock import FakeClock
 from chargepin.fleet.app import create_app
 from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import key_id, load_vault
+from chargepin.lab.bench_fleet_scale import pg_bindir
 from chargepin.lab.local_fleet import LocalFleet
 from chargepin.lab.ports import free_ports
 from chargepin.lab.processes import CHARGEPIN
@@ -27,13 +27,7 @@ from tests.helpers.fleet_factory import MANDATORY, claim, provision
 
 def pg_tool(name: str) -> str:
     """pg_dump or pg_restore of the newest installed server (.ci/postgres.sh's)."""
-    newest = sorted(
-        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[4])
-    )
-    found = str(newest[-1]) if newest else shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed (Debian's postgresql package has it)")
-    return found
+    return str(pg_bindir() / name)
 
 
 def libpq(url: str) -> str:
