@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,33 @@ NON_TEXT_CONTRAST = 3.0
 FOCUSABLE = "a[href], button, input:not([type=hidden]), select, textarea, [tabindex]"
 
 
+WALKS = ("sign-up", "charger-info", "people", "nearby", "troubleshooting")
+"""The screens each walk starts at: a walk is `SCREENS` from there to the next walk's first, in
+their order, on a stage of its own. Only a walk's own screens act before each of its screens;
+the screens that build on another's act are in its walk (Set up after the optional-PIN Charger
+Info; the lockout after the first wrong PIN, the controls after the lockout). Five tests rather
+than one of 40 s, so the suite's workers share them; a screen added to `SCREENS` joins the walk
+it is inserted in."""
+
+
+def walks() -> list[tuple[Screen, ...]]:
+    names = [screen.name for screen in SCREENS]
+    starts = [names.index(name) for name in WALKS] + [len(SCREENS)]
+    return [SCREENS[start:end] for start, end in pairwise(starts)]
+
+
 @pytest.fixture
 def stage(tmp_path: Path) -> Iterator[Stage]:
+    """A fresh stage: a walk's screens act on it (commission, revoke, pair)."""
     with staged(tmp_path) as stage:
+        yield stage
+
+
+@pytest.fixture(scope="module")
+def shared_stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
+    """One stage for the module's checks of the harness, which change only their own page (a
+    spoilt DOM, a refused script, a refused form): building a stage is five argon2 hashes."""
+    with staged(tmp_path_factory.mktemp("stage")) as stage:
         yield stage
 
 
@@ -66,19 +91,26 @@ def violations(page: Page) -> list[dict[str, Any]]:
     return [v for v in found if v["impact"] in BLOCKING]
 
 
+def test_the_walks_take_every_screen_once_in_order() -> None:
+    assert WALKS[0] == SCREENS[0].name
+    assert [screen for walk in walks() for screen in walk] == list(SCREENS)
+    assert all(walks())
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("walk", walks(), ids=lambda walk: walk[0].name)
 def test_every_screen_passes_axe_reflows_at_320_px_and_works_with_the_keyboard(
-    browser: Browser, stage: Stage
+    browser: Browser, stage: Stage, walk: tuple[Screen, ...]
 ) -> None:
-    """Each screen, opened once: axe-core at a phone's width and on a desktop, no sideways
-    scrolling at 320 px, then (back at a phone's width) Tab reaches every control in the page's
-    order, each with a visible focus ring 3:1 against what it is drawn on, and then leaves the
-    page (no trap). One opening per screen for all of it: the screens act (commission, revoke,
-    pair), and opening each twice doubled the suite's longest test."""
+    """Each screen of the walk, opened once: axe-core at a phone's width and on a desktop, no
+    sideways scrolling at 320 px, then (back at a phone's width) Tab reaches every control in
+    the page's order, each with a visible focus ring 3:1 against what it is drawn on, and then
+    leaves the page (no trap). One opening per screen for all of it: the screens act
+    (commission, revoke, pair), and opening each twice doubled the suite's longest test."""
     failures: dict[str, list[dict[str, Any]]] = {}
     too_wide: dict[str, int] = {}
     checked: list[Screen] = []
-    for screen in SCREENS:
+    for screen in walk:
         with opened(browser, stage, screen, PHONE, bypass_csp=True) as page:
             for viewport in (REFLOW, DESKTOP, PHONE):  # the same page, laid out again
                 page.set_viewport_size({"width": viewport["width"], "height": viewport["height"]})
@@ -102,12 +134,14 @@ def test_every_screen_passes_axe_reflows_at_320_px_and_works_with_the_keyboard(
         checked.append(screen)
     assert failures == {}
     assert too_wide == {}, "sideways scrolling (px too wide)"
-    assert checked == list(SCREENS)
+    assert checked == list(walk)
 
 
-def test_axe_finds_an_unlabelled_field_and_faint_text(browser: Browser, stage: Stage) -> None:
+def test_axe_finds_an_unlabelled_field_and_faint_text(
+    browser: Browser, shared_stage: Stage
+) -> None:
     """The check above can fail: the same harness on a screen spoilt on purpose."""
-    with opened(browser, stage, SCREENS[0], PHONE, bypass_csp=True) as page:
+    with opened(browser, shared_stage, SCREENS[0], PHONE, bypass_csp=True) as page:
         page.evaluate(
             """() => {
                 const field = document.createElement("input");
@@ -122,7 +156,7 @@ def test_axe_finds_an_unlabelled_field_and_faint_text(browser: Browser, stage: S
 
 
 def test_a_screen_whose_page_the_csp_refuses_something_is_not_reached(
-    browser: Browser, stage: Stage
+    browser: Browser, shared_stage: Stage
 ) -> None:
     """Every screen is opened with its console watched: an inline script is refused, loudly."""
 
@@ -138,17 +172,17 @@ def test_a_screen_whose_page_the_csp_refuses_something_is_not_reached(
     spoilt = replace(SCREENS[0], act=inline_script)
     with (
         pytest.raises(Unreached, match="Content Security Policy"),
-        opened(browser, stage, spoilt, PHONE),
+        opened(browser, shared_stage, spoilt, PHONE),
     ):
         pass
 
 
 def test_a_refused_field_is_marked_and_described_by_the_problem(
-    browser: Browser, stage: Stage
+    browser: Browser, shared_stage: Stage
 ) -> None:
     """What a screen reader says on the field of a refused form: invalid, and why."""
     (bad,) = [screen for screen in SCREENS if screen.name == "error-422-bad-input"]
-    with opened(browser, stage, bad, PHONE) as page:
+    with opened(browser, shared_stage, bad, PHONE) as page:
         field = page.get_by_label("The code on the charger's sticker")
         expect(field).to_have_attribute("aria-invalid", "true")
         expect(field).to_have_accessible_description(
