@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from weakref import WeakKeyDictionary
 
 from fastapi.testclient import TestClient
+
+from chargepin.fleet import accounts
+from chargepin.fleet.db import transaction
+from chargepin.fleet.models import User
+from chargepin.fleet.times import utc_now
 
 APP_VERSION = {"X-App-Version": "2.3.0"}
 PASSWORD = "correct horse battery"
@@ -37,3 +43,31 @@ def invited(client: TestClient, owner: dict[str, str], serial: str, email: str) 
     )
     assert accepted.status_code == 200, accepted.text
     return member
+
+
+def signed_in(client: TestClient, emails: list[str]) -> list[dict[str, str]]:
+    """Accounts made at once in the fleet's database as `login` leaves them (the service's own
+    `accounts.register` and `accounts.start_session`: a user row, a session expiring as a
+    login's does); the headers an app sends. For a test whose subject is what many accounts do
+    next, not signing in: fifty registrations and logins over HTTP are 100 argon2 computations,
+    most of a claim storm's time. Signing in is tested where it is the subject
+    (tests/fleet/test_accounts.py, test_login_throttle.py, the attacks of issue 9).
+
+    One argon2 hash serves them all: they share the password, so the first account's hash is
+    the others' too (its salt repeats, which nothing these accounts do looks at).
+    """
+    state = client.app.state.fleet  # type: ignore[attr-defined]
+    expires = utc_now(state.clock) + dt.timedelta(seconds=state.settings.token_lifetime)
+    headers = []
+    with transaction(state.sessions) as db:
+        first = accounts.register(db, emails[0], PASSWORD, None, state.clock.now())
+        others = [
+            User(email=email.lower(), password_hash=first.password_hash) for email in emails[1:]
+        ]
+        db.add_all(others)
+        db.flush()
+        for user in [first, *others]:
+            token = accounts.start_session(db, user, expires)
+            headers.append({"Authorization": f"Bearer {token}", **APP_VERSION})
+    _registered.setdefault(client, set()).update(emails)
+    return headers
