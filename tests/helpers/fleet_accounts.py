@@ -8,6 +8,7 @@ from weakref import WeakKeyDictionary
 from fastapi.testclient import TestClient
 
 from chargepin.fleet import accounts
+from chargepin.fleet.app import FleetState
 from chargepin.fleet.db import transaction
 from chargepin.fleet.models import User
 from chargepin.fleet.times import utc_now
@@ -46,6 +47,13 @@ def invited(client: TestClient, owner: dict[str, str], serial: str, email: str) 
 
 
 def signed_in(client: TestClient, emails: list[str]) -> list[dict[str, str]]:
+    """`made_at_once` on a test client's app, its accounts known to `login` as registered."""
+    headers = made_at_once(client.app.state.fleet, emails)  # type: ignore[attr-defined]
+    _registered.setdefault(client, set()).update(emails)
+    return headers
+
+
+def made_at_once(state: FleetState, emails: list[str]) -> list[dict[str, str]]:
     """Accounts made at once in the fleet's database as `login` leaves them (the service's own
     `accounts.register` and `accounts.start_session`: a user row, a session expiring as a
     login's does); the headers an app sends. For a test whose subject is what many accounts do
@@ -56,7 +64,6 @@ def signed_in(client: TestClient, emails: list[str]) -> list[dict[str, str]]:
     One argon2 hash serves them all: they share the password, so the first account's hash is
     the others' too (its salt repeats, which nothing these accounts do looks at).
     """
-    state = client.app.state.fleet  # type: ignore[attr-defined]
     expires = utc_now(state.clock) + dt.timedelta(seconds=state.settings.token_lifetime)
     headers = []
     with transaction(state.sessions) as db:
@@ -69,5 +76,4 @@ def signed_in(client: TestClient, emails: list[str]) -> list[dict[str, str]]:
         for user in [first, *others]:
             token = accounts.start_session(db, user, expires)
             headers.append({"Authorization": f"Bearer {token}", **APP_VERSION})
-    _registered.setdefault(client, set()).update(emails)
     return headers
