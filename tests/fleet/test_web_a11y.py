@@ -45,11 +45,11 @@ NON_TEXT_CONTRAST = 3.0
 FOCUSABLE = "a[href], button, input:not([type=hidden]), select, textarea, [tabindex]"
 
 
-WALKS = ("sign-up", "charger-info", "people", "nearby", "troubleshooting")
+WALKS = ("sign-up", "charger-info", "people", "accept", "nearby", "troubleshooting")
 """The screens each walk starts at: a walk is `SCREENS` from there to the next walk's first, in
 their order, on a stage of its own. Only a walk's own screens act before each of its screens;
 the screens that build on another's act are in its walk (Set up after the optional-PIN Charger
-Info; the lockout after the first wrong PIN, the controls after the lockout). Five tests rather
+Info; the lockout after the first wrong PIN, the controls after the lockout). Six tests rather
 than one of 40 s, so the suite's workers share them; a screen added to `SCREENS` joins the walk
 it is inserted in."""
 
