@@ -9,7 +9,7 @@ from chargepin.clock import FakeClock
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.provisioning import StickerPayload
 from chargepin.fleet.models import Membership, PinReveal
-from tests.helpers.fleet_accounts import APP_VERSION, login
+from tests.helpers.fleet_accounts import APP_VERSION, login, signed_in
 from tests.helpers.fleet_factory import MANDATORY, OPTIONAL, claim, provision
 from tests.helpers.fleet_records import charger_row
 
@@ -148,7 +148,7 @@ def test_simultaneous_claims_give_one_owner_and_409_to_the_rest(client: TestClie
     """Eight installers scan the same sticker at once: one owner, seven clear 409s, no 5xx."""
     from concurrent.futures import ThreadPoolExecutor
 
-    accounts = [login(client, f"installer{i}@example.com") for i in range(8)]
+    accounts = signed_in(client, [f"installer{i}@example.com" for i in range(8)])
     for made in provision(client, MANDATORY, count=3):  # each charger raced by all eight
         payload = {"payload": made.sticker.encode()}
 

@@ -21,7 +21,7 @@ from chargepin.fleet import operations
 from chargepin.fleet.models import ClaimSource, LoginThrottle
 from chargepin.fleet.settings import FleetSettings
 from chargepin.lab.local_fleet import LocalFleet
-from tests.helpers.fleet_accounts import PASSWORD, login
+from tests.helpers.fleet_accounts import PASSWORD, login, signed_in
 from tests.helpers.fleet_factory import provision
 
 WRONG = "not the password at all"
@@ -88,7 +88,7 @@ def test_claim_source_rows_stay_bounded_while_a_locked_network_stays_locked(
     main = TestClient(fleet.app)
     (made,) = provision(main)
     body = {"payload": StickerPayload(made.serial, WRONG_CODE).encode()}
-    claimers = [login(main, f"claimer{n}@example.com") for n in range(3)]
+    claimers = signed_in(main, [f"claimer{n}@example.com" for n in range(3)])
     rounds, sizes = 8, []
     for r in range(rounds):  # two minutes apart: each account fails from four new networks
         for a, headers in enumerate(claimers):
@@ -102,7 +102,7 @@ def test_claim_source_rows_stay_bounded_while_a_locked_network_stays_locked(
     # Ten wrong codes from ten accounts lock one network; more failures elsewhere prune the
     # table; an account that failed from that network is still refused ("from your network").
     network = from_source(fleet, "203.0.113.77")
-    strangers = [login(main, f"stranger{n}@example.com") for n in range(11)]
+    strangers = signed_in(main, [f"stranger{n}@example.com" for n in range(11)])
     for headers in strangers[:10]:
         assert network.post("/chargers/claim", json=body, headers=headers).status_code == 403
     fleet_clock.advance(30)
