@@ -64,6 +64,8 @@ def made_at_once(state: FleetState, emails: list[str]) -> list[dict[str, str]]:
     One argon2 hash serves them all: they share the password, so the first account's hash is
     the others' too (its salt repeats, which nothing these accounts do looks at).
     """
+    if not emails or len({email.lower() for email in emails}) != len(emails):
+        raise ValueError(f"made_at_once needs distinct e-mail addresses, got {emails!r}")
     expires = utc_now(state.clock) + dt.timedelta(seconds=state.settings.token_lifetime)
     headers = []
     with transaction(state.sessions) as db:
