@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from chargepin.core.presence import PROOF_SIZE
 from chargepin.core.tickets import Action, Receipt, sign_receipt
-from tests.helpers.fleet_accounts import APP_VERSION, PASSWORD, login
+from tests.helpers.fleet_accounts import APP_VERSION, PASSWORD, login, signed_in
 from tests.helpers.fleet_records import MANDATORY, ChargerRecord, add_charger
 
 CALLERS = ("anonymous", "stranger", "user", "revoked", "owner")
@@ -201,6 +201,10 @@ def test_every_endpoint_for_every_caller(client: TestClient) -> None:
         "revoked": _join(client, owner, charger.serial, emails["revoked"]),
         "owner": owner,
     }
+    # A member for each caller to try to revoke, signed in once (signing in is not the subject
+    # here: one argon2 hash for them all), invited and accepted again before each such route.
+    made = signed_in(client, [f"v-{caller}@example.com" for caller in CALLERS])
+    victims = dict(zip(CALLERS, made, strict=True))
     revoked_id = client.get("/me", headers=headers["revoked"]).json()["id"]
     assert client.delete(
         f"/chargers/{charger.serial}/members/{revoked_id}", headers=owner
@@ -214,7 +218,10 @@ def test_every_endpoint_for_every_caller(client: TestClient) -> None:
         for caller in CALLERS:
             victim_id = 0
             if "{victim}" in endpoint.path:  # a member for each caller to try to revoke
-                victim = _join(client, owner, charger.serial, f"v-{caller}@example.com")
+                victim = victims[caller]
+                code = _invite(client, owner, charger.serial, f"v-{caller}@example.com")
+                accepted = client.post("/invitations/accept", json={"code": code}, headers=victim)
+                assert accepted.is_success, accepted.text
                 victim_id = client.get("/me", headers=victim).json()["id"]
             invitation_id = 0
             if "{invitation}" in endpoint.path:  # an open invitation for each caller to withdraw
