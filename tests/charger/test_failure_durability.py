@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from typing import Any
 
 import pytest
@@ -96,3 +97,59 @@ async def test_a_phone_gone_as_its_last_key_arrives_leaves_a_bond_and_no_failure
     assert [bond.authenticated for bond in bonds] == [True]
     counters = daemon.store.counters()
     assert (counters["pairing_ok"], counters["pairing_failed"]) == (1, 0)
+
+
+class SyncTrace:
+    """The writes a SQLite connection commits, each with the `synchronous` level it commits at
+    (SQLite refuses to change the level inside a transaction: a write's level is its commit's)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.level = int(connection.execute("PRAGMA synchronous").fetchone()[0])
+        self.writes: list[tuple[int, str]] = []
+        connection.set_trace_callback(self._statement)
+
+    def _statement(self, sql: str) -> None:
+        words = sql.split()
+        if words[:2] == ["PRAGMA", "synchronous"]:
+            self.level = int(words[-1])
+        elif words[0] in ("INSERT", "UPDATE", "DELETE"):
+            table = words[2] if words[0] != "UPDATE" else words[1]
+            self.writes.append((self.level, f"{words[0]} {table}"))
+
+
+async def test_a_success_commits_unsynced_and_a_failure_synced(
+    bed: Testbed, clock: FakeClock
+) -> None:
+    """core.durability on the real pairing path: the bonds (charger and phone) and the
+    pairing_ok event commit at NORMAL (no fsync: a power cut may cost a re-pairing); a wrong
+    PIN's lockout, epoch and event at FULL, before the Pairing Failed PDU leaves."""
+    daemon = await bed.charger()
+    phone = await bed.phone("owner")
+    charger = SyncTrace(daemon.store.keystore.connection)
+    phones = SyncTrace(phone.bonds.connection)
+
+    link = await phone.connect("CP-0001", pin=str(daemon.store.current_pin()))
+    await link.disconnect()
+    for _ in range(100):
+        if ("INSERT", "bonds") in {tuple(w.split()[:2]) for _, w in charger.writes}:
+            break
+        await asyncio.sleep(0.01)
+    normal, full = 1, 2
+    assert set(charger.writes) == {
+        (normal, "INSERT events"),
+        (normal, "INSERT counters"),
+        (normal, "DELETE events"),
+        (normal, "INSERT ocpp_queue"),
+        (normal, "INSERT bonds"),
+    }
+    assert phones.writes == [(normal, "INSERT bonds")]
+
+    charger.writes.clear()
+    stranger = await bed.phone("stranger")
+    clock.advance(1)
+    with pytest.raises(WrongPin):
+        await stranger.connect("CP-0001", pin=wrong_pin(daemon.store.current_pin()))
+    assert (full, "UPDATE lockout") in charger.writes
+    assert (full, "UPDATE pin_config") in charger.writes
+    assert {level for level, _ in charger.writes} == {full}
+    assert daemon.store.keystore.connection.execute("PRAGMA synchronous").fetchone()[0] == full

@@ -27,6 +27,7 @@ from chargepin.charger.store import (
     StateStore,
 )
 from chargepin.core.addresses import random_static_address
+from chargepin.core.durability import Durability
 from chargepin.core.epochs import epoch_pin
 from chargepin.core.events import EventKind
 from chargepin.core.limits import MAX_EPOCH
@@ -189,6 +190,25 @@ def test_a_failed_transaction_changes_nothing(state_path: Path) -> None:
             store.advance_epoch()
     with StateStore.open(state_path) as store:
         assert (store.lockout_state, store.epoch) == (locked, 1)
+
+
+def test_an_ordered_transaction_refuses_a_write_that_must_be_synced(state_path: Path) -> None:
+    """core.durability: the lockout and the PIN state are SYNCED; inside an ORDERED block they
+    would reach the disk only with a later commit, so the block is refused, whole."""
+    locked = LockoutState(locked_from=10.0, locked_until=310.0, recent_lockouts=(10.0,))
+    with StateStore.open(state_path) as store:
+        connection = store.keystore.connection
+        with pytest.raises(StateError, match="synced"), store.transaction(Durability.ORDERED):
+            store.record_event("pairing_ok", "F1:22:33:44:55:66 passkey", 10.0)
+            assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+            store.save_lockout_state(locked)
+        assert (store.lockout_state, store.events()) == (LockoutState(), [])
+        assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+        with store.transaction(Durability.ORDERED):
+            store.record_event("pairing_ok", "F1:22:33:44:55:66 passkey", 10.0)
+        assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2
+    with StateStore.open(state_path) as store:
+        assert [entry.kind for entry in store.events()] == ["pairing_ok"]
 
 
 # -- events ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from bumble.pairing import PairingConfig, PairingDelegate
 from chargepin.charger.link_slots import LinkSlots, LinkState
 from chargepin.charger.store import StateStore
 from chargepin.clock import Clock
-from chargepin.core import attempts, pairing_attempt
+from chargepin.core import attempts, durability, pairing_attempt
 from chargepin.core.attempts import AttemptKind, PairingRequest, Refusal
 from chargepin.core.events import EventKind
 from chargepin.core.ocpp_events import EventFacts
@@ -180,12 +180,14 @@ class PairingGuard:
                     self.handle = None
             elif isinstance(action, LogSuccess):
                 how = "passkey" if action.authenticated else "just-works"
-                self._store.record_event(
-                    EventKind.PAIRING_OK,
-                    f"{connection.peer_address} {how}",
-                    self._clock.now(),
-                    EventFacts(phone=phone_name(connection), with_pin=action.authenticated),
-                )
+                # Not fsynced (core.durability): a success lost in a power cut is a re-pairing.
+                with self._store.transaction(durability.PAIRING_OK):
+                    self._store.record_event(
+                        EventKind.PAIRING_OK,
+                        f"{connection.peer_address} {how}",
+                        self._clock.now(),
+                        EventFacts(phone=phone_name(connection), with_pin=action.authenticated),
+                    )
                 self._state_changed()
             elif isinstance(action, Drop):
                 self._links.drop(connection, DROP_REASONS[action.reason])
@@ -202,7 +204,7 @@ class PairingGuard:
         store = self._store
         detail = f"{connection.peer_address} {kind.value}"
         facts = EventFacts(phone=phone_name(connection), reason=kind.value)
-        with store.transaction():
+        with store.transaction(durability.FAILED_ATTEMPT):
             pin = store.pin_state
             outcome = attempts.failed_attempt(self._profile, store.lockout_state, pin, kind, now)
             store.record_event(EventKind.PAIRING_FAILED, detail, now, facts)

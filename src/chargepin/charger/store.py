@@ -1,8 +1,10 @@
 """The charger's durable state: one SQLite file, the single owner of everything that must survive.
 
 Identity, factory secret, PIN configuration and epoch, lockout state, the event log and the bonds
-live in one database (WAL, synchronous=FULL), so a power cut at any instant leaves the state of
-the last commit and never a mix of two (DESIGN.md, "State on the charger"). Nothing is kept in
+live in one database (WAL), so a power cut at any instant leaves the state of one commit and never
+a mix of two (DESIGN.md, "State on the charger"): the last one, or for a success (a bond, its
+`pairing_ok` event) possibly one before it, since those commit without an fsync
+(core.durability; docs/SECURITY.md, "Durability of the pairing path"). Nothing is kept in
 memory except the identity and the secret, which never change after provisioning: every other
 value is read from SQLite when asked and written through at once, so there is no second copy
 that could diverge from the file.
@@ -22,9 +24,10 @@ from types import TracebackType
 from typing import Any, Final
 
 from chargepin.charger.errors import StateError
-from chargepin.core import csms_auth, ocpp_events
+from chargepin.core import csms_auth, durability, ocpp_events
 from chargepin.core.addresses import static_address_problem
 from chargepin.core.applied_ops import AppliedOps
+from chargepin.core.durability import Durability
 from chargepin.core.errors import InvalidConfig
 from chargepin.core.events import EventKind
 from chargepin.core.keys import SECRET_SIZE
@@ -35,7 +38,7 @@ from chargepin.core.pin import Pin
 from chargepin.core.pin_state import PinState
 from chargepin.core.policy import FirmwareVersion
 from chargepin.core.profiles import ProfileName, profile_name
-from chargepin.radio.keystore import DAMAGED_VALUE, SqliteKeyStore
+from chargepin.radio.keystore import DAMAGED_VALUE, SqliteKeyStore, synchronous
 
 SCHEMA_VERSION: Final = 4
 """PRAGMA user_version of the database this module reads and writes."""
@@ -178,7 +181,8 @@ class StateStore:
     """The charger's state in one SQLite file; the daemon's only source of truth.
 
     Make one with `create` (factory provisioning) or `open`. Every setter is one transaction,
-    committed and synced before it returns; `transaction()` groups several setters into one
+    committed and synced before it returns (a new bond and a success's event only committed:
+    core.durability); `transaction()` groups several setters into one
     commit when they must change together (e.g. a lockout update, an epoch change and an event).
     Write failures (disk full, I/O error) raise StateError so the daemon fails closed.
     """
@@ -188,6 +192,7 @@ class StateStore:
         self._connection = connection
         self._path = path
         self._depth = 0
+        self._level = Durability.SYNCED
         self._queued = False
         self._queue_listeners: list[Callable[[], None]] = []
         self._in_flight: int | None = None
@@ -347,40 +352,50 @@ class StateStore:
         return self._path
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Group the writes inside the block into one commit (all or nothing, then synced).
+    def transaction(self, level: Durability | None = None) -> Iterator[None]:
+        """Group the writes inside the block into one commit (all or nothing, in order).
 
         Use it where a crash between two writes would leave a state the rules forbid, e.g. a
-        failed attempt that both updates the lockout and moves to the next epoch. Nests.
+        failed attempt that both updates the lockout and moves to the next epoch. Nests: an
+        inner block joins the outer one's commit. The outermost block's `level`
+        (core.durability, default SYNCED) says whether the commit is fsynced before it returns;
+        a write that must be SYNCED asks for it and is refused inside an ORDERED block.
         """
         if self._depth:
+            if level is Durability.SYNCED and self._level is Durability.ORDERED:
+                raise StateError(
+                    "a write that must be synced was made inside an ORDERED transaction; "
+                    "open the outer transaction as SYNCED (core.durability)"
+                )
             self._depth += 1
             try:
                 yield
             finally:
                 self._depth -= 1
             return
-        try:
-            self._connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            raise self._write_error(error) from error
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
+        self._level = level or Durability.SYNCED
+        with synchronous(self._connection, self._level):
+            try:
+                self._connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise self._write_error(error) from error
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                self._queued = False
+                if self._connection.in_transaction:
+                    self._connection.execute("ROLLBACK")
+                raise
             self._depth = 0
-            self._queued = False
-            if self._connection.in_transaction:
-                self._connection.execute("ROLLBACK")
-            raise
-        self._depth = 0
-        queued, self._queued = self._queued, False
-        try:
-            self._connection.execute("COMMIT")
-        except sqlite3.Error as error:
-            if self._connection.in_transaction:
-                self._connection.execute("ROLLBACK")
-            raise self._write_error(error) from error
+            queued, self._queued = self._queued, False
+            try:
+                self._connection.execute("COMMIT")
+            except sqlite3.Error as error:
+                if self._connection.in_transaction:
+                    self._connection.execute("ROLLBACK")
+                raise self._write_error(error) from error
         if queued:
             for listener in list(self._queue_listeners):
                 listener()
@@ -467,7 +482,7 @@ class StateStore:
         except InvalidConfig as error:
             raise StateError(str(error)) from None
         digits = None if state.custom_pin is None else state.custom_pin.digits
-        with self.transaction():
+        with self.transaction(durability.LOCKOUT_STATE):
             current = self.pin_state
             if epoch < current.epoch:
                 raise StateError(
@@ -536,7 +551,7 @@ class StateStore:
         power cut resets the count (inside `transaction()`, the block's commit does this).
         """
         text = json.dumps(state.to_dict(), sort_keys=True)
-        with self.transaction():
+        with self.transaction(durability.LOCKOUT_STATE):
             self._execute("UPDATE lockout SET state = ?", (text,))
 
     # -- events ------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Bumble's `JsonKeyStore` rewrites the whole file on every change and, opened without a namespace
 on a file holding another namespace, destroys it on its next write (see notes/bumble.md, Bonds).
-A row per bond in SQLite (WAL, synchronous=FULL) survives a power cut at any instant and shares
-the charger's state database, so bonds and the rest of the charger's state cannot drift apart.
+A row per bond in SQLite (WAL) is never half written and shares the charger's state database,
+so bonds and the rest of the charger's state cannot drift apart. A new bond is committed ORDERED
+(core.durability: a power cut may lose it, the phone then pairs again), a removal SYNCED.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from typing import Any
 from bumble import hci
 from bumble.keys import KeyStore, PairingKeys
 
+from chargepin.core import durability
+from chargepin.core.durability import Durability
 from chargepin.core.errors import ChargepinError
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -56,8 +60,9 @@ class SqliteKeyStore(KeyStore):
     It writes through on a connection it is given (normally the charger's state store), so it
     keeps no copy of its own. `update` replaces a peer's keys, as `MemoryKeyStore` does: a
     re-pairing must not leave a stale IRK or LTK of the previous bond behind. Writes commit
-    immediately, unless the caller already holds a transaction on the connection, in which case
-    the caller's commit makes them durable together with its own changes.
+    immediately (`update` ORDERED, removals SYNCED: core.durability), unless the caller already
+    holds a transaction on the connection, in which case the caller's commit makes them durable
+    together with its own changes.
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class SqliteKeyStore(KeyStore):
             " created REAL NOT NULL,"
             " updated REAL NOT NULL)",
             (),
+            Durability.SYNCED,
             notify=False,
         )
 
@@ -102,7 +108,9 @@ class SqliteKeyStore(KeyStore):
         Idempotent rather than raising `KeyError` like `JsonKeyStore`: a removal retried after a
         crash or a dropped link must succeed.
         """
-        self._write(f"DELETE FROM {self._table} WHERE address = ?", (name,))
+        self._write(
+            f"DELETE FROM {self._table} WHERE address = ?", (name,), durability.BOND_REMOVED
+        )
 
     async def update(self, name: str, keys: PairingKeys) -> None:
         """Store the keys of a (re-)pairing with `name`, replacing any previous keys."""
@@ -111,6 +119,7 @@ class SqliteKeyStore(KeyStore):
             f"INSERT INTO {self._table} (address, keys, created, updated) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (address) DO UPDATE SET keys = excluded.keys, updated = excluded.updated",
             (name, json.dumps(keys.to_dict(), sort_keys=True), now, now),
+            durability.BOND_STORED,
         )
 
     async def get(self, name: str) -> PairingKeys | None:
@@ -126,7 +135,7 @@ class SqliteKeyStore(KeyStore):
 
     async def delete_all(self) -> None:
         """Forget every bond in one transaction (a factory reset never stops half-way)."""
-        self._write(f"DELETE FROM {self._table}", ())
+        self._write(f"DELETE FROM {self._table}", (), durability.BOND_REMOVED)
 
     def list_bonds(self) -> list[BondInfo]:
         """The bonded peers without their keys, oldest first, for the paired-phone list."""
@@ -155,18 +164,51 @@ class SqliteKeyStore(KeyStore):
         )
         return [(str(a), str(k), float(c)) for a, k, c in cursor.fetchall()]
 
-    def _write(self, sql: str, params: tuple[Any, ...], *, notify: bool = True) -> None:
+    def _write(
+        self,
+        sql: str,
+        params: tuple[Any, ...],
+        level: Durability,
+        *,
+        notify: bool = True,
+    ) -> None:
         outer = self._connection.in_transaction
-        try:
+        if outer:
             self._connection.execute(sql, params)
-            if not outer:
-                self._connection.commit()
-        except BaseException:
-            if not outer and self._connection.in_transaction:
-                self._connection.rollback()
-            raise
+        else:
+            with synchronous(self._connection, level):
+                try:
+                    self._connection.execute(sql, params)
+                    self._connection.commit()
+                except BaseException:
+                    if self._connection.in_transaction:
+                        self._connection.rollback()
+                    raise
         if notify and self.on_change is not None:
             self.on_change()
+
+
+@contextmanager
+def synchronous(connection: sqlite3.Connection, level: Durability) -> Iterator[None]:
+    """Commit what the block writes at `level`, then put the connection's level back.
+
+    SQLite refuses to change the level inside a transaction, so this wraps the whole of one;
+    a SYNCED block on a FULL connection costs nothing extra.
+    """
+    before = int(connection.execute("PRAGMA synchronous").fetchone()[0])
+    wanted = _LEVELS[level]
+    if (before >= wanted) if level is Durability.SYNCED else (before <= wanted):
+        yield
+        return
+    connection.execute(f"PRAGMA synchronous = {wanted}")
+    try:
+        yield
+    finally:
+        connection.execute(f"PRAGMA synchronous = {before}")
+
+
+_LEVELS = {Durability.SYNCED: 2, Durability.ORDERED: 1}
+"""SQLite's numbers for the levels (PRAGMA synchronous reads back a number)."""
 
 
 def bond_problem(address: Any, keys: Any, created: Any) -> str | None:
