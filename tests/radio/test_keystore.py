@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from bumble import hci
-from bumble.keys import PairingKeys
+from bumble.keys import KeyStore, PairingKeys
 
 from chargepin.radio.keystore import (
     BondInfo,
@@ -208,3 +208,32 @@ async def test_a_damaged_bond_row_is_refused_at_open_naming_it(
     with pytest.raises(KeyStoreError, match=f"damaged bond for {PHONE_B}.*delete that row"):
         open_keystore_file(path)
     assert sqlite3.connect(path).execute("SELECT count(*) FROM bonds").fetchone()[0] == 2
+
+
+async def test_resolving_keys_are_those_bumble_would_read(connection: sqlite3.Connection) -> None:
+    """The JSON-free read of (IRK, identity address) gives what KeyStore's own, which parses
+    every bond, gives: same keys, same addresses and types, same order, no IRK-less bond."""
+    clock = Clock()
+    store = SqliteKeyStore(connection, clock=clock)
+    public = PairingKeys(
+        address_type=hci.AddressType.PUBLIC_DEVICE, irk=PairingKeys.Key(value=b"\x07" * 16)
+    )
+    for address, keys in (
+        (PHONE_B, pairing_keys(1)),
+        (PHONE_A, pairing_keys(3)),
+        ("C0:11:22:33:44:55", PairingKeys(ltk=PairingKeys.Key(value=b"\x05" * 16))),
+        ("00:11:22:33:44:56", public),
+        ("C1:11:22:33:44:57", PairingKeys(irk=PairingKeys.Key(value=b"\x09" * 16))),
+    ):
+        clock.now += 1
+        await store.update(address, keys)
+
+    ours = await store.get_resolving_keys()
+
+    assert ours == await KeyStore.get_resolving_keys(store)
+    assert [(irk[0], str(address), address.address_type) for irk, address in ours] == [
+        (2, PHONE_B, hci.AddressType.RANDOM_DEVICE),
+        (4, PHONE_A, hci.AddressType.RANDOM_DEVICE),
+        (7, "00:11:22:33:44:56/P", hci.AddressType.PUBLIC_DEVICE),
+        (9, "C1:11:22:33:44:57", hci.AddressType.RANDOM_DEVICE),
+    ]

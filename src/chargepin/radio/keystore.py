@@ -133,6 +133,29 @@ class SqliteKeyStore(KeyStore):
         """All bonds, oldest first (a stable order for listings and resolving lists)."""
         return [(address, _keys_from_json(text)) for address, text, _ in self._rows()]
 
+    async def get_resolving_keys(self) -> list[tuple[bytes, hci.Address]]:
+        """(IRK, identity address) of every bond that has an IRK, as `KeyStore`'s, oldest first.
+
+        Bumble rebuilds its address resolver from this after every pairing; `KeyStore`'s version
+        parses every bond's JSON (`get_all`), a cost that grows with the bonds (issue 13: flat
+        from 1 to 1,000 bonds). SQLite picks the two fields out of the JSON instead.
+        """
+        rows = self._connection.execute(
+            f"SELECT address, json_extract(keys, '$.irk.value'),"
+            f" json_extract(keys, '$.address_type') FROM {self._table}"
+            " WHERE json_extract(keys, '$.irk.value') IS NOT NULL ORDER BY created, address"
+        )
+        return [
+            (
+                bytes.fromhex(irk),
+                hci.Address(
+                    address,
+                    hci.AddressType.RANDOM_DEVICE if kind is None else hci.AddressType(kind),
+                ),
+            )
+            for address, irk, kind in rows
+        ]
+
     async def delete_all(self) -> None:
         """Forget every bond in one transaction (a factory reset never stops half-way)."""
         self._write(f"DELETE FROM {self._table}", (), durability.BOND_REMOVED)
