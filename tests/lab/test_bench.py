@@ -98,4 +98,27 @@ def test_bench_without_memory_run(tmp_path: Path) -> None:
     run_pairing_bench(report_path, rounds=1, rss_pairings=0)
     report = json.loads(report_path.read_text())
     assert report["rss"] is None
+    assert report["growth"] is None
     assert_summary(report["pairing"]["chargepin_ms"], 1)
+
+
+def test_bench_growth_curve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--bonds 1,4`: each point's pairings interleaved with bare Bumble's, and the PNG."""
+    report_path, plot = tmp_path / "bench.json", tmp_path / "growth.png"
+
+    run_pairing_bench(report_path, rounds=2, rss_pairings=0, bonds=(1, 4), plot=plot)
+
+    report = json.loads(report_path.read_text())
+    assert report["command"].endswith("--rss-pairings 0 --bonds 1,4")
+    assert [point["bonds"] for point in report["growth"]] == [1, 4]
+    for point in report["growth"]:
+        assert_summary(point["chargepin_ms"], 2)
+        assert_summary(point["bare_bumble_ms"], 2)
+        assert point["ratio_median"] > 0 and point["ratio_paired_median"] > 0
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    assert "with 4 bonds" in capsys.readouterr().out
+
+
+def test_bench_refuses_a_bad_growth_series(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_pairing_bench(None, rounds=1, rss_pairings=0, bonds=(10, 1)) == 2
+    assert "increasing" in capsys.readouterr().out

@@ -32,16 +32,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import psutil
+from bumble import hci
+from bumble.keys import PairingKeys
 from rich.console import Console
 from rich.table import Table
 
 from chargepin.charger.daemon import ChargerDaemon
+from chargepin.core.addresses import random_static_address
 from chargepin.core.errors import ChargepinError
 from chargepin.core.pin import Pin
 from chargepin.core.profiles import DEFAULT_PROFILE
@@ -55,8 +58,11 @@ from chargepin.radio.keystore import open_keystore_file
 from chargepin.radio.transport import open_hci
 from chargepin.radio.virtual import serve_radio
 
-RATIO_TARGET = 1.25
-"""Acceptance: median chargepin pairing time / median bare Bumble pairing time."""
+RATIO_TARGET = 1.05
+"""Acceptance: median chargepin pairing time / median bare Bumble pairing time (issue 13)."""
+
+GROWTH_POINTS = (1, 10, 100, 1000)
+"""Bonds on the charger at each point of `--bonds`' curve (issue 13: flat from 1 to 1,000)."""
 
 DEFAULT_ROUNDS = 30
 DEFAULT_RSS_PAIRINGS = 100
@@ -196,6 +202,8 @@ class _ChargepinArm:
     link: CallTimer
     pair: CallTimer
     encrypt: CallTimer
+    filler: set[str] = field(default_factory=set)
+    """Bonds of phones that never connect, stored to see what the number of bonds costs."""
 
     @classmethod
     async def start(cls, bed: Testbed) -> _ChargepinArm:
@@ -233,8 +241,18 @@ class _ChargepinArm:
     async def forget(self) -> None:
         """Delete the bond on both sides, so the next round is a full pairing again."""
         for name, _keys in await self.daemon.store.keystore.get_all():
-            await self.daemon.store.keystore.delete(name)
+            if name not in self.filler:
+                await self.daemon.store.keystore.delete(name)
         await self.phone.bonds.delete(self.daemon.address)
+
+    async def fill(self, bonds: int) -> None:
+        """Store bonds of other phones until the charger holds `bonds` with the next pairing's."""
+        store = self.daemon.store
+        with store.transaction():
+            while len(self.filler) < bonds - 1:
+                address = str(random_static_address())
+                await store.keystore.update(address, _other_phone_keys())
+                self.filler.add(address)
 
     async def reconnect_round(self) -> dict[str, float]:
         """One bonded reconnect through Phone.connect and a status read (seconds)."""
@@ -254,6 +272,15 @@ class _ChargepinArm:
             "link": self.link.last,
             "encrypt": self.encrypt.last,
         }
+
+
+def _other_phone_keys() -> PairingKeys:
+    """A bond as a passkey pairing leaves it (LTK, the phone's IRK), with random keys."""
+    return PairingKeys(
+        address_type=hci.AddressType.RANDOM_DEVICE,
+        ltk=PairingKeys.Key(os.urandom(16), authenticated=True),
+        irk=PairingKeys.Key(os.urandom(16)),
+    )
 
 
 class _BareArm:
@@ -291,8 +318,44 @@ class _BareArm:
         return {"link": self.link.last, "encrypt": encrypt}
 
 
-async def measure_pairing(directory: Path, rounds: int) -> dict[str, Any]:
-    """Pairing (A vs B, interleaved) and bonded reconnect (likewise), all in this process."""
+def _ratios(ours: Samples, theirs: Samples) -> tuple[float, float]:
+    """(median A / median B, median of the per-round A/B) of the pairing samples."""
+    chargepin, baseline = ours.ms("pair"), theirs.ms("pair")
+    ratio = round(statistics.median(chargepin) / statistics.median(baseline), 3)
+    paired = statistics.median(a / b for a, b in zip(chargepin, baseline, strict=True))
+    return ratio, round(paired, 3)
+
+
+async def measure_growth(
+    arm: _ChargepinArm, bare: _BareArm, rounds: int, points: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Pairing with 1, 10, ... bonds on the charger: each point's rounds interleaved with bare
+    Bumble's (whose cost does not depend on the charger's bonds), so each point has its ratio."""
+    series = []
+    for bonds in points:
+        await arm.fill(bonds)
+        ours, theirs = Samples(), Samples()
+        for _ in range(rounds):
+            ours.add(await arm.pairing_round())
+            theirs.add(await bare.pairing_round())
+        ratio, paired = _ratios(ours, theirs)
+        series.append(
+            {
+                "bonds": bonds,
+                "chargepin_ms": ours.summary("pair"),
+                "bare_bumble_ms": theirs.summary("pair"),
+                "ratio_median": ratio,
+                "ratio_paired_median": paired,
+            }
+        )
+    return series
+
+
+async def measure_pairing(
+    directory: Path, rounds: int, growth: Sequence[int] = ()
+) -> dict[str, Any]:
+    """Pairing (A vs B, interleaved) and bonded reconnect (likewise), all in this process; with
+    `growth`, then the pairing at each of those numbers of bonds on the charger."""
     bed = Testbed(directory)
     bare: _BareArm | None = None
     ours, theirs = Samples(), Samples()
@@ -318,6 +381,8 @@ async def measure_pairing(directory: Path, rounds: int) -> dict[str, Any]:
         for _ in range(rounds):
             reconnect.add(await arm.reconnect_round())
             bare_reconnect.add(await bare.reconnect_round())
+        await arm.forget()
+        series = await measure_growth(arm, bare, rounds, growth)
     finally:
         if bare is not None:
             await bare.pair.stop()
@@ -325,14 +390,13 @@ async def measure_pairing(directory: Path, rounds: int) -> dict[str, Any]:
 
     chargepin, baseline = ours.ms("pair"), theirs.ms("pair")
     # The verdict is on the reported value, so that the report never contradicts itself.
-    ratio = round(statistics.median(chargepin) / statistics.median(baseline), 3)
-    paired = statistics.median(a / b for a, b in zip(chargepin, baseline, strict=True))
+    ratio, paired = _ratios(ours, theirs)
     return {
         "pairing": {
             "chargepin_ms": ours.summary("pair"),
             "bare_bumble_ms": theirs.summary("pair"),
             "ratio_median": ratio,
-            "ratio_paired_median": round(paired, 3),
+            "ratio_paired_median": paired,
             "target": RATIO_TARGET,
             "pass": ratio <= RATIO_TARGET,
             "chargepin_scan_ms": ours.summary("scan"),
@@ -351,6 +415,7 @@ async def measure_pairing(directory: Path, rounds: int) -> dict[str, Any]:
             "bare_bumble_link": bare_reconnect.summary("link"),
             "bare_bumble_encrypt": bare_reconnect.summary("encrypt"),
         },
+        "growth": series or None,
     }
 
 
@@ -493,22 +558,50 @@ def machine_info(directory: Path) -> dict[str, Any]:
     }
 
 
-def command_line(json_path: Path | None, rounds: int, rss_pairings: int) -> str:
+def bond_points(text: str) -> tuple[int, ...]:
+    """ "1,10,100" -> (1, 10, 100): increasing numbers of bonds, each at least 1."""
+    try:
+        points = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise BenchError(
+            f"--bonds takes numbers separated by commas, e.g. 1,10,100; got {text!r}"
+        ) from None
+    check_bond_points(points)
+    return points
+
+
+def check_bond_points(points: Sequence[int]) -> None:
+    """Refuse a growth series that is not increasing numbers of bonds, each at least 1."""
+    if any(n < 1 for n in points) or list(points) != sorted(set(points)):
+        raise BenchError(f"--bonds takes increasing numbers of at least 1, got {list(points)}")
+
+
+def command_line(
+    json_path: Path | None, rounds: int, rss_pairings: int, bonds: Sequence[int] = ()
+) -> str:
     """The CLI command that reproduces a run with these settings."""
     parts = ["chargepin bench pairing"]
     if json_path is not None:
         parts.append(f"--json {json_path}")
     parts.append(f"--rounds {rounds} --rss-pairings {rss_pairings}")
+    if bonds:
+        parts.append(f"--bonds {','.join(str(n) for n in bonds)}")
     return " ".join(parts)
 
 
 async def run_bench(
-    directory: Path, rounds: int, rss_pairings: int, command: str = ""
+    directory: Path,
+    rounds: int,
+    rss_pairings: int,
+    command: str = "",
+    bonds: Sequence[int] = (),
 ) -> dict[str, Any]:
     """The whole report as a JSON-ready dict; state files go under `directory`.
 
-    `rss_pairings=0` skips the memory run (and its child process); "rss" is then null.
+    `rss_pairings=0` skips the memory run (and its child process); "rss" is then null. `bonds`
+    (e.g. GROWTH_POINTS) adds "growth": the pairing at each number of bonds on the charger.
     """
+    check_bond_points(bonds)
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     if rss_pairings < 0:
@@ -523,7 +616,7 @@ async def run_bench(
         "profile": PROFILE,
         "rounds": rounds,
     }
-    report.update(await measure_pairing(directory, rounds))
+    report.update(await measure_pairing(directory, rounds, bonds))
     report["rss"] = await measure_rss(directory, rss_pairings) if rss_pairings else None
     report["duration_s"] = round((datetime.datetime.now(datetime.UTC) - started).total_seconds(), 1)
     return report
@@ -561,6 +654,13 @@ def report_table(report: dict[str, Any]) -> Table:
     table.add_row("  of which link connect", *_row(reconnect["link"]))
     table.add_row("  bare Bumble link connect, bonded", *_row(reconnect["bare_bumble_link"]))
     table.add_row("bonded reconnect: scan", *_row(reconnect["scan"]))
+    for point in report["growth"] or ():
+        table.add_row(
+            f"pair() with {point['bonds']} bonds: chargepin / bare",
+            f"{point['chargepin_ms']['median']:.1f} / {point['bare_bumble_ms']['median']:.1f}",
+            "",
+            f"ratio {point['ratio_median']:.2f}",
+        )
     if rss is not None:
         table.add_row(
             f"daemon RSS after {rss['pairings']} pairings (KiB)",
@@ -569,6 +669,29 @@ def report_table(report: dict[str, Any]) -> Table:
             f"{rss['growth_kib']:+d} KiB from {rss['start_kib']}",
         )
     return table
+
+
+def plot_growth(series: Sequence[dict[str, Any]], path: Path) -> None:
+    """Draw the pairing medians against the charger's bonds (log scale) into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    bonds = [point["bonds"] for point in series]
+    figure, axes = pyplot.subplots(figsize=(6, 3.5))
+    for key, label in (("chargepin_ms", "chargepin daemon + phone"), ("bare_bumble_ms", "bare")):
+        axes.plot(bonds, [point[key]["median"] for point in series], marker="o", label=label)
+    axes.set_xscale("log")
+    axes.set_ylim(bottom=0)
+    axes.set_xlabel("bonds on the charger")
+    axes.set_ylabel("median pair() (ms)")
+    axes.set_title("Pairing cost against the number of bonds")
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)
 
 
 @contextlib.contextmanager
@@ -587,17 +710,22 @@ def run_pairing_bench(
     json_path: Path | None,
     rounds: int = DEFAULT_ROUNDS,
     rss_pairings: int = DEFAULT_RSS_PAIRINGS,
+    bonds: Sequence[int] = (),
+    plot: Path | None = None,
 ) -> int:
     """Run the bench, print a short table, write the JSON report; the exit code.
 
     0 when the pairing ratio meets the target, 1 when it misses it, 2 when the bench could not
     measure (the message says why). Timing is never asserted beyond the ratio target.
     """
-    command = command_line(json_path, rounds, rss_pairings)
+    command = command_line(json_path, rounds, rss_pairings, bonds)
 
     def measure() -> dict[str, Any]:
         with _quiet_bumble(), tempfile.TemporaryDirectory(prefix="chargepin-bench-") as tmp:
-            return asyncio.run(run_bench(Path(tmp), rounds, rss_pairings, command))
+            report = asyncio.run(run_bench(Path(tmp), rounds, rss_pairings, command, bonds))
+        if plot is not None and report["growth"]:
+            plot_growth(report["growth"], plot)
+        return report
 
     return report_bench(
         measure,

@@ -225,13 +225,28 @@ def bench_pairing(
             min=0, help="Pairings to run while watching memory (the bench's default if omitted)."
         ),
     ] = None,
+    bonds: Annotated[
+        str | None,
+        typer.Option(
+            help="Also time pairing with these numbers of bonds on the charger, e.g. 1,10,100,1000."
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Draw the --bonds curve into this PNG file.")
+    ] = None,
 ) -> None:
     """Time pairing and bonded reconnection on the virtual radio and watch the daemon's memory."""
-    from chargepin.lab.bench import run_pairing_bench
+    from chargepin.lab.bench import bond_points, run_pairing_bench
 
     counts = {"rounds": rounds, "rss_pairings": rss_pairings}
+    series = bond_points(bonds) if bonds else ()
     raise typer.Exit(
-        run_pairing_bench(json_path, **{name: n for name, n in counts.items() if n is not None})
+        run_pairing_bench(
+            json_path,
+            **{name: n for name, n in counts.items() if n is not None},
+            bonds=series,
+            plot=plot,
+        )
     )
 
 
