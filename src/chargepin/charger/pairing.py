@@ -188,7 +188,8 @@ class PairingGuard:
                         self._clock.now(),
                         EventFacts(phone=phone_name(connection), with_pin=action.authenticated),
                     )
-                self._state_changed()
+                # No advertising refresh: a success changes nothing advertised (flags, epoch),
+                # and the refresh (info, two HMACs, three reads) ran inside the pairing window.
             elif isinstance(action, Drop):
                 self._links.drop(connection, DROP_REASONS[action.reason])
         return answer
