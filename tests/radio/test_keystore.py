@@ -237,3 +237,44 @@ async def test_resolving_keys_are_those_bumble_would_read(connection: sqlite3.Co
         (7, "00:11:22:33:44:56/P", hci.AddressType.PUBLIC_DEVICE),
         (9, "C1:11:22:33:44:57", hci.AddressType.RANDOM_DEVICE),
     ]
+
+
+async def test_resolving_keys_follow_every_change(
+    connection: sqlite3.Connection, tmp_path: Path
+) -> None:
+    """The list kept between calls follows updates, removals, a rolled-back transaction and
+    another connection's commit: after each, what KeyStore's own reading of the table gives."""
+    store = SqliteKeyStore(connection)
+
+    async def check() -> None:
+        assert await store.get_resolving_keys() == await KeyStore.get_resolving_keys(store)
+
+    await store.update(PHONE_A, pairing_keys(1))
+    await check()
+    await store.update(PHONE_B, pairing_keys(3))
+    await store.update(PHONE_A, pairing_keys(5))  # re-pairing: new IRK, same place
+    await check()
+    assert [irk[0] for irk, _ in await store.get_resolving_keys()] == [6, 4]
+    await store.update(PHONE_B, PairingKeys(ltk=PairingKeys.Key(value=b"\x01" * 16)))  # no IRK
+    await check()
+    await store.delete(PHONE_A)
+    await check()
+    assert await store.get_resolving_keys() == []
+
+    await store.update(PHONE_A, pairing_keys(7))
+    connection.execute("BEGIN")
+    await store.delete(PHONE_A)
+    assert await store.get_resolving_keys() == []  # inside the transaction: what it sees
+    connection.execute("ROLLBACK")
+    await check()
+    assert len(await store.get_resolving_keys()) == 1
+
+    other = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    try:
+        await SqliteKeyStore(other).update(PHONE_B, pairing_keys(9))
+    finally:
+        other.close()
+    await check()
+    assert len(await store.get_resolving_keys()) == 2
+    await store.delete_all()
+    await check()

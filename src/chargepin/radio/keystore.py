@@ -80,6 +80,8 @@ class SqliteKeyStore(KeyStore):
         self._clock = clock
         self._owns_connection = False
         self.on_change = on_change
+        self._resolving: dict[str, tuple[bytes, hci.Address]] | None = None
+        self._resolving_version = -1
         """Called after every committed change (the daemon refreshes advertising with it)."""
         self._write(
             f"CREATE TABLE IF NOT EXISTS {table} ("
@@ -109,7 +111,10 @@ class SqliteKeyStore(KeyStore):
         crash or a dropped link must succeed.
         """
         self._write(
-            f"DELETE FROM {self._table} WHERE address = ?", (name,), durability.BOND_REMOVED
+            f"DELETE FROM {self._table} WHERE address = ?",
+            (name,),
+            durability.BOND_REMOVED,
+            resolving=lambda entries: entries.pop(name, None),
         )
 
     async def update(self, name: str, keys: PairingKeys) -> None:
@@ -120,6 +125,7 @@ class SqliteKeyStore(KeyStore):
             " ON CONFLICT (address) DO UPDATE SET keys = excluded.keys, updated = excluded.updated",
             (name, json.dumps(keys.to_dict(), sort_keys=True), now, now),
             durability.BOND_STORED,
+            resolving=lambda entries: _set_resolving(entries, name, keys),
         )
 
     async def get(self, name: str) -> PairingKeys | None:
@@ -136,29 +142,33 @@ class SqliteKeyStore(KeyStore):
     async def get_resolving_keys(self) -> list[tuple[bytes, hci.Address]]:
         """(IRK, identity address) of every bond that has an IRK, as `KeyStore`'s, oldest first.
 
-        Bumble rebuilds its address resolver from this after every pairing; `KeyStore`'s version
-        parses every bond's JSON (`get_all`), a cost that grows with the bonds (issue 13: flat
-        from 1 to 1,000 bonds). SQLite picks the two fields out of the JSON instead.
+        Bumble rebuilds its address resolver from this after every pairing, and `KeyStore`'s
+        version parses every bond's JSON: 22 ms with 1,000 bonds, inside the pairing (issue 13:
+        pairing cost flat from 1 to 1,000 bonds). The list is kept from one call to the next and
+        follows this key store's own committed writes one bond at a time; it is read again from
+        the table (SQLite picking the two fields out of the JSON) after a write inside a
+        caller's transaction, which may still roll back, and after another connection changed
+        the file (`PRAGMA data_version`).
         """
-        rows = self._connection.execute(
-            f"SELECT address, json_extract(keys, '$.irk.value'),"
-            f" json_extract(keys, '$.address_type') FROM {self._table}"
-            " WHERE json_extract(keys, '$.irk.value') IS NOT NULL ORDER BY created, address"
-        )
-        return [
-            (
-                bytes.fromhex(irk),
-                hci.Address(
-                    address,
-                    hci.AddressType.RANDOM_DEVICE if kind is None else hci.AddressType(kind),
-                ),
+        version = int(self._connection.execute("PRAGMA data_version").fetchone()[0])
+        if self._resolving is None or version != self._resolving_version:
+            rows = self._connection.execute(
+                f"SELECT address, json_extract(keys, '$.irk.value'),"
+                f" json_extract(keys, '$.address_type') FROM {self._table}"
+                " WHERE json_extract(keys, '$.irk.value') IS NOT NULL ORDER BY created, address"
             )
-            for address, irk, kind in rows
-        ]
+            entries = {
+                str(address): (bytes.fromhex(irk), _identity(str(address), kind))
+                for address, irk, kind in rows
+            }
+            if self._connection.in_transaction:
+                return list(entries.values())
+            self._resolving, self._resolving_version = entries, version
+        return list(self._resolving.values())
 
     async def delete_all(self) -> None:
         """Forget every bond in one transaction (a factory reset never stops half-way)."""
-        self._write(f"DELETE FROM {self._table}", (), durability.BOND_REMOVED)
+        self._write(f"DELETE FROM {self._table}", (), durability.BOND_REMOVED, resolving=dict.clear)
 
     def list_bonds(self) -> list[BondInfo]:
         """The bonded peers without their keys, oldest first, for the paired-phone list."""
@@ -194,8 +204,10 @@ class SqliteKeyStore(KeyStore):
         level: Durability,
         *,
         notify: bool = True,
+        resolving: Callable[[dict[str, tuple[bytes, hci.Address]]], object] | None = None,
     ) -> None:
         outer = self._connection.in_transaction
+        entries, self._resolving = self._resolving, None  # whatever happens, until it succeeds
         if outer:
             self._connection.execute(sql, params)
         else:
@@ -207,6 +219,9 @@ class SqliteKeyStore(KeyStore):
                     if self._connection.in_transaction:
                         self._connection.rollback()
                     raise
+            if entries is not None and resolving is not None:
+                resolving(entries)
+                self._resolving = entries
         if notify and self.on_change is not None:
             self.on_change()
 
@@ -232,6 +247,22 @@ def synchronous(connection: sqlite3.Connection, level: Durability) -> Iterator[N
 
 _LEVELS = {Durability.SYNCED: 2, Durability.ORDERED: 1}
 """SQLite's numbers for the levels (PRAGMA synchronous reads back a number)."""
+
+
+def _identity(address: str, kind: int | None) -> hci.Address:
+    return hci.Address(
+        address, hci.AddressType.RANDOM_DEVICE if kind is None else hci.AddressType(kind)
+    )
+
+
+def _set_resolving(
+    entries: dict[str, tuple[bytes, hci.Address]], name: str, keys: PairingKeys
+) -> None:
+    """Follow `update(name, keys)` in the resolving list (a replaced bond keeps its place)."""
+    if keys.irk is None:
+        entries.pop(name, None)
+    else:
+        entries[name] = (keys.irk.value, _identity(name, keys.address_type))
 
 
 def bond_problem(address: Any, keys: Any, created: Any) -> str | None:
