@@ -7,6 +7,7 @@ Bumble.
 
     .venv/bin/python tools/profile_pairing.py profile --rounds 40
     .venv/bin/python tools/profile_pairing.py formatting --rounds 40
+    .venv/bin/python tools/profile_pairing.py keystore      # a bond stored, 1 to 1,000 bonds
 """
 
 from __future__ import annotations
@@ -14,22 +15,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import inspect
 import logging
 import os
 import pstats
+import sqlite3
 import statistics
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bumble import att, hci, l2cap, smp
+from bumble.keys import KeyStore, PairingKeys
 
+from chargepin.core.addresses import random_static_address
 from chargepin.lab.bench import _BareArm, _ChargepinArm
 from chargepin.lab.testbed import Testbed
+from chargepin.radio.keystore import SqliteKeyStore
 
 MODULES = (hci, l2cap, att, smp)
 PACKETS = (hci.HCI_Packet, l2cap.L2CAP_PDU, l2cap.L2CAP_Control_Frame, att.ATT_PDU, smp.SMP_Command)
@@ -173,14 +180,54 @@ async def formatting(directory: Path, rounds: int) -> None:
         print(f"  ratio chargepin / bare, {state}: {ratio:.3f}")
 
 
+def _random_keys() -> PairingKeys:
+    return PairingKeys(
+        address_type=hci.AddressType.RANDOM_DEVICE,
+        ltk=PairingKeys.Key(os.urandom(16), authenticated=True),
+        irk=PairingKeys.Key(os.urandom(16)),
+    )
+
+
+async def keystore(directory: Path, rounds: int) -> None:
+    """What Bumble's `update_keys` does on the charger after a pairing (store the bond, then
+    rebuild the resolving list), with 1 to 1,000 bonds: KeyStore's list against the kept one."""
+    print(f"load average {os.getloadavg()[0]:.2f}; median of {rounds} bonds stored, ms")
+    for bonds in (1, 10, 100, 1000):
+        connection = sqlite3.connect(directory / f"bonds-{bonds}.db", isolation_level=None)
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")
+        store = SqliteKeyStore(connection)
+        connection.execute("BEGIN")
+        for _ in range(bonds - 1):
+            await store.update(random_static_address(), _random_keys())
+        connection.execute("COMMIT")
+        medians = {}
+        for label, resolving in (
+            ("KeyStore.get_resolving_keys", functools.partial(KeyStore.get_resolving_keys, store)),
+            ("SqliteKeyStore's kept list", store.get_resolving_keys),
+        ):
+            await store.get_resolving_keys()
+            samples = []
+            for _ in range(rounds):
+                name = random_static_address()
+                start = time.perf_counter()
+                await store.update(name, _random_keys())
+                await resolving()
+                samples.append((time.perf_counter() - start) * 1000)
+                await store.delete(name)
+            medians[label] = statistics.median(samples)
+        connection.close()
+        print(f"  {bonds:5d} bonds: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=("profile", "formatting"))
+    parser.add_argument("mode", choices=("profile", "formatting", "keystore"))
     parser.add_argument("--rounds", type=int, default=40)
     args = parser.parse_args()
     logging.getLogger("bumble").setLevel(logging.ERROR)
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
-    run = profile if args.mode == "profile" else formatting
+    run = {"profile": profile, "formatting": formatting, "keystore": keystore}[args.mode]
     with tempfile.TemporaryDirectory(prefix="chargepin-profile-") as tmp:
         asyncio.run(run(Path(tmp), args.rounds))
 
