@@ -8,6 +8,7 @@ Bumble.
     .venv/bin/python tools/profile_pairing.py profile --rounds 40
     .venv/bin/python tools/profile_pairing.py formatting --rounds 40
     .venv/bin/python tools/profile_pairing.py keystore      # a bond stored, 1 to 1,000 bonds
+    .venv/bin/python tools/profile_pairing.py window        # our steps inside pair(), timed
 """
 
 from __future__ import annotations
@@ -180,6 +181,58 @@ async def formatting(directory: Path, rounds: int) -> None:
         print(f"  ratio chargepin / bare, {state}: {ratio:.3f}")
 
 
+async def window(directory: Path, rounds: int) -> None:
+    """chargepin's own steps inside `pair()`, each timed where it runs (wrapped in this process
+    only), per round: what of the chargepin arm's median is ours."""
+    from chargepin.charger import pairing
+    from chargepin.radio.keystore import SqliteKeyStore as Store
+
+    spent: dict[str, float] = defaultdict(float)
+
+    def timed(owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+        if inspect.iscoroutinefunction(original):
+
+            async def wrapper_async(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return await original(*args, **kwargs)
+                finally:
+                    spent[label] += time.perf_counter() - start
+
+            setattr(owner, name, wrapper_async)
+        else:
+
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    spent[label] += time.perf_counter() - start
+
+            setattr(owner, name, wrapper)
+
+    timed(pairing.PairingGuard, "on_request", "gate (Pairing Request)")
+    timed(pairing._PasskeyDisplay, "generate_passkey", "passkey from the epoch")
+    timed(pairing.PairingGuard, "on_complete", "pairing_ok event (commit)")
+    timed(Store, "update", "bond writes (charger + phone)")
+    timed(Store, "get_resolving_keys", "resolving lists (charger + phone)")
+    bed, arm, bare = await _arms(directory)
+    pairs = []
+    try:
+        spent.clear()
+        for _ in range(rounds):
+            pairs.append((await arm.pairing_round())["pair"] * 1000)
+            await bare.pairing_round()
+    finally:
+        await bare.pair.stop()
+        await bed.close()
+    print(f"load average {os.getloadavg()[0]:.2f}; median pair() {statistics.median(pairs):.1f} ms")
+    for label, seconds in spent.items():
+        print(f"  {label:36s} {seconds / rounds * 1000:6.3f} ms per pairing")
+    print(f"  {'total':36s} {sum(spent.values()) / rounds * 1000:6.3f} ms per pairing")
+
+
 def _random_keys() -> PairingKeys:
     return PairingKeys(
         address_type=hci.AddressType.RANDOM_DEVICE,
@@ -222,12 +275,13 @@ async def keystore(directory: Path, rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=("profile", "formatting", "keystore"))
+    parser.add_argument("mode", choices=("profile", "formatting", "keystore", "window"))
     parser.add_argument("--rounds", type=int, default=40)
     args = parser.parse_args()
     logging.getLogger("bumble").setLevel(logging.ERROR)
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
-    run = {"profile": profile, "formatting": formatting, "keystore": keystore}[args.mode]
+    modes = {"profile": profile, "formatting": formatting, "keystore": keystore, "window": window}
+    run = modes[args.mode]
     with tempfile.TemporaryDirectory(prefix="chargepin-profile-") as tmp:
         asyncio.run(run(Path(tmp), args.rounds))
 
