@@ -286,8 +286,9 @@ def _keys_from_json(text: str) -> PairingKeys:
 def open_keystore_file(path: str | os.PathLike[str]) -> SqliteKeyStore:
     """Open (creating if missing) a bonds-only SQLite file, e.g. the phone's own bonds.
 
-    WAL and synchronous=FULL make each committed bond survive a power cut; the returned key
-    store owns the connection, so `close()` closes it.
+    WAL keeps every commit whole; a new bond is not fsynced (a power cut may lose it: the phone
+    pairs again), a removal is (core.durability). The returned key store owns the connection,
+    so `close()` closes it.
     """
     try:
         connection = sqlite3.connect(Path(path), isolation_level=None)
