@@ -62,7 +62,7 @@ class Formatting:
 
     def off(self) -> None:
         for cls in self.originals:
-            cls.__str__ = _empty  # type: ignore[method-assign]
+            cls.__str__ = _empty  # type: ignore[method-assign,assignment]
 
     def on(self) -> None:
         for cls, method in self.originals.items():
