@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bumble import att, hci
+from bumble import att, gatt, hci
 from bumble.core import UUID, AdvertisingData, ProtocolError
 from bumble.device import Advertisement, Connection, Device, DeviceConfiguration, Peer
 from bumble.pairing import PairingConfig, PairingDelegate
@@ -39,6 +39,7 @@ from chargepin.phone.errors import (
     PinNeeded,
     WrongPin,
 )
+from chargepin.phone.gatt_cache import HASH_SIZE, CachedCharacteristic, GattCache, GattCacheStore
 from chargepin.phone.identity import PhoneIdentity
 from chargepin.radio.keystore import SqliteKeyStore
 from chargepin.radio.virtual import HciEndpoints
@@ -268,6 +269,39 @@ async def _hang_up(connection: Connection, wait_for_peer: float) -> None:
         await asyncio.wait_for(connection.disconnect(), 2.0)
 
 
+async def _read_multiple(peer: Peer, handles: tuple[int, ...]) -> list[bytes]:
+    """Several values in one round trip: Read Multiple Variable Length (Vol 3 Part F 3.4.4.11)."""
+    response = await peer.gatt_client.send_request(
+        att.ATT_Read_Multiple_Variable_Request(set_of_handles=list(handles))
+    )
+    if response is None:
+        raise TimeoutError("no answer to Read Multiple Variable")
+    if response.op_code == att.Opcode.ATT_ERROR_RESPONSE:
+        raise att.ATT_Error(error_code=response.error_code, message=response)
+    values = [bytes(value) for length, value in response.length_value_tuple_list]
+    lengths = [length for length, _value in response.length_value_tuple_list]
+    if len(values) != len(handles) or lengths != [len(value) for value in values]:
+        raise protocol.ProtocolError("Read Multiple Variable answer truncated or incomplete")
+    return values
+
+
+async def _read_database_hash(peer: Peer) -> tuple[bytes | None, int]:
+    """The Database Hash and its handle, in one Read By Type request (Vol 3 Part G 4.8.2)."""
+    response = await peer.gatt_client.send_request(
+        att.ATT_Read_By_Type_Request(
+            starting_handle=0x0001,
+            ending_handle=0xFFFF,
+            attribute_type=gatt.GATT_DATABASE_HASH_CHARACTERISTIC,
+        )
+    )
+    if response is None or response.op_code == att.Opcode.ATT_ERROR_RESPONSE:
+        return None, 0
+    for handle, value in response.attributes:
+        if len(value) == HASH_SIZE:
+            return bytes(value), int(handle)
+    return None, 0
+
+
 def _att_failure(error: att.ATT_Error) -> PhoneError:
     code = error.error_code
     if code == protocol.AttAppError.LOCKED:
@@ -310,6 +344,7 @@ class Phone:
         )
         self.device = Device.from_config_with_hci(config, hci_endpoints.source, hci_endpoints.sink)
         self.device.keystore = bonds
+        self.gatt_cache = GattCacheStore(bonds.connection)
         self._pin: Pin | None = None
         self.device.pairing_config_factory = lambda _connection: PairingConfig(
             sc=True,
@@ -387,7 +422,10 @@ class Phone:
 
     # ---------------------------------------------------------------- connecting
 
-    async def _open(self, charger: FoundCharger) -> tuple[Connection, Peer, dict[str, Any]]:
+    async def _open(
+        self, charger: FoundCharger, *, discover: bool = True
+    ) -> tuple[Connection, Peer, dict[str, Any]]:
+        """Connect, exchange the MTU and (unless `discover` is False) discover the service."""
         try:
             connection = await self.device.connect(
                 hci.Address(charger.address), own_address_type=hci.OwnAddressType.RANDOM
@@ -397,7 +435,9 @@ class Phone:
         peer = Peer(connection)
         try:
             with _gatt_errors():
-                characteristics = await asyncio.wait_for(self._discover(peer), self.setup_timeout)
+                characteristics = await asyncio.wait_for(
+                    self._discover(peer, discover), self.setup_timeout
+                )
         except TimeoutError as error:
             await self._hang_up(connection)
             raise ChargerTimeout(
@@ -409,8 +449,13 @@ class Phone:
             raise
         return connection, peer, {str(c.uuid).lower(): c for c in characteristics}
 
-    async def _discover(self, peer: Peer) -> list[Any]:
+    async def _discover(self, peer: Peer, discover: bool = True) -> list[Any]:
         await peer.request_mtu(protocol.PREFERRED_MTU)
+        if not discover:
+            return []
+        return await self._discover_characteristics(peer)
+
+    async def _discover_characteristics(self, peer: Peer) -> list[Any]:
         services = await peer.discover_services([UUID(protocol.SERVICE_UUID)])
         if not services:
             raise PairingRefused(
@@ -420,8 +465,8 @@ class Phone:
         return list(await services[0].discover_characteristics())
 
     async def _find_and_open(
-        self, target: str
-    ) -> tuple[FoundCharger, Connection, Peer, dict[str, Any]]:
+        self, target: str, *, use_cache: bool = False
+    ) -> tuple[FoundCharger, Connection, Peer, dict[str, Any], GattCache | None]:
         """Find the charger advertising and connect; one retry if the link does not come up.
 
         A connection request that crosses the charger's advertising restart is not seen by
@@ -430,8 +475,9 @@ class Phone:
         """
         for attempt in (1, 2):
             charger = await self.find(target)
+            cache = await self._usable_cache(charger) if use_cache else None
             try:
-                return (charger, *await self._open(charger))
+                return (*(charger, *await self._open(charger, discover=cache is None)), cache)
             except (ChargerTimeout, LinkLost):
                 if attempt == 2:
                     raise
@@ -447,7 +493,7 @@ class Phone:
 
     async def read_info(self, target: str) -> OpenInfo:
         """Connect without pairing and read the open info (epoch, lockout, PIN state)."""
-        _charger, connection, _peer, chars = await self._find_and_open(target)
+        _charger, connection, _peer, chars, _cache = await self._find_and_open(target)
         try:
             return OpenInfo.decode(bytes(await chars[protocol.INFO_UUID].read_value()))
         finally:
@@ -468,15 +514,117 @@ class Phone:
         With `vouched` (the app's path) the PIN comes from `vouched(link)`, which answers only
         once the device proved it is the charger; `pin` is then not used.
         """
-        charger, connection, peer, chars = await self._find_and_open(target)
+        charger, connection, peer, chars, cache = await self._find_and_open(target, use_cache=True)
         try:
-            info = OpenInfo.decode(bytes(await chars[protocol.INFO_UUID].read_value()))
-            link = ChargerLink(connection, peer, info, chars)
-            await self._secure(link, charger, pin, admit, vouched)
+            link = None
+            if cache is not None:
+                link = await self._reconnect_cached(charger, connection, peer, cache, admit)
+            if link is None:
+                if not chars:
+                    chars = await self._discover_in_time(charger, peer)
+                info = OpenInfo.decode(bytes(await chars[protocol.INFO_UUID].read_value()))
+                link = ChargerLink(connection, peer, info, chars)
+                await self._secure(link, charger, pin, admit, vouched)
+                await self._remember_database(charger, link)
         except BaseException:
             await self._hang_up(connection)
             raise
         return link
+
+    # ---------------------------------------------------------------- the GATT cache
+
+    async def _usable_cache(self, charger: FoundCharger) -> GattCache | None:
+        """The cached database of a charger we hold a bond with (else None: no bond, no cache)."""
+        if await self.bonds.get(charger.address) is None:
+            return None
+        return self.gatt_cache.get(charger.address)
+
+    async def _discover_in_time(self, charger: FoundCharger, peer: Peer) -> dict[str, Any]:
+        try:
+            with _gatt_errors():
+                found = await asyncio.wait_for(
+                    self._discover_characteristics(peer), self.setup_timeout
+                )
+        except TimeoutError as error:
+            raise ChargerTimeout(
+                f"connected to {charger.serial} but it did not answer within "
+                f"{self.setup_timeout:.0f} s; try again"
+            ) from error
+        return {str(c.uuid).lower(): c for c in found}
+
+    async def _reconnect_cached(
+        self,
+        charger: FoundCharger,
+        connection: Connection,
+        peer: Peer,
+        cache: GattCache,
+        admit: AdmitSource,
+    ) -> ChargerLink | None:
+        """Encrypt with the bond, then read the Database Hash and the open info through the
+        cached handles in one round trip; the link on the cached database, or None when the
+        cache does not hold (the caller discovers, and pairs if the bond was lost).
+
+        The handles are used only on a link encrypted with our bond of this charger (a
+        stranger at its address cannot encrypt), and trusted only once the hash read through
+        them is the cached one (Core spec Vol 3 Part G 2.5.2.1).
+        """
+        try:
+            await self._encrypt(connection, charger)
+        except hci.HCI_Error as error:
+            if error.error_code != hci.HCI_ErrorCode.PIN_OR_KEY_MISSING_ERROR:
+                raise PairingRefused(f"encryption with the bond failed: {error}") from error
+            logger.info("charger %s lost our bond; pairing again", charger.serial)
+            await self.bonds.delete(charger.address)
+            self.gatt_cache.delete(charger.address)
+            return None
+        try:
+            info_handle = cache.handle_of(protocol.INFO_UUID)
+            with _gatt_errors():
+                values = await asyncio.wait_for(
+                    _read_multiple(peer, (cache.hash_handle, info_handle)), self.setup_timeout
+                )
+            if values[0] != cache.database_hash:
+                raise protocol.ProtocolError("the charger's database hash changed")
+            info = OpenInfo.decode(values[1])
+        except LinkLost:
+            raise
+        except (PhoneError, protocol.ProtocolError, KeyError, TimeoutError) as error:
+            logger.info("GATT cache of %s not used (%s); discovering", charger.serial, error)
+            self.gatt_cache.delete(charger.address)
+            return None
+        link = ChargerLink(connection, peer, info, cache.proxies(peer.gatt_client))
+        if info.locked and admit is not None:
+            await link.admit(await admit(await link.read_challenge()))
+        return link
+
+    async def _remember_database(self, charger: FoundCharger, link: ChargerLink) -> None:
+        """Cache the database of a charger we now hold a bond with, under its current hash."""
+        if not link.connection.is_encrypted or await self.bonds.get(charger.address) is None:
+            return
+        with _gatt_errors():
+            database_hash, hash_handle = await _read_database_hash(link.peer)
+            characteristics = []
+            for uuid, proxy in sorted(link._chars.items()):
+                cccd = None
+                if proxy.properties & (
+                    gatt.Characteristic.Properties.NOTIFY | gatt.Characteristic.Properties.INDICATE
+                ):
+                    if not proxy.descriptors_discovered:
+                        await proxy.discover_descriptors()
+                    descriptor = proxy.get_descriptor(
+                        gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR
+                    )
+                    cccd = None if descriptor is None else descriptor.handle
+                characteristics.append(
+                    CachedCharacteristic(
+                        uuid, proxy.handle, proxy.end_group_handle, int(proxy.properties), cccd
+                    )
+                )
+        if database_hash is None:
+            return  # a charger without a Database Hash is discovered on every connection
+        self.gatt_cache.put(
+            charger.address, GattCache(database_hash, hash_handle, tuple(characteristics))
+        )
 
     async def _secure(
         self,
@@ -491,7 +639,8 @@ class Phone:
         admission = admit if link.info.locked else None
         if await self.bonds.get(charger.address) is not None:
             try:
-                await self._encrypt(connection, charger)
+                if not connection.is_encrypted:  # the cached path encrypted already
+                    await self._encrypt(connection, charger)
                 if admission is not None:
                     await link.admit(await admission(await link.read_challenge()))
                 return
@@ -501,6 +650,7 @@ class Phone:
                 # The charger forgot us (the owner removed this phone, or a reset): pair again.
                 logger.info("charger %s lost our bond; pairing again", charger.serial)
                 await self.bonds.delete(charger.address)
+                self.gatt_cache.delete(charger.address)
         if admission is not None:
             await link.admit(await admission(await link.read_challenge()))
         await self._pair(link, charger, pin, vouched)
@@ -579,4 +729,5 @@ class Phone:
         """Delete our bond with a charger (what 'Forget this device' does on a phone)."""
         existed = await self.bonds.get(target_address.upper()) is not None
         await self.bonds.delete(target_address.upper())
+        self.gatt_cache.delete(target_address)
         return existed
