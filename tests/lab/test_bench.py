@@ -67,6 +67,7 @@ def test_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.CaptureFi
 
     for key in (
         "connect_to_read",
+        "chargepin",
         "scan",
         "scan_connect_read",
         "link",

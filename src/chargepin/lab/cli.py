@@ -250,6 +250,26 @@ def bench_pairing(
     )
 
 
+@bench_app.command("reconnect")
+@reports_errors
+def bench_reconnect(
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
+    ] = None,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Reconnects to time per arm and bond count.")
+    ] = 30,
+    bonds: Annotated[
+        str, typer.Option(help="Bonds the charger holds, in turn (ascending, comma-separated).")
+    ] = "1,10,100,1000",
+) -> None:
+    """Time chargepin's part of a bonded reconnect (GATT cache vs rediscovery vs bare Bumble)."""
+    from chargepin.lab.bench_reconnect import run_reconnect_bench
+
+    counts = tuple(int(value) for value in bonds.split(",") if value.strip())
+    raise typer.Exit(run_reconnect_bench(json_path, rounds, counts))
+
+
 @bench_app.command("fleet")
 @reports_errors
 def bench_fleet(
