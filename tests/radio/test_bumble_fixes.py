@@ -8,18 +8,21 @@ moves an internal a fix relies on they fail before a charger ships with a broken
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import bumble
 import pytest
-from bumble import att, gatt, smp
+from bumble import att, crypto, gatt, hci, smp
 from bumble.device import Device, Peer
 from bumble.gatt_server import Server
 from bumble.testing.test_utils import TwoDevices
 
 from chargepin.charger.gatt_service import check_cccd_value
+from chargepin.core.addresses import random_static_address
 from chargepin.radio.bumble_fixes import (
     BUMBLE_VERSION,
     READ_MULTIPLE_HANDLERS,
+    IrkResolver,
     guard_pairing,
     harden_gatt_server,
 )
@@ -149,3 +152,32 @@ async def test_guard_pairing_installs_a_session_class_that_keeps_bumbles_behavio
     assert session_class.on_smp_pairing_request_command is not (
         smp.Session.on_smp_pairing_request_command
     )
+
+
+def test_irk_resolver_answers_as_bumbles_resolver() -> None:
+    """Same identity for every bonded phone's private address, None for a stranger's, on a
+    resolving list of 200 bonds (the charger's resolver, radio.bumble_fixes.IrkResolver)."""
+    keys = [
+        (
+            secrets.token_bytes(16),
+            hci.Address(random_static_address(), hci.Address.RANDOM_DEVICE_ADDRESS),
+        )
+        for _ in range(200)
+    ]
+    ours, bumbles = IrkResolver(keys), smp.AddressResolver(keys)
+
+    def private_address(irk: bytes) -> hci.Address:
+        prand = bytearray(secrets.token_bytes(3))
+        prand[2] = (prand[2] & 0x3F) | 0x40  # resolvable private address (Vol 6 Part B 1.3.2.2)
+        return hci.Address(
+            crypto.ah(irk, bytes(prand)) + bytes(prand), hci.Address.RANDOM_DEVICE_ADDRESS
+        )
+
+    for irk, identity in (keys[0], keys[117], keys[-1]):
+        rpa = private_address(irk)
+        resolved = ours.resolve(rpa)
+        assert resolved is not None and str(resolved) == str(identity)
+        assert resolved == bumbles.resolve(rpa)
+        assert resolved.address_type == hci.Address.RANDOM_IDENTITY_ADDRESS
+    stranger = private_address(secrets.token_bytes(16))
+    assert ours.resolve(stranger) is None and bumbles.resolve(stranger) is None

@@ -16,7 +16,7 @@ from collections.abc import Collection, Coroutine
 from typing import Any
 
 from bumble import att, hci
-from bumble.device import Connection, Device, DeviceConfiguration
+from bumble.device import Connection, DeviceConfiguration
 
 from chargepin.charger.advertising import Advertiser
 from chargepin.charger.evse import ChargingPoint
@@ -44,7 +44,7 @@ from chargepin.core.ocpp_events import EventFacts, Origin
 from chargepin.core.policy import PinMode, pin_policy
 from chargepin.core.profiles import security_profile
 from chargepin.core.tickets import Action
-from chargepin.radio.bumble_fixes import guard_pairing, harden_gatt_server
+from chargepin.radio.bumble_fixes import ResolvingDevice, guard_pairing, harden_gatt_server
 from chargepin.radio.link_addresses import peer_on_air
 from chargepin.radio.virtual import HciEndpoints
 
@@ -93,7 +93,9 @@ class ChargerDaemon:
             irk=identity.irk,
             identity_address_type=hci.Address.RANDOM_DEVICE_ADDRESS,
         )
-        self.device = Device.from_config_with_hci(config, hci_endpoints.source, hci_endpoints.sink)
+        self.device = ResolvingDevice.from_config_with_hci(
+            config, hci_endpoints.source, hci_endpoints.sink
+        )
         self.device.keystore = store.keystore
         self.links = LinkSlots(self.device, self.timings, self._spawn, self._on_idle_link)
         self.pairing = PairingGuard(

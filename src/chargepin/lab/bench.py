@@ -206,9 +206,9 @@ class _ChargepinArm:
     """Bonds of phones that never connect, stored to see what the number of bonds costs."""
 
     @classmethod
-    async def start(cls, bed: Testbed) -> _ChargepinArm:
+    async def start(cls, bed: Testbed, *, privacy: bool = False) -> _ChargepinArm:
         daemon = await bed.charger(ChargerSpec(profile=PROFILE))
-        phone = await bed.phone(pairing_timeout=PAIRING_TIMEOUT)
+        phone = await bed.phone(pairing_timeout=PAIRING_TIMEOUT, privacy=privacy)
         # Connection.pair() and .encrypt() call these Device methods: the bare arm times the
         # same calls, so both arms time the same thing.
         return cls(

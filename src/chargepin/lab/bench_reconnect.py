@@ -70,13 +70,17 @@ async def _add_bonds(arm: _ChargepinArm, total: int) -> None:
     bonds = await keystore.get_all()
     if not bonds:
         raise BenchError("the charger holds no bond to copy")
-    template = bonds[0][1].to_dict()
+    phone, template = bonds[0]
     for _ in range(total - len(bonds)):
-        keys = PairingKeys.from_dict(template)
+        keys = PairingKeys.from_dict(template.to_dict())
         if keys.ltk is not None:
             keys.ltk = PairingKeys.Key(secrets.token_bytes(16), keys.ltk.authenticated)
         keys.irk = PairingKeys.Key(secrets.token_bytes(16), True)
         await keystore.update(random_static_address(), keys)
+    # The bench phone's bond becomes the newest: resolving its private address then tries
+    # every other phone's IRK first (the worst case; Bumble's resolver goes oldest first).
+    await keystore.delete(phone)
+    await keystore.update(phone, template)
     # What the daemon does with its bonds at power-on (Bumble's resolving list).
     await arm.daemon.device.refresh_resolving_list()
 
@@ -106,7 +110,9 @@ async def measure_reconnect(
     bed = Testbed(directory)
     bare: _BareArm | None = None
     try:
-        first = await _ChargepinArm.start(bed)
+        # The phone connects from resolvable private addresses, as phones do: the charger
+        # resolves each to a bond (Vol 3 Part C 10.7) before it knows which phone it is.
+        first = await _ChargepinArm.start(bed, privacy=True)
         discovery = CallTimer(first.phone, "_discover_characteristics")
         arms = [first]
         for bonds in bond_counts[1:]:
