@@ -10,7 +10,7 @@ import pytest
 from chargepin.lab.bench_reconnect import TARGET_MS, run_bench, run_reconnect_bench
 from tests.lab.test_bench import assert_summary
 
-MEASURED = ("chargepin", "connect_to_read", "link", "encrypt")
+MEASURED = ("chargepin", "chargepin_cpu", "connect_to_read", "link", "encrypt")
 
 
 def test_bench_reconnect_writes_a_complete_report(

@@ -147,21 +147,28 @@ class CallTimer:
     """
 
     def __init__(self, owner: object, name: str) -> None:
-        self.started = 0.0
-        self.ended = 0.0
+        self.started = self.ended = 0.0
+        self.cpu_started = self.cpu_ended = 0.0
         original: Callable[..., Awaitable[Any]] = getattr(owner, name)
 
         async def timed(*args: Any, **kwargs: Any) -> Any:
-            self.started = time.perf_counter()
+            self.started, self.cpu_started = time.perf_counter(), time.process_time()
             try:
                 return await original(*args, **kwargs)
             finally:
-                self.ended = time.perf_counter()
+                self.ended, self.cpu_ended = time.perf_counter(), time.process_time()
 
         setattr(owner, name, timed)
 
     def reset(self) -> None:
         self.started = self.ended = 0.0
+        self.cpu_started = self.cpu_ended = 0.0
+
+    @property
+    def cpu(self) -> float:
+        """CPU seconds of this process during the last call (both stacks share the process)."""
+        self.last  # noqa: B018  (raises if the step did not run)
+        return self.cpu_ended - self.cpu_started
 
     @property
     def last(self) -> float:
@@ -260,7 +267,7 @@ class _ChargepinArm:
         start = time.perf_counter()
         link = await self.phone.connect(self.daemon.address)
         await link.status()
-        read = time.perf_counter()
+        read, cpu_read = time.perf_counter(), time.process_time()
         if link.paired_now:
             raise BenchError("the phone paired again instead of reconnecting with its bond")
         await disconnect_both(link.connection, self.daemon.device)
@@ -270,6 +277,7 @@ class _ChargepinArm:
             "connect_to_read": connect_to_read,
             # What chargepin adds: the window without the link-layer connect and encryption.
             "chargepin": connect_to_read - self.link.last - self.encrypt.last,
+            "chargepin_cpu": cpu_read - self.find.cpu_ended - self.link.cpu - self.encrypt.cpu,
             "scan": self.find.last,
             "scan_connect_read": read - start,
             "link": self.link.last,
