@@ -15,6 +15,7 @@ from bumble.snoop import Snooper
 from chargepin.core import protocol
 from chargepin.lab.testbed import Testbed
 from chargepin.phone.client import Phone
+from chargepin.phone.errors import PinNeeded
 from chargepin.phone.gatt_cache import GattCache
 
 ACL = 0x02
@@ -162,3 +163,33 @@ async def test_forgetting_the_charger_forgets_its_database(bed: Testbed) -> None
     phone, _requests, address = await _bonded(bed)
     assert await phone.forget(address)
     assert phone.gatt_cache.get(address) is None
+
+
+async def test_a_stranger_with_the_chargers_serial_gets_no_cached_handles(bed: Testbed) -> None:
+    phone, requests, address = await _bonded(bed)
+    stranger = await bed.charger(name="stranger")  # same serial, its own address, no bond
+    assert stranger.address != address
+    with pytest.raises(PinNeeded):
+        await phone.connect(stranger.address)
+    assert requests.discovery() > 0
+    assert requests.sent[att.Opcode.ATT_READ_MULTIPLE_VARIABLE_REQUEST] == 0
+    assert phone.gatt_cache.get(stranger.address) is None
+    assert phone.gatt_cache.get(address) is not None
+
+
+async def test_two_phones_each_reconnect_from_their_own_cache(bed: Testbed) -> None:
+    phone, requests, address = await _bonded(bed)
+    [daemon] = bed.daemons
+    other = await bed.phone("other phone")
+    link = await other.connect(address, pin=str(daemon.store.current_pin()))
+    await link.disconnect()
+    other_requests = AttRequests()
+    other.device.host.snooper = other_requests
+    for each in (phone, other):
+        link = await each.connect(address)
+        assert not link.paired_now
+        await link.status()
+        await link.disconnect()
+    assert requests.discovery() == other_requests.discovery() == 0
+    assert requests.sent[att.Opcode.ATT_READ_MULTIPLE_VARIABLE_REQUEST] == 1
+    assert other_requests.sent[att.Opcode.ATT_READ_MULTIPLE_VARIABLE_REQUEST] == 1
