@@ -18,7 +18,8 @@ def test_bench_reconnect_writes_a_complete_report(
 ) -> None:
     report_path = tmp_path / "reconnect.json"
 
-    code = run_reconnect_bench(report_path, rounds=2, bond_counts=(1, 3))
+    png_path = tmp_path / "reconnect.png"
+    code = run_reconnect_bench(report_path, rounds=2, bond_counts=(1, 3), png_path=png_path)
 
     report = json.loads(report_path.read_text())
     assert code == (0 if report["pass"] else 1)
@@ -44,6 +45,7 @@ def test_bench_reconnect_writes_a_complete_report(
     assert report["flatness"] >= 1.0
     assert len(report["load_average_end"]) == 3
     assert "chargepin part" in capsys.readouterr().out
+    assert png_path.read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.parametrize("counts", [(), (10, 1), (0, 1), (1, 1)])

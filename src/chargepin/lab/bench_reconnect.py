@@ -250,13 +250,17 @@ def run_reconnect_bench(
     json_path: Path | None,
     rounds: int = DEFAULT_ROUNDS,
     bond_counts: tuple[int, ...] = DEFAULT_BONDS,
+    png_path: Path | None = None,
 ) -> int:
     """Run the bench, print the table, write the JSON; 0 on target, 1 missed, 2 not measured."""
     command = command_line(json_path, rounds, bond_counts)
 
     def measure() -> dict[str, Any]:
         with _quiet_bumble(), tempfile.TemporaryDirectory(prefix="chargepin-bench-") as tmp:
-            return asyncio.run(run_bench(Path(tmp), rounds, bond_counts, command))
+            report = asyncio.run(run_bench(Path(tmp), rounds, bond_counts, command))
+        if png_path is not None:
+            plot(png_path, [report])
+        return report
 
     return report_bench(
         measure,
@@ -265,3 +269,33 @@ def run_reconnect_bench(
         json_path,
         lambda report: bool(report["pass"]),
     )
+
+
+def plot(path: Path, reports: list[dict[str, Any]]) -> None:
+    """chargepin's part of a cached bonded reconnect against the charger's bonds (log scale):
+    wall and CPU medians, one line per run, and the 3 ms target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 4.5), dpi=120)
+    for number, report in enumerate(reports, 1):
+        series = report["series"]
+        bonds = [point["bonds"] for point in series]
+        load = report["machine"]["load_average"][0]
+        wall = [point["chargepin"]["median"] for point in series]
+        cpu = [point["chargepin_cpu"]["median"] for point in series]
+        (line,) = axes.plot(bonds, wall, marker="o", label=f"run {number}: wall (load {load})")
+        axes.plot(bonds, cpu, marker="s", linestyle="--", color=line.get_color(), label="its CPU")
+    axes.axhline(TARGET_MS, color="0.5", linewidth=0.8, linestyle=":")
+    axes.text(1, TARGET_MS, " target", fontsize=7, va="bottom", color="0.4")
+    axes.set_xscale("log")
+    axes.set_ylim(bottom=0)
+    axes.set_xlabel("bonds the charger holds (log scale)")
+    axes.set_ylabel("chargepin's part of a bonded reconnect (ms, median)")
+    axes.legend(fontsize=7, ncol=2)
+    axes.grid(True, which="major", axis="y", color="0.9")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

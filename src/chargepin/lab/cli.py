@@ -262,12 +262,15 @@ def bench_reconnect(
     bonds: Annotated[
         str, typer.Option(help="Bonds the charger holds, in turn (ascending, comma-separated).")
     ] = "1,10,100,1000",
+    png_path: Annotated[
+        Path | None, typer.Option("--plot", help="Draw the series (PNG) to this file.")
+    ] = None,
 ) -> None:
     """Time chargepin's part of a bonded reconnect (GATT cache vs rediscovery vs bare Bumble)."""
     from chargepin.lab.bench_reconnect import run_reconnect_bench
 
     counts = tuple(int(value) for value in bonds.split(",") if value.strip())
-    raise typer.Exit(run_reconnect_bench(json_path, rounds, counts))
+    raise typer.Exit(run_reconnect_bench(json_path, rounds, counts, png_path))
 
 
 @bench_app.command("fleet")
