@@ -598,9 +598,18 @@ class Phone:
         return link
 
     async def _remember_database(self, charger: FoundCharger, link: ChargerLink) -> None:
-        """Cache the database of a charger we now hold a bond with, under its current hash."""
+        """Cache the database of a charger we now hold a bond with, under its current hash.
+
+        Best effort: the link is secured already, and a cache we could not build (the charger
+        hung up, a timeout) only means discovering again next time."""
         if not link.connection.is_encrypted or await self.bonds.get(charger.address) is None:
             return
+        try:
+            await asyncio.wait_for(self._read_database(charger, link), self.setup_timeout)
+        except (PhoneError, TimeoutError) as error:
+            logger.info("GATT cache of %s not written (%s)", charger.serial, error)
+
+    async def _read_database(self, charger: FoundCharger, link: ChargerLink) -> None:
         with _gatt_errors():
             database_hash, hash_handle = await _read_database_hash(link.peer)
             characteristics = []
