@@ -149,3 +149,35 @@ def test_a_schema_2_file_gains_the_queue_and_keeps_its_state(tmp_path: Path) -> 
         assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         store.record_event(EventKind.PIN_ENABLED, "owner ticket", 1.0)
         assert store.queue_length() == 1
+
+
+def commit_levels(store: StateStore) -> list[str]:
+    """The `synchronous` level in force at each COMMIT from now on (SQLite reads it there),
+    replayed from the statements the connection runs (2 FULL, 1 NORMAL)."""
+    levels: list[str] = []
+    level = ["2"]  # FULL, the connection's level
+
+    def traced(statement: str) -> None:
+        if statement.startswith("PRAGMA synchronous = "):
+            level[0] = statement.rsplit(" ", 1)[1]
+        elif statement == "COMMIT":
+            levels.append(level[0])
+
+    store.keystore.connection.set_trace_callback(traced)
+    return levels
+
+
+def test_only_an_answered_events_deletion_commits_without_waiting_for_the_disk(
+    store: StateStore,
+) -> None:
+    """The event's record is synced (a power cut keeps it); its deletion once answered is not
+    (a power cut may send it again, with the same eventId: docs/PERFORMANCE.md); every commit
+    after the deletion is synced again, and so the deletion with it."""
+    levels = commit_levels(store)
+    store.record_event(EventKind.PAIRING_FAILED, f"{PHONE} wrong_pin", 1000.0, WRONG)
+    [event] = store.queued_events()
+    store.acknowledge(event.id)
+    store.record_event(EventKind.PAIRING_FAILED, f"{PHONE} wrong_pin", 1001.0, WRONG)
+    store.save_lockout_state(store.lockout_state)
+    assert levels == ["2", "1", "2", "2"]  # FULL, NORMAL (core.durability.EVENT_ANSWERED), ...
+    assert store.keystore.connection.execute("PRAGMA synchronous").fetchone()[0] == 2

@@ -661,8 +661,12 @@ class StateStore:
         self._in_flight = event_id
 
     def acknowledge(self, event_id: int) -> None:
-        """The CSMS answered event `event_id`: forget it (only now; a resend keeps its eventId)."""
-        with self.transaction():
+        """The CSMS answered event `event_id`: forget it (only now; a resend keeps its eventId).
+
+        ORDERED (core.durability.EVENT_ANSWERED): a power cut may bring the row back, and the
+        event is sent again with the same eventId, which a CSMS stores once.
+        """
+        with self.transaction(durability.EVENT_ANSWERED):
             self._execute("DELETE FROM ocpp_queue WHERE id = ?", (event_id,))
         if self._in_flight == event_id:
             self._in_flight = None

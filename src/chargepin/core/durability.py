@@ -42,3 +42,8 @@ BOND_STORED: Final = Durability.ORDERED
 PAIRING_OK: Final = Durability.ORDERED
 """The `pairing_ok` event, its counter and its CSMS report: committed before the bond, so a
 bond on disk always has its event; lost together with the bond (or alone) in a power cut."""
+
+EVENT_ANSWERED: Final = Durability.ORDERED
+"""A security event's queue row deleted once the CSMS answered it: lost in a power cut, the
+event is sent again with the same eventId, which a CSMS stores once (docs/OCPP.md). The event's
+recording stays SYNCED, in its cause's commit."""
