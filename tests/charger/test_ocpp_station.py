@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ocpp import messages as ocpp_messages
 from ocpp.exceptions import OCPPError
 from ocpp.v201 import call
 from websockets.asyncio.server import ServerConnection
@@ -25,6 +26,7 @@ from chargepin.clock import FakeClock
 from chargepin.core.csms_auth import csms_password
 from chargepin.core.csms_link import csms_endpoint
 from chargepin.core.events import EventKind
+from chargepin.core.ocpp_events import EventFacts
 from chargepin.core.protocol import ChargingState, ControlCommand, ControlOp
 from chargepin.core.tickets import Action, Receipt, new_op, verify_receipt
 from chargepin.lab.testbed import ChargerSpec, Testbed
@@ -118,6 +120,29 @@ async def test_a_wrong_pin_over_bluetooth_arrives_as_maintenance_login_failed(
     assert info["reason"] == "wrong_pin"
     assert info["phone"]
     assert len(failed["tech_info"]) <= 255
+
+
+async def test_an_event_queued_while_another_is_answered_goes_out_at_once(rig: Rig) -> None:
+    """The link reads the queue once per batch, not after each event: an event recorded while
+    the last one waits for its answer must wake it all the same (the heartbeat is 300 s)."""
+    store = rig.daemon.store
+    await rig.csms.wait_for(lambda: store.queue_length() == 0)
+
+    def second(payload: dict[str, Any]) -> None:
+        if json.loads(payload["tech_info"]).get("phone") == "F1:22:33:44:55:01":
+            store.record_event(EventKind.PIN_CHANGED, "owner ticket", 1001.0)
+
+    rig.csms.on_event = second
+    facts = EventFacts(phone="F1:22:33:44:55:01", reason="wrong_pin")
+    store.record_event(EventKind.PAIRING_FAILED, "F1:22:33:44:55:01 wrong_pin", 1000.0, facts)
+    await rig.events_of("ReconfigurationOfSecurityParameters")
+    await rig.csms.wait_for(lambda: store.queue_length() == 0, timeout=5)
+
+
+def test_the_charger_validates_ocpp_messages_inline() -> None:
+    """Not in asyncio's thread pool, the package's default: 0.2 ms of CPU per event
+    (docs/PERFORMANCE.md, "A security event on the charger")."""
+    assert ocpp_messages.ASYNC_VALIDATION is False
 
 
 async def test_heartbeats_follow_the_csms_interval(bed: Testbed) -> None:

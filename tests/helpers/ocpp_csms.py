@@ -79,6 +79,8 @@ class CsmsPeer(ChargePoint):  # type: ignore[misc]
     async def on_security_event(self, **payload: Any) -> Any:
         if self.csms.event_delay:
             await asyncio.sleep(self.csms.event_delay)
+        if self.csms.on_event is not None:
+            self.csms.on_event(payload)  # before the answer leaves
         self.received.events.append(payload)
         self.csms.changed()
         return call_result.SecurityEventNotification()
@@ -108,6 +110,8 @@ class TestCsms:
         self.peers: dict[str, CsmsPeer] = {}
         self.refused: list[str] = []
         self.heartbeat = 300
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
+        """Called with each SecurityEventNotification's payload before it is answered."""
         self.boot_status = RegistrationStatusEnumType.accepted
         self.event_delay = 0.0
         self.on_connect: Callable[[ServerConnection], Any] | None = None

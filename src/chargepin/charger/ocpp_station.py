@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from ocpp import messages as ocpp_messages
 from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.exceptions import NotSupportedError, OCPPError, UnknownCallErrorCodeError
 from ocpp.messages import Call, CallError, CallResult, unpack
@@ -77,6 +78,12 @@ wire_logger = logging.getLogger("chargepin.charger.ocpp_wire")
 Kept at WARNING so that no password lands in a log by a debug setting elsewhere."""
 wire_logger.setLevel(logging.WARNING)
 
+ocpp_messages.ASYNC_VALIDATION = False
+"""The `ocpp` package validates every message against its JSON schema in asyncio's thread pool:
+CPU work under the GIL either way, plus two thread hops per message. Inline, a security event
+costs the charger 0.2 ms less CPU (docs/PERFORMANCE.md, "A security event on the charger"); the
+fleet's CSMS does the same (fleet/csms/station.py)."""
+
 VENDOR: Final = "chargepin"
 """BootNotification chargingStation.vendorName."""
 
@@ -88,6 +95,9 @@ MAX_STRAY_RESULTS: Final = 4
 
 OCPP_ACTIONS: Final = frozenset(TicketAction) - {TicketAction.ADMIT_PAIRING}
 """Tickets the OCPP link applies: all but admit_pairing, which admits a Bluetooth link."""
+
+BATCH: Final = 16
+"""Queued events read at a time (the queue holds up to 1,000)."""
 
 CHALLENGE_LIFETIME: Final = 120.0
 """Seconds a DataTransfer challenge stays usable (as the GATT one)."""
@@ -674,22 +684,30 @@ class StationLink:
                 await _until_closed(station.heartbeat(), receiver)
                 last_call = asyncio.get_running_loop().time()
                 continue
-            self._wake.clear()
-            if self.daemon.store.queue_length():
-                continue
+            if self._wake.is_set():
+                continue  # queued while the last batch was sent
+            # One task to wait on (a wake-up, the receive loop's end or the heartbeat's time).
             waiter = asyncio.get_running_loop().create_task(self._wake.wait())
             try:
-                await _until_closed(asyncio.wait_for(asyncio.shield(waiter), wait), receiver)
-            except TimeoutError:
-                pass
+                await asyncio.wait(
+                    {waiter, receiver}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
             finally:
                 waiter.cancel()
+            if receiver.done():
+                raise LinkFailed("the CSMS closed the connection")
 
     async def _send_queue(self, station: Station, receiver: asyncio.Task[None]) -> int:
-        """Send the queue in order, each deleted once answered; how many were sent."""
+        """Send the queue in order, each deleted once answered; how many were sent.
+
+        Returns once a batch was the whole queue and nothing was queued since it was read (the
+        wake-up is cleared before each read and set by every commit that queues): no read of
+        an empty queue after each event.
+        """
         store, sent = self.daemon.store, 0
         while True:
-            batch = store.queued_events(limit=16)
+            self._wake.clear()
+            batch = store.queued_events(limit=BATCH)
             if not batch:
                 return sent
             for event in batch:
@@ -708,6 +726,8 @@ class StationLink:
                     store.sending(None)
                 store.acknowledge(event.id)
                 sent += 1
+            if len(batch) < BATCH and not self._wake.is_set():
+                return sent
 
 
 class Resets:
