@@ -385,6 +385,21 @@ def bench_ocpp(
     raise typer.Exit(run_ocpp_bench(json_path, stations, seconds, concurrency, clients))
 
 
+@bench_app.command("charger-events")
+@reports_errors
+def bench_charger_events(
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
+    ] = None,
+    events: Annotated[int, typer.Option(min=1, help="Events per slice and arm.")] = 200,
+    slices: Annotated[int, typer.Option(min=1, help="Slices per arm, interleaved.")] = 10,
+) -> None:
+    """CPU per security event on the charger (record, queue, send, answer) beside bare `ocpp`."""
+    from chargepin.lab.bench_charger_events import run_charger_events_bench
+
+    raise typer.Exit(run_charger_events_bench(json_path, events, slices))
+
+
 @bench_app.command("fleet-scale")
 @reports_errors
 def bench_fleet_scale(
