@@ -106,6 +106,7 @@ def create_app(
         refusal_page=plain_page,
     )
     if api:
+        chargers.install(app)  # the PIN reveal's route, ahead of the routers (docs/PERFORMANCE.md)
         app.include_router(accounts.router)
         app.include_router(chargers.router)
         app.include_router(members_api.router)
