@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from chargepin.lab.bench_fleet import RATIO_TARGET, run_fleet_bench
+from chargepin.lab.bench_fleet import CPU_RATIO_TARGET, RATIO_TARGET, run_fleet_bench
 
 LATENCY_KEYS = {"p50", "p99", "mean", "min", "max", "n"}
 
@@ -54,9 +54,12 @@ def test_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.CaptureFi
     assert reveal["ratio"] > 0
     assert reveal["target"] == RATIO_TARGET
     assert reveal["pass"] == (reveal["ratio"] >= RATIO_TARGET)
+    assert reveal["cpu_target"] == CPU_RATIO_TARGET and reveal["cpu_ratio"] >= 0
+    assert reveal["cpu_pass"] == (reveal["cpu_ratio"] <= CPU_RATIO_TARGET)
+    assert len(reveal["load_average"]) == 3
     # Every reveal was audited, the measured ones and the warm-up's.
     assert reveal["audit_rows"] >= reveal["reveal"]["requests"]
-    assert report["pass"] == (provisioning["pass"] and reveal["pass"])
+    assert report["pass"] == (provisioning["pass"] and reveal["pass"] and reveal["cpu_pass"])
 
     table = capsys.readouterr().out
     assert "bare FastAPI" in table and "PIN reveal" in table

@@ -308,6 +308,42 @@ def bench_fleet(
     raise typer.Exit(run_fleet_bench(json_path, chargers, seconds, concurrency, db_url, workers))
 
 
+@bench_app.command("reveal-growth")
+@reports_errors
+def bench_reveal_growth(
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
+    ] = None,
+    png_path: Annotated[
+        Path | None, typer.Option("--png", help="Draw the curves into this PNG file.")
+    ] = None,
+    sizes: Annotated[
+        str, typer.Option(help="Charger counts to grow through, comma-separated, increasing.")
+    ] = "1000,10000,100000,1000000",
+    audit_rows: Annotated[
+        int, typer.Option(min=0, help="Audit rows to add at the largest size (0: no such step).")
+    ] = 10_000_000,
+    seconds: Annotated[
+        float, typer.Option(min=0.01, help="Seconds of load per endpoint and step.")
+    ] = 2.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent client workers.")] = 8,
+    db_url: Annotated[
+        str | None,
+        typer.Option(
+            help="A PostgreSQL server (postgresql+psycopg://user@host:port/db) to bench on: the "
+            "bench makes a database of its own there and drops it after (default: a SQLite file).",
+        ),
+    ] = None,
+) -> None:
+    """The PIN reveal's server CPU against a bare endpoint's as chargers and audit rows grow."""
+    from chargepin.lab.bench_reveal_growth import run_growth_bench
+
+    counts = tuple(int(n) for n in sizes.split(",") if n.strip())
+    raise typer.Exit(
+        run_growth_bench(json_path, png_path, counts, audit_rows, seconds, concurrency, db_url)
+    )
+
+
 @bench_app.command("limits")
 @reports_errors
 def bench_limits(
