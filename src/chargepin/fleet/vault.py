@@ -65,6 +65,9 @@ class Vault:
     keys: dict[bytes, bytes] = field(default_factory=dict)
     source: str = "memory"
     _subkeys: dict[tuple[str, bytes], bytes] = field(default_factory=dict, repr=False)
+    _ciphers: dict[bytes, AESGCM] = field(default_factory=dict, repr=False)
+    """One AES-GCM object per key id, made once: a key id names one key for good (its hash),
+    and making the object was most of an `open` (docs/PERFORMANCE.md)."""
 
     def __post_init__(self) -> None:
         self.keys.setdefault(key_id(self.current), self.current)
@@ -88,16 +91,19 @@ class Vault:
         if len(ciphertext) < 1 + KEY_ID_SIZE + NONCE_SIZE + 16 or ciphertext[0] != FORMAT:
             raise VaultError("vault ciphertext is malformed; restore the database from backup")
         kid = ciphertext[1 : 1 + KEY_ID_SIZE]
-        key = self.keys.get(kid) or self._reload_for(kid)
-        if key is None:
-            raise VaultError(
-                f"vault ciphertext was made with key {kid.hex()}, which this service does not "
-                "have; add that key to the key file (keys are never deleted by rotation)"
-            )
+        cipher = self._ciphers.get(kid)
+        if cipher is None:
+            key = self.keys.get(kid) or self._reload_for(kid)
+            if key is None:
+                raise VaultError(
+                    f"vault ciphertext was made with key {kid.hex()}, which this service does "
+                    "not have; add that key to the key file (keys are never deleted by rotation)"
+                )
+            cipher = self._ciphers[kid] = AESGCM(key)
         header = ciphertext[: 1 + KEY_ID_SIZE]
         nonce = ciphertext[1 + KEY_ID_SIZE : 1 + KEY_ID_SIZE + NONCE_SIZE]
         try:
-            return AESGCM(key).decrypt(
+            return cipher.decrypt(
                 nonce, ciphertext[1 + KEY_ID_SIZE + NONCE_SIZE :], header + context.encode()
             )
         except InvalidTag as error:
