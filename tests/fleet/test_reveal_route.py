@@ -3,6 +3,8 @@ and only requests FastAPI would accept as they are taken by it (docs/PERFORMANCE
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from typing import cast
 
 import pytest
@@ -134,4 +136,42 @@ def test_every_check_of_the_reveal_holds_on_its_route(
     refused(member, 403, "revoked")
     fleet_clock.advance(fleet.settings.token_lifetime + 1)
     refused(owner, 401, "unauthorized")
+    assert audit_rows(client) == audited + 1
+
+
+def test_on_sqlite_a_reveal_never_waits_on_the_event_loop(client: TestClient) -> None:
+    """While another writer holds SQLite's write lock the loop's attempt gives up at once (busy
+    timeout 0), the reveal takes the thread-pool hop and waits there, the service answers
+    other requests meanwhile, and the reveal is answered and audited once the lock is free."""
+    fleet = client.app.state.fleet  # type: ignore[attr-defined]
+    if fleet.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL reveals always take the thread-pool hop")
+    loop = client.app.state.loop_reveals  # type: ignore[attr-defined]
+    with loop.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == 0
+    (made,) = provision(client, MANDATORY)
+    owner = login(client, "owner@example.com")
+    assert claim(client, owner, made).status_code == 201
+    audited = audit_rows(client)
+    answers: list[int] = []
+    reveal = threading.Thread(
+        target=lambda: answers.append(
+            client.get(f"/chargers/{made.serial}/pin?epoch=0", headers=owner).status_code
+        )
+    )
+    writer = sqlite3.connect(fleet.engine.url.database, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # the write lock, held until the COMMIT below
+        reveal.start()
+        while loop.gave_up == 0:  # the loop's attempt found the lock taken and gave up
+            assert reveal.is_alive(), answers
+            reveal.join(0.01)
+        health = client.get("/health")  # answered while the reveal waits for the lock
+        assert health.status_code == 200, health.text
+        assert reveal.is_alive() and answers == []
+        writer.execute("COMMIT")
+    finally:
+        writer.close()
+    reveal.join(30)
+    assert answers == [200]
     assert audit_rows(client) == audited + 1
