@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, StaticPool
+from sqlalchemy import Engine, StaticPool, event
 from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -229,9 +229,11 @@ class LoopReveals:
         """Reveals that found the write lock taken and took the hop instead."""
         in_a_file = database not in ("", ":memory:") and not database.startswith("file:")
         if url.get_backend_name() == "sqlite" and in_a_file:
-            self.engine = make_engine(
+            loop_engine = self.engine = make_engine(
                 url.render_as_string(hide_password=False), 0.0, poolclass=StaticPool
             )
+            # Closed with the app's engine (LocalFleet.dispose, the end of a test).
+            event.listen(engine, "engine_disposed", lambda _conn: loop_engine.dispose())
 
     def reveal(
         self, state: FleetState, digest: bytes, serial: str, epoch: int, version: str
