@@ -88,7 +88,7 @@ def test_a_gateway_killed_mid_events_loses_nothing(tmp_path: Path) -> None:
     # The storm: the victim's 12 stations dropped and came back, spread over the survivors.
     storm = report["storm"]
     assert storm["victim_stations"] == 12
-    assert storm["lowest_connected"] < STATIONS
+    assert storm["dropped"] >= 12  # each of the victim's stations saw its socket die
     assert 0 < storm["seconds_until_all_back"] < 60
     assert storm["held_per_survivor"] == [12, 12]
 
