@@ -47,3 +47,8 @@ EVENT_ANSWERED: Final = Durability.ORDERED
 """A security event's queue row deleted once the CSMS answered it: lost in a power cut, the
 event is sent again with the same eventId, which a CSMS stores once (docs/OCPP.md). The event's
 recording stays SYNCED, in its cause's commit."""
+
+GATT_CACHE: Final = Durability.ORDERED
+"""The phone's cached GATT database of a bonded charger (phone/gatt_cache.py), written or
+deleted: lost in a power cut, the next reconnect reads the Database Hash, finds no cache (or a
+stale one whose hash no longer matches) and discovers again."""

@@ -25,6 +25,9 @@ from bumble import gatt
 from bumble.core import UUID
 from bumble.gatt_client import CharacteristicProxy, Client, DescriptorProxy
 
+from chargepin.core import durability
+from chargepin.radio.keystore import synchronous
+
 logger = logging.getLogger(__name__)
 
 HASH_SIZE = 16
@@ -172,12 +175,12 @@ class GattCacheStore:
         ).fetchone()
         if row is not None and row[0] == text:
             return
-        with self._db:
+        with synchronous(self._db, durability.GATT_CACHE), self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO gatt_cache (address, cache) VALUES (?, ?)",
                 (address.upper(), text),
             )
 
     def delete(self, address: str) -> None:
-        with self._db:
+        with synchronous(self._db, durability.GATT_CACHE), self._db:
             self._db.execute("DELETE FROM gatt_cache WHERE address = ?", (address.upper(),))
