@@ -24,7 +24,7 @@ from chargepin.fleet import factory
 from chargepin.fleet.db import make_engine, migrate, session_factory, transaction
 from chargepin.fleet.models import Charger
 from chargepin.fleet.pins import custom_pin_context, secret_context
-from chargepin.fleet.settings import FleetSettings
+from chargepin.fleet.settings import HTTP_KEEP_ALIVE, FleetSettings
 from chargepin.fleet.vault import ENV_KEY, ENV_KEY_FILE, Vault, VaultError, key_id, load_vault
 
 if TYPE_CHECKING:
@@ -281,6 +281,7 @@ def serve(
         "log_level": "info",
         "ws_max_size": MAX_FRAME,
         "ws_per_message_deflate": False,
+        "timeout_keep_alive": HTTP_KEEP_ALIVE,
     }
     if workers == 1:
         uvicorn.run(served_app(settings, api=api, ocpp=ocpp), **options)

@@ -9,6 +9,13 @@ from pathlib import Path
 from chargepin.fleet.db import DEFAULT_URL, LOCK_TIMEOUT, POOL_TIMEOUT, STATEMENT_TIMEOUT
 from chargepin.fleet.source_limits import SourceLimitSettings
 
+HTTP_KEEP_ALIVE = 30
+"""Seconds the server keeps an idle HTTP connection open (uvicorn's default is 5 s). httpx, the
+phone's client, drops idle pooled connections after 5 s too: a client reusing a connection at
+the instant the server closes it gets a ReadError for a request the server never read (seen in
+CI under load). The server must outlast its clients' pools; a proxy in front has its own
+upstream keep-alive (docs/DEPLOY.md)."""
+
 
 @dataclass(frozen=True)
 class FleetSettings:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
+from chargepin.fleet.settings import HTTP_KEEP_ALIVE
 from chargepin.lab.ports import LOOPBACK
 
 STOP_TIMEOUT = 30.0
@@ -43,7 +44,11 @@ def serve(app: ASGIApp, *, port: int = 0, lifespan: bool = False) -> Iterator[st
     sock.listen(BACKLOG)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="on" if lifespan else "off", access_log=False
+        app,
+        log_level="warning",
+        lifespan="on" if lifespan else "off",
+        access_log=False,
+        timeout_keep_alive=HTTP_KEEP_ALIVE,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
