@@ -37,6 +37,14 @@ SeedOption = Annotated[int, typer.Option("--seed", help="Seed: the same seed, th
 JsonOption = Annotated[
     Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
 ]
+BenchDbUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        help="A PostgreSQL server (postgresql+psycopg://user@host:port/db) to bench on: the "
+        "bench makes a database of its own there and drops it after (default: a SQLite file).",
+    ),
+]
+ConcurrencyOption = Annotated[int, typer.Option(min=1, help="Concurrent client workers.")]
 
 
 ATTACKS: dict[str, tuple[str, int]] = {
@@ -213,9 +221,7 @@ def demo(
 @bench_app.command("pairing")
 @reports_errors
 def bench_pairing(
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
-    ] = None,
+    json_path: JsonOption = None,
     rounds: Annotated[
         int | None, typer.Option(min=1, help="Pairings to time (the bench's default if omitted).")
     ] = None,
@@ -253,9 +259,7 @@ def bench_pairing(
 @bench_app.command("reconnect")
 @reports_errors
 def bench_reconnect(
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
-    ] = None,
+    json_path: JsonOption = None,
     rounds: Annotated[
         int, typer.Option(min=1, help="Reconnects to time per arm and bond count.")
     ] = 30,
@@ -276,23 +280,15 @@ def bench_reconnect(
 @bench_app.command("fleet")
 @reports_errors
 def bench_fleet(
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
-    ] = None,
+    json_path: JsonOption = None,
     chargers: Annotated[
         int, typer.Option(min=1, help="Chargers to provision into the bench's database.")
     ] = 1_000_000,
     seconds: Annotated[
         float, typer.Option(min=0.01, help="Seconds of load per endpoint (split into slices).")
     ] = 5.0,
-    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent client workers.")] = 8,
-    db_url: Annotated[
-        str | None,
-        typer.Option(
-            help="A PostgreSQL server (postgresql+psycopg://user@host:port/db) to bench on: the "
-            "bench makes a database of its own there and drops it after (default: a SQLite file).",
-        ),
-    ] = None,
+    concurrency: ConcurrencyOption = 8,
+    db_url: BenchDbUrlOption = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -311,9 +307,7 @@ def bench_fleet(
 @bench_app.command("reveal-growth")
 @reports_errors
 def bench_reveal_growth(
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
-    ] = None,
+    json_path: JsonOption = None,
     png_path: Annotated[
         Path | None, typer.Option("--png", help="Draw the curves into this PNG file.")
     ] = None,
@@ -326,14 +320,8 @@ def bench_reveal_growth(
     seconds: Annotated[
         float, typer.Option(min=0.01, help="Seconds of load per endpoint and step.")
     ] = 2.0,
-    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent client workers.")] = 8,
-    db_url: Annotated[
-        str | None,
-        typer.Option(
-            help="A PostgreSQL server (postgresql+psycopg://user@host:port/db) to bench on: the "
-            "bench makes a database of its own there and drops it after (default: a SQLite file).",
-        ),
-    ] = None,
+    concurrency: ConcurrencyOption = 8,
+    db_url: BenchDbUrlOption = None,
 ) -> None:
     """The PIN reveal's server CPU against a bare endpoint's as chargers and audit rows grow."""
     from chargepin.lab.bench_reveal_growth import run_growth_bench
@@ -347,9 +335,7 @@ def bench_reveal_growth(
 @bench_app.command("limits")
 @reports_errors
 def bench_limits(
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
-    ] = None,
+    json_path: JsonOption = None,
     db_url: Annotated[
         str | None,
         typer.Option(
@@ -359,7 +345,7 @@ def bench_limits(
         ),
     ] = None,
     seconds: Annotated[float, typer.Option(min=0.1, help="Seconds of load per arm.")] = 5.0,
-    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent client workers.")] = 8,
+    concurrency: ConcurrencyOption = 8,
 ) -> None:
     """The per-source rate limit's cost per request, a flood past it, and back-pressure."""
     from chargepin.lab.bench_limits import run_limits_bench
@@ -370,9 +356,7 @@ def bench_limits(
 @bench_app.command("app")
 @reports_errors
 def bench_web_app(
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
-    ] = None,
+    json_path: JsonOption = None,
     chargers: Annotated[
         int,
         typer.Option(min=1, help="Chargers to provision (the measured accounts claim some)."),
@@ -398,9 +382,7 @@ def bench_web_app(
 @bench_app.command("ocpp")
 @reports_errors
 def bench_ocpp(
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
-    ] = None,
+    json_path: JsonOption = None,
     stations: Annotated[
         int, typer.Option(min=1, help="Simulated charging stations (chargers provisioned).")
     ] = 5_000,
@@ -424,9 +406,7 @@ def bench_ocpp(
 @bench_app.command("charger-events")
 @reports_errors
 def bench_charger_events(
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
-    ] = None,
+    json_path: JsonOption = None,
     events: Annotated[int, typer.Option(min=1, help="Events per slice and arm.")] = 200,
     slices: Annotated[int, typer.Option(min=1, help="Slices per arm, interleaved.")] = 10,
 ) -> None:
@@ -439,9 +419,7 @@ def bench_charger_events(
 @bench_app.command("fleet-scale")
 @reports_errors
 def bench_fleet_scale(
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the measurements to this JSON file.")
-    ] = None,
+    json_path: JsonOption = None,
     chargers: Annotated[
         int, typer.Option(min=3, help="Chargers to provision into PostgreSQL.")
     ] = 1_000_000,
