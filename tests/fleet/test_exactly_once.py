@@ -25,6 +25,7 @@ from chargepin.lab.live_server import serve
 from tests.helpers.fleet_accounts import login
 from tests.helpers.fleet_records import MANDATORY, add_charger, charger_row
 from tests.helpers.ocpp_station import OP_FIRMWARE_TEXT, OwnerDesk, StationState, station
+from tests.helpers.processes import until
 
 NOW = dt.datetime(2026, 5, 1, 12, 0)
 
@@ -43,12 +44,11 @@ async def commands_of(live: str, serial: str, owner: dict[str, str]) -> list[dic
 
 
 async def until_state(live: str, serial: str, owner: dict[str, str], state: str) -> None:
-    for _ in range(1000):
+    async def reached() -> bool:
         commands = await commands_of(live, serial, owner)
-        if commands and commands[0]["state"] == state:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no command reached {state}: {commands}")
+        return bool(commands) and commands[0]["state"] == state
+
+    await until(reached, f"the command {state}")
 
 
 def op_of(client: TestClient, command_id: object) -> str:
@@ -102,10 +102,11 @@ async def test_older_firmware_gets_tickets_without_an_op(
                 f"/chargers/{charger.serial}/commands", json={"action": "rekey"}, headers=owner
             )
             assert queued.status_code == 202, queued.text
-        for _ in range(1000):
-            if len(state.applied) == 2:
-                break
-            await asyncio.sleep(0.01)
+
+        async def both_applied() -> bool:
+            return len(state.applied) == 2
+
+        await until(both_applied, "both re-keys applied")
         await until_state(live, charger.serial, owner, "applied")
     assert [t.arg("op") for t in state.applied] == [None, None]
     assert charger_row(client, charger.serial).generation == 2

@@ -15,6 +15,7 @@ from chargepin.lab.live_server import serve
 from tests.fleet.test_web_app import OWNER, commissioned_charger
 from tests.helpers.fleet_accounts import login
 from tests.helpers.ocpp_station import StationState, station
+from tests.helpers.processes import until
 from tests.helpers.web_app import post_form
 
 CAP = 3
@@ -60,11 +61,12 @@ async def test_an_offline_charger_s_queue_is_capped_for_the_api_and_the_pages(
         state = StationState()
         async with station(live, serial, made.secret, fleet_clock.now, state) as sim:
             await sim.boot()
-            for _ in range(1000):
+
+            async def all_applied() -> list[dict[str, object]] | None:
                 listed = client.get(commands, headers=owner).json()
-                if all(c["state"] == "applied" for c in listed):
-                    break
-                await asyncio.sleep(0.01)
+                return listed if all(c["state"] == "applied" for c in listed) else None
+
+            listed = await until(all_applied, "every queued command applied")
             assert [c["state"] for c in listed] == ["applied"] * CAP
         again = client.post(commands, json={"action": "rekey"}, headers=owner)
         assert again.status_code == 202, again.text
