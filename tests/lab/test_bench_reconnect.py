@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from chargepin.lab.bench import BenchError
 from chargepin.lab.bench_reconnect import TARGET_MS, run_bench, run_reconnect_bench
 from tests.lab.test_bench import assert_summary
 
@@ -52,5 +53,5 @@ def test_bench_reconnect_writes_a_complete_report(
 async def test_bench_reconnect_refuses_bond_counts_it_cannot_series(
     tmp_path: Path, counts: tuple[int, ...]
 ) -> None:
-    with pytest.raises(ValueError, match="bond counts"):
+    with pytest.raises(BenchError, match="--bonds"):
         await run_bench(tmp_path, 2, counts)

@@ -52,6 +52,7 @@ from chargepin.lab.bench import (
     _BareArm,
     _ChargepinArm,
     _quiet_bumble,
+    check_bond_points,
     machine_info,
     report_bench,
 )
@@ -185,8 +186,9 @@ async def run_bench(
     """The whole report as a JSON-ready dict; state files go under `directory`."""
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
-    if not bond_counts or list(bond_counts) != sorted(set(bond_counts)) or bond_counts[0] < 1:
-        raise ValueError(f"bond counts must be ascending and at least 1, got {bond_counts}")
+    if not bond_counts:
+        raise BenchError("--bonds takes at least one number of bonds, e.g. 1,10,100")
+    check_bond_points(bond_counts)
     started = datetime.datetime.now(datetime.UTC)
     report: dict[str, Any] = {
         "command": command,

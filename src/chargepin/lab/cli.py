@@ -271,10 +271,10 @@ def bench_reconnect(
     ] = None,
 ) -> None:
     """Time chargepin's part of a bonded reconnect (GATT cache vs rediscovery vs bare Bumble)."""
+    from chargepin.lab.bench import bond_points
     from chargepin.lab.bench_reconnect import run_reconnect_bench
 
-    counts = tuple(int(value) for value in bonds.split(",") if value.strip())
-    raise typer.Exit(run_reconnect_bench(json_path, rounds, counts, png_path))
+    raise typer.Exit(run_reconnect_bench(json_path, rounds, bond_points(bonds), png_path))
 
 
 @bench_app.command("fleet")
