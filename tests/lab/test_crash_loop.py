@@ -62,7 +62,9 @@ def bond_keys(ltk: bytes = LTK, irk: bytes = IRK) -> PairingKeys:
 
 
 def add_bond(path: Path, address: str, keys: PairingKeys) -> None:
+    """What the daemon commits for a pairing: the `pairing_ok` event, then the bond."""
     with StateStore.open(path) as store:
+        store.record_event("pairing_ok", f"{address} passkey", NOW)
         asyncio.run(store.keystore.update(address, keys))
 
 

@@ -43,7 +43,9 @@ def state(
     lockout: LockoutState | None = None,
     bonds: tuple[str, ...] = (),
     generation: int = 0,
+    successes: int | None = None,
 ) -> SecurityState:
+    """A state; each bond comes with its `pairing_ok` event unless `successes` says otherwise."""
     return SecurityState(
         pin_enabled=True,
         epoch=epoch,
@@ -54,6 +56,7 @@ def state(
         failures=failures,
         locks=locks,
         bonds=tuple(BondInfo(address, True, NOW) for address in sorted(bonds)),
+        successes=len(bonds) if successes is None else successes,
     )
 
 
@@ -136,16 +139,17 @@ def test_a_pairing_with_a_wrong_pin_that_succeeded_is_reported() -> None:
 def test_a_file_restored_from_an_older_copy_is_reported_in_full() -> None:
     before = state(failures=5, locks=1, epoch=5, lockout=LOCKED, bonds=(PHONE,), generation=2)
     violations = judge(before, disk(state()), Witness(), {}).violations
-    assert violations[:6] == (
+    assert violations[:7] == (
         "failures went backwards: 5 -> 0",
         "lockouts went backwards: 1 -> 0",
         "the epoch went backwards: 5 -> 0",
         "the PIN generation went backwards: 2 -> 0",
         f"the lock until {NOW + 300:.3f} was shortened or lost (None)",
+        "pairing_ok events went backwards: 1 -> 0",
         f"bond {PHONE} was lost (the workload deletes none)",
     )
     # The differences then fall short of what the phones saw (none): said again, as counts.
-    assert violations[6:] == (
+    assert violations[7:] == (
         "the phones saw 0 wrong PINs refused, the file counts -5",
         "the phones saw 0 wrong PINs refused, the epoch moved -5",
     )
@@ -170,6 +174,63 @@ def test_a_confirmed_bond_must_survive_with_the_phones_keys() -> None:
     assert judge(state(), other_keys, Witness(), CONFIRMED).violations == (
         f"bond {PHONE} holds another LTK than the phone's",
         f"bond {PHONE} holds another IRK than the phone's",
+    )
+
+
+def test_a_bond_without_its_event_is_reported() -> None:
+    """The `pairing_ok` event commits before the bond: a bond on disk always has its event."""
+    after = state(bonds=(PHONE, OTHER), successes=1)
+    assert judge(state(), disk(after), Witness(), {}).violations == (
+        "2 bonds on disk, 1 pairing_ok events: a bond without its event",
+    )
+
+
+# ------------------------------------------------------------------------------ power cut
+
+
+def test_a_power_cut_may_take_back_a_success_no_refusal_followed() -> None:
+    """The bond and its event commit ORDERED: with no SYNCED commit after them, a cut loses
+    both, and the phone pairs again (counted, not a violation; a kill -9 may not)."""
+    witness = Witness(paired_at={PHONE: 10.0}, synced_at=[9.0])  # a refusal, but before it
+    check = judge(state(), disk(state()), witness, CONFIRMED, power_cut=True)
+    assert check.violations == () and check.successes_lost == (PHONE,)
+    kill = judge(state(), disk(state()), witness, CONFIRMED)
+    assert kill.violations == (f"bond {PHONE} was confirmed by a protected read, and is gone",)
+    # Lost as a re-pairing replacing an older bond: the row holds the old keys.
+    old_keys = disk(state(bonds=(PHONE,)), F1_22_33_44_55_66=keys_text(ltk=bytes(16)))
+    check = judge(state(bonds=(PHONE,)), old_keys, witness, CONFIRMED, power_cut=True)
+    assert check.violations == () and check.successes_lost == (PHONE,)
+
+
+def test_a_success_a_refusal_followed_must_survive_a_power_cut() -> None:
+    """The refusal's SYNCED commit fsynced every commit before it, the bond's included."""
+    witness = Witness(wrong_pins=1, paired_at={PHONE: 10.0}, synced_at=[11.0])
+    after = state(failures=1, epoch=1)
+    check = judge(state(), disk(after), witness, CONFIRMED, power_cut=True)
+    assert check.violations == (f"bond {PHONE} was confirmed by a protected read, and is gone",)
+    assert check.successes_lost == ()
+
+
+def test_a_bond_from_before_the_workload_may_be_lost_only_if_a_re_pairing_made_it() -> None:
+    """A bond the file held before the workload was on disk after the last cut, unless the
+    restart since made it by pairing again (carried in `paired_at`)."""
+    before = state(bonds=(PHONE,))
+    after = state(successes=1)
+    lost = judge(before, disk(after), Witness(), {}, power_cut=True).violations
+    assert lost == (f"bond {PHONE} was lost (the workload deletes none)",)
+    carried = Witness(paired_at={PHONE: 1.0})
+    check = judge(before, disk(after), carried, {}, power_cut=True)
+    assert check.violations == () and check.successes_lost == (PHONE,)
+    refused_since = Witness(paired_at={PHONE: 1.0}, synced_at=[2.0])
+    assert judge(before, disk(after), refused_since, {}, power_cut=True).violations == lost
+
+
+def test_a_power_cut_never_excuses_a_lost_failure() -> None:
+    before = state(failures=3, epoch=3)
+    violations = judge(before, disk(before), Witness(wrong_pins=1), {}, power_cut=True).violations
+    assert violations == (
+        "the phones saw 1 wrong PINs refused, the file counts 0",
+        "the phones saw 1 wrong PINs refused, the epoch moved 0",
     )
 
 

@@ -146,11 +146,19 @@ def crash_loop(
     ] = 100,
     seed: SeedOption = 1,
     json_path: JsonOption = None,
+    power_cut: Annotated[
+        bool,
+        typer.Option(
+            "--power-cut",
+            help="Each kill is a power cut: the state keeps only what the daemon fsynced "
+            "(an LD_PRELOAD shim, compiled with gcc at first use).",
+        ),
+    ] = False,
 ) -> None:
     """kill -9 the daemon at random moments of pairings and lockouts; check the state after."""
     from chargepin.lab.crash_loop import run_crash_loop
 
-    raise typer.Exit(run_crash_loop(iterations, seed, json_path))
+    raise typer.Exit(run_crash_loop(iterations, seed, json_path, power_cut))
 
 
 @lab_app.command("report")

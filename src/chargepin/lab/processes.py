@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from chargepin.core.errors import ChargepinError
@@ -44,7 +44,9 @@ class Service:
     Its stderr goes to `log`, so a failure can be reported with what the child said.
     """
 
-    def __init__(self, args: Sequence[str], log: Path) -> None:
+    def __init__(
+        self, args: Sequence[str], log: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         self.args = list(args)
         self.log = log
         self._stderr = log.open("ab")
@@ -54,6 +56,7 @@ class Service:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
+            env=env,
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
@@ -121,9 +124,12 @@ def start_radio(ports: Sequence[int], log: Path) -> Service:
     return radio
 
 
-def start_charger(state: Path, transport: str, log: Path) -> tuple[Service, dict[str, str]]:
-    """`chargepin charger run` on `state`, READY once it advertises; the READY fields too."""
-    daemon = Service(["charger", "run", "--state", str(state), "--transport", transport], log)
+def start_charger(
+    state: Path, transport: str, log: Path, env: Mapping[str, str] | None = None
+) -> tuple[Service, dict[str, str]]:
+    """`chargepin charger run` on `state`, READY once it advertises; the READY fields too.
+    `env`: the child's whole environment (default: ours)."""
+    daemon = Service(["charger", "run", "--state", str(state), "--transport", transport], log, env)
     try:
         fields = ready_fields(daemon.wait_ready())
     except BaseException:

@@ -18,7 +18,7 @@ from chargepin.radio.keystore import BondInfo
 
 @dataclass(frozen=True)
 class SecurityState:
-    """PIN configuration, lockout, the failure and lock counters, and the bonds."""
+    """PIN configuration, lockout, the failure, lock and success counters, and the bonds."""
 
     pin_enabled: bool
     epoch: int
@@ -29,6 +29,7 @@ class SecurityState:
     failures: int  # "pairing_failed" counter: a total, never pruned
     locks: int  # "locked" counter
     bonds: tuple[BondInfo, ...]  # by address
+    successes: int = 0  # "pairing_ok" counter: committed before each bond it reports
 
     @classmethod
     def of(cls, store: StateStore) -> SecurityState:
@@ -44,6 +45,7 @@ class SecurityState:
             failures=counters["pairing_failed"],
             locks=counters["locked"],
             bonds=tuple(sorted(store.keystore.list_bonds(), key=lambda bond: bond.address)),
+            successes=counters["pairing_ok"],
         )
 
     @classmethod

@@ -1,5 +1,6 @@
 """`chargepin lab crash-loop`: kill -9 the charger daemon in the middle of pairings and lockouts,
-then check what its state file kept (docs/SECURITY.md, "Crash loop").
+then check what its state file kept (docs/SECURITY.md, "Crash loop"); with `--power-cut`, each
+kill also takes back every write the daemon had not fsynced.
 
 - `oracle`: which promises of the state file a kill broke, from what the phones saw and what is
   on disk (pure);
@@ -7,6 +8,7 @@ then check what its state file kept (docs/SECURITY.md, "Crash loop").
 - `workload`: the phones' seeded steps and the kill that lands among them;
 - `loop`: the radio, the daemon child, the iterations;
 - `restart`: the daemon restarted on the file after each kill must serve again;
+- `power_cut`: the LD_PRELOAD shim that keeps a durable image of the file, and the cut;
 - `report`: the records, the totals and the table.
 """
 

@@ -44,6 +44,8 @@ def check_state(
     before: SecurityState,
     witness: Witness,
     confirmed: Mapping[str, ConfirmedBond],
+    *,
+    power_cut: bool = False,
 ) -> StateCheck:
-    """Read the state file at `path` after a kill and judge it (oracle.judge)."""
-    return judge(before, read_disk(path), witness, confirmed)
+    """Read the state file at `path` after a kill (or a power cut) and judge it (oracle.judge)."""
+    return judge(before, read_disk(path), witness, confirmed, power_cut=power_cut)

@@ -9,6 +9,10 @@ may be lost: a failure the daemon had not committed, or a pairing the phone fini
 charger had not yet stored the bond (SMP never acknowledges the last key PDU; the phone's next
 encryption fails, "PIN or key missing" or a stale LTK, and it pairs again). The plan is seeded;
 the timing is real, so two runs with one seed kill at slightly different instants.
+
+In power-cut mode (`power_cut`) the daemon runs under the shim, and after the kill its state
+files are replaced by what it had fsynced; the oracle then also allows the successes a cut may
+take back (docs/SECURITY.md, "Durability of the pairing path"), and no more.
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ from chargepin.core.profiles import PROFILES
 from chargepin.lab.bench import machine_info
 from chargepin.lab.crash_loop.disk import check_state
 from chargepin.lab.crash_loop.oracle import Witness
+from chargepin.lab.crash_loop.power_cut import DurableImage, lost_writes, shim_library
 from chargepin.lab.crash_loop.report import (
+    KILL,
+    POWER_CUT,
     PROFILE,
     Totals,
     command_line,
@@ -79,9 +86,10 @@ so each phone takes the next one: a controller is reused only after the seven ot
 class CrashLoop:
     """The radio, one daemon child at a time, and the iterations."""
 
-    def __init__(self, directory: Path, rng: random.Random) -> None:
+    def __init__(self, directory: Path, rng: random.Random, power_cut: bool = False) -> None:
         self.directory = directory
         self.rng = rng
+        self.shim = shim_library() if power_cut else None
         self.charger_port, *phone_ports = free_ports(1 + PHONE_CONTROLLERS)
         self.ports = [self.charger_port, *phone_ports]
         self.phone_ports = itertools.cycle(phone_ports)
@@ -151,8 +159,13 @@ class CrashLoop:
 
     async def _start_daemon(self, chain: Chain) -> Service:
         transport = f"tcp-client:127.0.0.1:{self.charger_port}"
+        env = None
+        if self.shim is not None:
+            image = DurableImage.beside(chain.state)
+            image.seed()
+            env = image.environment(self.shim)
         daemon, fields = await asyncio.to_thread(
-            start_charger, chain.state, transport, chain.directory / "charger.log"
+            start_charger, chain.state, transport, chain.directory / "charger.log", env
         )
         if fields.get("address") != chain.address:
             daemon.kill()
@@ -189,21 +202,25 @@ class CrashLoop:
         before = SecurityState.read(chain.state)
         locked = lockout.is_locked(PROFILES[PROFILE].lockout, before.lockout, time.time())
         plan, moment, delay, target = self._plan(locked)
-        witness = Witness()
+        witness = Witness(paired_at=dict(chain.repaired_at))
         killer = Killer(daemon, moment, target, witness)
         workload = Workload(Phones(self.phone_ports, chain, witness, killer), chain, self.rng)
         timing = await self._kill_during(workload, plan, killer, delay, index)
         self.daemon = None
+        cut = None if self.shim is None else DurableImage.beside(chain.state).cut()
 
         confirmed = chain.confirmed_after(witness)
-        check = check_state(chain.state, before, witness, confirmed)
-        chain.confirmed = confirmed
+        power_cut = self.shim is not None
+        check = check_state(chain.state, before, witness, confirmed, power_cut=power_cut)
+        chain.confirmed = {a: b for a, b in confirmed.items() if a not in check.successes_lost}
         violations = list(check.violations)
         if killer.died_on_its_own:
             violations.append(f"the daemon had exited before the kill:\n{daemon.stderr()[-2000:]}")
         record = iteration_record(
             index, chain, plan, killer, delay, timing, workload.steps_done, before, check
         )
+        if cut is not None:
+            record["power_cut"] = cut
         if check.after is not None:
             record.update(await self._restart_and_serve(chain, check.after, violations))
         chain.iterations_left -= 1
@@ -214,6 +231,7 @@ class CrashLoop:
             self.chain = None
         record["violations"] = violations
         self.totals.add(record, killer.triggered)
+        self.totals.cuts_that_lost_writes += cut is not None and lost_writes(cut)
         return record
 
     async def _kill_during(
@@ -250,6 +268,7 @@ class CrashLoop:
         result: dict[str, Any] = {"restart_s": round(time.monotonic() - started, 3)}
         phones = Phones(self.phone_ports, chain, Witness(), None)
         result.update(await serve_after_restart(phones, chain, after, violations))
+        chain.repaired_at = phones.witness.paired_at
         return result
 
 
@@ -259,8 +278,11 @@ def _quiet_logs() -> None:
     logging.getLogger("chargepin").setLevel(logging.ERROR)
 
 
-async def crash_loop_report(iterations: int, seed: int, command: str = "") -> dict[str, Any]:
-    """Run the loop and return the report (what `--json` writes).
+async def crash_loop_report(
+    iterations: int, seed: int, command: str = "", power_cut: bool = False
+) -> dict[str, Any]:
+    """Run the loop and return the report (what `--json` writes); `power_cut`: each kill is a
+    power cut (power_cut.py), not only a crash of the daemon.
 
     The state files live in a temporary directory, deleted after a clean run and kept (its path
     in the report) when a check failed, for inspection.
@@ -269,7 +291,7 @@ async def crash_loop_report(iterations: int, seed: int, command: str = "") -> di
         raise ValueError(f"iterations must be at least 1, got {iterations}")
     _quiet_logs()
     directory = Path(tempfile.mkdtemp(prefix="chargepin-crash-loop-"))
-    loop = CrashLoop(directory, random.Random(seed))
+    loop = CrashLoop(directory, random.Random(seed), power_cut)
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
     try:
@@ -285,6 +307,7 @@ async def crash_loop_report(iterations: int, seed: int, command: str = "") -> di
         "started": started_at,
         "machine": machine_info(Path(tempfile.gettempdir())),
         "seed": seed,
+        "mode": POWER_CUT if power_cut else KILL,
         "profile": PROFILE,
         "lockout": PROFILES[PROFILE].lockout.to_dict(),
         "wall_seconds": round(time.perf_counter() - started, 1),
@@ -295,11 +318,12 @@ async def crash_loop_report(iterations: int, seed: int, command: str = "") -> di
     }
 
 
-def run_crash_loop(iterations: int, seed: int, json_path: Path | None) -> int:
+def run_crash_loop(
+    iterations: int, seed: int, json_path: Path | None, power_cut: bool = False
+) -> int:
     """0 when no kill broke a promise of the state file, 1 otherwise (violations listed)."""
-    report = asyncio.run(
-        crash_loop_report(iterations, seed, command_line(iterations, seed, json_path))
-    )
+    command = command_line(iterations, seed, json_path, power_cut)
+    report = asyncio.run(crash_loop_report(iterations, seed, command, power_cut))
     console = Console()
     console.print(summary_table(report))
     for record in report["iterations"]:

@@ -7,13 +7,22 @@ PDU is sent, and a bond before the charger serves anything protected over it. So
 a phone saw refused must be counted on disk (and, hardened, have moved the epoch), every lock a
 phone was refused by must still be there, and every bond the charger proved it held (a protected
 read succeeded) must survive, whole. What the phones did not see may be lost.
+
+After a power cut (`power_cut=True`: only what was fsynced is on disk) a success may also be lost
+once the phone saw it: the `pairing_ok` event and the bond commit ORDERED (core/durability.py),
+so a cut may take back the last of them, but only those no SYNCED commit followed. Every refusal
+a phone saw was such a commit (the charger commits a failure or a refusal SYNCED before its
+Pairing Failed PDU leaves), and it fsyncs every commit before it: a bond confirmed before a
+refused pairing started must survive any cut. The rest of the table of docs/SECURITY.md
+("Durability of the pairing path") is checked as after a kill: failures, locks, epochs are
+SYNCED and must all be there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from bumble.keys import PairingKeys
@@ -47,6 +56,18 @@ class Witness:
     pairings_running: int = 0
     wrong_pins_accepted: int = 0  # pairings with a wrong PIN that succeeded: never expected
     anomalies: list[str] = field(default_factory=list)  # phone errors while the daemon ran
+    paired_at: dict[str, float] = field(default_factory=dict)
+    """Monotonic time each new bond (a pairing, then a protected read) was confirmed at, by
+    phone; carried from the restart before this workload for its re-pairings."""
+    synced_at: list[float] = field(default_factory=list)
+    """Monotonic time each pairing the charger refused had started: a SYNCED commit came after
+    the start and fsynced every earlier commit."""
+
+    def may_be_lost(self, phone: str) -> bool:
+        """Whether a power cut may take back `phone`'s bond: it was made by a pairing (not
+        proven durable by an earlier cut) and no refusal's pairing started after it."""
+        paired = self.paired_at.get(phone)
+        return paired is not None and not any(started > paired for started in self.synced_at)
 
 
 @dataclass(frozen=True)
@@ -72,6 +93,8 @@ class StateCheck:
     after: SecurityState | None
     bonds_checked: int
     violations: tuple[str, ...]
+    successes_lost: tuple[str, ...] = ()
+    """Phones whose confirmed bond a power cut took back, as the table allows."""
 
 
 def judge(
@@ -79,10 +102,13 @@ def judge(
     disk: OnDisk,
     witness: Witness,
     confirmed: Mapping[str, ConfirmedBond],
+    *,
+    power_cut: bool = False,
 ) -> StateCheck:
     """The violations in `disk` after a kill, against what it held `before` and what the phones
     saw. `confirmed` are the bonds the charger proved before the kill. The profile is hardened,
-    so every wrong PIN must also have moved the epoch."""
+    so every wrong PIN must also have moved the epoch. `power_cut`: the kill was a power cut,
+    which may take back the successes `Witness.may_be_lost` names."""
     violations = file_problems(disk)
     accepted = (
         []
@@ -93,7 +119,17 @@ def judge(
     if after is None:
         refused = f"the state file does not open: {disk.refused}"
         return StateCheck(None, len(disk.bonds), (refused, *violations, *accepted))
-    violations.extend(went_backwards(before, after))
+    lost = [
+        address
+        for address in before.addresses
+        if power_cut and address not in after.addresses and witness.may_be_lost(address)
+    ]
+    violations.extend(went_backwards(before, after, allowed=lost, power_cut=power_cut))
+    if len(after.bonds) > after.successes:
+        violations.append(
+            f"{len(after.bonds)} bonds on disk, {after.successes} pairing_ok events: a bond "
+            "without its event"
+        )
     recorded = after.failures - before.failures
     if recorded < witness.wrong_pins:
         violations.append(
@@ -109,9 +145,13 @@ def judge(
         if until is None or until < seen_at - LOCK_CLOCK_SLACK:
             violations.append(f"a phone was refused as locked at {seen_at:.3f}; the lock is gone")
     for bond in confirmed.values():
-        violations.extend(confirmed_problems(bond, disk.bonds))
+        problems = list(confirmed_problems(bond, disk.bonds))
+        if problems and power_cut and witness.may_be_lost(bond.phone):
+            lost.append(bond.phone)
+        else:
+            violations.extend(problems)
     violations.extend(accepted)
-    return StateCheck(after, len(disk.bonds), tuple(violations))
+    return StateCheck(after, len(disk.bonds), tuple(violations), tuple(sorted(set(lost))))
 
 
 def file_problems(disk: OnDisk) -> list[str]:
@@ -147,8 +187,15 @@ def bond_problems(address: str, text: str) -> list[str]:
     return problems
 
 
-def went_backwards(before: SecurityState, after: SecurityState) -> Iterator[str]:
-    """What must never go backwards across a kill: counters, epoch, a lock, a bond."""
+def went_backwards(
+    before: SecurityState,
+    after: SecurityState,
+    *,
+    allowed: Iterable[str] = (),
+    power_cut: bool = False,
+) -> Iterator[str]:
+    """What must never go backwards across a kill: counters, epoch, a lock, a bond. After a
+    power cut the `allowed` bonds (unsynced re-pairings) may, and so may the success counter."""
     if after.failures < before.failures:
         yield f"failures went backwards: {before.failures} -> {after.failures}"
     if after.locks < before.locks:
@@ -161,7 +208,9 @@ def went_backwards(before: SecurityState, after: SecurityState) -> Iterator[str]
     now = after.lockout.locked_until
     if previous is not None and (now is None or now < previous):
         yield f"the lock until {previous:.3f} was shortened or lost ({now})"
-    for address in set(before.addresses) - set(after.addresses):
+    if after.successes < before.successes and not power_cut:
+        yield f"pairing_ok events went backwards: {before.successes} -> {after.successes}"
+    for address in sorted(set(before.addresses) - set(after.addresses) - set(allowed)):
         yield f"bond {address} was lost (the workload deletes none)"
 
 

@@ -20,6 +20,9 @@ from chargepin.lab.security_state import SecurityState
 PROFILE = DEFAULT_PROFILE
 """The shipped profile: each failure moves the epoch; 5 failures / 60 s lock 300 s, doubling."""
 
+KILL, POWER_CUT = "kill-9", "power-cut"
+"""The report's `mode`: a crash of the daemon, or a power cut (only fsynced writes kept)."""
+
 
 def state_record(state: SecurityState) -> dict[str, Any]:
     """The parts of a state file that must never go backwards across a kill."""
@@ -71,6 +74,7 @@ def iteration_record(
         "bonds_checked": check.bonds_checked,
         "confirmed_bonds_checked": len(chain.confirmed),
         "anomalies": witness.anomalies,
+        "successes_lost": list(check.successes_lost),
     }
 
 
@@ -94,6 +98,9 @@ class Totals:
     reconnects_tried: int = 0
     reconnects_ok: int = 0
     unconfirmed_bonds_lost: int = 0
+    successes_lost: int = 0
+    cuts_that_lost_writes: int = 0
+    paired_again: int = 0
     restarts_ok: int = 0
     anomalies: int = 0
     violations: int = 0
@@ -117,14 +124,19 @@ class Totals:
         self.reconnects_tried += len(reconnects)
         self.reconnects_ok += sum(r["ok"] for r in reconnects)
         self.unconfirmed_bonds_lost += sum(not r["ok"] and not r["confirmed"] for r in reconnects)
+        self.successes_lost += len(record["successes_lost"])
+        self.paired_again += sum(r.get("paired_again") == "ok" for r in reconnects)
         self.restarts_ok += record.get("restart_s") is not None
         self.anomalies += len(record["anomalies"])
         self.violations += len(record["violations"])
 
 
-def command_line(iterations: int, seed: int, json_path: Path | None) -> str:
+def command_line(
+    iterations: int, seed: int, json_path: Path | None, power_cut: bool = False
+) -> str:
     """The CLI command that reproduces a run with these settings."""
-    parts = [f"chargepin lab crash-loop --iterations {iterations} --seed {seed}"]
+    mode = " --power-cut" if power_cut else ""
+    parts = [f"chargepin lab crash-loop{mode} --iterations {iterations} --seed {seed}"]
     if json_path is not None:
         parts.append(f"--json {json_path}")
     return " ".join(parts)
@@ -132,11 +144,12 @@ def command_line(iterations: int, seed: int, json_path: Path | None) -> str:
 
 def summary_table(report: dict[str, Any]) -> Table:
     totals = report["totals"]
-    table = Table(title=f"chargepin lab crash-loop (seed {report['seed']}, {PROFILE} profile)")
+    title = f"chargepin lab crash-loop ({report['mode']}, seed {report['seed']}, {PROFILE} profile)"
+    table = Table(title=title)
     table.add_column("measurement")
     table.add_column("value", justify="right")
     rows = [
-        ("iterations (kill -9, check, restart)", totals["iterations"]),
+        (f"iterations ({report['mode']}, check, restart)", totals["iterations"]),
         ("chargers (state files)", totals["chargers"]),
         ("kills during a pairing", totals["kills_during_pairing"]),
         ("  as the phone saw its refusal", totals["kills_at_refusal"]),
@@ -156,6 +169,9 @@ def summary_table(report: dict[str, Any]) -> Table:
             f"{totals['reconnects_ok']} / {totals['reconnects_tried']}",
         ),
         ("  unconfirmed bonds lost (allowed)", totals["unconfirmed_bonds_lost"]),
+        ("  phones that paired again after the loss", totals["paired_again"]),
+        ("power cuts that took back unsynced writes", totals["cuts_that_lost_writes"]),
+        ("confirmed successes a power cut took back (allowed)", totals["successes_lost"]),
         ("restarts serving", totals["restarts_ok"]),
         ("anomalies (phone errors, daemon alive)", totals["anomalies"]),
         ("violations", totals["violations"]),

@@ -2,7 +2,9 @@
 
 The open info says the file's epoch; a lock in force before the kill still refuses the right
 PIN; the owner and the newest guests, bonded, reconnect without PIN and read the status. A bond
-the charger never proved may be lost (the phone forgets it and pairs again next time).
+the charger never proved may be lost, and after a power cut one the oracle allowed it to lose:
+the phone's encryption fails, it forgets the charger and pairs again with the PIN, which must
+work (unless a lock is on): a lost success costs a pairing, never the phone's access.
 """
 
 from __future__ import annotations
@@ -99,16 +101,36 @@ async def reconnect(
         except (Exception, asyncio.CancelledError) as error:
             if not link_dropped(error):
                 raise
-            await phone.forget(chain.address)  # what the app does: pair again next time
+            await phone.forget(chain.address)  # what the app does: pair again
             chain.confirmed.pop(address, None)
             if confirmed:
                 violations.append(f"bonded phone {address} could not reconnect: {error}")
+                return {"phone": address, "confirmed": True, "ok": False, "error": describe(error)}
             return {
                 "phone": address,
-                "confirmed": confirmed,
+                "confirmed": False,
                 "ok": False,
                 "error": describe(error),
+                "paired_again": await pair_again(phones, chain, phone, violations),
             }
         await phones.confirm(phone)
         await link.disconnect()
         return {"phone": address, "confirmed": confirmed, "ok": True}
+
+
+async def pair_again(phones: Phones, chain: Chain, phone: Phone, violations: list[str]) -> str:
+    """A phone whose bond the charger lost pairs again with the PIN: "ok", or "locked"."""
+    try:
+        async with asyncio.timeout(STEP_TIMEOUT):
+            link = await phone.connect(chain.serial, current_pin(chain.state))
+            await link.status()
+    except ChargerLocked:
+        return "locked"
+    except (Exception, asyncio.CancelledError) as error:
+        if not link_dropped(error):
+            raise
+        violations.append(f"a phone whose bond was lost could not pair again: {describe(error)}")
+        return "failed"
+    await phones.confirm(phone, paired=True)
+    await link.disconnect()
+    return "ok"

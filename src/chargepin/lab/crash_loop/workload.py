@@ -129,6 +129,8 @@ class Chain:
     iterations_left: int
     confirmed: dict[str, ConfirmedBond] = field(default_factory=dict)
     guests: int = 0
+    repaired_at: dict[str, float] = field(default_factory=dict)
+    """Bonds the last restart made by pairing again (Witness.paired_at of the next workload)."""
 
     @property
     def state(self) -> Path:
@@ -198,9 +200,11 @@ class Phones:
 
     def _watch(self, connection: Connection) -> None:
         running = False
+        began = 0.0
 
         def started() -> None:
-            nonlocal running
+            nonlocal running, began
+            began = time.monotonic()
             if not running:
                 running = True
                 self.witness.pairings_running += 1
@@ -217,6 +221,8 @@ class Phones:
                     self.witness.wrong_pins += 1
                 if reason == LOCKED:
                     self.witness.locked_refusals.append(time.time())
+                if reason in WRONG_PIN_CODES or reason == LOCKED:
+                    self.witness.synced_at.append(began)
             if self.killer is not None and (reason in WRONG_PIN_CODES or reason == LOCKED):
                 self.killer.observe(KillMoment.REFUSAL)
             ended()
@@ -237,8 +243,9 @@ class Phones:
         while any(p.device.is_le_connecting for p in self.live) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
 
-    async def confirm(self, phone: Phone) -> None:
-        """The charger just served a protected read to `phone`: its bond is proven."""
+    async def confirm(self, phone: Phone, *, paired: bool = False) -> None:
+        """The charger just served a protected read to `phone`: its bond is proven. `paired`:
+        the bond is the one a pairing just made (a power cut may take it back)."""
         keys = await phone.bonds.get(self.chain.address)
         if keys is None or keys.ltk is None or self.killed():
             return
@@ -246,6 +253,8 @@ class Phones:
         self.witness.bond_changes[identity.address] = ConfirmedBond(
             identity.address, keys.ltk.value.hex(), identity.irk.hex()
         )
+        if paired:
+            self.witness.paired_at[identity.address] = time.monotonic()
 
 
 def link_dropped(error: BaseException) -> bool:
@@ -356,5 +365,5 @@ class Workload:
         with contextlib.suppress(ChargerLocked):
             link = await phone.connect(self.chain.serial, current_pin(self.chain.state))
             await link.status()  # protected: the charger holds our bond
-            await self.phones.confirm(phone)
+            await self.phones.confirm(phone, paired=True)
             await link.disconnect()
