@@ -223,6 +223,12 @@ def test_a_bond_from_before_the_workload_may_be_lost_only_if_a_re_pairing_made_i
     assert check.violations == () and check.successes_lost == (PHONE,)
     refused_since = Witness(paired_at={PHONE: 1.0}, synced_at=[2.0])
     assert judge(before, disk(after), refused_since, {}, power_cut=True).violations == lost
+    # Its event may go with it, and no other.
+    no_event = state()
+    assert judge(before, disk(no_event), carried, {}, power_cut=True).violations == ()
+    assert judge(
+        state(bonds=(PHONE,), successes=2), disk(no_event), carried, {}, power_cut=True
+    ).violations == ("pairing_ok events went backwards: 2 -> 0",)
 
 
 def test_a_power_cut_never_excuses_a_lost_failure() -> None:

@@ -124,7 +124,8 @@ def judge(
         for address in before.addresses
         if power_cut and address not in after.addresses and witness.may_be_lost(address)
     ]
-    violations.extend(went_backwards(before, after, allowed=lost, power_cut=power_cut))
+    unsynced = sum(map(witness.may_be_lost, witness.paired_at)) if power_cut else 0
+    violations.extend(went_backwards(before, after, allowed=lost, unsynced=unsynced))
     if len(after.bonds) > after.successes:
         violations.append(
             f"{len(after.bonds)} bonds on disk, {after.successes} pairing_ok events: a bond "
@@ -192,10 +193,11 @@ def went_backwards(
     after: SecurityState,
     *,
     allowed: Iterable[str] = (),
-    power_cut: bool = False,
+    unsynced: int = 0,
 ) -> Iterator[str]:
     """What must never go backwards across a kill: counters, epoch, a lock, a bond. After a
-    power cut the `allowed` bonds (unsynced re-pairings) may, and so may the success counter."""
+    power cut the `allowed` bonds (unsynced re-pairings) may, and the success counter by at most
+    the `unsynced` pairings a cut may take back."""
     if after.failures < before.failures:
         yield f"failures went backwards: {before.failures} -> {after.failures}"
     if after.locks < before.locks:
@@ -208,7 +210,7 @@ def went_backwards(
     now = after.lockout.locked_until
     if previous is not None and (now is None or now < previous):
         yield f"the lock until {previous:.3f} was shortened or lost ({now})"
-    if after.successes < before.successes and not power_cut:
+    if after.successes < before.successes - unsynced:
         yield f"pairing_ok events went backwards: {before.successes} -> {after.successes}"
     for address in sorted(set(before.addresses) - set(after.addresses) - set(allowed)):
         yield f"bond {address} was lost (the workload deletes none)"
