@@ -208,7 +208,10 @@ def test_a_success_a_refusal_followed_must_survive_a_power_cut() -> None:
     after = state(failures=1, epoch=1)
     check = judge(state(), disk(after), witness, CONFIRMED, power_cut=True)
     assert check.violations == (f"bond {PHONE} was confirmed by a protected read, and is gone",)
-    assert check.successes_lost == ()
+    assert check.successes_lost == () and check.successes_synced == 1
+    kept = state(failures=1, epoch=1, bonds=(PHONE,))
+    check = judge(state(), disk(kept), witness, CONFIRMED, power_cut=True)
+    assert check.violations == () and check.successes_synced == 1
 
 
 def test_a_bond_from_before_the_workload_may_be_lost_only_if_a_re_pairing_made_it() -> None:

@@ -161,7 +161,7 @@ def test_a_success_may_be_lost_only_if_no_synced_commit_followed(state: Path, sh
     seen, _ = run_then_cut(state, shim, ["pair", "fail"])
     witness = Witness(wrong_pins=1, paired_at={PHONE: seen["pair"]}, synced_at=[seen["start fail"]])
     check = check_state(state, before, witness, bond, power_cut=True)
-    assert check.violations == () and check.successes_lost == ()
+    assert check.violations == () and check.successes_lost == () and check.successes_synced == 1
     assert SecurityState.read(state).addresses == (PHONE,)
 
 

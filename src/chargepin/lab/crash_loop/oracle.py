@@ -95,6 +95,8 @@ class StateCheck:
     violations: tuple[str, ...]
     successes_lost: tuple[str, ...] = ()
     """Phones whose confirmed bond a power cut took back, as the table allows."""
+    successes_synced: int = 0
+    """Bonds a pairing made and a later refusal's SYNCED commit made durable: checked kept."""
 
 
 def judge(
@@ -152,7 +154,12 @@ def judge(
         else:
             violations.extend(problems)
     violations.extend(accepted)
-    return StateCheck(after, len(disk.bonds), tuple(violations), tuple(sorted(set(lost))))
+    synced = sum(
+        bond.phone in witness.paired_at and not witness.may_be_lost(bond.phone)
+        for bond in confirmed.values()
+    )
+    lost_phones = tuple(sorted(set(lost)))
+    return StateCheck(after, len(disk.bonds), tuple(violations), lost_phones, synced)
 
 
 def file_problems(disk: OnDisk) -> list[str]:

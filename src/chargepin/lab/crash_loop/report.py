@@ -75,6 +75,7 @@ def iteration_record(
         "confirmed_bonds_checked": len(chain.confirmed),
         "anomalies": witness.anomalies,
         "successes_lost": list(check.successes_lost),
+        "successes_synced": check.successes_synced,
     }
 
 
@@ -99,6 +100,7 @@ class Totals:
     reconnects_ok: int = 0
     unconfirmed_bonds_lost: int = 0
     successes_lost: int = 0
+    successes_synced: int = 0
     cuts_that_lost_writes: int = 0
     paired_again: int = 0
     restarts_ok: int = 0
@@ -125,6 +127,7 @@ class Totals:
         self.reconnects_ok += sum(r["ok"] for r in reconnects)
         self.unconfirmed_bonds_lost += sum(not r["ok"] and not r["confirmed"] for r in reconnects)
         self.successes_lost += len(record["successes_lost"])
+        self.successes_synced += record["successes_synced"]
         self.paired_again += sum(r.get("paired_again") == "ok" for r in reconnects)
         self.restarts_ok += record.get("restart_s") is not None
         self.anomalies += len(record["anomalies"])
@@ -172,6 +175,7 @@ def summary_table(report: dict[str, Any]) -> Table:
         ("  phones that paired again after the loss", totals["paired_again"]),
         ("power cuts that took back unsynced writes", totals["cuts_that_lost_writes"]),
         ("confirmed successes a power cut took back (allowed)", totals["successes_lost"]),
+        ("confirmed successes a later refusal synced (kept)", totals["successes_synced"]),
         ("restarts serving", totals["restarts_ok"]),
         ("anomalies (phone errors, daemon alive)", totals["anomalies"]),
         ("violations", totals["violations"]),
