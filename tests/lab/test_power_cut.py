@@ -22,7 +22,12 @@ from chargepin.charger.service import provision_charger
 from chargepin.cli import app
 from chargepin.core.policy import FirmwareVersion
 from chargepin.lab.crash_loop import ConfirmedBond, Witness, check_state
-from chargepin.lab.crash_loop.power_cut import DurableImage, lost_writes, shim_library
+from chargepin.lab.crash_loop.power_cut import (
+    DurableImage,
+    PowerCutError,
+    lost_writes,
+    shim_library,
+)
 from chargepin.lab.security_state import SecurityState
 
 PHONE = "F1:22:33:44:55:66"
@@ -177,6 +182,19 @@ def test_a_success_followed_by_an_unsynced_failure_is_caught(state: Path, shim: 
     violations = check_state(state, before, witness, bond, power_cut=True).violations
     assert f"bond {PHONE} was confirmed by a protected read, and is gone" in violations
     assert "the phones saw 1 wrong PINs refused, the file counts 0" in violations
+
+
+def test_a_missing_or_failing_compiler_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing built yet
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.raises(PowerCutError, match=r"cannot run the C compiler .*no-such-cc"):
+        shim_library()
+    monkeypatch.setenv("CC", "false")
+    with pytest.raises(PowerCutError, match="false could not build the power-cut shim"):
+        shim_library()
+    assert list((tmp_path / "chargepin").iterdir()) == []  # no half-built library left
 
 
 @pytest.mark.slow

@@ -73,12 +73,17 @@ def shim_library() -> Path:
         source_path.write_bytes(source)
         built = Path(work) / library.name
         command = [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror"]
-        result = subprocess.run(
-            [*command, "-o", str(built), str(source_path), "-ldl", "-lpthread"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        try:
+            result = subprocess.run(
+                [*command, "-o", str(built), str(source_path), "-ldl", "-lpthread"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except OSError as error:
+            raise PowerCutError(
+                f"cannot run the C compiler {compiler} ({error}); install gcc or set CC to one"
+            ) from None
         if result.returncode != 0:
             raise PowerCutError(
                 f"{compiler} could not build the power-cut shim:\n{result.stderr.strip()}"
