@@ -21,8 +21,10 @@ from chargepin.fleet.app import create_app
 from chargepin.fleet.models import User
 from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault
-from tests.helpers.fleet_accounts import login
+from tests.helpers.fleet_accounts import PASSWORD, login
+from tests.helpers.fleet_answers import undeclared
 from tests.helpers.fleet_factory import provision
+from tests.helpers.fleet_records import MANDATORY, add_charger
 
 ERROR_REF = "#/components/schemas/ErrorOut"
 THROTTLED = {
@@ -137,6 +139,52 @@ def test_the_refusals_the_service_answers_are_the_ones_declared(
     invalid = client.post("/register", json={"email": "not an address"})
     assert invalid.status_code == 422
     _conforms(invalid, document, "post", "/register")
+
+
+ANSWER_409 = {
+    ("post", "/register"),
+    ("post", "/chargers/claim"),
+    ("get", "/chargers/{serial}/pin"),
+    ("post", "/invitations/accept"),
+    ("post", "/chargers/{serial}/invitations"),
+    ("delete", "/chargers/{serial}/members/{user_id}"),
+    ("post", "/chargers/{serial}/presence/pin"),
+}
+"""Some of the routes issue 12 found answering 409 without declaring it."""
+
+
+def test_the_routes_that_answer_409_declare_it(
+    client: TestClient, document: dict[str, Any]
+) -> None:
+    for method, path in ANSWER_409:
+        assert error_schema_of(document["paths"][path][method]["responses"]["409"]) == ERROR_REF
+    account = {"email": "twice@example.com", "password": PASSWORD}
+    assert client.post("/register", json=account).status_code == 201
+    again = client.post("/register", json=account)
+    assert again.status_code == 409
+    _conforms(again, document, "post", "/register")
+
+    owner = login(client, "owner@example.com")
+    charger = add_charger(client, owner, MANDATORY)
+    ahead = client.get(f"/chargers/{charger.serial}/pin?epoch=1", headers=owner)
+    assert ahead.status_code == 409 and ahead.json()["error"] == "epoch_not_attested"
+    _conforms(ahead, document, "get", "/chargers/{serial}/pin")
+
+
+def test_the_check_of_every_fleet_test_finds_an_undeclared_refusal(
+    client: TestClient,
+) -> None:
+    """tests/fleet/conftest.py's `client` fails a test that met a refusal its route does not
+    declare; this is what it would report."""
+    seen = [
+        ("GET", "/chargers/CPT000001/reveals", 409),  # no route of the list conflicts
+        ("GET", "/chargers/CPT000001/reveals", 404),
+        ("POST", "/chargers/claim", 409),  # the literal path, not /chargers/{serial}
+        ("GET", "/no/such/endpoint", 404),
+    ]
+    assert undeclared(client.app, seen) == {  # type: ignore[arg-type]
+        ("GET", "/chargers/{serial}/reveals", 409)
+    }
 
 
 def test_a_provisioning_run_in_progress_is_the_409_declared(db_url: str) -> None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, EmailStr, Field
 
 from chargepin.fleet import accounts
-from chargepin.fleet.api.refusals import THROTTLED
+from chargepin.fleet.api.refusals import THROTTLED, refused
 from chargepin.fleet.deps import DB, CurrentUser, bearer_digest
 from chargepin.fleet.errors import Unauthorized
 from chargepin.fleet.security import MIN_PASSWORD
@@ -56,7 +56,12 @@ def _token(authorization: str | None) -> bytes:
     return digest
 
 
-@router.post("/register", status_code=201, response_model=Account, responses=THROTTLED)
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=Account,
+    responses=THROTTLED | refused(409, why={409: "conflict: the address has an account; log in"}),
+)
 def register(body: Credentials, db: DB, request: Request) -> Account:
     """Create an account (argon2id password hash); 409 if the address has one (counted)."""
     client = request_address(request)
@@ -65,7 +70,11 @@ def register(body: Credentials, db: DB, request: Request) -> Account:
     return Account(id=user.id, email=user.email)
 
 
-@router.post("/login", response_model=SessionToken, responses=THROTTLED)
+@router.post(
+    "/login",
+    response_model=SessionToken,
+    responses=THROTTLED | refused(401, why={401: "unauthorized: wrong e-mail or password"}),
+)
 def login(body: Credentials, db: DB, request: Request) -> SessionToken:
     """Exchange e-mail and password for a bearer token; wrong passwords are throttled (429)."""
     state = request.app.state.fleet
@@ -96,7 +105,11 @@ def revoke_all(db: DB, user: CurrentUser) -> SessionsEnded:
     return SessionsEnded(sessions_ended=accounts.end_sessions(db, user))
 
 
-@router.post("/me/password", response_model=SessionsEnded, responses=THROTTLED)
+@router.post(
+    "/me/password",
+    response_model=SessionsEnded,
+    responses=THROTTLED | refused(403, why={403: "forbidden: the old password is wrong"}),
+)
 def change_password(
     body: PasswordChange,
     db: DB,

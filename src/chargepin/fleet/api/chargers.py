@@ -20,7 +20,7 @@ from starlette.types import Scope
 from chargepin.core.limits import MAX_EPOCH, SERIAL_RE
 from chargepin.fleet import chargers, claims
 from chargepin.fleet.access import live_member_by_token, require_member, require_owner
-from chargepin.fleet.api.refusals import THROTTLED
+from chargepin.fleet.api.refusals import THROTTLED, refused
 from chargepin.fleet.db import make_engine
 from chargepin.fleet.deps import (
     DB,
@@ -104,7 +104,20 @@ def _info(view: chargers.ChargerView) -> ChargerInfoOut:
     )
 
 
-@router.post("/chargers/claim", status_code=201, response_model=ChargerInfoOut, responses=THROTTLED)
+@router.post(
+    "/chargers/claim",
+    status_code=201,
+    response_model=ChargerInfoOut,
+    responses=THROTTLED
+    | refused(
+        403,
+        409,
+        why={
+            403: "invalid_sticker: the claim code is not this charger's (counted by the throttle)",
+            409: "conflict: the charger has an owner already; ask them to invite you",
+        },
+    ),
+)
 def claim(
     body: ClaimRequest, db: DB, user: CurrentUser, version: AppVersion, request: Request
 ) -> ChargerInfoOut:
@@ -144,7 +157,17 @@ def charger_info(
     return _info(view)
 
 
-@router.get("/chargers/{serial}/pin", response_model=EpochPin)
+@router.get(
+    "/chargers/{serial}/pin",
+    response_model=EpochPin,
+    responses=refused(
+        409,
+        why={
+            409: "the charger has no PIN (conflict), or epoch_not_attested: it has not shown "
+            "that epoch yet; relay its open info (POST .../reconcile) and ask again"
+        },
+    ),
+)
 async def charger_pin(
     serial: SerialPath,
     epoch: Annotated[

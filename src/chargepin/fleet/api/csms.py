@@ -10,7 +10,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from pydantic import BaseModel, Field
 
 from chargepin.core.tickets import Action
-from chargepin.fleet.api.refusals import ErrorOut
+from chargepin.fleet.api.refusals import refused
 from chargepin.fleet.csms import events, outbox, registry
 from chargepin.fleet.deps import DB, BeforeCursor, CurrentUser, PageLimit, SerialPath
 from chargepin.fleet.times import utc_now
@@ -90,13 +90,13 @@ def commands(
     "/chargers/{serial}/commands",
     status_code=202,
     response_model=CommandOut,
-    responses={
-        409: {
-            "model": ErrorOut,
-            "description": "the PIN class does not allow it, or too_many_queued: the most "
-            "commands one charger may have waiting already wait; wait until it applied them",
-        }
-    },
+    responses=refused(
+        409,
+        why={
+            409: "the PIN class does not allow it, or too_many_queued: the most commands one "
+            "charger may have waiting already wait; wait until it applied them",
+        },
+    ),
 )
 def send_command(
     serial: SerialPath,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from chargepin.core.errors import InvalidConfig, InvalidVersion, ProvisioningRefused
 from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet import factory
-from chargepin.fleet.api.refusals import ErrorOut
+from chargepin.fleet.api.refusals import refused
 from chargepin.fleet.deps import DB, CurrentUser
 from chargepin.fleet.errors import Forbidden, Unprocessable
 from chargepin.fleet.times import utc_now
@@ -40,14 +40,16 @@ class ProvisionedCharger(BaseModel):
     bundle: dict[str, Any] = Field(description="`chargepin charger init --bundle` input.")
 
 
-PROVISIONING_REFUSALS: dict[int | str, dict[str, Any]] = {
-    409: {
-        "model": ErrorOut,
-        "description": "provisioning_in_progress: another run with this serial prefix is in "
-        "progress (PostgreSQL), or another writer held the database past the lock timeout "
-        "(SQLite); nothing was made: wait for it, or use another prefix",
-    }
-}
+PROVISIONING_REFUSALS = refused(
+    403,
+    409,
+    why={
+        403: "forbidden: only factory (admin) accounts provision chargers",
+        409: "provisioning_in_progress: another run with this serial prefix is in progress "
+        "(PostgreSQL), or another writer held the database past the lock timeout (SQLite); "
+        "nothing was made: wait for it, or use another prefix",
+    },
+)
 
 
 @router.post(

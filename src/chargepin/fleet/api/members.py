@@ -11,6 +11,7 @@ from pydantic import BaseModel, EmailStr, Field
 from chargepin.core.bond_statement import STATEMENT_SIZE
 from chargepin.core.events import PhoneReport
 from chargepin.fleet import members as service
+from chargepin.fleet.api.refusals import refused
 from chargepin.fleet.deps import DB, BeforeCursor, CurrentUser, PageLimit, SerialPath
 from chargepin.fleet.times import utc_now
 
@@ -117,7 +118,12 @@ def _now(request: Request) -> dt.datetime:
     return utc_now(request.app.state.fleet.clock)
 
 
-@router.post("/chargers/{serial}/invitations", status_code=201, response_model=InvitationCode)
+@router.post(
+    "/chargers/{serial}/invitations",
+    status_code=201,
+    response_model=InvitationCode,
+    responses=refused(409),
+)
 def invite(
     serial: SerialPath, body: InvitationRequest, user: CurrentUser, db: DB, request: Request
 ) -> InvitationCode:
@@ -146,7 +152,11 @@ def list_invitations(
     ]
 
 
-@router.delete("/chargers/{serial}/invitations/{invitation_id}", response_model=InvitationOut)
+@router.delete(
+    "/chargers/{serial}/invitations/{invitation_id}",
+    response_model=InvitationOut,
+    responses=refused(409),
+)
 def withdraw_invitation(
     serial: SerialPath,
     invitation_id: InvitationIdPath,
@@ -158,7 +168,9 @@ def withdraw_invitation(
     return InvitationOut(**vars(service.withdraw(db, user, serial, invitation_id, _now(request))))
 
 
-@router.post("/invitations/accept", response_model=MembershipOut)
+@router.post(
+    "/invitations/accept", response_model=MembershipOut, responses=refused(403, 404, 409, 410)
+)
 def accept(body: AcceptRequest, user: CurrentUser, db: DB, request: Request) -> MembershipOut:
     """Accept an invitation with the invited account; the caller becomes a user of the charger."""
     accepted = service.accept(db, user, body.code, _now(request))
@@ -182,7 +194,9 @@ def list_members(serial: SerialPath, user: CurrentUser, db: DB) -> list[Member]:
     ]
 
 
-@router.delete("/chargers/{serial}/members/{user_id}", response_model=RevokedMember)
+@router.delete(
+    "/chargers/{serial}/members/{user_id}", response_model=RevokedMember, responses=refused(409)
+)
 def revoke(
     serial: SerialPath,
     user_id: UserIdPath,
@@ -212,7 +226,7 @@ def revoke(
     )
 
 
-@router.post("/chargers/{serial}/phones", response_model=PhoneOut)
+@router.post("/chargers/{serial}/phones", response_model=PhoneOut, responses=refused(409))
 def relay_bond(
     serial: SerialPath, body: BondStatementRelay, user: CurrentUser, db: DB, request: Request
 ) -> PhoneOut:

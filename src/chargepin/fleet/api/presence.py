@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from chargepin.core.presence import NONCE_SIZE, PROOF_SIZE
 from chargepin.fleet import presence as service
+from chargepin.fleet.api.refusals import refused
 from chargepin.fleet.deps import DB, AppVersion, CurrentUser, SerialPath
 
 router = APIRouter(tags=["presence"])
@@ -41,14 +42,27 @@ class PresencePinOut(BaseModel):
     pin: str
 
 
-@router.post("/chargers/{serial}/presence/nonces", status_code=201, response_model=NonceOut)
+@router.post(
+    "/chargers/{serial}/presence/nonces",
+    status_code=201,
+    response_model=NonceOut,
+    responses=refused(
+        429,
+        why={
+            429: "too_many_nonces: the caller holds the most unused nonces for this charger; "
+            "use one, or try again after Retry-After seconds"
+        },
+    ),
+)
 def presence_nonce(serial: SerialPath, user: CurrentUser, db: DB, request: Request) -> NonceOut:
     """A fresh single-use nonce (member only) for the device to prove it is this charger."""
     issued = service.issue_nonce(db, user, serial, request.app.state.fleet.clock.now())
     return NonceOut(nonce=issued.nonce.hex(), expires_at=issued.expires_at)
 
 
-@router.post("/chargers/{serial}/presence/pin", response_model=PresencePinOut)
+@router.post(
+    "/chargers/{serial}/presence/pin", response_model=PresencePinOut, responses=refused(409, 410)
+)
 def presence_pin(
     serial: SerialPath,
     body: PresencePinRequest,

@@ -13,6 +13,7 @@ from chargepin.core.epochs import FINGERPRINT_SIZE
 from chargepin.core.limits import CHALLENGE_SIZE, MAX_EPOCH, MAX_GENERATION
 from chargepin.core.tickets import Action
 from chargepin.fleet import tickets as service
+from chargepin.fleet.api.refusals import refused
 from chargepin.fleet.deps import DB, AppVersion, CurrentUser, SerialPath
 
 router = APIRouter(tags=["tickets"])
@@ -72,7 +73,7 @@ class ReconciledOut(PinStateOut):
     )
 
 
-@router.post("/chargers/{serial}/tickets", response_model=TicketResponse)
+@router.post("/chargers/{serial}/tickets", response_model=TicketResponse, responses=refused(409))
 def request_ticket(
     serial: SerialPath,
     body: TicketRequest,
