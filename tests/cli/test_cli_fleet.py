@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from chargepin.charger.store import StateStore
 from chargepin.core.provisioning import ProvisioningBundle, StickerPayload
+from chargepin.fleet import cli as fleet_cli
 from chargepin.fleet import pins
 from chargepin.fleet.claims import code_matches
 from chargepin.fleet.models import Charger
@@ -260,6 +262,18 @@ def test_help_lists_the_fleet_commands() -> None:
     assert code == 0
     for command in ("serve", "migrate", "provision", "sticker", "rotate-key", "prune"):
         assert command in out
+
+
+def test_status_takes_the_services_own_rate_limit_options() -> None:
+    """`fleet status` counts the sources over the rate the services were given: its
+    --source-rate and --source-window are theirs (cli.SERVICE_OPTIONS), defaults and bounds
+    included, not copies that could drift (issue 12)."""
+    shared = {p.name: p for p in fleet_cli.SERVICE_OPTIONS}
+    status = inspect.signature(fleet_cli.status).parameters
+    for name in ("source_rate", "source_window"):
+        assert status[name] == shared[name]
+    with pytest.raises(ValueError, match="source_rat"):
+        fleet_cli.service_options_named("source_rat")
 
 
 def test_a_database_that_cannot_be_reached_is_one_line_without_its_password(

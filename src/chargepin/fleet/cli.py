@@ -143,18 +143,33 @@ def service_options(command: Callable[..., R]) -> Callable[..., R]:
     Typer reads a command's options off its signature: this one shows the command's own
     parameters followed by the shared ones, so both commands list them in --help and neither
     copies them."""
+    return _with_options(command, SERVICE_OPTIONS)
+
+
+def service_options_named(*names: str) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """`service_options` with only the options `names` (a command that must know what the
+    services were told, such as `fleet status` their rate limit, takes their very options)."""
+    chosen = tuple(p for p in SERVICE_OPTIONS if p.name in names)
+    if len(chosen) != len(names):
+        raise ValueError(f"not service options: {sorted(set(names) - {p.name for p in chosen})}")
+    return lambda command: _with_options(command, chosen)
+
+
+def _with_options(
+    command: Callable[..., R], options: tuple[inspect.Parameter, ...]
+) -> Callable[..., R]:
     own = [
         p
         for p in inspect.signature(command, eval_str=True).parameters.values()
         if p.name != "service"
     ]
-    names = [p.name for p in SERVICE_OPTIONS]
+    names = [p.name for p in options]
 
     def wrapper(*args: Any, **kwargs: Any) -> R:
         service = {name: kwargs.pop(name) for name in names if name in kwargs}
         return command(*args, service=service, **kwargs)
 
-    parameters = [*own, *SERVICE_OPTIONS]
+    parameters = [*own, *options]
     wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     wrapper.__name__ = command.__name__
@@ -266,27 +281,28 @@ def migrate(db: DbOption = None) -> None:
 
 @fleet_app.command("status")
 @reports_errors
+@service_options_named("source_rate", "source_window")
 def status(
+    service: dict[str, Any],
     db: DbOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object instead of lines.")
     ] = False,
-    source_rate: Annotated[
-        int, typer.Option(min=0, help="The services' --source-rate, to count refused sources.")
-    ] = 600,
-    source_window: Annotated[
-        float, typer.Option(min=1, max=3600, help="The services' --source-window.")
-    ] = 60.0,
 ) -> None:
     """The figures to watch, from the database (any host, changes nothing): gateways and their
     heartbeats, chargers per gateway, the outbox's oldest waiting command, security events per
-    minute, sources over the rate, PostgreSQL's connections (docs/DEPLOY.md, "What to watch")."""
+    minute, sources over the rate, PostgreSQL's connections (docs/DEPLOY.md, "What to watch").
+
+    --source-rate and --source-window: the values the services were given (the same options
+    as theirs, defaults included), to count the sources over the rate."""
     import json
 
     from chargepin.fleet import operations
     from chargepin.fleet import status as fleet_status
 
-    figures = operations.fleet_status(_settings(db), source_rate, source_window)
+    figures = operations.fleet_status(
+        _settings(db), service["source_rate"], service["source_window"]
+    )
     if as_json:
         typer.echo(json.dumps(figures.to_json(), indent=2))
     else:
