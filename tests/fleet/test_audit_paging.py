@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from fastapi.testclient import TestClient
+from sqlalchemy import inspect
 
 from chargepin.clock import FakeClock
+from chargepin.fleet.db import alembic_config, make_engine, migrate
+from chargepin.fleet.models import PinReveal
 from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from chargepin.phone.fleet_client import Login
@@ -158,3 +162,30 @@ def test_the_cli_lists_the_whole_audit_and_every_event(
             assert len(lines) == 120 and lines[-1].endswith("epoch 0")
     finally:
         fleet.dispose()
+
+
+def test_migration_0016_leaves_one_index_by_charger_and_goes_down_and_up(db_url: str) -> None:
+    """ix_pin_reveals_charger_id (0002) was redundant with ix_pin_reveals_charger_id_id (0009),
+    whose prefix it is: 0016 drops it, its downgrade makes it again, and the model (the
+    schema's other description) declares only the one left."""
+    one = {"ix_pin_reveals_charger_id_id": ["charger_id", "id"]}
+    two = {**one, "ix_pin_reveals_charger_id": ["charger_id"]}
+    model = PinReveal.__table__.indexes  # type: ignore[attr-defined]
+    assert {i.name: [c.name for c in i.columns] for i in model} == one
+    engine = make_engine(db_url)
+    migrate(engine)
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+
+    def indexes() -> dict[str, list[str]]:
+        return {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("pin_reveals")}
+
+    try:
+        assert indexes() == one
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0015")
+        assert indexes() == two
+        migrate(engine)
+        assert indexes() == one
+    finally:
+        engine.dispose()

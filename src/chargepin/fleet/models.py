@@ -185,12 +185,11 @@ class PinReveal(Base):
     """Audit: every time a PIN left the vault, who saw which epoch's PIN, with which app."""
 
     __tablename__ = "pin_reveals"
+    # Its one index by charger: charger_id alone is its prefix (migration 0016).
     __table_args__ = (Index("ix_pin_reveals_charger_id_id", "charger_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    charger_id: Mapped[int] = mapped_column(
-        ForeignKey("chargers.id", ondelete="CASCADE"), index=True
-    )
+    charger_id: Mapped[int] = mapped_column(ForeignKey("chargers.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     epoch: Mapped[int] = mapped_column(BigInteger)  # a u32, as Charger.epoch
     generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
