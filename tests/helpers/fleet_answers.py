@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 import httpx
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 
@@ -37,12 +37,12 @@ def record_refusals(client: TestClient) -> list[Refusal]:
     return seen
 
 
-def undeclared(app: FastAPI, refusals: Iterable[Refusal]) -> set[Refusal]:
-    """The refusals a route answered that its OpenAPI operation does not declare, as (method,
-    route path, status). Read off the document's paths (FastAPI nests included routers in its
-    own way); a path no operation takes (no such endpoint, the web app's pages, a method the
-    path does not take) has nothing to declare it and is left out."""
-    paths = app.openapi()["paths"]
+def undeclared(document: dict[str, Any], refusals: Iterable[Refusal]) -> set[Refusal]:
+    """The refusals a route answered that its operation in the OpenAPI `document` does not
+    declare, as (method, route path, status). Read off the document's paths (FastAPI nests
+    included routers in its own way); a path no operation takes (no such endpoint, the web
+    app's pages, a method the path does not take) has nothing to declare it and is left out."""
+    paths = document["paths"]
     # The most literal template first: POST /chargers/claim before /chargers/{serial}.
     templates = sorted(paths, key=lambda template: template.count("{"))
     patterns = {t: re.compile(re.sub(r"\{[^}]+\}", "[^/]+", t)) for t in templates}
