@@ -53,7 +53,7 @@ def require_member(db: Session, user: User, serial: str) -> tuple[Charger, Membe
     return membership(db, user, serial)
 
 
-_LIVE_MEMBER = (
+LIVE_MEMBER = (
     select(
         Token.expires_at,
         Token.user_id,
@@ -89,6 +89,8 @@ class LiveMember(ChargerFacts, Protocol):
     def role(self) -> str: ...
     @property
     def pin_enabled(self) -> bool: ...
+    @property
+    def expires_at(self) -> dt.datetime: ...
 
 
 def live_member_by_token(
@@ -101,8 +103,14 @@ def live_member_by_token(
     not hold; the caller then takes the ordinary path (login, then `membership`), which says
     exactly what was wrong. Only the success case is short-cut.
     """
-    row = db.execute(_LIVE_MEMBER, {"token_hash": token_hash, "serial": serial}).first()
-    if row is None or aware(row.expires_at) <= now:
+    row = db.execute(LIVE_MEMBER, {"token_hash": token_hash, "serial": serial}).first()
+    return live_member(row, now)
+
+
+def live_member(row: object | None, now: dt.datetime) -> LiveMember | None:
+    """A row of LIVE_MEMBER (however it was read) as the caller's live membership, or None when
+    there is none or the login has expired at `now`."""
+    if row is None or aware(cast(LiveMember, row).expires_at) <= now:
         return None
     return cast(LiveMember, row)
 

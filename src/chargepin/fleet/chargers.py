@@ -61,8 +61,25 @@ class ChargerView:
     message: str
 
 
-_AUDIT_INSERT = insert(PinReveal.__table__)  # type: ignore[arg-type]
+AUDIT_INSERT = insert(PinReveal.__table__)  # type: ignore[arg-type]
 """Built once: a Core INSERT of the table, no ORM unit of work and no statement building."""
+AUDIT_COLUMNS = ("charger_id", "user_id", "epoch", "generation", "app_version", "at")
+"""The columns `audit_row` fills (the INSERT compiled for a driver names these)."""
+
+
+def audit_row(
+    charger_id: int, user_id: int, epoch: int, generation: int, app_version: str, now: float
+) -> dict[str, object]:
+    """The audit row of one PIN reveal: who, which charger, which epoch and PIN generation,
+    which app, when."""
+    return {
+        "charger_id": charger_id,
+        "user_id": user_id,
+        "epoch": epoch,
+        "generation": generation,
+        "app_version": app_version,
+        "at": moment(now),
+    }
 
 
 def audit_reveal(
@@ -79,17 +96,7 @@ def audit_reveal(
     A plain INSERT, not the ORM's unit of work: this runs on every reveal (the hot path) and
     nothing reads the row back in the request.
     """
-    db.execute(
-        _AUDIT_INSERT,
-        {
-            "charger_id": charger_id,
-            "user_id": user_id,
-            "epoch": epoch,
-            "generation": generation,
-            "app_version": app_version,
-            "at": moment(now),
-        },
-    )
+    db.execute(AUDIT_INSERT, audit_row(charger_id, user_id, epoch, generation, app_version, now))
 
 
 def describe(charger: Labelled, role: str) -> ChargerView:
@@ -144,22 +151,32 @@ def charger_view(
     return replace(view, pin=reveal(db, vault, charger, user, app_version, now))
 
 
-def pin_for_epoch(
-    db: Session | Connection,
+@dataclass(frozen=True)
+class EpochReveal:
+    """What the PIN rules decided for one reveal: the PIN, and the audit row that must be
+    committed before anyone sees it (the caller does the I/O: `pin_for_epoch` on a
+    Session or Connection, the event loop's PostgreSQL connection in fleet/loop_reveals.py)."""
+
+    pin: Pin = field(repr=False)
+    audit: dict[str, object]
+
+
+def epoch_reveal(
     vault: Vault,
     charger: ChargerFacts,
     user_id: int,
     epoch: int,
     app_version: str,
     now: float,
-) -> Pin:
-    """The PIN the charger uses in `epoch` (the troubleshooting screen), audited.
+) -> EpochReveal:
+    """The PIN the charger uses in `epoch` (the troubleshooting screen) and its audit row.
 
     Only the epoch the charger attested (the committed one, issue 9): a member who harvested
     the PINs of epochs ahead would still know the charger's PIN after being revoked. After a
     wrong PIN the app relays the charger's new, attested state first (`reconcile`). The PIN is
     given even while it is off: a member enabling it may connect before the charger's receipt
-    reaches us, and must not be stuck.
+    reaches us, and must not be stuck. No I/O here: the caller writes `audit` and answers only
+    once it is committed.
     """
     policy = policy_of(charger)
     if policy.mode is PinMode.UNSUPPORTED:
@@ -179,8 +196,24 @@ def pin_for_epoch(
             code="epoch_not_attested",
         )
     pin = active_pin(vault, charger)
-    audit_reveal(db, charger.id, user_id, epoch, charger.generation, app_version, now)
-    return pin
+    audit = audit_row(charger.id, user_id, epoch, charger.generation, app_version, now)
+    return EpochReveal(pin, audit)
+
+
+def pin_for_epoch(
+    db: Session | Connection,
+    vault: Vault,
+    charger: ChargerFacts,
+    user_id: int,
+    epoch: int,
+    app_version: str,
+    now: float,
+) -> Pin:
+    """`epoch_reveal`, its audit row written in the caller's transaction (answer only after
+    that transaction commits)."""
+    decided = epoch_reveal(vault, charger, user_id, epoch, app_version, now)
+    db.execute(AUDIT_INSERT, decided.audit)
+    return decided.pin
 
 
 @dataclass(frozen=True)

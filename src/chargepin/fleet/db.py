@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -83,11 +84,37 @@ def make_engine(
         return engine
     connect_args: dict[str, Any] = {}
     if url.startswith("postgresql+psycopg"):
-        options = f"-c lock_timeout={_ms(lock_timeout)}"
-        if statement_timeout is not None:
-            options += f" -c statement_timeout={_ms(statement_timeout)}"
-        connect_args["options"] = options
+        connect_args = postgres_options(lock_timeout, statement_timeout)
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
+
+
+CONNECT_TIMEOUT = 10
+"""Seconds a new PostgreSQL connection may take before it fails (libpq's connect_timeout)."""
+KEEPALIVE_IDLE = 30
+"""TCP keepalives after this many idle seconds, then every 10 s, 3 lost: a server that vanished
+without closing the connection (a cut network) is noticed within about a minute."""
+APPLICATION_NAME = "chargepin"
+"""How the service's connections name themselves in pg_stat_activity."""
+
+
+def postgres_options(
+    lock_timeout: float = LOCK_TIMEOUT, statement_timeout: float | None = None
+) -> dict[str, Any]:
+    """psycopg's connection parameters for every connection the service opens to PostgreSQL:
+    the engine's (`make_engine`), the PIN reveal's on the event loop (fleet/loop_reveals.py)
+    and a gateway's LISTEN (fleet/csms/route.py). One place, so they cannot drift apart."""
+    options = f"-c lock_timeout={_ms(lock_timeout)}"
+    if statement_timeout is not None:
+        options += f" -c statement_timeout={_ms(statement_timeout)}"
+    return {
+        "options": options,
+        "connect_timeout": CONNECT_TIMEOUT,
+        "keepalives": 1,
+        "keepalives_idle": KEEPALIVE_IDLE,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "application_name": APPLICATION_NAME,
+    }
 
 
 def database_url(url: str) -> URL:
@@ -115,22 +142,38 @@ _SQLITE_COLLISIONS = {1555, 2067, 787}  # constraint PRIMARYKEY, UNIQUE, FOREIGN
 _PG_BUSY = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
 _PG_CANCELLED = "57014"  # query_canceled: statement_timeout (or an operator's pg_cancel_backend)
 _PG_COLLISIONS = {"23505", "23503"}  # unique violation, foreign key violation
+_PG_GONE = {"57P01", "57P02", "57P03"}  # admin shutdown, crash shutdown, cannot connect now
+
+
+def _postgres_unreachable(orig: BaseException | None, sqlstate: str | None) -> bool:
+    """psycopg's OperationalError of a server that went away or cannot be reached: no SQLSTATE
+    (refused, closed unexpectedly), a connection exception (class 08) or a shutdown."""
+    if not isinstance(orig, psycopg.OperationalError):
+        return False
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in _PG_GONE
 
 
 def refusal(error: Exception) -> FleetError | None:
     """What a database failure means to the caller, when it is not a bug: None otherwise.
 
     Another writer holding the lock past the timeout, a deadlock or a serialization failure:
-    nothing was written, 503 with Retry-After. A unique or foreign-key violation: a concurrent
-    request changed the same thing first (one invitation accepted twice at once), 409.
-    Anything else is a fault of the service and stays a 500 (the app's handler).
+    nothing was written, 503 with Retry-After. PostgreSQL not answering (stopped, restarting,
+    the connection lost): 503 too. A unique or foreign-key violation: a concurrent request
+    changed the same thing first (one invitation accepted twice at once), 409. Anything else is
+    a fault of the service and stays a 500 (the app's handler).
     """
     if isinstance(error, sa_exc.TimeoutError):  # no pooled connection came free in time
         return ServiceBusy("the service is busy (no free database connection); try again")
     if not isinstance(error, sa_exc.DBAPIError):
         return None
-    orig = error.orig
+    return driver_refusal(error.orig)
+
+
+def driver_refusal(orig: BaseException | None) -> FleetError | None:
+    """`refusal` of the driver's own exception (sqlite3's, psycopg's)."""
     sqlstate = getattr(orig, "sqlstate", None)
+    if _postgres_unreachable(orig, sqlstate):
+        return ServiceBusy("the fleet's database does not answer; try again")
     sqlite_code = getattr(orig, "sqlite_errorcode", None)
     if sqlstate in _PG_BUSY or (
         isinstance(sqlite_code, int) and (sqlite_code & 0xFF) in _SQLITE_BUSY

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import sqlite3
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, StaticPool, event
-from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.routing import Match, Route
@@ -19,9 +16,8 @@ from starlette.types import Scope
 
 from chargepin.core.limits import MAX_EPOCH, SERIAL_RE
 from chargepin.fleet import chargers, claims
-from chargepin.fleet.access import live_member_by_token, require_member, require_owner
+from chargepin.fleet.access import require_member, require_owner
 from chargepin.fleet.api.refusals import THROTTLED, refused
-from chargepin.fleet.db import make_engine
 from chargepin.fleet.deps import (
     DB,
     AppVersion,
@@ -33,6 +29,7 @@ from chargepin.fleet.deps import (
     check_app_version,
     user_for_token,
 )
+from chargepin.fleet.reveals import LoopReveals, member_reveal
 from chargepin.fleet.source_limits import request_address
 from chargepin.fleet.times import utc_now
 
@@ -216,65 +213,6 @@ def reveal_pin(
         return {"serial": charger.serial, "epoch": epoch, "pin": pin.digits}
 
 
-def member_reveal(
-    state: FleetState, engine: Engine, digest: bytes, serial: str, epoch: int, version: str
-) -> dict[str, object] | None:
-    """The reveal for a live member, in one transaction on `engine`; None when the token, the
-    membership or the charger does not hold (the ordinary path then says which)."""
-    with engine.begin() as conn:
-        now_utc = utc_now(state.clock)
-        found = live_member_by_token(conn, digest, serial, now_utc)
-        if found is None:
-            return None
-        pin = chargers.pin_for_epoch(
-            conn, state.vault, found, found.user_id, epoch, version, state.clock.now()
-        )
-        return {"serial": found.serial, "epoch": epoch, "pin": pin.digits}
-
-
-class LoopReveals:
-    """On a SQLite file, a member's reveal run on the event loop itself, never waiting.
-
-    The thread-pool hop was the largest piece of the reveal's own cost left (docs/
-    PERFORMANCE.md). On the loop, nothing may wait: a reveal waiting for SQLite's write lock,
-    held by a synchronous handler whose commit needs the loop, would stop every request for
-    the lock timeout. So this runs on its own connection (one, used only by the loop's thread)
-    with a busy timeout of 0: when the write lock is taken it gives up at once (None) and the
-    reveal takes the thread-pool hop as before. PostgreSQL always takes the hop: its round
-    trips and commit flushes would stop the loop.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        url = engine.url
-        database = url.database or ""
-        self.engine: Engine | None = None
-        self.gave_up = 0
-        """Reveals that found the write lock taken and took the hop instead."""
-        in_a_file = database not in ("", ":memory:") and not database.startswith("file:")
-        if url.get_backend_name() == "sqlite" and in_a_file:
-            loop_engine = self.engine = make_engine(
-                url.render_as_string(hide_password=False), 0.0, poolclass=StaticPool
-            )
-            # Closed with the app's engine (LocalFleet.dispose, the end of a test).
-            event.listen(engine, "engine_disposed", lambda _conn: loop_engine.dispose())
-
-    def reveal(
-        self, state: FleetState, digest: bytes, serial: str, epoch: int, version: str
-    ) -> dict[str, object] | None:
-        """The answer, or None when this reveal must take the hop (no engine, not a live
-        member, or the write lock is taken)."""
-        if self.engine is None:
-            return None
-        try:
-            return member_reveal(state, self.engine, digest, serial, epoch, version)
-        except sa_exc.OperationalError as error:
-            code = getattr(error.orig, "sqlite_errorcode", None)
-            if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                self.gave_up += 1
-                return None  # rolled back; the hop waits for the lock as any request does
-            raise
-
-
 _EPOCH_QUERY = re.compile(rb"epoch=([0-9]{1,10})")
 """The reveal's whole query string when it is well-formed (what the app sends)."""
 
@@ -319,7 +257,7 @@ async def _fast_reveal(request: Request) -> Response:
     authorization = headers.get("authorization")
     digest = bearer_digest(authorization)
     loop: LoopReveals = request.app.state.loop_reveals
-    answer = None if digest is None else loop.reveal(state, digest, serial, epoch, version)
+    answer = None if digest is None else await loop.reveal(state, digest, serial, epoch, version)
     if answer is None:
         answer = await run_in_threadpool(reveal_pin, state, authorization, serial, epoch, version)
     return JSONResponse(answer)
@@ -328,7 +266,8 @@ async def _fast_reveal(request: Request) -> Response:
 def install(app: FastAPI) -> None:
     """Add `RevealRoute` ahead of the API's routers (call before including them)."""
     app.router.routes.append(RevealRoute())
-    app.state.loop_reveals = LoopReveals(app.state.fleet.engine)
+    state: FleetState = app.state.fleet
+    app.state.loop_reveals = LoopReveals(state.engine, state.settings)
 
 
 @router.get("/chargers/{serial}/reveals", response_model=list[PinRevealEntry])
