@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -94,22 +95,29 @@ def check_app_version(minimum: str, header: str | None) -> str:
     (a String(32) column) and quoted back is bounded: 4,301 digits were a 500 on int(), 33+
     characters a 500 on PostgreSQL (issue 9).
     """
-    try:
-        version = FirmwareVersion.parse(header or "")
-    except InvalidVersion:
-        version = None
-    if version is None or version < FirmwareVersion.parse(minimum):
-        if version is not None:
-            sent = str(version)
-        elif header:
-            sent = "not a version like 2.3.0"
-        else:
-            sent = "not sent"
+    accepted, sent = _judge_app_version(minimum, header or "")
+    if accepted is None:
         raise UpgradeRequired(
             f"this app's version (X-App-Version: {sent}) cannot show charger PINs; "
             f"update the app to {minimum} or newer"
         )
-    return str(version)
+    return accepted
+
+
+@functools.lru_cache(maxsize=256)
+def _judge_app_version(minimum: str, header: str) -> tuple[str | None, str]:
+    """(the version as audited, or None when refused; what the refusal quotes back). Cached:
+    every PIN reveal asks, and an app fleet sends a handful of versions (the cache is bounded,
+    so a caller sending a new header each time only evicts)."""
+    try:
+        version = FirmwareVersion.parse(header)
+    except InvalidVersion:
+        version = None
+    if version is None or version < FirmwareVersion.parse(minimum):
+        if version is not None:
+            return None, str(version)
+        return None, "not a version like 2.3.0" if header else "not sent"
+    return str(version), ""
 
 
 async def app_version(

@@ -29,7 +29,13 @@ from starlette.concurrency import run_in_threadpool
 from chargepin.core.limits import serial_problem
 from chargepin.fleet.csms import auth, events, gateways, registry
 from chargepin.fleet.csms.station import SocketTransport, StationSession
-from chargepin.fleet.db import make_engine, refusal, session_factory, transaction
+from chargepin.fleet.db import (
+    make_engine,
+    postgres_options,
+    refusal,
+    session_factory,
+    transaction,
+)
 from chargepin.fleet.times import utc_now
 
 if TYPE_CHECKING:
@@ -45,13 +51,6 @@ router = APIRouter()
 
 LISTEN_RETRY_MAX = 5.0
 """Seconds between attempts to LISTEN again after the connection was lost (doubling from 0.25)."""
-
-
-LISTEN_CONNECT_TIMEOUT = 10
-LISTEN_KEEPALIVE_IDLE = 30
-"""libpq options of the LISTEN connection (connect timeout; TCP keepalives after 30 s idle, every
-10 s, 3 lost): a server that vanished without closing it (a cut network) is noticed within about
-a minute and the connection made again (the sweep covers the time between)."""
 
 
 class Hub:
@@ -149,17 +148,16 @@ class Hub:
         conninfo = self.engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False
         )
+        # The service's connection settings (db.postgres_options): connect timeout, TCP
+        # keepalives (a server that vanished without closing the connection, a cut network, is
+        # noticed within about a minute and the connection made again; the sweep covers the
+        # time between).
+        options = postgres_options()
         retry = 0.25
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    conninfo,
-                    autocommit=True,
-                    connect_timeout=LISTEN_CONNECT_TIMEOUT,
-                    keepalives=1,
-                    keepalives_idle=LISTEN_KEEPALIVE_IDLE,
-                    keepalives_interval=10,
-                    keepalives_count=3,
+                    conninfo, autocommit=True, **options
                 ) as connection:
                     await connection.execute(f"LISTEN {gateways.CHANNEL}")
                     self.listening.set()
