@@ -145,7 +145,7 @@ def test_on_sqlite_a_reveal_never_waits_on_the_event_loop(client: TestClient) ->
     other requests meanwhile, and the reveal is answered and audited once the lock is free."""
     fleet = client.app.state.fleet  # type: ignore[attr-defined]
     if fleet.engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL reveals always take the thread-pool hop")
+        pytest.skip("PostgreSQL waits on the loop without blocking it: test_reveal_on_postgres.py")
     loop = client.app.state.loop_reveals  # type: ignore[attr-defined]
     with loop.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == 0
