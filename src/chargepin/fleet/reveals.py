@@ -1,12 +1,12 @@
 """A live member's PIN reveal, the service's hot path: in a thread, or on the event loop.
 
 `member_reveal` is the reveal for a live member in one transaction on an engine (the
-thread-pool hop's path, and SQLite's on the loop). `LoopReveals` runs it on the event loop
-where that costs no waiting: on a SQLite file with a busy timeout of 0, on PostgreSQL with
+thread-pool hop's path, and SQLite's on the loop). `LoopReveals` runs a reveal on the event
+loop without ever blocking it: on a SQLite file with a busy timeout of 0, on PostgreSQL with
 psycopg's AsyncConnection (`PostgresReveals`). Either way the rules are the same functions
 (`access.live_member`, `chargers.epoch_reveal`) and only the I/O differs; anything but a live
 member's plain success takes the thread-pool hop, whose ordinary path says what is wrong
-(docs/PERFORMANCE.md, "Issue 13: the reveal on PostgreSQL").
+(docs/PERFORMANCE.md, "Issue 13: the reveal on PostgreSQL, on the event loop").
 """
 
 from __future__ import annotations
@@ -64,11 +64,12 @@ class PostgresReveals:
     around both would see and lock nothing more.
 
     At most `size` connections, each used by one reveal at a time and by this loop's thread
-    only. A reveal that finds all of them in use, or whose connection fails (PostgreSQL
-    restarted or stopped), takes the thread-pool hop, which waits for the engine's pool with its
-    bounded timeout and pings the connection first: answered once PostgreSQL is back, 503 while
-    it is not. A refusal (a lock or statement timeout, a deadlock) is answered as the engine's
-    would be (`db.refusal`), not tried again.
+    only. A reveal that finds all of them in use awaits one (the loop serves other requests
+    meanwhile) at most `timeout`, then 503 busy, as the engine's pool answers. A reveal whose
+    connection fails (PostgreSQL restarted or stopped) takes the thread-pool hop, whose engine
+    pings the connection first: answered once PostgreSQL is back, 503 while it is not. A refusal
+    (a lock or statement timeout, a deadlock) is answered as the engine's would be
+    (`db.refusal`), not tried again.
     """
 
     def __init__(self, engine: Engine, size: int, timeout: float, options: dict[str, Any]) -> None:
@@ -214,7 +215,7 @@ def _finish(connection: psycopg.AsyncConnection[Any]) -> None:
 
 
 class LoopReveals:
-    """A member's reveal run on the event loop itself, never waiting; None: take the hop.
+    """A member's reveal run on the event loop itself, never blocking it; None: take the hop.
 
     The thread-pool hop was the largest piece of the reveal's own cost left (docs/
     PERFORMANCE.md). On the loop, nothing may wait. On a SQLite file a reveal waiting for the
