@@ -42,7 +42,7 @@ POOL = 3
 """The app's db_pool_size here: the loop's reveals hold at most this many connections too."""
 FLOOD = 200
 NEVER_LONGER = 20.0
-"""What the test accepts as 'nothing hangs' on a loaded machine (the waits configured: 1 s)."""
+"""What the test accepts as 'nothing hangs' on a loaded machine (the waits configured: 1-5 s)."""
 
 
 @pytest.fixture
@@ -189,7 +189,8 @@ async def test_a_flood_then_postgresql_gone_mid_flood_is_503_never_a_hang_then_r
     port = int(sqlalchemy.make_url(database).port or 5432)
     relay = Relay(port)
     relayed = sqlalchemy.make_url(database).set(port=relay.start())
-    app = fleet_app(relayed.render_as_string(hide_password=False), FakeClock())
+    # Waits for a connection long enough for a flood on a loaded machine, still bounded.
+    app = fleet_app(relayed.render_as_string(hide_password=False), FakeClock(), db_pool_timeout=5.0)
     try:
         with TestClient(app) as client:
             (made,) = provision(client, MANDATORY)
