@@ -29,6 +29,7 @@ from chargepin.lab.local_fleet import LocalFleet
 from chargepin.phone.flows import PhoneOptions
 from tests.fleet.test_web_scan import photographed, scan, sticker_png
 from tests.helpers.cli import invoke
+from tests.helpers.fleet_settings import start_fleet
 from tests.helpers.web_app import csrf_of, origin_of, post_form, sign_up
 
 NOWHERE = "tcp-client:127.0.0.1:9"
@@ -40,7 +41,7 @@ NEARBY_LINK = 'href="/app/nearby"'
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
-    fleet = LocalFleet.start(f"sqlite:///{tmp_path / 'fleet.db'}", FakeClock())
+    fleet = start_fleet(f"sqlite:///{tmp_path / 'fleet.db'}", FakeClock())
     yield fleet
     fleet.dispose()
 

@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chargepin.clock import FakeClock
-from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_answers import record_refusals, undeclared
+from tests.helpers.fleet_settings import start_fleet
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def client(
 ) -> Iterator[TestClient]:
     """The app's client. Every refusal a test meets through it must be one /openapi.json
     declares for the route (issue 12: several routes answered an undeclared 409)."""
-    fleet = LocalFleet.start(db_url, fleet_clock)
+    fleet = start_fleet(db_url, fleet_clock)
     try:
         with TestClient(fleet.app) as test_client:
             seen = record_refusals(test_client)

@@ -9,8 +9,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from chargepin.clock import FakeClock
 from chargepin.fleet.models import User
-from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import login
+from tests.helpers.fleet_settings import start_fleet
 
 
 def test_register_login_and_me(client: TestClient) -> None:
@@ -55,7 +55,7 @@ async def test_a_request_is_committed_before_its_response_is_sent(
     """A client may act on a response at once (log in right after registering, from another
     connection): what the response reports must be committed by then. Found as a multi-process
     test's login failing by chance (401 right after a 201) on a loaded machine."""
-    fleet = LocalFleet.start(db_url, fleet_clock)
+    fleet = start_fleet(db_url, fleet_clock)
     committed: list[bool] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -19,11 +19,11 @@ from chargepin.clock import FakeClock
 from chargepin.fleet.db import alembic_config, make_engine, migrate
 from chargepin.fleet.models import PinReveal
 from chargepin.lab.live_server import serve
-from chargepin.lab.local_fleet import LocalFleet
 from chargepin.phone.fleet_client import Login
 from tests.helpers.cli import invoke
 from tests.helpers.fleet_accounts import APP_VERSION, invited, login
 from tests.helpers.fleet_factory import MANDATORY, claim, provision
+from tests.helpers.fleet_settings import start_fleet
 
 FLOOD = 1_001
 
@@ -115,7 +115,7 @@ def test_paging_bounds_are_422_naming_the_parameter(
 async def test_the_phone_library_pages_the_audit_back_to_the_first_reveal(
     db_url: str, fleet_clock: FakeClock
 ) -> None:
-    fleet = LocalFleet.start(db_url, fleet_clock)
+    fleet = start_fleet(db_url, fleet_clock)
     try:
         [made] = fleet.provision("Pulsar Max", "6.11.2")
         owner = await fleet.account("owner@example.com")
@@ -136,7 +136,7 @@ def test_the_cli_lists_the_whole_audit_and_every_event(
     db_url: str, fleet_clock: FakeClock, tmp_path: Path
 ) -> None:
     """`chargepin phone audit` and `phone events` over a real uvicorn: every page, oldest last."""
-    fleet = LocalFleet.start(db_url, fleet_clock)
+    fleet = start_fleet(db_url, fleet_clock)
     try:
         client = TestClient(fleet.app)
         (made,) = provision(client, MANDATORY)

@@ -19,12 +19,12 @@ from websockets.exceptions import InvalidStatus
 from chargepin.clock import FakeClock
 from chargepin.core.csms_auth import csms_password
 from chargepin.fleet.app import create_app
-from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.source_limits import SourceLimitSettings
 from chargepin.fleet.vault import Vault
 from chargepin.lab.live_server import serve
 from tests.helpers.fleet_accounts import login
 from tests.helpers.fleet_records import add_charger
+from tests.helpers.fleet_settings import fleet_settings
 from tests.helpers.ocpp_station import SUBPROTOCOL, basic, ws_url
 
 BOUND = 0.5
@@ -35,7 +35,7 @@ NEVER_LONGER = 5.0
 
 def fleet(db_url: str, clock: FakeClock, **settings: object) -> FastAPI:
     return create_app(
-        FleetSettings(db_url=db_url, **settings),  # type: ignore[arg-type]
+        fleet_settings(db_url=db_url, **settings),  # type: ignore[arg-type]
         vault=Vault.generate(),
         clock=clock,
     )

@@ -15,14 +15,13 @@ from fastapi.testclient import TestClient
 
 from chargepin.clock import FakeClock
 from chargepin.fleet.app import create_app
-from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import key_id, load_vault
 from chargepin.lab.bench_fleet_scale import pg_bindir
-from chargepin.lab.local_fleet import LocalFleet
 from chargepin.lab.ports import free_ports
 from chargepin.lab.processes import CHARGEPIN
 from tests.helpers.fleet_accounts import login
 from tests.helpers.fleet_factory import MANDATORY, claim, provision
+from tests.helpers.fleet_settings import SERVE_HASHING, fleet_settings, start_fleet
 
 
 def pg_tool(name: str) -> str:
@@ -47,7 +46,7 @@ def test_a_restored_backup_reveals_the_pins_with_its_key_and_refuses_another(
         pytest.skip("pg_dump is PostgreSQL's; a SQLite fleet is backed up with sqlite3 .backup")
     key_file = tmp_path / "vault-key.json"
     vault, _ = load_vault(key_file)
-    fleet = LocalFleet.start(db_url, FakeClock(), vault=vault)
+    fleet = start_fleet(db_url, FakeClock(), vault=vault)
     with TestClient(fleet.app) as client:
         owner = login(client, "owner@example.com")
         (made,) = provision(client, MANDATORY)
@@ -67,7 +66,7 @@ def test_a_restored_backup_reveals_the_pins_with_its_key_and_refuses_another(
     try:
         run(pg_tool("pg_restore"), "--no-owner", f"--dbname={libpq(restored)}", str(dump))
 
-        settings = FleetSettings(db_url=restored, vault_key_file=key_file)
+        settings = fleet_settings(db_url=restored, vault_key_file=key_file)
         app = create_app(settings, clock=FakeClock())
         with TestClient(app) as client:
             headers = login(client, "owner@example.com")
@@ -79,7 +78,16 @@ def test_a_restored_backup_reveals_the_pins_with_its_key_and_refuses_another(
         other = tmp_path / "another-host-key.json"
         wrong = load_vault(other)[0]
         (port,) = free_ports(1)
-        serve = [*CHARGEPIN, "fleet", "serve", "--db", restored, "--port", str(port)]
+        serve = [
+            *CHARGEPIN,
+            "fleet",
+            "serve",
+            "--db",
+            restored,
+            "--port",
+            str(port),
+            *SERVE_HASHING,
+        ]
         for given, made_now in ((other, False), (tmp_path / "none-restored.json", True)):
             refused = subprocess.run(
                 [*serve, "--vault-key-file", str(given)],

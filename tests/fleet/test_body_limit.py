@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from chargepin.clock import FakeClock
 from chargepin.fleet.body_limit import MAX_BODY_BYTES
 from chargepin.lab.live_server import serve
-from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_answers import assert_error_shape
+from tests.helpers.fleet_settings import start_fleet
 
 MB = 1024 * 1024
 
@@ -47,7 +47,7 @@ def raw_request(base_url: str, head: bytes, body_chunks: list[bytes] | None = No
 
 def test_a_300_mb_body_is_413_before_it_is_read(db_url: str, fleet_clock: FakeClock) -> None:
     """One unauthenticated 300 MB `POST /register` grew the server by 726 MB before."""
-    fleet = LocalFleet.start(db_url, fleet_clock)
+    fleet = start_fleet(db_url, fleet_clock)
     try:
         with serve(fleet.app) as base_url:
             head = (
@@ -64,7 +64,7 @@ def test_a_300_mb_body_is_413_before_it_is_read(db_url: str, fleet_clock: FakeCl
 
 def test_a_chunked_body_over_the_limit_is_413(db_url: str, fleet_clock: FakeClock) -> None:
     """Without Content-Length the bytes are counted as they arrive."""
-    fleet = LocalFleet.start(db_url, fleet_clock)
+    fleet = start_fleet(db_url, fleet_clock)
     chunk = b"x" * 16 * 1024
     over = MAX_BODY_BYTES // len(chunk) + 2  # 32 KiB over the limit
     chunks = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * over + [b"0\r\n\r\n"]
@@ -84,7 +84,7 @@ async def test_a_streamed_body_is_refused_after_at_most_the_limit_is_read(
     db_url: str, fleet_clock: FakeClock
 ) -> None:
     """The app pulls the body; it stops pulling at the limit (300 MB offered, 1 MiB chunks)."""
-    fleet = LocalFleet.start(db_url, fleet_clock)
+    fleet = start_fleet(db_url, fleet_clock)
     pulled = 0
 
     async def body() -> AsyncIterator[bytes]:

@@ -20,11 +20,11 @@ from chargepin.fleet.app import create_app
 from chargepin.fleet.claims import code_matches, source_of
 from chargepin.fleet.db import make_engine
 from chargepin.fleet.models import Charger, ClaimSource, User
-from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault, key_id
 from tests.helpers.fleet_accounts import login, signed_in
 from tests.helpers.fleet_factory import claim, provision
 from tests.helpers.fleet_records import charger_row
+from tests.helpers.fleet_settings import fleet_settings
 
 WRONG_CODE = "0000000000ZZ"
 
@@ -87,7 +87,7 @@ def test_a_wrong_claim_needs_no_second_connection(db_url: str, fleet_clock: Fake
     second one (to count itself) that its own request held: 500 after the pool timeout."""
     engine = make_engine(db_url, pool_size=1, max_overflow=0, pool_timeout=5)
     app = create_app(
-        FleetSettings(db_url=db_url), vault=Vault.generate(), clock=fleet_clock, engine=engine
+        fleet_settings(db_url=db_url), vault=Vault.generate(), clock=fleet_clock, engine=engine
     )
     try:
         with TestClient(app) as one:

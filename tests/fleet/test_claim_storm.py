@@ -21,6 +21,7 @@ from chargepin.core.provisioning import StickerPayload
 from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import made_at_once
+from tests.helpers.fleet_settings import start_fleet
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +40,7 @@ the same read alone; a timed bound here would fail on a loaded machine, not on t
 @pytest.fixture
 def served(db_url: str) -> Iterator[tuple[str, LocalFleet]]:
     """The fleet app behind uvicorn on a loopback socket; its base URL and the fleet."""
-    fleet = LocalFleet.start(db_url, FakeClock())
+    fleet = start_fleet(db_url, FakeClock())
     try:
         with serve(fleet.app) as url:
             yield url, fleet

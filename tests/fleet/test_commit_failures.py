@@ -21,19 +21,19 @@ from fastapi.testclient import TestClient
 
 from chargepin.clock import FakeClock
 from chargepin.fleet.app import create_app
-from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault
 from chargepin.lab.live_server import serve
 from chargepin.lab.write_lock import write_lock_held
 from tests.helpers.fleet_accounts import login
 from tests.helpers.fleet_records import add_charger, charger_row
+from tests.helpers.fleet_settings import fleet_settings
 
 WAIT = 20.0  # the longest a test polls for a real event
 
 
 def fleet_app(db_url: str, clock: FakeClock, lock_timeout: float) -> FastAPI:
     return create_app(
-        FleetSettings(db_url=db_url, db_lock_timeout=lock_timeout),
+        fleet_settings(db_url=db_url, db_lock_timeout=lock_timeout),
         vault=Vault.generate(),
         clock=clock,
     )

@@ -33,6 +33,7 @@ from tests.helpers.fleet_records import (
     add_charger,
     charger_row,
 )
+from tests.helpers.fleet_settings import start_fleet
 from tests.helpers.ocpp_station import SUBPROTOCOL, StationState, basic, station, ws_url
 
 OLD_FIRMWARE = ChargerModel("Volt Home", "6.7.16", dt.date(2024, 3, 15), pin_enabled=False)
@@ -279,10 +280,9 @@ async def test_an_offline_charger_s_command_waits_survives_a_restart_and_is_deli
     db_url: str, fleet_clock: FakeClock
 ) -> None:
     from chargepin.fleet.vault import Vault
-    from chargepin.lab.local_fleet import LocalFleet
 
     vault = Vault.generate()
-    first = LocalFleet.start(db_url, fleet_clock, vault)
+    first = start_fleet(db_url, fleet_clock, vault)
     with TestClient(first.app) as client:
         owner, charger = owner_and_charger(client)
         member_id = member_with_phone(client, owner, charger)
@@ -294,7 +294,7 @@ async def test_an_offline_charger_s_command_waits_survives_a_restart_and_is_deli
         listed = client.get(f"/chargers/{charger.serial}/commands", headers=owner).json()
         assert [c["state"] for c in listed] == ["waiting", "waiting"]
     first.dispose()  # the fleet stops; nothing of the command was in its memory
-    second = LocalFleet.start(db_url, fleet_clock, vault)
+    second = start_fleet(db_url, fleet_clock, vault)
     state = StationState()
     with TestClient(second.app) as client, serve(second.app) as live:
         owner = login(client, "owner@example.com")
@@ -373,12 +373,11 @@ async def test_a_connection_superseded_in_another_process_closes_at_its_next_hea
     """Two fleet apps on one database (two processes' worth of state): the charger's newest
     connection, held by the second, makes the first's socket close when it next writes."""
     from chargepin.fleet.vault import Vault
-    from chargepin.lab.local_fleet import LocalFleet
 
     vault = Vault.generate()
     one, two = (
-        LocalFleet.start(db_url, fleet_clock, vault),
-        LocalFleet.start(db_url, fleet_clock, vault),
+        start_fleet(db_url, fleet_clock, vault),
+        start_fleet(db_url, fleet_clock, vault),
     )
     with TestClient(one.app) as client, serve(one.app) as live_one, serve(two.app) as live_two:
         owner, charger = owner_and_charger(client)

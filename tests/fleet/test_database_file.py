@@ -9,8 +9,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from chargepin.clock import FakeClock
-from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import login
+from tests.helpers.fleet_settings import start_fleet
 
 
 def test_a_new_sqlite_database_and_its_wal_are_created_0600(tmp_path: Path) -> None:
@@ -19,7 +19,7 @@ def test_a_new_sqlite_database_and_its_wal_are_created_0600(tmp_path: Path) -> N
     path = tmp_path / "data" / "fleet.db"
     previous = os.umask(0o022)
     try:
-        fleet = LocalFleet.start(f"sqlite:///{path}", FakeClock())
+        fleet = start_fleet(f"sqlite:///{path}", FakeClock())
         with TestClient(fleet.app) as client:
             login(client, "owner@example.com")  # a write: the -wal file exists now
             for name in ("fleet.db", "fleet.db-wal", "fleet.db-shm"):
@@ -33,5 +33,5 @@ def test_an_existing_database_keeps_the_mode_its_operator_chose(tmp_path: Path) 
     path = tmp_path / "fleet.db"
     path.touch(mode=0o640)
     path.chmod(0o640)
-    LocalFleet.start(f"sqlite:///{path}", FakeClock()).dispose()
+    start_fleet(f"sqlite:///{path}", FakeClock()).dispose()
     assert stat.S_IMODE(path.stat().st_mode) == 0o640

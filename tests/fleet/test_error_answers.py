@@ -9,10 +9,10 @@ import sqlalchemy
 from fastapi.testclient import TestClient
 
 from chargepin.clock import FakeClock
-from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import login
 from tests.helpers.fleet_answers import assert_error_shape
 from tests.helpers.fleet_records import add_charger
+from tests.helpers.fleet_settings import start_fleet
 
 LEAKS = ("traceback", "sqlalchemy", "sqlite", "psycopg", "select ", "security_events", ".py")
 
@@ -41,7 +41,7 @@ def test_a_body_that_is_not_json_answers_error_and_detail(
 
 def test_a_500_names_an_incident_and_leaks_nothing(db_url: str, fleet_clock: FakeClock) -> None:
     """A real fault (a table gone from the database): the 500 says so in our shape, no more."""
-    fleet = LocalFleet.start(db_url, fleet_clock)
+    fleet = start_fleet(db_url, fleet_clock)
     with TestClient(fleet.app, raise_server_exceptions=False) as client:
         owner = login(client, "owner@example.com")
         charger = add_charger(client, owner)

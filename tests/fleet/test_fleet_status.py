@@ -23,10 +23,10 @@ from chargepin.fleet.models import (
     SourceHit,
     StationSecurityEvent,
 )
-from chargepin.lab.local_fleet import LocalFleet
 from chargepin.lab.processes import CHARGEPIN
 from tests.helpers.cli import invoke
 from tests.helpers.fleet_factory import MANDATORY
+from tests.helpers.fleet_settings import start_fleet
 
 
 def status(*args: str) -> subprocess.CompletedProcess[str]:
@@ -46,7 +46,7 @@ def window_with_room(now: float, margin: float = 120.0) -> int:
 
 
 def test_the_figures_of_a_fleet_with_a_dead_gateway_and_a_waiting_command(db_url: str) -> None:
-    fleet = LocalFleet.start(db_url, FakeClock())
+    fleet = start_fleet(db_url, FakeClock())
     fleet.provision(MANDATORY.model, MANDATORY.firmware, count=3)
     window = window_with_room(time.time())
     now = dt.datetime.now(dt.UTC)

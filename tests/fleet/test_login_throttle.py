@@ -30,13 +30,14 @@ from chargepin.fleet.security import unknown_account_hash
 from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import PASSWORD, login
+from tests.helpers.fleet_settings import start_fleet
 
 WRONG = "not the password at all"
 
 
 @pytest.fixture
 def fleet(db_url: str, fleet_clock: FakeClock) -> Iterator[LocalFleet]:
-    fleet = LocalFleet.start(db_url, fleet_clock)
+    fleet = start_fleet(db_url, fleet_clock)
     yield fleet
     fleet.dispose()
 
@@ -172,12 +173,14 @@ def test_an_unknown_account_costs_the_same_argon2_verification(
     with fleet.state.sessions() as db:
         stored = db.scalar(select(User.password_hash).where(User.email == "exists@example.com"))
     assert stored is not None
-    sessions = fleet.state.sessions
+    sessions, passwords = fleet.state.sessions, fleet.state.passwords
 
     def wrong_login(email: str, host: str) -> Callable[[], None]:
         def run() -> None:
             with transaction(sessions) as db, pytest.raises(Unauthorized):
-                accounts.check_password(db, accounts.Attempt(email, host), WRONG, fleet_clock.now())
+                accounts.check_password(
+                    db, passwords, accounts.Attempt(email, host), WRONG, fleet_clock.now()
+                )
 
         return run
 
@@ -186,7 +189,8 @@ def test_an_unknown_account_costs_the_same_argon2_verification(
     unknown = _calls_into("argon2.low_level", wrong_login("nobody@example.com", "b"))
     assert known == unknown  # the same argon2 calls, in the same order
     assert known.count("verify_secret") == 1
-    assert argon2.extract_parameters(unknown_account_hash()) == argon2.extract_parameters(stored)
+    unknown_parameters = argon2.extract_parameters(unknown_account_hash(passwords.profile))
+    assert unknown_parameters == argon2.extract_parameters(stored) == passwords.parameters
 
 
 def test_registering_an_existing_address_costs_the_same_and_is_counted(
@@ -207,15 +211,15 @@ def test_registering_an_existing_address_costs_the_same_and_is_counted(
         assert locked.status_code == 429
         assert "Retry-After" in locked.headers
         assert honest.post("/register", json={**body, "email": "new@example.com"}).is_success
-    sessions = fleet.state.sessions
+    sessions, passwords = fleet.state.sessions, fleet.state.passwords
 
     def register_taken() -> None:
         with transaction(sessions) as db, pytest.raises(Conflict):
-            accounts.register(db, "taken@example.com", PASSWORD, "c", fleet_clock.now())
+            accounts.register(db, passwords, "taken@example.com", PASSWORD, "c", fleet_clock.now())
 
     def register_fresh() -> None:
         with transaction(sessions) as db:
-            accounts.register(db, "fresh@example.com", PASSWORD, "d", fleet_clock.now())
+            accounts.register(db, passwords, "fresh@example.com", PASSWORD, "d", fleet_clock.now())
 
     taken = _calls_into("argon2.low_level", register_taken)
     assert taken == _calls_into("argon2.low_level", register_fresh)

@@ -19,12 +19,12 @@ from chargepin.core.provisioning import StickerPayload
 from chargepin.fleet import factory
 from chargepin.fleet.app import create_app
 from chargepin.fleet.models import User
-from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault
 from tests.helpers.fleet_accounts import PASSWORD, login
 from tests.helpers.fleet_answers import undeclared
 from tests.helpers.fleet_factory import provision
 from tests.helpers.fleet_records import MANDATORY, add_charger
+from tests.helpers.fleet_settings import fleet_settings
 
 ERROR_REF = "#/components/schemas/ErrorOut"
 THROTTLED = {
@@ -188,7 +188,7 @@ def test_the_check_of_every_fleet_test_finds_an_undeclared_refusal(
 def test_a_provisioning_run_in_progress_is_the_409_declared(db_url: str) -> None:
     """POST /factory/chargers while another run of the prefix holds its lock (an advisory lock
     on PostgreSQL, the one writer's lock on SQLite): the 409 it answers is declared."""
-    settings = FleetSettings(db_url=db_url, db_lock_timeout=0.2)
+    settings = fleet_settings(db_url=db_url, db_lock_timeout=0.2)
     app = create_app(settings, vault=Vault.generate(), clock=FakeClock())
     fleet = app.state.fleet
     try:

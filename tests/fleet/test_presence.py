@@ -20,10 +20,10 @@ from chargepin.core.pin import Pin
 from chargepin.core.presence import MAX_LIVE_NONCES, NONCE_TTL, PROOF_SIZE, prove
 from chargepin.fleet.models import PinReveal, PresenceNonce
 from chargepin.lab.live_server import serve
-from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import APP_VERSION, login
 from tests.helpers.fleet_answers import assert_error_shape
 from tests.helpers.fleet_records import MANDATORY, ChargerRecord, add_charger
+from tests.helpers.fleet_settings import start_fleet
 
 PHONE = "C0:11:22:33:44:55"
 """The phone's address on its link to the charger."""
@@ -254,7 +254,7 @@ async def test_one_nonce_sent_twenty_times_at_once_gets_one_pin(db_url: str) -> 
     """Through a real uvicorn, in parallel: the nonce is spent in one statement, so exactly one
     request gets the PIN; the others are told it was used (or, on SQLite, that the database was
     busy), never a second PIN and never a 500."""
-    fleet = LocalFleet.start(db_url, FakeClock())
+    fleet = start_fleet(db_url, FakeClock())
     try:
         with TestClient(fleet.app) as setup:
             owner = login(setup, "owner@example.com")

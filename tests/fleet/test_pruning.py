@@ -19,10 +19,10 @@ from chargepin.clock import FakeClock
 from chargepin.core.provisioning import StickerPayload
 from chargepin.fleet import operations
 from chargepin.fleet.models import ClaimSource, LoginThrottle
-from chargepin.fleet.settings import FleetSettings
 from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import PASSWORD, login, signed_in
 from tests.helpers.fleet_factory import provision
+from tests.helpers.fleet_settings import fleet_settings, start_fleet
 
 WRONG = "not the password at all"
 WRONG_CODE = "0000000000ZZ"
@@ -30,7 +30,7 @@ WRONG_CODE = "0000000000ZZ"
 
 @pytest.fixture
 def fleet(db_url: str, fleet_clock: FakeClock) -> Iterator[LocalFleet]:
-    fleet = LocalFleet.start(db_url, fleet_clock)
+    fleet = start_fleet(db_url, fleet_clock)
     yield fleet
     fleet.dispose()
 
@@ -123,6 +123,6 @@ def test_the_operator_prunes_every_expired_row_at_once(
     before = rows(fleet, LoginThrottle)
     assert before >= 8
     fleet_clock.advance(2 * 86400)
-    counts = operations.prune(FleetSettings(db_url=db_url), fleet_clock.now())
+    counts = operations.prune(fleet_settings(db_url=db_url), fleet_clock.now())
     assert counts == {"login_throttles": before, "claim_sources": 0}
     assert rows(fleet, LoginThrottle) == 0

@@ -16,6 +16,7 @@ from chargepin.clock import FakeClock
 from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import PASSWORD
+from tests.helpers.fleet_settings import start_fleet
 
 ROUNDS = 1000
 
@@ -23,7 +24,7 @@ ROUNDS = 1000
 @pytest.mark.slow
 def test_read_your_writes_1000_times_over_real_http(db_url: str, fleet_clock: FakeClock) -> None:
     """Write on one connection, read on another at once, 1,000 times: 0 reads miss the write."""
-    fleet = LocalFleet.start(db_url, fleet_clock)
+    fleet = start_fleet(db_url, fleet_clock)
     try:
         with (
             serve(fleet.app) as base_url,

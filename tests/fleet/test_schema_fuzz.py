@@ -14,11 +14,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
 from chargepin.clock import SystemClock
-from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import login
+from tests.helpers.fleet_settings import start_fleet
 
 _directory = tempfile.TemporaryDirectory(prefix="chargepin-schema-")
-APP = LocalFleet.start(f"sqlite:///{Path(_directory.name) / 'fleet.db'}", SystemClock()).app
+APP = start_fleet(f"sqlite:///{Path(_directory.name) / 'fleet.db'}", SystemClock()).app
 HEADERS = login(TestClient(APP), "fuzz@example.com")
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 

@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from chargepin.clock import FakeClock
 from chargepin.core.login_throttle import ACCOUNT_LOCKOUT
 from chargepin.lab.live_server import serve
-from chargepin.lab.local_fleet import LocalFleet
 from chargepin.phone import fleet_flows
 from chargepin.phone.fleet_client import FleetClient, FleetRefused
 from tests.helpers.fleet_accounts import PASSWORD, login
+from tests.helpers.fleet_settings import start_fleet
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -98,7 +98,7 @@ async def test_the_phone_logs_out_and_forgets_its_login(
 ) -> None:
     """`chargepin phone logout [--everywhere]` over real HTTP: the token ends on the fleet,
     the login file goes; with --everywhere the account's other logins end too."""
-    fleet = LocalFleet.start(db_url, fleet_clock)
+    fleet = start_fleet(db_url, fleet_clock)
     login_file = tmp_path / "login.json"
     try:
         with serve(fleet.app) as url:

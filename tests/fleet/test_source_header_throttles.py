@@ -17,11 +17,11 @@ from chargepin.core.provisioning import StickerPayload
 from chargepin.fleet.app import create_app
 from chargepin.fleet.claims import source_of
 from chargepin.fleet.models import ClaimSource
-from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.source_limits import SourceLimitSettings
 from chargepin.fleet.vault import Vault
 from tests.helpers.fleet_accounts import PASSWORD, login
 from tests.helpers.fleet_factory import provision
+from tests.helpers.fleet_settings import fleet_settings
 
 PROXY = ("127.0.0.1", 40000)
 ATTACKER, USER = "203.0.113.7", "198.51.100.20"
@@ -32,7 +32,7 @@ def proxied(db_url: str, fleet_clock: FakeClock) -> Iterator[TestClient]:
     """The service behind a proxy that appends its client's address to X-Forwarded-For; the
     request rate limit off, so only the throttles answer."""
     limits = SourceLimitSettings(rate=0, header="X-Forwarded-For")
-    settings = FleetSettings(db_url=db_url, source_limits=limits)
+    settings = fleet_settings(db_url=db_url, source_limits=limits)
     app = create_app(settings, vault=Vault.generate(), clock=fleet_clock)
     with TestClient(app, client=PROXY) as client:
         yield client

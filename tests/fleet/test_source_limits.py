@@ -20,12 +20,12 @@ from websockets.exceptions import InvalidStatus
 from chargepin.clock import FakeClock
 from chargepin.core.csms_auth import csms_password
 from chargepin.fleet.app import create_app
-from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.source_limits import SourceLimitSettings
 from chargepin.fleet.vault import Vault
 from chargepin.lab.live_server import serve
 from tests.helpers.fleet_accounts import login
 from tests.helpers.fleet_records import add_charger
+from tests.helpers.fleet_settings import fleet_settings
 from tests.helpers.ocpp_station import SUBPROTOCOL, basic, ws_url
 
 RATE = 5
@@ -34,7 +34,7 @@ PROXY = SourceLimitSettings(rate=RATE, window=WINDOW, header="X-Forwarded-For")
 
 
 def fleet(db_url: str, clock: FakeClock, limits: SourceLimitSettings) -> FastAPI:
-    settings = FleetSettings(db_url=db_url, source_limits=limits)
+    settings = fleet_settings(db_url=db_url, source_limits=limits)
     return create_app(settings, vault=Vault.generate(), clock=clock)
 
 

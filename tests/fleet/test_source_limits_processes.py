@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from chargepin.lab.ports import free_ports
+from tests.helpers.fleet_settings import SERVE_HASHING
 from tests.helpers.processes import Bench, until_listening
 
 RATE = 4
@@ -50,7 +51,7 @@ async def test_a_worker_and_a_gateway_share_a_source_s_rate_and_a_killed_one_for
     limits = [
         "--db", db_url, "--vault-key-file", str(tmp_path / "vault-key.json"),
         "--source-rate", str(RATE), "--source-window", str(window),
-        "--source-header", "X-Forwarded-For",
+        "--source-header", "X-Forwarded-For", *SERVE_HASHING,
     ]  # fmt: skip
     try:
         bench.start("fleet", "serve", "--port", str(ports[0]), *limits, name="api")

@@ -29,6 +29,7 @@ from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_accounts import PASSWORD
 from tests.helpers.fleet_factory import MANDATORY, OPTIONAL
+from tests.helpers.fleet_settings import start_fleet
 
 FAILED_LOAD = "Failed to load resource: the server responded with a status of"
 NEW_PIN = "730418"
@@ -38,7 +39,7 @@ WAIT_MS = 10_000
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
-    fleet = LocalFleet.start(f"sqlite:///{tmp_path / 'fleet.db'}", FakeClock())
+    fleet = start_fleet(f"sqlite:///{tmp_path / 'fleet.db'}", FakeClock())
     yield fleet
     fleet.dispose()
 

@@ -23,8 +23,8 @@ from chargepin.core.epochs import epoch_pin
 from chargepin.fleet import factory
 from chargepin.fleet.sticker_photo import MAX_PIXELS, PHOTO_MAX_BYTES
 from chargepin.fleet.web.uploads import PHOTO_BODY_BYTES
-from chargepin.lab.local_fleet import LocalFleet
 from tests.helpers.fleet_factory import provision
+from tests.helpers.fleet_settings import start_fleet
 from tests.helpers.web_app import browser_for, csrf_of, origin_of, sign_up
 
 SCAN = "/app/commission/photo"
@@ -91,7 +91,7 @@ def scan(browser: TestClient, photo: bytes, name: str = "sticker.jpg") -> httpx.
 def sqlite_client(tmp_path: Path, fleet_clock: FakeClock) -> Iterator[TestClient]:
     """The app on a SQLite file only: for what happens before the database is asked, which
     PostgreSQL would only repeat (tests/fleet/conftest.py's `client` runs on both)."""
-    fleet = LocalFleet.start(f"sqlite:///{tmp_path / 'fleet.db'}", fleet_clock)
+    fleet = start_fleet(f"sqlite:///{tmp_path / 'fleet.db'}", fleet_clock)
     with TestClient(fleet.app) as test_client:
         yield test_client
     fleet.dispose()

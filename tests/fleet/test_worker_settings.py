@@ -25,6 +25,7 @@ def test_every_setting_survives_the_trip_to_a_worker() -> None:
         outbox_max_open=4,
         min_app_version="2.1.0",
         source_limits=limits,
+        password_hashing="minimum",
     )
     assert settings != FleetSettings()
     assert settings_from_json(settings_json(settings)) == settings

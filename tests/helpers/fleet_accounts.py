@@ -69,7 +69,7 @@ def made_at_once(state: FleetState, emails: list[str]) -> list[dict[str, str]]:
     expires = utc_now(state.clock) + dt.timedelta(seconds=state.settings.token_lifetime)
     headers = []
     with transaction(state.sessions) as db:
-        first = accounts.register(db, emails[0], PASSWORD, None, state.clock.now())
+        first = accounts.register(db, state.passwords, emails[0], PASSWORD, None, state.clock.now())
         others = [
             User(email=email.lower(), password_hash=first.password_hash) for email in emails[1:]
         ]

@@ -20,7 +20,6 @@ from chargepin.app.radio import Radio, RadioOptions
 from chargepin.app.server import create_app
 from chargepin.clock import SystemClock
 from chargepin.fleet.app import create_app as create_fleet
-from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault
 from chargepin.lab.live_server import serve
 from chargepin.lab.local_fleet import LocalFleet
@@ -29,6 +28,7 @@ from chargepin.lab.testbed import ChargerSpec
 from chargepin.phone.fleet_client import APP_VERSION
 from chargepin.phone.flows import PhoneOptions
 from tests.helpers.fleet_accounts import PASSWORD
+from tests.helpers.fleet_settings import fleet_settings
 
 SCAN_SECONDS = 0.5
 
@@ -97,7 +97,7 @@ def radio_world(
     firmware: str = "6.11.2",
 ) -> Iterator[World]:
     """A fleet (SQLite file), a charger it provisioned running on the air, the radio app."""
-    settings = FleetSettings(
+    settings = fleet_settings(
         db_url=f"sqlite:///{directory / 'fleet.db'}", min_app_version=min_app_version
     )
     fleet = LocalFleet(create_fleet(settings, vault=Vault.generate(), clock=SystemClock()))

@@ -9,10 +9,11 @@ import pytest
 
 from chargepin.clock import FakeClock
 from chargepin.lab.local_fleet import LocalFleet
+from tests.helpers.fleet_settings import start_fleet
 
 
 @pytest.fixture
 async def fleet(tmp_path: Path, clock: FakeClock) -> AsyncIterator[LocalFleet]:
-    fleet = LocalFleet.start(f"sqlite:///{tmp_path / 'fleet.db'}", clock)
+    fleet = start_fleet(f"sqlite:///{tmp_path / 'fleet.db'}", clock)
     yield fleet
     await fleet.close()

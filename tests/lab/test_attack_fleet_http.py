@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 
 from chargepin.clock import FakeClock
 from chargepin.lab.attacks.fleet_http import ATTACKS
-from chargepin.lab.local_fleet import PASSWORD, LocalFleet
+from chargepin.lab.local_fleet import PASSWORD
 from tests.helpers.cli import invoke
+from tests.helpers.fleet_settings import start_fleet
 
 ROWS = 18
 """Rows of the report: one per attack, the storm and the X-App-Version attacks give two each."""
@@ -73,7 +74,7 @@ def test_every_issue_9_http_attack_is_held(db_url: str, tmp_path: Path) -> None:
 def test_a_database_that_already_has_accounts_is_refused(tmp_path: Path) -> None:
     """The attacks lock accounts and addresses: a used database would skew every row."""
     url = f"sqlite:///{tmp_path / 'used.db'}"
-    fleet = LocalFleet.start(url, FakeClock())
+    fleet = start_fleet(url, FakeClock())
     with TestClient(fleet.app) as client:
         credentials = {"email": "someone@example.com", "password": PASSWORD}
         assert client.post("/register", json=credentials).status_code == 201

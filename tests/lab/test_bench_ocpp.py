@@ -19,8 +19,8 @@ from chargepin.core.csms_auth import csms_password
 from chargepin.fleet.models import StationSecurityEvent
 from chargepin.lab.bench_ocpp import RATIO_TARGET, RSS_TARGET_KIB, run_ocpp_bench
 from chargepin.lab.live_server import serve
-from chargepin.lab.local_fleet import LocalFleet
 from chargepin.lab.ocpp_stations import Pool
+from tests.helpers.fleet_settings import start_fleet
 
 LATENCY_KEYS = {"p50", "p99", "mean", "min", "max", "n"}
 STATIONS = 20
@@ -132,7 +132,7 @@ async def test_light_stations_against_the_fleet_csms(tmp_path: Path) -> None:
     """The stations the bench drives, in this process, against the real app on loopback: the
     ones with their charger's password boot and have every event stored; a wrong password and
     an unknown serial are refused before the upgrade and counted, never raised."""
-    fleet = LocalFleet.start(f"sqlite:///{tmp_path / 'fleet.db'}", FakeClock())
+    fleet = start_fleet(f"sqlite:///{tmp_path / 'fleet.db'}", FakeClock())
     made = fleet.provision("Pulsar Max", "6.11", count=3)
     good = [(c.serial, csms_password(c.secret, c.serial)) for c in made[:2]]
     wrong = (made[2].serial, csms_password(made[0].secret, made[2].serial))

@@ -9,6 +9,7 @@ import pytest
 
 from chargepin.clock import FakeClock
 from chargepin.lab.local_fleet import LocalFleet
+from tests.helpers.fleet_settings import start_fleet
 from tests.helpers.processes import Bench
 
 
@@ -25,6 +26,6 @@ def bench(tmp_path: Path) -> Iterator[Bench]:
 @pytest.fixture
 async def fleet(tmp_path: Path, clock: FakeClock) -> AsyncIterator[LocalFleet]:
     """The real fleet app on a SQLite file in this process, on the test's clock."""
-    fleet = LocalFleet.start(f"sqlite:///{tmp_path / 'fleet.db'}", clock)
+    fleet = start_fleet(f"sqlite:///{tmp_path / 'fleet.db'}", clock)
     yield fleet
     await fleet.close()

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from chargepin.lab.ports import free_port
+from tests.helpers.fleet_settings import SERVE_HASHING
 from tests.helpers.processes import Bench
 
 pytestmark = pytest.mark.slow
@@ -63,7 +64,16 @@ def test_factory_to_commissioning_to_pin_change_across_processes(bench: Bench) -
 
     port = free_port()
     bench.start(
-        "fleet", "serve", "--db", db, "--port", str(port), "--vault-key-file", keys, name="fleet"
+        "fleet",
+        "serve",
+        "--db",
+        db,
+        "--port",
+        str(port),
+        "--vault-key-file",
+        keys,
+        *SERVE_HASHING,
+        name="fleet",
     )
     wait_listening(port)
     bench.start_radio()

@@ -45,10 +45,10 @@ from chargepin.core.policy import FirmwareVersion
 from chargepin.core.tickets import OP, Ticket
 from chargepin.fleet.factory import Provisioned
 from chargepin.fleet.operations import provision_to_dir
-from chargepin.fleet.settings import FleetSettings
 from chargepin.lab.ports import free_ports
 from chargepin.lab.processes import Service
 from chargepin.phone.fleet_client import FleetClient
+from tests.helpers.fleet_settings import SERVE_HASHING, fleet_settings
 from tests.helpers.ocpp_roaming import RoamingStation
 from tests.helpers.ocpp_station import station as station_link
 from tests.helpers.postgres import POSTGRES, new_database
@@ -97,7 +97,7 @@ class Fleet:
     async def start(self) -> None:
         """The API's two workers and both gateways at once, on the new database (one of them
         migrates it, the others wait for it: db.migrate's advisory lock)."""
-        common = ["--db", self.db, "--vault-key-file", str(self.keys)]
+        common = ["--db", self.db, "--vault-key-file", str(self.keys), *SERVE_HASHING]
         self.api = self.bench.start(
             "fleet", "serve", "--workers", "2", "--no-ocpp", "--port", str(self.api_port),
             *common, name="api",
@@ -264,7 +264,7 @@ async def test_a_gateway_killed_while_owners_revoke_and_change_pins_loses_and_do
     await fleet.start()
     lap("started")
     run, _ = provision_to_dir(
-        FleetSettings(db_url=fleet.db, vault_key_file=fleet.keys),
+        fleet_settings(db_url=fleet.db, vault_key_file=fleet.keys),
         fleet.bench.directory / "factory",
         count=CHARGERS,
         model="Pulsar Max",

@@ -20,6 +20,7 @@ import pytest
 from chargepin.core.login_throttle import ACCOUNT_LOCKOUT
 from chargepin.lab.ports import free_port
 from tests.helpers.cli import invoke
+from tests.helpers.fleet_settings import SERVE_HASHING
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +45,7 @@ def _command(db_url: str, port: int, tmp_path: Path) -> list[str]:
         str(port),
         "--vault-key-file",
         str(tmp_path / "vault-key.json"),
+        *SERVE_HASHING,
     ]
 
 

@@ -32,11 +32,11 @@ from chargepin.core.tickets import Action
 from chargepin.fleet.csms import gateways
 from chargepin.fleet.factory import Provisioned
 from chargepin.fleet.operations import provision_to_dir
-from chargepin.fleet.settings import FleetSettings
 from chargepin.lab.local_fleet import PASSWORD
 from chargepin.lab.ports import free_ports
 from chargepin.lab.processes import Service
 from chargepin.phone.fleet_client import FleetClient
+from tests.helpers.fleet_settings import SERVE_HASHING, fleet_settings
 from tests.helpers.ocpp_station import SimStation, StationState, station
 from tests.helpers.postgres import new_database
 from tests.helpers.processes import Bench, until, until_listening
@@ -69,7 +69,7 @@ class Fleet:
     async def start(self) -> None:
         """The API and both gateways at once, on a new database: one of them migrates it, the
         others wait for it (db.migrate's advisory lock)."""
-        common = ["--db", self.db, "--vault-key-file", str(self.keys)]
+        common = ["--db", self.db, "--vault-key-file", str(self.keys), *SERVE_HASHING]
         self.bench.start(
             "fleet", "serve", "--no-ocpp", "--port", str(self.api_port), *common, name="api"
         )
@@ -160,7 +160,7 @@ async def test_commands_reach_chargers_on_either_gateway_and_survive_a_gateway_k
 ) -> None:
     await fleet.start()
     run, _ = provision_to_dir(
-        FleetSettings(db_url=fleet.db, vault_key_file=fleet.keys),
+        fleet_settings(db_url=fleet.db, vault_key_file=fleet.keys),
         fleet.bench.directory / "factory",
         count=3,
         model="Pulsar Max",

@@ -36,7 +36,6 @@ from chargepin.charger.store import QueuedEvent, StateStore
 from chargepin.core.pin import Pin
 from chargepin.core.policy import FirmwareVersion
 from chargepin.fleet.operations import provision_to_dir
-from chargepin.fleet.settings import FleetSettings
 from chargepin.lab.local_fleet import PASSWORD
 from chargepin.lab.ports import free_port
 from chargepin.lab.processes import Service, ready_fields
@@ -45,6 +44,7 @@ from chargepin.phone.client import Phone
 from chargepin.phone.errors import PinNeeded, WrongPin
 from chargepin.phone.fleet_client import FleetClient
 from chargepin.phone.flows import PhoneOptions, open_phone
+from tests.helpers.fleet_settings import SERVE_HASHING, fleet_settings
 from tests.helpers.processes import Bench, until, until_listening
 from tests.helpers.relay import Relay
 from tests.scenarios.test_multiprocess import another_pin
@@ -112,6 +112,7 @@ class Site:
             str(self.fleet_port),
             "--vault-key-file",
             str(self.keys),
+            *SERVE_HASHING,
             name="fleet",
         )
         await until_listening(self.fleet_port)
@@ -215,7 +216,7 @@ async def test_the_charger_and_the_fleet_as_processes(site: Site) -> None:
     bench = site.bench
     # The factory (the functions `fleet provision` and `charger init --bundle` call).
     run, _ = provision_to_dir(
-        FleetSettings(db_url=site.db, vault_key_file=site.keys),
+        fleet_settings(db_url=site.db, vault_key_file=site.keys),
         bench.directory / "factory",
         count=1,
         model="Pulsar Max",

@@ -35,7 +35,7 @@ from chargepin.core.login_throttle import (
 from chargepin.fleet import pruning
 from chargepin.fleet.errors import Conflict, Forbidden, TooManyAttempts, Unauthorized
 from chargepin.fleet.models import LoginThrottle, Token, User
-from chargepin.fleet.security import hash_password, new_token, token_digest, verify_password
+from chargepin.fleet.security import Passwords, new_token, token_digest
 
 WRONG_CREDENTIALS = "wrong e-mail or password"
 
@@ -125,20 +125,35 @@ def _refuse_unless(decision: Decision) -> None:
         )
 
 
-def check_password(db: Session, attempt: Attempt, password: str, now: float) -> User:
+def check_password(
+    db: Session,
+    passwords: Passwords,
+    attempt: Attempt,
+    password: str,
+    now: float,
+    *,
+    rehash: bool = True,
+) -> User:
     """The account whose password this is, or 401 (counted) or 429 (locked, not served).
 
     Unknown accounts get the same work (one argon2 verification), the same counting and the
-    same answer as a wrong password.
+    same answer as a wrong password. With `rehash`, a right password whose hash was made with
+    other parameters than the service's profile is hashed again with the profile's
+    (docs/DECISIONS.md, "Fleet accounts"), in the caller's transaction.
     """
     keys = attempt.keys
     account, source = _read(db, keys, now, lock=False)
     _refuse_unless(decide(account, source, now))  # cheap, before argon2
     user = db.scalar(select(User).where(User.email == attempt.email.lower()))
-    correct = verify_password(None if user is None else user.password_hash, password)
+    correct = passwords.verify(None if user is None else user.password_hash, password)
+    rehashed = None
+    if rehash and correct and user is not None and passwords.needs_rehash(user.password_hash):
+        rehashed = passwords.hash(password)  # before the lock too
     account, source = _read(db, keys, now, lock=True)
     _refuse_unless(decide(account, source, now))  # the decision that counts: under the lock
     if correct and user is not None:
+        if rehashed is not None:
+            user.password_hash = rehashed
         return user
     account, source = record_wrong_password(account, source, now)
     _write(db, dict(zip(keys, (account, source), strict=True)), now)
@@ -146,7 +161,9 @@ def check_password(db: Session, attempt: Attempt, password: str, now: float) -> 
     raise Unauthorized(WRONG_CREDENTIALS)
 
 
-def register(db: Session, email: str, password: str, source: str | None, now: float) -> User:
+def register(
+    db: Session, passwords: Passwords, email: str, password: str, source: str | None, now: float
+) -> User:
     """A new account, or 409 for an address that has one (counted against the source).
 
     The password is hashed either way, so both answers cost the same time; the 409 itself is
@@ -156,7 +173,7 @@ def register(db: Session, email: str, password: str, source: str | None, now: fl
     key = source_key(source)
     (record,) = _read(db, [key], now, lock=False)
     _refuse_unless(decide(Throttle(), record, now))  # cheap, before argon2
-    password_hash = hash_password(password)
+    password_hash = passwords.hash(password)
     email = email.lower()
     if db.scalar(select(User.id).where(User.email == email)) is None:
         user = User(email=email, password_hash=password_hash)
@@ -193,6 +210,7 @@ def end_session(db: Session, digest: bytes) -> None:
 
 def change_password(
     db: Session,
+    passwords: Passwords,
     user: User,
     attempt: Attempt,
     old_password: str,
@@ -203,8 +221,8 @@ def change_password(
     """Set a new password after checking the old one (throttled like a login); ends every
     other session, since one of them may be why the password changes. How many ended."""
     try:
-        check_password(db, attempt, old_password, now)
+        check_password(db, passwords, attempt, old_password, now, rehash=False)
     except Unauthorized:  # counted and committed; the caller's login itself is fine
         raise Forbidden("the old password is wrong; nothing was changed") from None
-    user.password_hash = hash_password(new_password)
+    user.password_hash = passwords.hash(new_password)
     return end_sessions(db, user, keep=keep)

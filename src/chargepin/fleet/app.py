@@ -30,6 +30,7 @@ from chargepin.fleet.body_limit import MAX_BODY_BYTES, BodyLimit
 from chargepin.fleet.csms import route as csms_route
 from chargepin.fleet.db import make_engine, migrate, refusal, session_factory
 from chargepin.fleet.errors import FleetError
+from chargepin.fleet.security import Passwords
 from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.source_limits import SourceLimits
 from chargepin.fleet.vault import Vault, load_vault
@@ -48,6 +49,7 @@ class FleetState:
     sessions: sessionmaker[Session]
     vault: Vault
     clock: Clock
+    passwords: Passwords
 
 
 def create_app(
@@ -88,7 +90,12 @@ def create_app(
         openapi_url="/openapi.json" if api else None,
     )
     app.state.fleet = FleetState(
-        settings, engine, session_factory(engine), vault, clock or SystemClock()
+        settings,
+        engine,
+        session_factory(engine),
+        vault,
+        clock or SystemClock(),
+        Passwords(settings.password_hashing),
     )
 
     app.state.csms = csms_route.Hub(engine)

@@ -12,7 +12,7 @@ import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 
@@ -49,6 +49,11 @@ def _settings(db: str | None, vault_key_file: Path | None = None) -> FleetSettin
     from chargepin.fleet.settings import FleetSettings
 
     return FleetSettings.from_env(db_url=db, vault_key_file=vault_key_file)
+
+
+PasswordHashingChoice = Literal["default", "minimum"]
+"""The names of fleet/security.py's PASSWORD_HASHING (that module loads argon2, which --help
+need not; a test checks the two agree)."""
 
 
 def _option(name: str, annotation: object, default: object) -> inspect.Parameter:
@@ -129,10 +134,23 @@ SERVICE_OPTIONS = (
         ],
         30.0,
     ),
+    _option(
+        "password_hashing",
+        Annotated[
+            PasswordHashingChoice,
+            typer.Option(
+                help="The argon2id cost of new password hashes: default (64 MiB, 3 passes, 4 "
+                "lanes) or minimum (OWASP's least: 19 MiB, 2 passes, 1 lane; small hardware, "
+                "docs/DEPLOY.md). Stored hashes keep working; each is rehashed to this one at "
+                "its account's next login.",
+            ),
+        ],
+        "default",
+    ),
 )
 """The options of every process of the service, `fleet serve` and `fleet gateway` alike: the
-per-source limits and the database pool (docs/DEPLOY.md, "Limits"). Defined once here and
-added to each command by `service_options`."""
+per-source limits, the database pool (docs/DEPLOY.md, "Limits") and the password hashing.
+Defined once here and added to each command by `service_options`."""
 
 R = TypeVar("R")
 
@@ -202,6 +220,7 @@ def _service_settings(
         db_max_overflow=service["db_max_overflow"],
         db_pool_timeout=service["db_pool_timeout"],
         db_statement_timeout=service["db_statement_timeout"],
+        password_hashing=service["password_hashing"],
         **more,
     )
 

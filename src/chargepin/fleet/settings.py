@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chargepin.fleet.db import DEFAULT_URL, LOCK_TIMEOUT, POOL_TIMEOUT, STATEMENT_TIMEOUT
 from chargepin.fleet.source_limits import SourceLimitSettings
+
+if TYPE_CHECKING:
+    from chargepin.fleet.security import PasswordHashing
 
 HTTP_KEEP_ALIVE = 30
 """Seconds the server keeps an idle HTTP connection open (uvicorn's default is 5 s). httpx, the
@@ -43,6 +47,9 @@ class FleetSettings:
     outbox_max_open: int = 20
     # Per-source request rate and requests/sockets at once (fleet/source_limits.py).
     source_limits: SourceLimitSettings = field(default_factory=SourceLimitSettings)
+    # The argon2id cost of new password hashes and of the unknown account's verification
+    # (fleet/security.py: "default" RFC 9106's low-memory profile, "minimum" OWASP's least).
+    password_hashing: PasswordHashing = "default"
 
     @classmethod
     def from_env(cls, **overrides: object) -> FleetSettings:

@@ -105,7 +105,7 @@ class Scene:
         now = utc_now(clock)
         with transaction(state.sessions) as db:
             users = {
-                email: accounts.register(db, email, PASSWORD, None, clock.now())
+                email: accounts.register(db, state.passwords, email, PASSWORD, None, clock.now())
                 for email in (OWNER, FAMILY, FORMER, GUEST, NEWCOMER)
             }
             max_made, plus_made, spare = (

@@ -70,7 +70,7 @@ from chargepin.fleet.csms import events, gateways, outbox, registry
 from chargepin.fleet.csms.outbox import MAX_OPEN_PER_CHARGER
 from chargepin.fleet.db import make_engine, transaction
 from chargepin.fleet.models import Charger, PhoneBond, PinReveal, StationSecurityEvent, User
-from chargepin.fleet.security import hash_password
+from chargepin.fleet.security import Passwords
 from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.sticker_photo import SENT_SIDE
 from chargepin.fleet.vault import Vault
@@ -213,7 +213,8 @@ def seed(engine: Engine, vault: Vault, stickers: list[str], requests: int) -> Se
     factory_sessions = sessionmaker(engine, expire_on_commit=False)
     now = dt.datetime.now(dt.UTC)
     later = now + dt.timedelta(days=30)
-    password = hash_password(PASSWORD)  # one argon2 hash for every account: the bench's accounts
+    # One argon2 hash (the service's default profile) for every account: the bench's accounts.
+    password = Passwords().hash(PASSWORD)
     pool = iter(stickers)
     tokens: dict[str, str] = {}
     serials: dict[str, str] = {}

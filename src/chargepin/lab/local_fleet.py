@@ -10,6 +10,7 @@ that tickets and lockouts agree on time).
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import FastAPI
@@ -22,6 +23,9 @@ from chargepin.fleet.factory import Provisioned, provision
 from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault
 from chargepin.phone.fleet_client import FleetClient
+
+if TYPE_CHECKING:
+    from chargepin.fleet.security import PasswordHashing
 
 PRODUCED = dt.date(2025, 9, 1)
 """The production date the factory stamps unless told otherwise."""
@@ -39,9 +43,19 @@ class LocalFleet:
         self.clients: list[FleetClient] = []
 
     @classmethod
-    def start(cls, db_url: str, clock: Clock, vault: Vault | None = None) -> LocalFleet:
-        """The real app on `db_url` (SQLite file or PostgreSQL), with a fresh vault by default."""
-        app = create_app(FleetSettings(db_url=db_url), vault=vault or Vault.generate(), clock=clock)
+    def start(
+        cls,
+        db_url: str,
+        clock: Clock,
+        vault: Vault | None = None,
+        *,
+        password_hashing: PasswordHashing = "default",
+    ) -> LocalFleet:
+        """The real app on `db_url` (SQLite file or PostgreSQL), with a fresh vault by default
+        and the service's default password hashing unless told otherwise (the tests use
+        "minimum": tests/helpers/fleet_settings.py)."""
+        settings = FleetSettings(db_url=db_url, password_hashing=password_hashing)
+        app = create_app(settings, vault=vault or Vault.generate(), clock=clock)
         return cls(app)
 
     @property

@@ -65,8 +65,10 @@ def _token(authorization: str | None) -> bytes:
 def register(body: Credentials, db: DB, request: Request) -> Account:
     """Create an account (argon2id password hash); 409 if the address has one (counted)."""
     client = request_address(request)
-    now = request.app.state.fleet.clock.now()
-    user = accounts.register(db, str(body.email), body.password, client, now)
+    state = request.app.state.fleet
+    user = accounts.register(
+        db, state.passwords, str(body.email), body.password, client, state.clock.now()
+    )
     return Account(id=user.id, email=user.email)
 
 
@@ -79,7 +81,7 @@ def login(body: Credentials, db: DB, request: Request) -> SessionToken:
     """Exchange e-mail and password for a bearer token; wrong passwords are throttled (429)."""
     state = request.app.state.fleet
     user = accounts.check_password(
-        db, _attempt(request, str(body.email)), body.password, state.clock.now()
+        db, state.passwords, _attempt(request, str(body.email)), body.password, state.clock.now()
     )
     expires = utc_now(state.clock) + dt.timedelta(seconds=state.settings.token_lifetime)
     return SessionToken(token=accounts.start_session(db, user, expires), expires_at=expires)
@@ -120,6 +122,7 @@ def change_password(
     """A new password, given the old one (throttled like a login); every other login ends."""
     ended = accounts.change_password(
         db,
+        request.app.state.fleet.passwords,
         user,
         _attempt(request, user.email),
         body.old_password,

@@ -318,9 +318,12 @@ def _start_session(request: Request, db: DB, user: User) -> Response:
 def signup(request: Request, db: DB, fields: Form) -> Response:
     """A new account, signed in at once."""
     body, refuse = _credentials(request, fields, "signup.html")
-    now = _state(request).clock.now()
+    state = _state(request)
+    client = request_address(request)
     try:
-        user = accounts.register(db, str(body.email), body.password, request_address(request), now)
+        user = accounts.register(
+            db, state.passwords, str(body.email), body.password, client, state.clock.now()
+        )
     except FleetError as error:
         raise refuse(error) from None
     return _start_session(request, db, user)
@@ -331,8 +334,11 @@ def signin(request: Request, db: DB, fields: Form) -> Response:
     """The account's password (throttled as for the JSON API's /login), then a session."""
     body, refuse = _credentials(request, fields, "signin.html")
     attempt = accounts.Attempt(str(body.email), request_address(request))
+    state = _state(request)
     try:
-        user = accounts.check_password(db, attempt, body.password, _state(request).clock.now())
+        user = accounts.check_password(
+            db, state.passwords, attempt, body.password, state.clock.now()
+        )
     except FleetError as error:
         raise refuse(error) from None
     return _start_session(request, db, user)
