@@ -1,17 +1,24 @@
 """`pip install 'chargepin[charger]'` in a fresh venv gives a working charger, and nothing else.
 
 A clean venv (no system site-packages, no pip of its own) gets a regular, non-editable install of
-this checkout with the charger's extra; pip reaches the package index for the dependencies (its
-cache makes a rerun quick). Then the charger's whole life runs from that venv: the factory's
-`charger init`, the service console's `charger pin` and `charger info`, and `charger run` on a
-virtual radio (also from that venv), paired with by a phone from the development venv. The roles
-not installed answer with the extra to install, in one line and exit code 2. The same for the
-cloud's `chargepin[fleet]`: no Bluetooth stack, and its migrations ship in the wheel.
+this checkout with the charger's extra: the wheel pip builds of a copy of the checkout (once per
+run), installed with its extra; pip reaches the package index for the dependencies (its cache
+makes a rerun quick) and skips compiling them to bytecode (Python compiles what it imports).
+Each venv is made once per run and shared by the workers of pytest-xdist that run this
+module's tests (a lock file; docs/PERFORMANCE.md, "The suite's time").
+
+Then the charger's whole life runs from that venv: the factory's `charger init`, the service
+console's `charger pin` and `charger info`, and `charger run` on a virtual radio (also from that
+venv), paired with by a phone from the development venv. The roles not installed answer with the
+extra to install, in one line and exit code 2. The same for the cloud's `chargepin[fleet]`: no
+Bluetooth stack, and its migrations ship in the wheel.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import select
 import shutil
 import signal
@@ -19,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,42 +57,86 @@ NOT_IN_A_CHARGER = (
 )
 
 
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on the file `path`, across the processes of this run."""
+    with path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def built_wheel(base: Path) -> Path:
+    """The wheel pip builds of a copy of this checkout, built once in `base`."""
+    wheels = base / "wheels"
+    with locked(base / "wheels.lock"):
+        if not wheels.exists():
+            source = base / "source"
+            shutil.rmtree(source, ignore_errors=True)
+            # A copy, so that building the wheel leaves nothing in the working tree.
+            shutil.copytree(
+                ROOT / "src",
+                source / "src",
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+            )
+            for name in ("pyproject.toml", "README.md"):
+                shutil.copy(ROOT / name, source / name)
+            partial = base / "wheels.partial"
+            build = subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(partial),
+                 str(source)],
+                capture_output=True,
+                text=True,
+            )  # fmt: skip
+            assert build.returncode == 0, build.stderr
+            partial.rename(wheels)
+        (wheel,) = wheels.glob("chargepin-*.whl")
+        return wheel
+
+
 def fresh_install(base: Path, extra: str) -> Path:
-    """A fresh venv with `chargepin[EXTRA]` installed from a copy of this checkout."""
-    source = base / "source"
-    if not source.exists():
-        # A copy, so that building the wheel leaves nothing in the working tree.
-        shutil.copytree(
-            ROOT / "src",
-            source / "src",
-            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
-        )
-        for name in ("pyproject.toml", "README.md"):
-            shutil.copy(ROOT / name, source / name)
+    """A fresh venv with `chargepin[EXTRA]` installed from the wheel of this checkout; made
+    once in `base`, whichever process asks first (the others wait for it)."""
     venv = base / f"venv-{extra}"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    install = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(python),
-            "install",
-            "-q",
-            f"{source}[{extra}]",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert install.returncode == 0, install.stderr
+    made = venv / ".chargepin-installed"
+    wheel = built_wheel(base)
+    with locked(base / f"venv-{extra}.lock"):
+        if made.exists():
+            return venv
+        shutil.rmtree(venv, ignore_errors=True)  # a set-up that failed half-way
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        python = venv / "bin" / "python"
+        install = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "--python",
+                str(python),
+                "install",
+                "-q",
+                "--no-compile",
+                f"{wheel}[{extra}]",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert install.returncode == 0, install.stderr
+        made.touch()
     return venv
 
 
 @pytest.fixture(scope="module")
 def install_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("install-by-role")
+    """One directory for the run: pytest-xdist's workers have base temporary directories in
+    one parent, so they share the venvs made there (and each run gets its own)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    directory = shared / "install-by-role"
+    directory.mkdir(exist_ok=True)
+    return directory
 
 
 @pytest.fixture(scope="module")
