@@ -27,12 +27,12 @@ from chargepin.fleet.deps import bearer_digest
 from chargepin.fleet.errors import Conflict
 from chargepin.fleet.models import Charger, Membership, PinReveal, User
 from chargepin.fleet.reveals import PostgresReveals
-from chargepin.fleet.settings import FleetSettings
 from chargepin.fleet.vault import Vault
 from chargepin.lab.live_server import serve
 from chargepin.lab.ports import free_port
 from tests.helpers.fleet_accounts import invited, login
 from tests.helpers.fleet_factory import MANDATORY, claim, provision
+from tests.helpers.fleet_settings import fleet_settings
 from tests.helpers.postgres import needs_postgres, new_database
 from tests.helpers.relay import Relay
 
@@ -54,7 +54,7 @@ def database() -> Iterator[str]:
 def fleet_app(url: str, clock: FakeClock, **settings: Any) -> FastAPI:
     settings = {"db_pool_timeout": 1.0, **settings}
     return create_app(
-        FleetSettings(db_url=url, db_pool_size=POOL, db_max_overflow=2, **settings),
+        fleet_settings(db_url=url, db_pool_size=POOL, db_max_overflow=2, **settings),
         vault=Vault.generate(),
         clock=clock,
     )
