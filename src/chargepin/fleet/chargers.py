@@ -155,7 +155,7 @@ def charger_view(
 class EpochReveal:
     """What the PIN rules decided for one reveal: the PIN, and the audit row that must be
     committed before anyone sees it (the caller does the I/O: `pin_for_epoch` on a
-    Session or Connection, the event loop's PostgreSQL connection in fleet/loop_reveals.py)."""
+    Session or Connection, the event loop's PostgreSQL connection in fleet/reveals.py)."""
 
     pin: Pin = field(repr=False)
     audit: dict[str, object]

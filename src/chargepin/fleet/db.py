@@ -101,7 +101,7 @@ def postgres_options(
     lock_timeout: float = LOCK_TIMEOUT, statement_timeout: float | None = None
 ) -> dict[str, Any]:
     """psycopg's connection parameters for every connection the service opens to PostgreSQL:
-    the engine's (`make_engine`), the PIN reveal's on the event loop (fleet/loop_reveals.py)
+    the engine's (`make_engine`), the PIN reveal's on the event loop (fleet/reveals.py)
     and a gateway's LISTEN (fleet/csms/route.py). One place, so they cannot drift apart."""
     options = f"-c lock_timeout={_ms(lock_timeout)}"
     if statement_timeout is not None:

@@ -1,7 +1,7 @@
 """A SQLAlchemy Core statement compiled once for a dialect and run on the driver's connection.
 
 The PIN reveal on PostgreSQL runs on the event loop with psycopg's AsyncConnection
-(fleet/loop_reveals.py), without SQLAlchemy's execution layer, which was a quarter of its CPU
+(fleet/reveals.py), without SQLAlchemy's execution layer, which was a quarter of its CPU
 (docs/PERFORMANCE.md). The SQL still comes from the one Core definition (`access.LIVE_MEMBER`,
 `chargers.AUDIT_INSERT`): compiled here once, with the types' own bind and result processors
 applied as SQLAlchemy would, so the row reads the same either way.
