@@ -147,7 +147,7 @@ def test_a_file_that_went_backwards_is_reported(state: Path, tmp_path: Path) -> 
     assert "the epoch went backwards: 5 -> 0" in violations
     assert "lockouts went backwards: 1 -> 0" in violations
     assert any(v.startswith("the lock until") for v in violations), violations
-    assert f"bond {PHONE} was lost (the workload deletes none)" in violations
+    assert f"bond {PHONE} was lost (no owner ticket revoked it)" in violations
 
 
 def test_what_the_phones_saw_must_be_on_disk(state: Path) -> None:

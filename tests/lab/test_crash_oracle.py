@@ -13,7 +13,15 @@ from bumble.keys import PairingKeys
 
 from chargepin.core.lockout import LockoutState
 from chargepin.core.pin import Pin
-from chargepin.lab.crash_loop import ConfirmedBond, OnDisk, Witness, bond_problems, judge
+from chargepin.lab.crash_loop import (
+    ConfirmedBond,
+    OnDisk,
+    OwnerChange,
+    Witness,
+    bond_problems,
+    judge,
+)
+from chargepin.lab.crash_loop.oracle import CHANGE_PIN, REMOVE_PHONE
 from chargepin.lab.security_state import SecurityState
 from chargepin.radio.keystore import BondInfo
 
@@ -146,7 +154,7 @@ def test_a_file_restored_from_an_older_copy_is_reported_in_full() -> None:
         "the PIN generation went backwards: 2 -> 0",
         f"the lock until {NOW + 300:.3f} was shortened or lost (None)",
         "pairing_ok events went backwards: 1 -> 0",
-        f"bond {PHONE} was lost (the workload deletes none)",
+        f"bond {PHONE} was lost (no owner ticket revoked it)",
     )
     # The differences then fall short of what the phones saw (none): said again, as counts.
     assert violations[7:] == (
@@ -220,7 +228,7 @@ def test_a_bond_from_before_the_workload_may_be_lost_only_if_a_re_pairing_made_i
     before = state(bonds=(PHONE,))
     after = state(successes=1)
     lost = judge(before, disk(after), Witness(), {}, power_cut=True).violations
-    assert lost == (f"bond {PHONE} was lost (the workload deletes none)",)
+    assert lost == (f"bond {PHONE} was lost (no owner ticket revoked it)",)
     carried = Witness(paired_at={PHONE: 1.0})
     check = judge(before, disk(after), carried, {}, power_cut=True)
     assert check.violations == () and check.successes_lost == (PHONE,)
@@ -304,3 +312,121 @@ def test_a_file_sqlite_cannot_read_is_reported() -> None:
         "SQLite cannot read the file: file is not a database",
     )
     assert check.bonds_checked == 0
+
+
+# ------------------------------------------------------------------------------ owner tickets
+
+OLD_PIN, NEW_PIN = "385172", "604913"
+
+
+def revoked(phone: str = OTHER, **change: bool) -> Witness:
+    """The owner revoked `phone` (a remove_phone ticket): `acknowledged` or `interrupted`."""
+    return Witness(owner_changes=[OwnerChange(REMOVE_PHONE, OLD_PIN, phone=phone, **change)])
+
+
+def test_an_acknowledged_revocation_must_survive_a_kill_and_a_power_cut() -> None:
+    """SYNCED: once the owner read the signed receipt, the revoked bond is gone for good."""
+    before = state(bonds=(PHONE, OTHER))
+    removed = dataclasses.replace(state(bonds=(PHONE,), successes=2), bond_removals=1)
+    for power_cut in (False, True):
+        check = judge(before, disk(removed), revoked(acknowledged=True), {}, power_cut=power_cut)
+        assert check.violations == ()
+        back = judge(before, disk(before), revoked(acknowledged=True), {}, power_cut=power_cut)
+        assert back.violations == (
+            f"phone {OTHER} was revoked (the owner read the signed receipt) and its bond is "
+            "still on the charger",
+        )
+
+
+def test_an_acknowledged_owner_ticket_makes_the_successes_before_it_durable() -> None:
+    """Its SYNCED commit fsyncs every ORDERED one before it (the workload notes its write in
+    `synced_at`): a bond confirmed before it may not be lost to a cut."""
+    witness = revoked(acknowledged=True)
+    witness.paired_at[PHONE] = 10.0
+    witness.synced_at.append(11.0)
+    removed = dataclasses.replace(state(successes=2), bond_removals=1)
+    check = judge(state(bonds=(OTHER,)), disk(removed), witness, CONFIRMED, power_cut=True)
+    assert check.violations == (f"bond {PHONE} was confirmed by a protected read, and is gone",)
+
+
+def test_a_revocation_the_kill_cut_off_is_whole_or_absent() -> None:
+    before = state(bonds=(PHONE, OTHER))
+    removed = dataclasses.replace(state(bonds=(PHONE,), successes=2), bond_removals=1)
+    cut_off = revoked(interrupted=True)
+    applied = judge(before, disk(removed), cut_off, {})
+    assert applied.violations == () and applied.owner_applied == (True,)
+    absent = judge(before, disk(before), cut_off, {})
+    assert absent.violations == () and absent.owner_applied == (False,)
+    no_event = judge(before, disk(state(bonds=(PHONE,), successes=2)), cut_off, {})
+    assert no_event.violations == (
+        f"a revocation half applied: phone {OTHER}'s bond is gone without its bond_removed event",
+    )
+    event_only = judge(before, disk(dataclasses.replace(before, bond_removals=1)), cut_off, {})
+    assert event_only.violations == (
+        f"a revocation half applied: its bond_removed event is on disk, phone {OTHER}'s bond too",
+    )
+
+
+def test_a_revoked_bond_may_go_without_its_event_only_as_an_unsynced_pairing() -> None:
+    """A power cut may take back the bond of a pairing no SYNCED commit followed, revoked or
+    not: then the bond is gone and no bond_removed event says so."""
+    witness = revoked(interrupted=True)
+    witness.paired_at[OTHER] = 10.0
+    before, after = state(bonds=(PHONE, OTHER)), state(bonds=(PHONE,), successes=2)
+    assert judge(before, disk(after), witness, {}, power_cut=True).violations == ()
+    assert judge(before, disk(after), witness, {}).violations != ()
+
+
+def pin_changed(
+    *, acknowledged: bool = False, interrupted: bool = False, epoch: int = 0
+) -> Witness:
+    change = OwnerChange(CHANGE_PIN, OLD_PIN, new_pin=NEW_PIN, interrupted=interrupted)
+    if acknowledged:
+        change.acknowledged, change.epoch, change.generation = True, epoch, 0
+    return Witness(owner_changes=[change])
+
+
+def test_an_acknowledged_pin_change_must_survive() -> None:
+    """The receipt names the epoch and the PIN: the file has them, or a later epoch, and the
+    PIN from before the change never works again."""
+    before = state()
+    new = dataclasses.replace(state(), pin=Pin(NEW_PIN), custom_pin=Pin(NEW_PIN), pin_changes=1)
+    rotated = dataclasses.replace(state(epoch=1, failures=1), pin=Pin("271828"), pin_changes=1)
+    acknowledged = pin_changed(acknowledged=True)
+    for power_cut in (False, True):
+        assert judge(before, disk(new), acknowledged, {}, power_cut=power_cut).violations == ()
+        assert judge(before, disk(rotated), acknowledged, {}, power_cut=power_cut).violations == ()
+        lost = judge(before, disk(before), acknowledged, {}, power_cut=power_cut).violations
+        assert lost == (
+            "an acknowledged PIN change is lost: the charger pairs with another PIN than the "
+            "one its receipt names",
+            "the PIN from before an acknowledged PIN change works again",
+        )
+    moved = pin_changed(acknowledged=True, epoch=2)
+    behind = dataclasses.replace(state(epoch=1), pin=Pin(NEW_PIN), pin_changes=1)
+    assert judge(state(epoch=1), disk(behind), moved, {}).violations == (
+        "an acknowledged PIN change is lost: generation/epoch (0, 1) on disk, (0, 2) in its "
+        "receipt",
+    )
+
+
+def test_a_pin_change_the_kill_cut_off_is_whole_or_absent() -> None:
+    """Either the old PIN and no pin_changed event, or the new PIN and its event: never a PIN
+    changed without its event, or an event for a PIN that did not change."""
+    before = state()
+    cut_off = pin_changed(interrupted=True)
+    new = dataclasses.replace(state(), pin=Pin(NEW_PIN), pin_changes=1)
+    applied = judge(before, disk(new), cut_off, {})
+    assert applied.violations == () and applied.owner_applied == (True,)
+    absent = judge(before, disk(before), cut_off, {})
+    assert absent.violations == () and absent.owner_applied == (False,)
+    no_event = dataclasses.replace(new, pin_changes=0)
+    assert judge(before, disk(no_event), cut_off, {}).violations == (
+        "a PIN change half applied: its pin_changed event is not on disk, the charger pairs "
+        "with the new PIN",
+    )
+    event_only = dataclasses.replace(before, pin_changes=1)
+    assert judge(before, disk(event_only), cut_off, {}).violations == (
+        "a PIN change half applied: its pin_changed event is on disk, the charger pairs with "
+        "the old PIN",
+    )

@@ -30,6 +30,8 @@ class SecurityState:
     locks: int  # "locked" counter
     bonds: tuple[BondInfo, ...]  # by address
     successes: int = 0  # "pairing_ok" counter: committed before each bond it reports
+    pin_changes: int = 0  # "pin_changed" counter: one per applied change_pin, in its commit
+    bond_removals: int = 0  # "bond_removed" counter: one per bond an owner ticket removed
 
     @classmethod
     def of(cls, store: StateStore) -> SecurityState:
@@ -46,6 +48,8 @@ class SecurityState:
             locks=counters["locked"],
             bonds=tuple(sorted(store.keystore.list_bonds(), key=lambda bond: bond.address)),
             successes=counters["pairing_ok"],
+            pin_changes=counters["pin_changed"],
+            bond_removals=counters["bond_removed"],
         )
 
     @classmethod

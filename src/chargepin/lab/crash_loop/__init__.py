@@ -17,6 +17,7 @@ from chargepin.lab.crash_loop.loop import crash_loop_report, run_crash_loop
 from chargepin.lab.crash_loop.oracle import (
     ConfirmedBond,
     OnDisk,
+    OwnerChange,
     StateCheck,
     Witness,
     bond_problems,
@@ -28,6 +29,7 @@ __all__ = [
     "ConfirmedBond",
     "CrashLoopError",
     "OnDisk",
+    "OwnerChange",
     "StateCheck",
     "Witness",
     "bond_problems",

@@ -16,6 +16,13 @@ Pairing Failed PDU leaves), and it fsyncs every commit before it: a bond confirm
 refused pairing started must survive any cut. The rest of the table of docs/SECURITY.md
 ("Durability of the pairing path") is checked as after a kill: failures, locks, epochs are
 SYNCED and must all be there.
+
+Owner tickets (`OwnerChange`: a phone revoked, a PIN changed) are SYNCED in both modes: once the
+owner's phone read the charger's signed receipt, the change is on disk (a revoked bond gone, the
+PIN the receipt names live or a later epoch, the PIN from before never again). A kill between the
+ticket's write and its receipt may leave either outcome, never a mix: the bond gone exactly when
+its `bond_removed` event is there, the charger pairing with the old or the new PIN exactly as its
+`pin_changed` event says.
 """
 
 from __future__ import annotations
@@ -46,6 +53,26 @@ class ConfirmedBond:
     irk: str  # hex, the phone's identity IRK, which the charger stored
 
 
+REMOVE_PHONE, CHANGE_PIN = "remove_phone", "change_pin"
+"""The owner tickets the workload writes (core.tickets.Action values)."""
+
+
+@dataclass
+class OwnerChange:
+    """An owner ticket the workload wrote to the charger over the owner's bonded link."""
+
+    action: str  # REMOVE_PHONE or CHANGE_PIN
+    old_pin: str  # the PIN pairing needed just before the ticket was written
+    new_pin: str = ""  # CHANGE_PIN: the PIN the ticket makes live
+    phone: str = ""  # REMOVE_PHONE: the revoked phone's identity address (the bond's key)
+    sent_at: float = 0.0  # monotonic, as the ticket's write went out
+    acknowledged: bool = False  # the owner's phone read the charger's signed receipt
+    epoch: int | None = None  # the receipt's epoch and PIN generation
+    generation: int | None = None
+    interrupted: bool = False  # the kill came after the write went out, before the receipt
+    receipt_s: float | None = None  # seconds from the write going out to the receipt read
+
+
 @dataclass
 class Witness:
     """What the phones saw before the kill, each noted the moment their own stack saw it."""
@@ -60,8 +87,10 @@ class Witness:
     """Monotonic time each new bond (a pairing, then a protected read) was confirmed at, by
     phone; carried from the restart before this workload for its re-pairings."""
     synced_at: list[float] = field(default_factory=list)
-    """Monotonic time each pairing the charger refused had started: a SYNCED commit came after
-    the start and fsynced every earlier commit."""
+    """Monotonic time each pairing the charger refused had started, and each owner ticket whose
+    receipt came back was written: a SYNCED commit came after it and fsynced every earlier
+    commit."""
+    owner_changes: list[OwnerChange] = field(default_factory=list)
 
     def may_be_lost(self, phone: str) -> bool:
         """Whether a power cut may take back `phone`'s bond: it was made by a pairing (not
@@ -97,6 +126,8 @@ class StateCheck:
     """Phones whose confirmed bond a power cut took back, as the table allows."""
     successes_synced: int = 0
     """Bonds a pairing made and a later refusal's SYNCED commit made durable: checked kept."""
+    owner_applied: tuple[bool, ...] = ()
+    """Per owner ticket the kill interrupted (written, no receipt): whether the file has it."""
 
 
 def judge(
@@ -127,7 +158,10 @@ def judge(
         if power_cut and address not in after.addresses and witness.may_be_lost(address)
     ]
     unsynced = sum(map(witness.may_be_lost, witness.paired_at)) if power_cut else 0
-    violations.extend(went_backwards(before, after, allowed=lost, unsynced=unsynced))
+    revoked = [change.phone for change in witness.owner_changes if change.phone]
+    violations.extend(went_backwards(before, after, allowed=[*lost, *revoked], unsynced=unsynced))
+    owner, applied = owner_problems(before, after, disk.bonds, witness, power_cut=power_cut)
+    violations.extend(owner)
     if len(after.bonds) > after.successes:
         violations.append(
             f"{len(after.bonds)} bonds on disk, {after.successes} pairing_ok events: a bond "
@@ -159,7 +193,80 @@ def judge(
         for bond in confirmed.values()
     )
     lost_phones = tuple(sorted(set(lost)))
-    return StateCheck(after, len(disk.bonds), tuple(violations), lost_phones, synced)
+    return StateCheck(
+        after, len(disk.bonds), tuple(violations), lost_phones, synced, tuple(applied)
+    )
+
+
+def owner_problems(
+    before: SecurityState,
+    after: SecurityState,
+    rows: Mapping[str, str],
+    witness: Witness,
+    *,
+    power_cut: bool = False,
+) -> tuple[list[str], list[bool]]:
+    """The owner tickets' rows of the table (SYNCED): an acknowledged revocation or PIN change
+    is on disk; one the kill interrupted is there whole or not at all. Returns the violations
+    and, per interrupted ticket, whether the file has it."""
+    problems: list[str] = []
+    applied: list[bool] = []
+    removals = after.bond_removals - before.bond_removals
+    for change in witness.owner_changes:
+        if change.action == REMOVE_PHONE:
+            gone = change.phone not in rows
+            if change.acknowledged and not gone:
+                problems.append(
+                    f"phone {change.phone} was revoked (the owner read the signed receipt) and "
+                    "its bond is still on the charger"
+                )
+            if change.interrupted:
+                applied.append(removals > 0)
+                lost = power_cut and witness.may_be_lost(change.phone)
+                if removals > 0 and not gone:
+                    problems.append(
+                        f"a revocation half applied: its bond_removed event is on disk, phone "
+                        f"{change.phone}'s bond too"
+                    )
+                if gone and removals == 0 and not lost:
+                    problems.append(
+                        f"a revocation half applied: phone {change.phone}'s bond is gone "
+                        "without its bond_removed event"
+                    )
+            continue
+        live = after.pin.digits
+        if change.acknowledged and change.epoch is not None and change.generation is not None:
+            now, receipt = (after.generation, after.epoch), (change.generation, change.epoch)
+            if now < receipt:
+                problems.append(
+                    f"an acknowledged PIN change is lost: generation/epoch {now} on disk, "
+                    f"{receipt} in its receipt"
+                )
+            elif now == receipt and live != change.new_pin:
+                problems.append(
+                    "an acknowledged PIN change is lost: the charger pairs with another PIN "
+                    "than the one its receipt names"
+                )
+            if live == change.old_pin:
+                problems.append("the PIN from before an acknowledged PIN change works again")
+        if change.interrupted:
+            changed = after.pin_changes > before.pin_changes
+            applied.append(changed)
+            expected = change.new_pin if changed else change.old_pin
+            if live != expected:
+                which = (
+                    "the new"
+                    if live == change.new_pin
+                    else "the old"
+                    if (live == change.old_pin)
+                    else "neither the old nor the new"
+                )
+                problems.append(
+                    f"a PIN change half applied: its pin_changed event is "
+                    f"{'on disk' if changed else 'not on disk'}, the charger pairs with {which} "
+                    "PIN"
+                )
+    return problems, applied
 
 
 def file_problems(disk: OnDisk) -> list[str]:
@@ -220,7 +327,7 @@ def went_backwards(
     if after.successes < before.successes - unsynced:
         yield f"pairing_ok events went backwards: {before.successes} -> {after.successes}"
     for address in sorted(set(before.addresses) - set(after.addresses) - set(allowed)):
-        yield f"bond {address} was lost (the workload deletes none)"
+        yield f"bond {address} was lost (no owner ticket revoked it)"
 
 
 def confirmed_problems(bond: ConfirmedBond, rows: Mapping[str, str]) -> Iterator[str]:
