@@ -199,10 +199,11 @@ def test_a_missing_or_failing_compiler_is_a_clear_error(
 
 @pytest.mark.slow
 def test_a_short_power_cut_loop_through_the_cli(tmp_path: Path) -> None:
-    """Seed 13 kills as a phone finishes a pairing, in both iterations: the second cut lands
-    after a guest's confirmed bond with no refusal since, so it takes that bond back."""
+    """Seed 222 kills as a phone finishes a pairing, in both iterations (and plans no owner
+    ticket): the second cut lands after a guest's confirmed bond with no refusal since, so it
+    takes that bond back."""
     report_path = tmp_path / "cut.json"
-    arguments = ["--power-cut", "--iterations", "2", "--seed", "13", "--json", str(report_path)]
+    arguments = ["--power-cut", "--iterations", "2", "--seed", "222", "--json", str(report_path)]
     result = CliRunner().invoke(app, ["lab", "crash-loop", *arguments])
     report = json.loads(report_path.read_text())
     assert result.exit_code == 0, (result.output, [r["violations"] for r in report["iterations"]])
@@ -218,3 +219,26 @@ def test_a_short_power_cut_loop_through_the_cli(tmp_path: Path) -> None:
         assert record["kill_moment"] == "bonded"
         assert set(record["power_cut"]) >= {"charger.db", "charger.db-shm"}
         assert record["failures_recorded"] >= record["failures_observed"]
+
+
+@pytest.mark.slow
+def test_a_revocation_acknowledged_at_the_cut_stays_through_the_cli(tmp_path: Path) -> None:
+    """Seed 92 plans a revocation first (the owner pairs, a guest pairs, the owner writes the
+    remove_phone ticket) and cuts the power the instant the owner holds its receipt: the bond
+    must be gone from the file and the revoked phone, holding its old bond, must be refused by
+    the restarted daemon."""
+    report_path = tmp_path / "revoke.json"
+    arguments = ["--power-cut", "--iterations", "1", "--seed", "92", "--json", str(report_path)]
+    result = CliRunner().invoke(app, ["lab", "crash-loop", *arguments])
+    report = json.loads(report_path.read_text())
+    [record] = report["iterations"]
+    assert result.exit_code == 0, (result.output, record["violations"])
+    assert "owner tickets" in result.output
+    assert record["kill_moment"] == "receipt" and record["killed"] == "as a phone saw receipt #1"
+    [ticket] = record["owner_tickets"]
+    assert ticket["action"] == "remove_phone" and ticket["acknowledged"] is True
+    assert record["after"]["bond_removals"] == record["before"]["bond_removals"] + 1
+    assert record["revoked_refused"] == [True]
+    totals = report["totals"]
+    assert totals["revocations"] == totals["owner_acknowledged"] == 1
+    assert totals["revoked_refused_after_restart"] == 1 and totals["violations"] == 0

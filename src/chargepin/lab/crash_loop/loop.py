@@ -53,6 +53,9 @@ from chargepin.lab.crash_loop.restart import serve_after_restart
 from chargepin.lab.crash_loop.workload import (
     AFTER_WORKLOAD,
     KILL_WEIGHTS,
+    OWNER_KILLS,
+    OWNER_SHARE,
+    OWNER_STEPS,
     STEP_WEIGHTS,
     Chain,
     Killer,
@@ -86,9 +89,16 @@ so each phone takes the next one: a controller is reused only after the seven ot
 class CrashLoop:
     """The radio, one daemon child at a time, and the iterations."""
 
-    def __init__(self, directory: Path, rng: random.Random, power_cut: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        rng: random.Random,
+        power_cut: bool = False,
+        owner_rng: random.Random | None = None,
+    ) -> None:
         self.directory = directory
         self.rng = rng
+        self.owner_rng = owner_rng or random.Random(0)
         self.shim = shim_library() if power_cut else None
         self.charger_port, *phone_ports = free_ports(1 + PHONE_CONTROLLERS)
         self.ports = [self.charger_port, *phone_ports]
@@ -137,13 +147,14 @@ class CrashLoop:
         directory = self.directory / f"charger{self.chains:03d}"
         directory.mkdir()
         serial = f"CP-CRASH-{self.chains:03d}"
+        secret = self.rng.randbytes(32)
         provisioned = provision_charger(
             directory / "charger.db",
             serial=serial,
             model=MODEL,
             firmware=FIRMWARE,
             produced=PRODUCED,
-            secret=self.rng.randbytes(32),
+            secret=secret,
             profile=PROFILE,
         )
         chain = Chain(
@@ -152,6 +163,7 @@ class CrashLoop:
             serial,
             provisioned.identity.address,
             self.rng.randint(*CHAIN_LENGTH),
+            secret,
         )
         self.daemon = await self._start_daemon(chain)
         self.totals.chargers += 1
@@ -172,9 +184,9 @@ class CrashLoop:
             raise ServiceError(f"the daemon announced {fields}, expected {chain.address}")
         return daemon
 
-    def _plan(self, locked: bool) -> tuple[list[Step], KillMoment, float, int]:
-        """The steps, the kill moment, the delay of a random kill and the event count of a
-        triggered one. While locked no pairing completes: a kill as a phone finishes pairing
+    def _plan(self, locked: bool) -> tuple[list[Step], KillMoment, int, float]:
+        """The steps, the kill moment, the event count of a triggered one and the delay of a
+        random one. While locked no pairing completes: a kill as a phone finishes pairing
         becomes one as a phone is refused."""
         steps = list(STEP_WEIGHTS)
         plan = self.rng.choices(steps, [STEP_WEIGHTS[s] for s in steps], k=PLAN_LENGTH)
@@ -191,7 +203,23 @@ class CrashLoop:
             plan[self.rng.randrange(PLAN_LENGTH)] = sorted(wanted[moment])[0]
         chosen = sum(step in wanted.get(moment, set()) for step in plan)
         target = self.rng.randint(1, max(chosen, 1))
-        return plan, moment, delay, target
+        return (*self._owner_plan(plan, moment, target), delay)
+
+    def _owner_plan(
+        self, plan: list[Step], moment: KillMoment, target: int
+    ) -> tuple[list[Step], KillMoment, int]:
+        """In a share of the iterations, one owner ticket inserted among the phones' steps, and
+        half the time the kill moved to it (drawn from `owner_rng`: a seed keeps its plan of
+        the phones' steps and kills)."""
+        rng = self.owner_rng
+        if rng.random() >= OWNER_SHARE:
+            return plan, moment, target
+        plan = list(plan)
+        plan.insert(rng.randint(0, len(plan)), rng.choice(OWNER_STEPS))
+        if rng.random() < 0.5:
+            moments = list(OWNER_KILLS)
+            return plan, rng.choices(moments, [OWNER_KILLS[m] for m in moments])[0], 1
+        return plan, moment, target
 
     async def iteration(self, index: int) -> dict[str, Any]:
         """One workload, one kill -9, the checks with the daemon down, the restart."""
@@ -201,10 +229,11 @@ class CrashLoop:
         assert daemon is not None
         before = SecurityState.read(chain.state)
         locked = lockout.is_locked(PROFILES[PROFILE].lockout, before.lockout, time.time())
-        plan, moment, delay, target = self._plan(locked)
+        plan, moment, target, delay = self._plan(locked)
         witness = Witness(paired_at=dict(chain.repaired_at))
         killer = Killer(daemon, moment, target, witness)
-        workload = Workload(Phones(self.phone_ports, chain, witness, killer), chain, self.rng)
+        phones = Phones(self.phone_ports, chain, witness, killer)
+        workload = Workload(phones, chain, self.rng, self.owner_rng)
         timing = await self._kill_during(workload, plan, killer, delay, index)
         self.daemon = None
         cut = None if self.shim is None else DurableImage.beside(chain.state).cut()
@@ -213,6 +242,11 @@ class CrashLoop:
         power_cut = self.shim is not None
         check = check_state(chain.state, before, witness, confirmed, power_cut=power_cut)
         chain.confirmed = {a: b for a, b in confirmed.items() if a not in check.successes_lost}
+        if check.after is not None:
+            # A revoked phone the file no longer bonds must not get back in (restart checks).
+            bonded = set(check.after.addresses)
+            chain.revoked = [p for a, p in chain.revoking.items() if a not in bonded]
+        chain.revoking = {}
         violations = list(check.violations)
         if killer.died_on_its_own:
             violations.append(f"the daemon had exited before the kill:\n{daemon.stderr()[-2000:]}")
@@ -291,7 +325,7 @@ async def crash_loop_report(
         raise ValueError(f"iterations must be at least 1, got {iterations}")
     _quiet_logs()
     directory = Path(tempfile.mkdtemp(prefix="chargepin-crash-loop-"))
-    loop = CrashLoop(directory, random.Random(seed), power_cut)
+    loop = CrashLoop(directory, random.Random(seed), power_cut, random.Random(f"owner-{seed}"))
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
     try:

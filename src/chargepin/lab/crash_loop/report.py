@@ -32,7 +32,24 @@ def state_record(state: SecurityState) -> dict[str, Any]:
         "epoch": state.epoch,
         "locked_until": state.lockout.locked_until,
         "bonds": len(state.bonds),
+        "pin_changes": state.pin_changes,
+        "bond_removals": state.bond_removals,
     }
+
+
+def owner_records(killer: Killer, check: StateCheck) -> list[dict[str, Any]]:
+    """The owner tickets the workload wrote, and whether the file has those the kill cut off."""
+    applied = iter(check.owner_applied)
+    return [
+        {
+            "action": change.action,
+            "acknowledged": change.acknowledged,
+            "interrupted": change.interrupted,
+            "receipt_s": change.receipt_s,
+            "applied": next(applied, None) if change.interrupted else change.acknowledged or None,
+        }
+        for change in killer.witness.owner_changes
+    ]
 
 
 def iteration_record(
@@ -76,6 +93,7 @@ def iteration_record(
         "anomalies": witness.anomalies,
         "successes_lost": list(check.successes_lost),
         "successes_synced": check.successes_synced,
+        "owner_tickets": owner_records(killer, check),
     }
 
 
@@ -88,6 +106,8 @@ class Totals:
     kills_during_pairing: int = 0
     kills_at_refusal: int = 0
     kills_at_bonded: int = 0
+    kills_at_ticket: int = 0
+    kills_at_receipt: int = 0
     kills_during_lockout: int = 0
     kills_idle: int = 0
     bonds_checked: int = 0
@@ -103,6 +123,13 @@ class Totals:
     successes_synced: int = 0
     cuts_that_lost_writes: int = 0
     paired_again: int = 0
+    owner_tickets: int = 0
+    revocations: int = 0
+    pin_changes: int = 0
+    owner_acknowledged: int = 0
+    owner_interrupted: int = 0
+    owner_interrupted_applied: int = 0
+    revoked_refused_after_restart: int = 0
     restarts_ok: int = 0
     anomalies: int = 0
     violations: int = 0
@@ -114,6 +141,8 @@ class Totals:
         self.kills_during_pairing += record["during_pairing"]
         self.kills_at_refusal += triggered and moment is KillMoment.REFUSAL
         self.kills_at_bonded += triggered and moment is KillMoment.BONDED
+        self.kills_at_ticket += triggered and moment is KillMoment.TICKET
+        self.kills_at_receipt += triggered and moment is KillMoment.RECEIPT
         self.kills_during_lockout += bool(record["during_lockout"])
         self.kills_idle += record["killed"] == AFTER_WORKLOAD
         self.bonds_checked += record["bonds_checked"]
@@ -130,6 +159,16 @@ class Totals:
         self.successes_synced += record["successes_synced"]
         self.paired_again += sum(r.get("paired_again") == "ok" for r in reconnects)
         self.restarts_ok += record.get("restart_s") is not None
+        tickets = record["owner_tickets"]
+        self.owner_tickets += len(tickets)
+        self.revocations += sum(t["action"] == "remove_phone" for t in tickets)
+        self.pin_changes += sum(t["action"] == "change_pin" for t in tickets)
+        self.owner_acknowledged += sum(t["acknowledged"] for t in tickets)
+        self.owner_interrupted += sum(t["interrupted"] for t in tickets)
+        self.owner_interrupted_applied += sum(
+            bool(t["interrupted"] and t["applied"]) for t in tickets
+        )
+        self.revoked_refused_after_restart += sum(record.get("revoked_refused", []))
         self.anomalies += len(record["anomalies"])
         self.violations += len(record["violations"])
 
@@ -157,6 +196,8 @@ def summary_table(report: dict[str, Any]) -> Table:
         ("kills during a pairing", totals["kills_during_pairing"]),
         ("  as the phone saw its refusal", totals["kills_at_refusal"]),
         ("  as the phone finished pairing", totals["kills_at_bonded"]),
+        ("kills just after an owner ticket went out", totals["kills_at_ticket"]),
+        ("kills as the owner got its receipt", totals["kills_at_receipt"]),
         ("kills during a lockout", totals["kills_during_lockout"]),
         ("kills after the workload (idle)", totals["kills_idle"]),
         ("bonds checked (rows after kills)", totals["bonds_checked"]),
@@ -176,6 +217,16 @@ def summary_table(report: dict[str, Any]) -> Table:
         ("power cuts that took back unsynced writes", totals["cuts_that_lost_writes"]),
         ("confirmed successes a power cut took back (allowed)", totals["successes_lost"]),
         ("confirmed successes a later refusal synced (kept)", totals["successes_synced"]),
+        (
+            "owner tickets (revocations + PIN changes)",
+            f"{totals['owner_tickets']} ({totals['revocations']} + {totals['pin_changes']})",
+        ),
+        ("  acknowledged (receipt read): all on disk", totals["owner_acknowledged"]),
+        (
+            "  cut off before the receipt: applied / all (whole either way)",
+            f"{totals['owner_interrupted_applied']} / {totals['owner_interrupted']}",
+        ),
+        ("revoked phones refused after restart", totals["revoked_refused_after_restart"]),
         ("restarts serving", totals["restarts_ok"]),
         ("anomalies (phone errors, daemon alive)", totals["anomalies"]),
         ("violations", totals["violations"]),

@@ -1,7 +1,9 @@
 """After a kill: the daemon restarted on the same file must serve again.
 
 The open info says the file's epoch; a lock in force before the kill still refuses the right
-PIN; the owner and the newest guests, bonded, reconnect without PIN and read the status. A bond
+PIN; a phone an owner ticket revoked (its bond gone from the file) cannot reconnect with the bond
+it still holds; the owner and the newest guests, bonded, reconnect without PIN and read the
+status. A bond
 the charger never proved may be lost, and after a power cut one the oracle allowed it to lose:
 the phone's encryption fails, it forgets the charger and pairs again with the PIN, which must
 work (unless a lock is on): a lost success costs a pairing, never the phone's access.
@@ -43,6 +45,9 @@ async def serve_after_restart(
         result["lock_after_restart"] = lock
         if lock not in ("refused", "not locked"):
             violations.append(f"a lock in force before the kill: {lock}")
+        revoked = [await stays_out(phones, chain, bonds, violations) for bonds in chain.revoked]
+        result["revoked_refused"] = revoked
+        chain.revoked = []
         for bonds in await bonded_phone_files(chain):
             reconnects.append(await reconnect(phones, chain, bonds, violations))
     except (Exception, asyncio.CancelledError) as error:  # the restarted charger did not serve
@@ -69,6 +74,26 @@ async def check_lock(attacker: Phone, chain: Chain, after: SecurityState, advert
     await link.disconnect()
     await attacker.forget(chain.address)
     return "served a pairing"
+
+
+async def stays_out(phones: Phones, chain: Chain, bonds: Path, violations: list[str]) -> bool:
+    """A revoked phone tries its old bond: the charger must not serve it a protected read.
+    Then it forgets the charger, as the app does when the encryption fails."""
+    async with phones.open(bonds, bonds.stem) as phone:
+        address = load_identity(phone.bonds).address
+        try:
+            async with asyncio.timeout(STEP_TIMEOUT):
+                link = await phone.connect(chain.serial)
+                await link.status()
+        except (Exception, asyncio.CancelledError) as error:
+            if not link_dropped(error):
+                raise
+            await phone.forget(chain.address)
+            return True
+        violations.append(f"revoked phone {address} reconnected with its old bond and was served")
+        await link.disconnect()
+        await phone.forget(chain.address)
+        return False
 
 
 async def bonded_phone_files(chain: Chain) -> list[Path]:

@@ -2,10 +2,13 @@
 the middle of them.
 
 Right-PIN pairings that write a bond (a new phone, or the owner pairing again), wrong PINs that
-count failures, move the epoch and cross the lockout threshold, bonded reconnects. The phones
-report what their own stacks see to a `Witness` (the oracle's input), and the `Killer` SIGKILLs
-the daemon after a seeded delay, the instant a phone sees the charger refuse its PIN, or the
-instant a phone finishes pairing.
+count failures, move the epoch and cross the lockout threshold, bonded reconnects, and in a share
+of the iterations one owner ticket over the owner's bonded link, as the app writes it: a guest's
+phone revoked (remove_phone: the bond removed in the ticket's transaction) or the PIN changed
+(change_pin: a custom PIN, or the next epoch). The phones report what their own stacks see to a
+`Witness` (the oracle's input), and the `Killer` SIGKILLs the daemon after a seeded delay, the
+instant a phone sees the charger refuse its PIN, the instant a phone finishes pairing, a seeded
+few milliseconds after the owner's ticket goes out, or the instant its receipt comes back.
 """
 
 from __future__ import annotations
@@ -26,11 +29,21 @@ from bumble.device import Connection
 
 from chargepin.charger.service import current_pin
 from chargepin.core.attempts import Refusal
+from chargepin.core.epochs import epoch_pin
 from chargepin.core.errors import ChargepinError
 from chargepin.core.pin import Pin, weakness
+from chargepin.core.protocol import AdminResult
 from chargepin.core.smp import REFUSAL_CODES, WRONG_PIN_CODES
-from chargepin.lab.crash_loop.oracle import ConfirmedBond, Witness
+from chargepin.core.tickets import Action, issue_ticket, seal_ticket, verify_receipt
+from chargepin.lab.crash_loop.oracle import (
+    CHANGE_PIN,
+    REMOVE_PHONE,
+    ConfirmedBond,
+    OwnerChange,
+    Witness,
+)
 from chargepin.lab.processes import Service
+from chargepin.lab.security_state import SecurityState
 from chargepin.phone.client import Phone
 from chargepin.phone.errors import ChargerLocked, WrongPin
 from chargepin.phone.identity import load_identity
@@ -58,9 +71,20 @@ class Step(StrEnum):
     PAIR_NEW = "pair_new"  # a new phone pairs with the PIN: a new bond row
     REPAIR = "repair"  # the owner forgets the charger and pairs again: its row is replaced
     RECONNECT = "reconnect"  # the owner reconnects with its bond and reads the status
+    REVOKE = "revoke"  # the owner revokes a guest's phone: a remove_phone ticket
+    CHANGE_PIN = "change_pin"  # the owner changes the PIN: a change_pin ticket
 
 
 STEP_WEIGHTS = {Step.WRONG_PIN: 3, Step.PAIR_NEW: 2, Step.REPAIR: 1, Step.RECONNECT: 2}
+"""The phones' steps (the owner's tickets are planned apart: OWNER_STEPS)."""
+
+OWNER_STEPS = (Step.REVOKE, Step.CHANGE_PIN)
+
+OWNER_SHARE = 0.5
+"""The share of iterations with one owner ticket among the phones' steps."""
+
+CUSTOM_PIN_SHARE = 0.5
+"""The share of change_pin tickets that set a custom PIN (the others move to the next epoch)."""
 
 
 class KillMoment(StrEnum):
@@ -69,9 +93,19 @@ class KillMoment(StrEnum):
     RANDOM = "random"  # a seeded delay into the workload
     REFUSAL = "refusal"  # the instant a phone sees the charger refuse its PIN (0x04 or 0x09)
     BONDED = "bonded"  # the instant a phone finishes pairing, before the charger may have stored
+    TICKET = "ticket"  # a seeded few ms after the owner's ticket went out, before its receipt
+    RECEIPT = "receipt"  # the instant the owner's phone holds the charger's signed receipt
 
 
 KILL_WEIGHTS = {KillMoment.RANDOM: 5, KillMoment.REFUSAL: 3, KillMoment.BONDED: 2}
+"""The kill moments of every iteration (one with an owner ticket may move it: OWNER_KILLS)."""
+
+OWNER_KILLS = {KillMoment.TICKET: 2, KillMoment.RECEIPT: 1}
+
+MAX_TICKET_KILL_DELAY = 0.012
+"""Seconds: a kill at "ticket" lands uniformly in [0, this] after the write goes out (the write,
+its SYNCED transaction and the receipt's read took 4-24 ms on the virtual radio), so it comes
+before the charger read the ticket, during its transaction, or after it."""
 
 
 AFTER_WORKLOAD = "after the workload"
@@ -127,8 +161,16 @@ class Chain:
     serial: str
     address: str
     iterations_left: int
+    secret: bytes = b""
+    """The charger's factory secret: the lab issues the owner's tickets (the fleet's job)."""
     confirmed: dict[str, ConfirmedBond] = field(default_factory=dict)
     guests: int = 0
+    guest_bonds: dict[str, Path] = field(default_factory=dict)
+    """The guests' bonds files by identity address, while no ticket revoked the phone."""
+    revoking: dict[str, Path] = field(default_factory=dict)
+    """The phones this workload's ticket revoked (acknowledged or not), by address."""
+    revoked: list[Path] = field(default_factory=list)
+    """Bonds files of revoked phones the file no longer bonds: the restart checks each fails."""
     repaired_at: dict[str, float] = field(default_factory=dict)
     """Bonds the last restart made by pairing again (Witness.paired_at of the next workload)."""
 
@@ -298,12 +340,20 @@ def wrong_pin(rng: random.Random, right: Pin) -> Pin:
 
 
 class Workload:
-    """The seeded steps of one iteration, run until the daemon dies under them."""
+    """The seeded steps of one iteration, run until the daemon dies under them. `owner_rng`
+    draws the owner's tickets apart from `rng`, so a seed plans the phones' steps as before."""
 
-    def __init__(self, phones: Phones, chain: Chain, rng: random.Random) -> None:
+    def __init__(
+        self,
+        phones: Phones,
+        chain: Chain,
+        rng: random.Random,
+        owner_rng: random.Random | None = None,
+    ) -> None:
         self.phones = phones
         self.chain = chain
         self.rng = rng
+        self.owner_rng = owner_rng or rng
         self.steps_done = 0
 
     async def run(self, plan: list[Step]) -> None:
@@ -345,10 +395,9 @@ class Workload:
                 await link.disconnect()
                 await attacker.forget(chain.address)
         elif step is Step.PAIR_NEW:
-            chain.guests += 1
-            bonds = chain.directory / f"guest{chain.guests}-bonds.db"
-            async with self.phones.open(bonds, f"guest{chain.guests}") as guest:
-                await self._pair(guest)
+            await self._pair_guest()
+        elif step in OWNER_STEPS:
+            await self._owner_ticket(step, owner)
         elif step is Step.REPAIR:
             await owner.forget(chain.address)
             self.phones.witness.bond_changes[load_identity(owner.bonds).address] = None
@@ -360,6 +409,81 @@ class Workload:
             await link.status()
             await self.phones.confirm(owner)
             await link.disconnect()
+
+    async def _pair_guest(self) -> None:
+        chain = self.chain
+        chain.guests += 1
+        bonds = chain.directory / f"guest{chain.guests}-bonds.db"
+        async with self.phones.open(bonds, f"guest{chain.guests}") as guest:
+            await self._pair(guest)
+            address = load_identity(guest.bonds).address
+            if self.phones.witness.bond_changes.get(address) is not None:
+                chain.guest_bonds[address] = bonds
+
+    def _revocable(self) -> str | None:
+        """The newest guest whose bond the charger proved and no ticket revoked yet."""
+        confirmed = self.chain.confirmed_after(self.phones.witness)
+        return next((a for a in reversed(self.chain.guest_bonds) if a in confirmed), None)
+
+    async def _owner_ticket(self, step: Step, owner: Phone) -> None:
+        """The owner's app applies one ticket over its bonded link: read a challenge, write the
+        ticket, read the signed receipt (ChargerLink.submit_ticket)."""
+        chain, witness, killer = self.chain, self.phones.witness, self.phones.killer
+        if await owner.bonds.get(chain.address) is None:
+            await self._pair(owner)  # the owner's phone pairs first, as the app does
+            if await owner.bonds.get(chain.address) is None:
+                return  # locked out
+        target = None
+        if step is Step.REVOKE and (target := self._revocable()) is None:
+            await self._pair_guest()  # someone to revoke
+            if (target := self._revocable()) is None:
+                return
+        link = await owner.connect(chain.serial)
+        challenge = await link.read_challenge()
+        now = SecurityState.read(chain.state)  # the PIN pairing needs until the ticket applies
+        if step is Step.REVOKE:
+            assert target is not None
+            change = OwnerChange(REMOVE_PHONE, now.pin.digits, phone=target)
+            action, args = Action.REMOVE_PHONE, {"address": target.split("/")[0]}
+            # The app stops using the revoked phone from the moment the owner asks.
+            witness.bond_changes[target] = None
+            chain.revoking[target] = chain.guest_bonds.pop(target)
+        else:
+            if self.owner_rng.random() < CUSTOM_PIN_SHARE:
+                pin = wrong_pin(self.owner_rng, now.pin)
+                args = {"pin": pin.digits}
+            else:
+                pin = epoch_pin(chain.secret, chain.serial, now.epoch + 1, now.generation)
+                args = {"next_epoch": "1"}
+            change = OwnerChange(CHANGE_PIN, now.pin.digits, new_pin=pin.digits)
+            action = Action.CHANGE_PIN
+        ticket = issue_ticket(chain.serial, challenge, action, args, time.time())
+        blob = seal_ticket(chain.secret, ticket)
+        delay = self.owner_rng.uniform(0.0, MAX_TICKET_KILL_DELAY)
+        change.sent_at = time.monotonic()
+        witness.owner_changes.append(change)
+        write = asyncio.create_task(link.submit_ticket(blob))
+        write.add_done_callback(lambda done: self._receipt(done, change))
+        if killer is not None and killer.moment is KillMoment.TICKET:
+            asyncio.get_running_loop().call_later(delay, killer.observe, KillMoment.TICKET)
+        try:
+            await write
+        finally:
+            change.interrupted = self.phones.killed() and not change.acknowledged
+        if not self.phones.killed():
+            await link.disconnect()
+
+    def _receipt(self, write: asyncio.Task[AdminResult], change: OwnerChange) -> None:
+        """The write's answer came back: with the daemon alive, the owner holds its receipt."""
+        if write.cancelled() or write.exception() is not None or self.phones.killed():
+            return
+        receipt = verify_receipt(self.chain.secret, self.chain.serial, write.result().receipt)
+        change.acknowledged = True
+        change.receipt_s = round(time.monotonic() - change.sent_at, 4)
+        change.epoch, change.generation = receipt.epoch, receipt.generation
+        self.phones.witness.synced_at.append(change.sent_at)
+        if self.phones.killer is not None:
+            self.phones.killer.observe(KillMoment.RECEIPT)
 
     async def _pair(self, phone: Phone) -> None:
         with contextlib.suppress(ChargerLocked):
