@@ -243,9 +243,15 @@ class CrashLoop:
         check = check_state(chain.state, before, witness, confirmed, power_cut=power_cut)
         chain.confirmed = {a: b for a, b in confirmed.items() if a not in check.successes_lost}
         if check.after is not None:
-            # A revoked phone the file no longer bonds must not get back in (restart checks).
+            # A phone revoked by an acknowledged ticket, or whose bond the file no longer holds,
+            # must not get back in with its old bond (the restart tries).
             bonded = set(check.after.addresses)
-            chain.revoked = [p for a, p in chain.revoking.items() if a not in bonded]
+            acknowledged = {c.phone for c in witness.owner_changes if c.acknowledged}
+            chain.revoked = [
+                path
+                for address, path in chain.revoking.items()
+                if address not in bonded or address in acknowledged
+            ]
         chain.revoking = {}
         violations = list(check.violations)
         if killer.died_on_its_own:

@@ -170,7 +170,8 @@ class Chain:
     revoking: dict[str, Path] = field(default_factory=dict)
     """The phones this workload's ticket revoked (acknowledged or not), by address."""
     revoked: list[Path] = field(default_factory=list)
-    """Bonds files of revoked phones the file no longer bonds: the restart checks each fails."""
+    """Bonds files of the phones revoked by an acknowledged ticket or no longer bonded by the
+    file: the restart checks each is refused."""
     repaired_at: dict[str, float] = field(default_factory=dict)
     """Bonds the last restart made by pairing again (Witness.paired_at of the next workload)."""
 
