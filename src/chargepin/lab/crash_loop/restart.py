@@ -19,7 +19,7 @@ from typing import Any
 from chargepin.charger.service import current_pin
 from chargepin.lab.crash_loop.workload import STEP_TIMEOUT, Chain, Phones, describe, link_dropped
 from chargepin.lab.security_state import SecurityState
-from chargepin.phone.client import Phone
+from chargepin.phone.client import ChargerLink, Phone
 from chargepin.phone.errors import ChargerLocked
 from chargepin.phone.identity import load_identity
 from chargepin.radio.keystore import open_keystore_file
@@ -76,18 +76,27 @@ async def check_lock(attacker: Phone, chain: Chain, after: SecurityState, advert
     return "served a pairing"
 
 
+async def bonded_status(phone: Phone, chain: Chain) -> ChargerLink | BaseException:
+    """The phone reconnects with its bond, without PIN, and reads the status (protected): the
+    link, or the error with which the charger dropped it (anything else is raised)."""
+    try:
+        async with asyncio.timeout(STEP_TIMEOUT):
+            link = await phone.connect(chain.serial)
+            await link.status()
+    except (Exception, asyncio.CancelledError) as error:
+        if not link_dropped(error):
+            raise
+        return error
+    return link
+
+
 async def stays_out(phones: Phones, chain: Chain, bonds: Path, violations: list[str]) -> bool:
     """A revoked phone tries its old bond: the charger must not serve it a protected read.
     Then it forgets the charger, as the app does when the encryption fails."""
     async with phones.open(bonds, bonds.stem) as phone:
         address = load_identity(phone.bonds).address
-        try:
-            async with asyncio.timeout(STEP_TIMEOUT):
-                link = await phone.connect(chain.serial)
-                await link.status()
-        except (Exception, asyncio.CancelledError) as error:
-            if not link_dropped(error):
-                raise
+        link = await bonded_status(phone, chain)
+        if isinstance(link, BaseException):
             await phone.forget(chain.address)
             return True
         violations.append(f"revoked phone {address} reconnected with its old bond and was served")
@@ -119,13 +128,9 @@ async def reconnect(
     async with phones.open(bonds, bonds.stem) as phone:
         address = load_identity(phone.bonds).address
         confirmed = address in chain.confirmed
-        try:
-            async with asyncio.timeout(STEP_TIMEOUT):
-                link = await phone.connect(chain.serial)
-                await link.status()
-        except (Exception, asyncio.CancelledError) as error:
-            if not link_dropped(error):
-                raise
+        link = await bonded_status(phone, chain)
+        if isinstance(link, BaseException):
+            error = link
             await phone.forget(chain.address)  # what the app does: pair again
             chain.confirmed.pop(address, None)
             if confirmed:
