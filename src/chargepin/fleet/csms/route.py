@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import secrets
@@ -70,6 +71,8 @@ class Hub:
         self.process = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"[:128]
         """This gateway's id (csms_gateways.id, named by its chargers' connection rows)."""
         self.sessions: dict[int, StationSession] = {}
+        self.taken = itertools.count(1)
+        """Turns of this process's takes of a charger in the registry (`adopt`)."""
         self.wakes: dict[int, asyncio.Event] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tasks: list[asyncio.Task[None]] = []
@@ -191,11 +194,23 @@ class Hub:
         if event is not None and self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(event.set)
 
-    async def adopt(self, session: StationSession) -> None:
+    async def adopt(self, session: StationSession, taken: int) -> bool:
+        """Make `session` this process's socket of its charger, closing the one it replaces.
+
+        `taken` is its turn (`self.taken`) drawn under the charger's row lock as it took the
+        charger in the registry, so turns follow the registry's order. Two connections of one
+        charger at once may come back here in the other order; False then: a connection that
+        took the charger after this one is already here, and this one is the superseded one
+        (else the newer socket would be closed while the registry names it, and the charger
+        shown offline while connected)."""
         older = self.sessions.get(session.charger_id)
+        if older is not None and older.taken > taken:
+            return False
+        session.taken = taken
         self.sessions[session.charger_id] = session
         if older is not None and older is not session:
             await older.close("a newer connection of this charger took over")
+        return True
 
     def drop(self, session: StationSession) -> None:
         if self.sessions.get(session.charger_id) is session:
@@ -266,12 +281,13 @@ async def station(websocket: WebSocket, serial: str) -> None:
         await asyncio.to_thread(hub._db, gateways.beat, gateways.wall_now())
     connection_id = secrets.token_hex(16)
 
-    def take() -> None:
+    def take() -> int:
         with transaction(fleet.sessions) as db:
             registry.take(db, charger_id, connection_id, hub.process, utc_now(fleet.clock))
+            return next(hub.taken)  # drawn before the commit, under the charger's row lock
 
     try:
-        await run_in_threadpool(take)
+        taken = await run_in_threadpool(take)
     except (sa_exc.DBAPIError, sa_exc.TimeoutError) as failure:
         if refusal(failure) is None:
             raise
@@ -287,7 +303,9 @@ async def station(websocket: WebSocket, serial: str) -> None:
         hub.wake_event(charger_id),
         hub.events,
     )
-    await hub.adopt(session)
+    if not await hub.adopt(session, taken):
+        await session.close("a newer connection of this charger took over")
+        return
     try:
         await session.serve()
     finally:

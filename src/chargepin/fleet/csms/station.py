@@ -154,6 +154,8 @@ class StationSession(ChargePoint):  # type: ignore[misc]  # the ocpp package is 
         self.events = writer
         self.booted = asyncio.Event()
         self.superseded = False
+        self.taken = 0
+        """Its turn as it took the charger in the registry (`route.Hub.adopt`)."""
 
     # ------------------------------------------------------------------ the connection's life
 
