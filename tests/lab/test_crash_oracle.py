@@ -21,7 +21,7 @@ from chargepin.lab.crash_loop import (
     bond_problems,
     judge,
 )
-from chargepin.lab.crash_loop.oracle import CHANGE_PIN, REMOVE_PHONE
+from chargepin.lab.crash_loop.oracle import CHANGE_PIN, FORGET_BONDS, REMOVE_PHONE
 from chargepin.lab.security_state import SecurityState
 from chargepin.radio.keystore import BondInfo
 
@@ -429,4 +429,84 @@ def test_a_pin_change_the_kill_cut_off_is_whole_or_absent() -> None:
     assert judge(before, disk(event_only), cut_off, {}).violations == (
         "a PIN change half applied: its pin_changed event is on disk, the charger pairs with "
         "the old PIN",
+    )
+
+
+def forgot(*, acknowledged: bool = False, interrupted: bool = False) -> Witness:
+    """A change_pin ticket with forget_bonds=1, written as the file held PHONE's and OTHER's
+    bonds (the owner's own among them: the charger deletes them all)."""
+    change = OwnerChange(
+        FORGET_BONDS,
+        OLD_PIN,
+        new_pin=NEW_PIN,
+        forgotten={PHONE: NOW, OTHER: NOW},
+        sent_at=20.0,
+        interrupted=interrupted,
+    )
+    if acknowledged:
+        change.acknowledged, change.epoch, change.generation = True, 0, 0
+    return Witness(owner_changes=[change])
+
+
+def forgotten(*bonds: str) -> SecurityState:
+    """The file with the new PIN and its pin_changed event, and `bonds` (of the 2 paired)."""
+    after = state(bonds=bonds, successes=2)
+    return dataclasses.replace(after, pin=Pin(NEW_PIN), custom_pin=Pin(NEW_PIN), pin_changes=1)
+
+
+def test_an_acknowledged_forget_bonds_deletes_every_bond_for_good() -> None:
+    """SYNCED: once the owner read the receipt, no bond the file held as the ticket went out is
+    there (a phone that paired again since has a new row), and the new PIN holds."""
+    before = state(bonds=(PHONE, OTHER))
+    acknowledged = forgot(acknowledged=True)
+    for power_cut in (False, True):
+        check = judge(before, disk(forgotten()), acknowledged, CONFIRMED, power_cut=power_cut)
+        assert check.violations == () and check.bonds_forgotten == (OTHER, PHONE)
+        kept = judge(before, disk(forgotten(PHONE)), acknowledged, {}, power_cut=power_cut)
+        assert kept.violations == (
+            f"bonds forgotten by an acknowledged change_pin ticket are still on the charger: "
+            f"{PHONE}",
+        )
+        lost = judge(before, disk(before), acknowledged, {}, power_cut=power_cut).violations
+        assert lost == (
+            f"bonds forgotten by an acknowledged change_pin ticket are still on the charger: "
+            f"{OTHER}, {PHONE}",
+            "an acknowledged PIN change is lost: the charger pairs with another PIN than the "
+            "one its receipt names",
+            "the PIN from before an acknowledged PIN change works again",
+        )
+    # The owner paired again with the new PIN after the receipt: a new row, proven, kept.
+    again = forgot(acknowledged=True)
+    again.paired_at[PHONE] = 30.0
+    repaired = forgotten(PHONE)
+    repaired = dataclasses.replace(repaired, bonds=(BondInfo(PHONE, True, NOW + 5),), successes=3)
+    check = judge(before, disk(repaired), again, CONFIRMED)
+    assert check.violations == () and check.bonds_forgotten == (OTHER,)
+    assert judge(before, disk(state(bonds=(OTHER,))), again, CONFIRMED).violations != ()
+
+
+def test_a_forget_bonds_the_kill_cut_off_is_whole_or_absent() -> None:
+    """All the bonds gone with the new PIN and its pin_changed event, or none of the three."""
+    before = state(bonds=(PHONE, OTHER))
+    cut_off = forgot(interrupted=True)
+    for power_cut in (False, True):
+        applied = judge(before, disk(forgotten()), cut_off, CONFIRMED, power_cut=power_cut)
+        assert applied.violations == () and applied.owner_applied == (True,)
+        assert applied.bonds_forgotten == (OTHER, PHONE)
+        absent = judge(before, disk(before), cut_off, CONFIRMED, power_cut=power_cut)
+        assert absent.violations == () and absent.owner_applied == (False,)
+        assert absent.bonds_forgotten == ()
+        half = judge(before, disk(forgotten(PHONE)), cut_off, CONFIRMED, power_cut=power_cut)
+        assert half.violations == (
+            "a forget_bonds half applied: its pin_changed event is on disk, 1 of its 2 bonds too",
+        )
+    unsaid = judge(before, disk(state(bonds=(PHONE,), successes=2)), cut_off, CONFIRMED)
+    assert unsaid.violations == (
+        f"bond {OTHER} was lost (no owner ticket revoked it)",
+        "a forget_bonds half applied: no pin_changed event on disk, and 1 of its 2 bonds are gone",
+    )
+    pin_only = dataclasses.replace(before, pin=Pin(NEW_PIN), custom_pin=Pin(NEW_PIN))
+    assert judge(before, disk(pin_only), cut_off, CONFIRMED).violations == (
+        "a PIN change half applied: its pin_changed event is not on disk, the charger pairs "
+        "with the new PIN",
     )

@@ -242,3 +242,29 @@ def test_a_revocation_acknowledged_at_the_cut_stays_through_the_cli(tmp_path: Pa
     totals = report["totals"]
     assert totals["revocations"] == totals["owner_acknowledged"] == 1
     assert totals["revoked_refused_after_restart"] == 1 and totals["violations"] == 0
+
+
+@pytest.mark.slow
+def test_a_forget_bonds_acknowledged_at_the_cut_stays_through_the_cli(tmp_path: Path) -> None:
+    """Seed 113 plans a change_pin with forget_bonds first (the owner pairs, a guest pairs, the
+    owner writes the ticket) and cuts the power the instant the owner holds its receipt: both
+    bonds must be gone with the PIN change, the guest holding its old bond refused by the
+    restarted daemon, and the owner, its old bond refused too, pairs again with the new PIN."""
+    report_path = tmp_path / "forget.json"
+    arguments = ["--power-cut", "--iterations", "1", "--seed", "113", "--json", str(report_path)]
+    result = CliRunner().invoke(app, ["lab", "crash-loop", *arguments])
+    report = json.loads(report_path.read_text())
+    [record] = report["iterations"]
+    assert result.exit_code == 0, (result.output, record["violations"])
+    assert record["kill_moment"] == "receipt" and record["killed"] == "as a phone saw receipt #1"
+    [ticket] = record["owner_tickets"]
+    assert ticket["action"] == "change_pin forget_bonds" and ticket["acknowledged"] is True
+    assert ticket["bonds"] == 2 and len(record["bonds_forgotten"]) == 2
+    assert record["after"]["bonds"] == 0
+    assert record["after"]["pin_changes"] == record["before"]["pin_changes"] + 1
+    assert record["revoked_refused"] == [True]
+    [owner] = record["reconnects"]
+    assert owner["ok"] is False and owner["paired_again"] == "ok"
+    totals = report["totals"]
+    assert totals["forget_bonds"] == totals["owner_acknowledged"] == 1
+    assert totals["bonds_forgotten"] == 2 and totals["violations"] == 0

@@ -52,6 +52,7 @@ from chargepin.lab.crash_loop.report import (
 from chargepin.lab.crash_loop.restart import serve_after_restart
 from chargepin.lab.crash_loop.workload import (
     AFTER_WORKLOAD,
+    FORGET_SHARE,
     KILL_WEIGHTS,
     OWNER_KILLS,
     OWNER_SHARE,
@@ -215,7 +216,10 @@ class CrashLoop:
         if rng.random() >= OWNER_SHARE:
             return plan, moment, target
         plan = list(plan)
-        plan.insert(rng.randint(0, len(plan)), rng.choice(OWNER_STEPS))
+        step = rng.choice(OWNER_STEPS)
+        if step is Step.CHANGE_PIN and rng.random() < FORGET_SHARE:
+            step = Step.FORGET
+        plan.insert(rng.randint(0, len(plan)), step)
         if rng.random() < 0.5:
             moments = list(OWNER_KILLS)
             return plan, rng.choices(moments, [OWNER_KILLS[m] for m in moments])[0], 1
@@ -241,12 +245,14 @@ class CrashLoop:
         confirmed = chain.confirmed_after(witness)
         power_cut = self.shim is not None
         check = check_state(chain.state, before, witness, confirmed, power_cut=power_cut)
-        chain.confirmed = {a: b for a, b in confirmed.items() if a not in check.successes_lost}
+        gone = {*check.successes_lost, *check.bonds_forgotten}
+        chain.confirmed = {a: b for a, b in confirmed.items() if a not in gone}
         if check.after is not None:
             # A phone revoked by an acknowledged ticket, or whose bond the file no longer holds,
             # must not get back in with its old bond (the restart tries).
             bonded = set(check.after.addresses)
             acknowledged = {c.phone for c in witness.owner_changes if c.acknowledged}
+            acknowledged.update(check.bonds_forgotten)
             chain.revoked = [
                 path
                 for address, path in chain.revoking.items()

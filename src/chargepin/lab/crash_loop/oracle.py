@@ -56,6 +56,10 @@ class ConfirmedBond:
 REMOVE_PHONE, CHANGE_PIN = "remove_phone", "change_pin"
 """The owner tickets the workload writes (core.tickets.Action values)."""
 
+FORGET_BONDS = "change_pin forget_bonds"
+"""A change_pin ticket with forget_bonds=1: the charger deletes every bond (the owner's too) in
+the transaction that changes the PIN and records its one pin_changed event."""
+
 
 @dataclass
 class OwnerChange:
@@ -65,6 +69,9 @@ class OwnerChange:
     old_pin: str  # the PIN pairing needed just before the ticket was written
     new_pin: str = ""  # CHANGE_PIN: the PIN the ticket makes live
     phone: str = ""  # REMOVE_PHONE: the revoked phone's identity address (the bond's key)
+    forgotten: dict[str, float] = field(default_factory=dict)
+    """FORGET_BONDS: every bond in the file as the ticket went out (address -> its row's
+    created time: a bond paired again after an acknowledged ticket is another row)."""
     sent_at: float = 0.0  # monotonic, as the ticket's write went out
     acknowledged: bool = False  # the owner's phone read the charger's signed receipt
     epoch: int | None = None  # the receipt's epoch and PIN generation
@@ -128,6 +135,9 @@ class StateCheck:
     """Bonds a pairing made and a later refusal's SYNCED commit made durable: checked kept."""
     owner_applied: tuple[bool, ...] = ()
     """Per owner ticket the kill interrupted (written, no receipt): whether the file has it."""
+    bonds_forgotten: tuple[str, ...] = ()
+    """Phones whose bond a forget_bonds ticket deleted (acknowledged, or interrupted and in the
+    file): no longer proven, the restart expects them refused and pairing again."""
 
 
 def judge(
@@ -159,8 +169,10 @@ def judge(
     ]
     unsynced = sum(map(witness.may_be_lost, witness.paired_at)) if power_cut else 0
     revoked = [change.phone for change in witness.owner_changes if change.phone]
-    violations.extend(went_backwards(before, after, allowed=[*lost, *revoked], unsynced=unsynced))
     owner, applied = owner_problems(before, after, disk.bonds, witness, power_cut=power_cut)
+    forgotten = forgotten_bonds(before, after, witness)
+    allowed = [*lost, *revoked, *forgotten]
+    violations.extend(went_backwards(before, after, allowed=allowed, unsynced=unsynced))
     violations.extend(owner)
     if len(after.bonds) > after.successes:
         violations.append(
@@ -182,6 +194,8 @@ def judge(
         if until is None or until < seen_at - LOCK_CLOCK_SLACK:
             violations.append(f"a phone was refused as locked at {seen_at:.3f}; the lock is gone")
     for bond in confirmed.values():
+        if bond.phone in forgotten:
+            continue  # owner_problems checks the forget_bonds ticket whole or absent
         problems = list(confirmed_problems(bond, disk.bonds))
         if problems and power_cut and witness.may_be_lost(bond.phone):
             lost.append(bond.phone)
@@ -194,8 +208,27 @@ def judge(
     )
     lost_phones = tuple(sorted(set(lost)))
     return StateCheck(
-        after, len(disk.bonds), tuple(violations), lost_phones, synced, tuple(applied)
+        after,
+        len(disk.bonds),
+        tuple(violations),
+        lost_phones,
+        synced,
+        tuple(applied),
+        tuple(sorted(forgotten)),
     )
+
+
+def forgotten_bonds(before: SecurityState, after: SecurityState, witness: Witness) -> set[str]:
+    """The phones a forget_bonds ticket deleted: acknowledged, or interrupted and applied (its
+    pin_changed event on disk); not those that paired again after it (a new bond, checked)."""
+    changed = after.pin_changes > before.pin_changes
+    return {
+        address
+        for change in witness.owner_changes
+        if change.action == FORGET_BONDS and (change.acknowledged or changed)
+        for address in change.forgotten
+        if witness.paired_at.get(address, 0.0) <= change.sent_at
+    }
 
 
 def owner_problems(
@@ -234,6 +267,8 @@ def owner_problems(
                         "without its bond_removed event"
                     )
             continue
+        if change.action == FORGET_BONDS:
+            problems.extend(forget_problems(before, after, change, witness, power_cut=power_cut))
         live = after.pin.digits
         if change.acknowledged and change.epoch is not None and change.generation is not None:
             now, receipt = (after.generation, after.epoch), (change.generation, change.epoch)
@@ -267,6 +302,45 @@ def owner_problems(
                     "PIN"
                 )
     return problems, applied
+
+
+def forget_problems(
+    before: SecurityState,
+    after: SecurityState,
+    change: OwnerChange,
+    witness: Witness,
+    *,
+    power_cut: bool = False,
+) -> Iterator[str]:
+    """A forget_bonds ticket's bonds (its PIN is checked as any change_pin's): acknowledged,
+    every bond the file held as it went out is gone (a phone may have paired again since: a
+    new row); interrupted, all gone with its pin_changed event or all there without it."""
+    kept = {
+        bond.address for bond in after.bonds if change.forgotten.get(bond.address) == bond.created
+    }
+    changed = after.pin_changes > before.pin_changes
+    if change.acknowledged and kept:
+        yield (
+            f"bonds forgotten by an acknowledged change_pin ticket are still on the charger: "
+            f"{', '.join(sorted(kept))}"
+        )
+    if not change.interrupted:
+        return
+    if changed and kept:
+        yield (
+            f"a forget_bonds half applied: its pin_changed event is on disk, "
+            f"{len(kept)} of its {len(change.forgotten)} bonds too"
+        )
+    gone = [
+        address
+        for address in change.forgotten
+        if address not in kept and not (power_cut and witness.may_be_lost(address))
+    ]
+    if not changed and gone:
+        yield (
+            f"a forget_bonds half applied: no pin_changed event on disk, and {len(gone)} of its "
+            f"{len(change.forgotten)} bonds are gone"
+        )
 
 
 def file_problems(disk: OnDisk) -> list[str]:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from chargepin.core import lockout
 from chargepin.core.profiles import DEFAULT_PROFILE, PROFILES
-from chargepin.lab.crash_loop.oracle import StateCheck
+from chargepin.lab.crash_loop.oracle import FORGET_BONDS, StateCheck
 from chargepin.lab.crash_loop.workload import AFTER_WORKLOAD, Chain, Killer, KillMoment, Step
 from chargepin.lab.security_state import SecurityState
 
@@ -46,6 +46,7 @@ def owner_records(killer: Killer, check: StateCheck) -> list[dict[str, Any]]:
             "acknowledged": change.acknowledged,
             "interrupted": change.interrupted,
             "receipt_s": change.receipt_s,
+            **({"bonds": len(change.forgotten)} if change.action == FORGET_BONDS else {}),
             "applied": next(applied, None) if change.interrupted else change.acknowledged or None,
         }
         for change in killer.witness.owner_changes
@@ -94,6 +95,7 @@ def iteration_record(
         "successes_lost": list(check.successes_lost),
         "successes_synced": check.successes_synced,
         "owner_tickets": owner_records(killer, check),
+        "bonds_forgotten": list(check.bonds_forgotten),
     }
 
 
@@ -126,6 +128,9 @@ class Totals:
     owner_tickets: int = 0
     revocations: int = 0
     pin_changes: int = 0
+    forget_bonds: int = 0
+    bonds_forgotten: int = 0
+    """Bonds deleted by forget_bonds tickets the owner acknowledged or the file holds."""
     owner_acknowledged: int = 0
     owner_interrupted: int = 0
     owner_interrupted_applied: int = 0
@@ -163,6 +168,8 @@ class Totals:
         self.owner_tickets += len(tickets)
         self.revocations += sum(t["action"] == "remove_phone" for t in tickets)
         self.pin_changes += sum(t["action"] == "change_pin" for t in tickets)
+        self.forget_bonds += sum(t["action"] == FORGET_BONDS for t in tickets)
+        self.bonds_forgotten += len(record.get("bonds_forgotten", []))
         self.owner_acknowledged += sum(t["acknowledged"] for t in tickets)
         self.owner_interrupted += sum(t["interrupted"] for t in tickets)
         self.owner_interrupted_applied += sum(
@@ -218,8 +225,13 @@ def summary_table(report: dict[str, Any]) -> Table:
         ("confirmed successes a power cut took back (allowed)", totals["successes_lost"]),
         ("confirmed successes a later refusal synced (kept)", totals["successes_synced"]),
         (
-            "owner tickets (revocations + PIN changes)",
-            f"{totals['owner_tickets']} ({totals['revocations']} + {totals['pin_changes']})",
+            "owner tickets (revocations + PIN changes + PIN changes forgetting all bonds)",
+            f"{totals['owner_tickets']} ({totals['revocations']} + {totals['pin_changes']} + "
+            f"{totals['forget_bonds']})",
+        ),
+        (
+            "  bonds a forget_bonds ticket deleted (acknowledged or applied)",
+            totals["bonds_forgotten"],
         ),
         ("  acknowledged (receipt read): all on disk", totals["owner_acknowledged"]),
         (

@@ -37,6 +37,7 @@ from chargepin.core.smp import REFUSAL_CODES, WRONG_PIN_CODES
 from chargepin.core.tickets import Action, issue_ticket, seal_ticket, verify_receipt
 from chargepin.lab.crash_loop.oracle import (
     CHANGE_PIN,
+    FORGET_BONDS,
     REMOVE_PHONE,
     ConfirmedBond,
     OwnerChange,
@@ -73,12 +74,18 @@ class Step(StrEnum):
     RECONNECT = "reconnect"  # the owner reconnects with its bond and reads the status
     REVOKE = "revoke"  # the owner revokes a guest's phone: a remove_phone ticket
     CHANGE_PIN = "change_pin"  # the owner changes the PIN: a change_pin ticket
+    FORGET = "forget_bonds"  # the owner changes the PIN and forgets every bond: forget_bonds=1
 
 
 STEP_WEIGHTS = {Step.WRONG_PIN: 3, Step.PAIR_NEW: 2, Step.REPAIR: 1, Step.RECONNECT: 2}
 """The phones' steps (the owner's tickets are planned apart: OWNER_STEPS)."""
 
 OWNER_STEPS = (Step.REVOKE, Step.CHANGE_PIN)
+"""Drawn evenly; a change_pin becomes a FORGET in FORGET_SHARE of them (one more draw, only
+then: a seed's revocations stay as they were)."""
+
+FORGET_SHARE = 0.4
+"""The share of change_pin tickets with forget_bonds=1 (every bond deleted, the owner's too)."""
 
 OWNER_SHARE = 0.5
 """The share of iterations with one owner ticket among the phones' steps."""
@@ -397,7 +404,7 @@ class Workload:
                 await attacker.forget(chain.address)
         elif step is Step.PAIR_NEW:
             await self._pair_guest()
-        elif step in OWNER_STEPS:
+        elif step in (*OWNER_STEPS, Step.FORGET):
             await self._owner_ticket(step, owner)
         elif step is Step.REPAIR:
             await owner.forget(chain.address)
@@ -458,6 +465,13 @@ class Workload:
                 args = {"next_epoch": "1"}
             change = OwnerChange(CHANGE_PIN, now.pin.digits, new_pin=pin.digits)
             action = Action.CHANGE_PIN
+            if step is Step.FORGET:
+                args["forget_bonds"] = "1"
+                change.action = FORGET_BONDS
+                change.forgotten = {bond.address: bond.created for bond in now.bonds}
+                # The guests' phones keep their old bond: the restart checks they are refused.
+                for address in [a for a in chain.guest_bonds if a in change.forgotten]:
+                    chain.revoking[address] = chain.guest_bonds.pop(address)
         ticket = issue_ticket(chain.serial, challenge, action, args, time.time())
         blob = seal_ticket(chain.secret, ticket)
         delay = self.owner_rng.uniform(0.0, MAX_TICKET_KILL_DELAY)
@@ -471,8 +485,19 @@ class Workload:
             await write
         finally:
             change.interrupted = self.phones.killed() and not change.acknowledged
-        if not self.phones.killed():
+        if self.phones.killed():
+            return
+        if change.action != FORGET_BONDS:
             await link.disconnect()
+            return
+        # The charger drops every link once the receipt is read; the owner's app, told by the
+        # receipt its bond is gone, forgets the charger and pairs with the new PIN when next
+        # needed. The forgotten phones are no longer proven bonded.
+        with contextlib.suppress(Exception):
+            await link.disconnect()
+        await owner.forget(chain.address)
+        for address in change.forgotten:
+            witness.bond_changes[address] = None
 
     def _receipt(self, write: asyncio.Task[AdminResult], change: OwnerChange) -> None:
         """The write's answer came back: with the daemon alive, the owner holds its receipt."""
