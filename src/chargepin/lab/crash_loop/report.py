@@ -225,12 +225,12 @@ def summary_table(report: dict[str, Any]) -> Table:
         ("confirmed successes a power cut took back (allowed)", totals["successes_lost"]),
         ("confirmed successes a later refusal synced (kept)", totals["successes_synced"]),
         (
-            "owner tickets (revocations + PIN changes + PIN changes forgetting all bonds)",
+            "owner tickets (revoke + PIN change + forget_bonds)",
             f"{totals['owner_tickets']} ({totals['revocations']} + {totals['pin_changes']} + "
             f"{totals['forget_bonds']})",
         ),
         (
-            "  bonds a forget_bonds ticket deleted (acknowledged or applied)",
+            "  bonds deleted by forget_bonds (acked or applied)",
             totals["bonds_forgotten"],
         ),
         ("  acknowledged (receipt read): all on disk", totals["owner_acknowledged"]),
